@@ -1,0 +1,296 @@
+"""One forward pass per batch → every head of every layer and every layer, pooled into sentence vectors.
+
+Shapes (see ``docs/architecture.md``):
+
+* ``heads``  ``[n, L, H, d]``: head ``h`` of block ``l`` is that head's attention context softmax(QKᵀ/√d)·V, read
+  from the *input* of the block's attention output projection (so before W_O, dropout, residual and LayerNorm).
+* ``layers`` ``[n, L + 1, D]``: index 0 is the embeddings (the input of block 0), index ``l + 1`` the output of
+  block ``l`` (the residual stream after the block; for GPT-2 this is before the final ``ln_f``, as in the paper).
+
+Pooling happens inside the hooks, so memory per batch is ``[batch, L·H·d]`` rather than ``[batch, pos, L·H·d]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .models import Encoder
+
+__all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "encode", "iter_encode", "tokenize"]
+
+POOLINGS = ("cls", "last", "mean")
+VIEWS = ("heads", "layers")
+
+
+@dataclass
+class EncodedBatch:
+    """Pooled features of one forward pass.
+
+    ``indices`` are positions into the ``sentences`` given to :func:`iter_encode`; batches come longest first.
+    """
+
+    indices: np.ndarray
+    heads: np.ndarray | None
+    layers: np.ndarray | None
+    n_truncated: int
+
+
+@dataclass
+class Features:
+    """Pooled features of a list of sentences, in input order (float32)."""
+
+    heads: np.ndarray | None  # [n, L, H, d]
+    layers: np.ndarray | None  # [n, L + 1, D]
+    n_truncated: int = 0
+
+    def __len__(self) -> int:
+        arr = self.heads if self.heads is not None else self.layers
+        return 0 if arr is None else int(arr.shape[0])
+
+
+def check_pooling(pooling: str | None, encoder: Encoder) -> str:
+    """Return the pooling to use (the encoder's default when None), or raise naming the valid ones."""
+    if pooling is None:
+        return encoder.default_pooling
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}.")
+    return pooling
+
+
+def check_views(views: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(views, str):
+        views = tuple(v.strip() for v in views.split(",") if v.strip())
+    views = tuple(views)
+    bad = [v for v in views if v not in VIEWS]
+    if bad or not views:
+        raise ValueError(f"views={views!r}: each view must be one of {VIEWS}.")
+    return views
+
+
+def _check_sentences(sentences: Sequence[str]) -> list[str]:
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a sequence of strings, not one string; wrap it in a list: [sentence].")
+    out = list(sentences)
+    if not out:
+        raise ValueError("No sentences to encode: the input is empty.")
+    for i, s in enumerate(out):
+        if not isinstance(s, str):
+            raise TypeError(
+                f"sentence {i} is a {type(s).__name__}, not a str; join token lists first (' '.join(tokens))."
+            )
+    return out
+
+
+def tokenize(
+    encoder: Encoder, sentences: Sequence[str], max_length: int | None = None
+) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids of each sentence, with the tokenizer's own special tokens, truncated to the model's limit.
+
+    Returns the id lists and a boolean array marking the sentences that were truncated. A sentence that tokenizes to nothing (the empty string
+    in GPT-2) gets one token — BOS, else EOS, else UNK — so that every sentence has a vector.
+    """
+    tok = encoder.tokenizer
+    limit = min(encoder.max_length, max_length) if max_length else encoder.max_length
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            ids: list[list[int]] = tok(list(sentences), add_special_tokens=True, truncation=False)["input_ids"]
+            long = [i for i, x in enumerate(ids) if len(x) > limit]
+            if long:
+                cut = tok([sentences[i] for i in long], add_special_tokens=True, truncation=True, max_length=limit)
+                for i, x in zip(long, cut["input_ids"]):
+                    ids[i] = x
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    filler = next(
+        (t for t in (tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.pad_token_id) if t is not None), 0
+    )
+    for i, x in enumerate(ids):
+        if not x:
+            ids[i] = [filler]
+    truncated = np.zeros(len(ids), dtype=bool)
+    truncated[long] = True
+    return ids, truncated
+
+
+def _pool(x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool ``x [batch, pos, feat]`` over real tokens into ``[batch, feat]`` (float32)."""
+    x = x.float()
+    if pooling == "cls":
+        return x[:, 0]
+    if pooling == "last":
+        return x[torch.arange(x.shape[0], device=x.device), last]
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class _Hooks:
+    """Forward hooks that pool the head contexts and block outputs of one forward pass."""
+
+    def __init__(self, encoder: Encoder, pooling: str, views: tuple[str, ...]) -> None:
+        self.encoder = encoder
+        self.pooling = pooling
+        self.views = views
+        self.handles: list[Any] = []
+        self.mask: torch.Tensor | None = None
+        self.last: torch.Tensor | None = None
+        L = encoder.num_layers
+        self.heads: list[torch.Tensor | None] = [None] * L
+        self.layers: list[torch.Tensor | None] = [None] * (L + 1)
+
+    def _p(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.mask is not None and self.last is not None
+        return _pool(x, self.mask, self.last, self.pooling)
+
+    def __enter__(self) -> _Hooks:
+        enc = self.encoder
+        blocks = enc.blocks
+        if "heads" in self.views:
+            for layer in range(enc.num_layers):
+
+                def pre(module: Any, args: tuple, kwargs: dict, layer: int = layer) -> None:
+                    x = args[0] if args else next(iter(kwargs.values()))
+                    self.heads[layer] = self._p(x)
+
+                self.handles.append(enc.o_proj(layer).register_forward_pre_hook(pre, with_kwargs=True))
+        if "layers" in self.views:
+
+            def embed(module: Any, args: tuple, kwargs: dict) -> None:
+                x = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
+                self.layers[0] = self._p(x)
+
+            self.handles.append(blocks[0].register_forward_pre_hook(embed, with_kwargs=True))
+            for layer in range(enc.num_layers):
+
+                def post(module: Any, args: tuple, output: Any, layer: int = layer) -> None:
+                    out = output[0] if isinstance(output, (tuple, list)) else output
+                    self.layers[layer + 1] = self._p(out)
+
+                self.handles.append(blocks[layer].register_forward_hook(post))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+
+def iter_encode(
+    encoder: Encoder,
+    sentences: Sequence[str],
+    *,
+    pooling: str | None = None,
+    views: Sequence[str] | str = VIEWS,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    progress: bool | None = None,
+    desc: str = "encoding",
+) -> Iterator[EncodedBatch]:
+    """Encode ``sentences`` batch by batch, longest first, yielding pooled features of every head and layer.
+
+    One forward pass per batch gives all heads of all layers and all layers, in eval mode under
+    ``torch.inference_mode``. Batches group sentences of similar token length to waste little on padding. Sentences
+    longer than the model's limit are truncated; one warning gives the count. ``progress=None`` shows a bar from
+    1,000 sentences on.
+    """
+    from tqdm.auto import tqdm
+
+    sentences = _check_sentences(sentences)
+    pooling = check_pooling(pooling, encoder)
+    views = check_views(views)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    ids, truncated = tokenize(encoder, sentences, max_length)
+    n_truncated = int(truncated.sum())
+    if n_truncated:
+        limit = min(encoder.max_length, max_length) if max_length else encoder.max_length
+        warnings.warn(
+            f"{n_truncated} of {len(sentences)} sentences are longer than {limit} tokens and were truncated.",
+            stacklevel=2,
+        )
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    order = np.argsort(-lengths, kind="stable")
+    pad_id = encoder.tokenizer.pad_token_id
+    pad_id = 0 if pad_id is None else int(pad_id)
+    L, H, d = encoder.num_layers, encoder.num_heads, encoder.head_dim
+    show = progress if progress is not None else len(sentences) >= 1000
+    model = encoder.model
+    model.eval()
+    with _Hooks(encoder, pooling, views) as hooks, torch.inference_mode():
+        bar = tqdm(total=len(sentences), desc=desc, unit="sent", disable=not show, leave=False)
+        try:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                width = int(lengths[idx].max())
+                input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    seq = ids[i]
+                    input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                    mask[row, : len(seq)] = 1
+                input_ids = input_ids.to(encoder.device)
+                mask = mask.to(encoder.device)
+                hooks.mask = mask
+                hooks.last = mask.sum(1) - 1
+                model(input_ids=input_ids, attention_mask=mask)
+                heads = layers = None
+                if "heads" in views:
+                    heads = torch.stack(hooks.heads, 1).reshape(len(idx), L, H, d).cpu().numpy()  # type: ignore[arg-type]
+                if "layers" in views:
+                    layers = torch.stack(hooks.layers, 1).cpu().numpy()  # type: ignore[arg-type]
+                hooks.heads = [None] * L
+                hooks.layers = [None] * (L + 1)
+                yield EncodedBatch(
+                    indices=idx.astype(np.int64), heads=heads, layers=layers, n_truncated=int(truncated[idx].sum())
+                )
+                bar.update(len(idx))
+        finally:
+            bar.close()
+
+
+def encode(
+    encoder: Encoder,
+    sentences: Sequence[str],
+    *,
+    pooling: str | None = None,
+    views: Sequence[str] | str = VIEWS,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    progress: bool | None = None,
+) -> Features:
+    """Pooled features of every head and every layer for ``sentences``, in input order.
+
+    Examples
+    --------
+    >>> enc = load_encoder("minilm")                       # doctest: +SKIP
+    >>> f = encode(enc, ["A cat sat .", "Dogs bark ."])    # doctest: +SKIP
+    >>> f.heads.shape, f.layers.shape                      # doctest: +SKIP
+    ((2, 6, 12, 32), (2, 7, 384))
+    """
+    sentences = _check_sentences(sentences)
+    views = check_views(views)
+    n = len(sentences)
+    L, H, d, D = encoder.num_layers, encoder.num_heads, encoder.head_dim, encoder.hidden_size
+    heads = np.empty((n, L, H, d), dtype=np.float32) if "heads" in views else None
+    layers = np.empty((n, L + 1, D), dtype=np.float32) if "layers" in views else None
+    n_truncated = 0
+    for batch in iter_encode(
+        encoder, sentences, pooling=pooling, views=views, batch_size=batch_size,
+        max_length=max_length, progress=progress,
+    ):
+        n_truncated += batch.n_truncated
+        if heads is not None:
+            heads[batch.indices] = batch.heads
+        if layers is not None:
+            layers[batch.indices] = batch.layers
+    return Features(heads=heads, layers=layers, n_truncated=n_truncated)
