@@ -1,0 +1,886 @@
+"""Persistent feature store: pooled head and layer vectors, computed once and memory-mapped ever after.
+
+A sweep over every head of a model runs hundreds of probes on the same sentences; encoding them again for every
+probe, task split or process would dominate the run time. The store computes the features of a *sentence set* once
+per (model fingerprint, pooling, max length, dtype) and keeps them on disk as plain ``.npy`` files that every later
+adapter, sweep, process and run memory-maps read-only.
+
+Layout (one directory per entry, under ``<cache dir>/features/``)::
+
+    <key32>-<views>/            e.g. 3f2a...-heads+layers
+        manifest.json           format version, key fields, shapes, dtypes, n_truncated, checksums, created time
+        sentences.json          the deduplicated, sorted sentences (JSON: sentences may contain newlines)
+        heads.npy               [n, L, H, d]   (when "heads" was requested)
+        layers.npy              [n, L + 1, D]  (when "layers" was requested)
+
+Design decisions, and why:
+
+* **No pickle anywhere.** Arrays are ``.npy`` files loaded with ``allow_pickle=False``, metadata is JSON, so opening
+  a cache entry can never run code.
+* **Atomic entries.** An entry is written into a hidden temp directory (``.tmp-*``), fsynced, and then renamed into
+  place in one ``os.rename``. A killed or failing run leaves only the hidden temp directory, which is never read as an
+  entry (and ``clear`` removes it once its process is gone). Two processes computing the same entry both write their
+  own temp directory; the rename of the second fails because the target exists, and the loser discards its copy.
+* **Streaming writes with bounded memory.** Rows are written batch by batch with ``os.pwrite`` into preallocated
+  ``.npy`` files. Unlike stores into a writable ``np.memmap``, written pages then live in the kernel page cache and do
+  not count towards the process's resident set, so peak RSS stays at one batch of features plus the model, whatever
+  the number of sentences.
+* **Sentence sets, not sequences.** Sentences are deduplicated and sorted before keying, so the same sentences in any
+  order (or with repeats, as SentEval's ``prepare`` passes them) share one entry. ``StoredFeatures.rows`` maps
+  sentences back to rows.
+* **Corruption is detected and repaired.** Every open checks the manifest against the request, the ``.npy`` headers
+  against the manifest, and each file's size plus a *quick checksum* (first and last MiB and 16 evenly spaced 64 KiB
+  blocks). A full SHA-256 of every file is also recorded and checked with ``verify="full"``. The quick check is the
+  default because a full hash of a BERT-base entry (about 1.5 GB for 20k sentences) would cost seconds on every open,
+  while the failures that really happen to cache files -- truncation, a file replaced or zeroed, a disk-full write --
+  change the size or the sampled blocks. A bad entry is reported with a :class:`CacheCorruptionWarning` and rebuilt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+
+__all__ = [
+    "CacheCorruptionWarning",
+    "FeatureStore",
+    "StoredFeatures",
+    "default_cache_dir",
+    "main",
+]
+
+#: Bump when the on-disk layout or the meaning of stored features changes; it is part of every key, so old entries
+#: are simply never matched again (and can be removed with ``clear``).
+FORMAT_VERSION = 1
+
+ENV_VAR = "SENTEVAL_ANATOMY_CACHE"
+DTYPES = ("float32", "float16")
+VIEWS = ("heads", "layers")
+VERIFY_MODES = ("quick", "full", "none")
+
+_MANIFEST = "manifest.json"
+_SENTENCES = "sentences.json"
+_TMP_PREFIX = ".tmp-"
+_TRASH_PREFIX = ".trash-"
+_MIB = 1 << 20
+_SAMPLE_BLOCK = 64 << 10
+_N_SAMPLES = 16
+_STALE_TMP_SECONDS = 24 * 3600
+
+
+class CacheCorruptionWarning(UserWarning):
+    """A cache entry failed validation (damaged, truncated or mismatched) and is being rebuilt."""
+
+
+class _CorruptEntry(Exception):
+    """Internal: raised by entry validation; the message says what is wrong with which file."""
+
+
+def default_cache_dir() -> Path:
+    """Return the cache root: ``$SENTEVAL_ANATOMY_CACHE`` if set, else ``~/.cache/senteval_anatomy``.
+
+    Features live under ``<root>/features`` so that other caches of the package can share the root.
+    """
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "senteval_anatomy"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# small file helpers
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * _MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _quick_checksum(path: Path) -> str:
+    """SHA-256 over the file size, its first and last MiB and 16 evenly spaced 64 KiB blocks (at most ~3 MiB read)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= 3 * _MIB:
+            h.update(f.read())
+            return h.hexdigest()
+        h.update(f.read(_MIB))
+        span = size - 2 * _MIB - _SAMPLE_BLOCK
+        for i in range(_N_SAMPLES):
+            f.seek(_MIB + span * i // (_N_SAMPLES - 1))
+            h.update(f.read(_SAMPLE_BLOCK))
+        f.seek(size - _MIB)
+        h.update(f.read(_MIB))
+    return h.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory, so that a rename that follows cannot expose unwritten data after a crash."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:  # pragma: no cover - platforms that cannot open directories (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    data = json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _remove_tree(path: Path) -> int:
+    """Remove a directory tree, first renaming it to a hidden trash name so that no reader sees a half-deleted entry.
+
+    Returns the bytes freed.
+    """
+    if not path.exists():
+        return 0
+    size = _dir_size(path)
+    trash = path.parent / f"{_TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:  # someone else removed it first
+        return 0
+    shutil.rmtree(trash, ignore_errors=True)
+    return size
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:  # pragma: no cover
+        return False
+    return True
+
+
+class _NpyWriter:
+    """Preallocated ``.npy`` file written row by row with ``os.pwrite``.
+
+    Why not a writable ``np.memmap``: dirty pages of a shared mapping count towards the writer's resident set, so a
+    20k-sentence BERT-base entry would add ~1.5 GB of RSS. ``pwrite`` leaves the data in the page cache instead, which
+    the kernel can write back and evict at will.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path = path
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            self.offset = f.tell()
+            f.truncate(self.offset + shape[0] * self.row_bytes)  # sparse preallocation
+        self.fd = os.open(path, os.O_WRONLY)
+        self.rows_written = 0
+
+    def write_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values[i]`` to row ``rows[i]``, coalescing runs of consecutive rows into one syscall."""
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        values = values[order]
+        start = 0
+        n = len(rows)
+        while start < n:
+            stop = start + 1
+            while stop < n and rows[stop] == rows[stop - 1] + 1:
+                stop += 1
+            buf = memoryview(values[start:stop]).cast("B")
+            pos = self.offset + int(rows[start]) * self.row_bytes
+            while len(buf):
+                written = os.pwrite(self.fd, buf, pos)
+                buf = buf[written:]
+                pos += written
+            start = stop
+        self.rows_written += n
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# public data object
+
+
+@dataclass
+class StoredFeatures:
+    """Pooled features of one sentence set, as read-only arrays (memory-mapped unless the store is in memory).
+
+    Rows follow :attr:`sentences` (deduplicated and sorted); use :meth:`rows` to find the rows of any sentence list.
+    ``heads`` / ``layers`` are ``None`` when that view was neither requested nor available in the serving entry.
+    """
+
+    key: str
+    path: Path | None
+    manifest: dict
+    sentences: list[str]
+    heads: np.ndarray | None
+    layers: np.ndarray | None
+    _index: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def n_truncated(self) -> int:
+        """Number of sentences that the encoder had to truncate at ``max_length``."""
+        return int(self.manifest.get("n_truncated", 0))
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def rows(self, sentences: Sequence[str]) -> np.ndarray:
+        """Row ids (int64) of ``sentences`` in :attr:`heads` / :attr:`layers`, in the given order, repeats allowed.
+
+        Raises ``KeyError`` naming the first missing sentences: asking for sentences that were not encoded is a
+        programming error (the adapter's ``prepare`` saw a different sentence set than its batcher).
+        """
+        if self._index is None:
+            self._index = {s: i for i, s in enumerate(self.sentences)}
+        index = self._index
+        out = np.empty(len(sentences), dtype=np.int64)
+        missing: list[str] = []
+        for i, s in enumerate(sentences):
+            r = index.get(s)
+            if r is None:
+                missing.append(s)
+                out[i] = -1
+            else:
+                out[i] = r
+        if missing:
+            shown = ", ".join(repr(m if len(m) <= 80 else m[:77] + "...") for m in missing[:3])
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise KeyError(
+                f"{len(missing)} sentence(s) not in feature store entry {self.key}: {shown}{more}. "
+                "Encode them first: pass every sentence of the task to FeatureStore.get()."
+            )
+        return out
+
+    def head_matrix(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Heads as ``[n, L*H, d]`` float32 (column ``l*H + h`` is head ``h`` of block ``l``) for the batched trainer.
+
+        A view on the memory map when the entry is float32 and ``rows`` is None; otherwise a float32 copy of just the
+        requested rows.
+        """
+        if self.heads is None:
+            raise ValueError(
+                f"feature store entry {self.key} holds no head features (views={self.manifest.get('views')}); "
+                "request views=('heads', ...) from FeatureStore.get()."
+            )
+        n, n_layers, n_heads, d = self.heads.shape
+        if rows is None:
+            flat = self.heads.reshape(n, n_layers * n_heads, d)
+            return flat if flat.dtype == np.float32 else flat.astype(np.float32)
+        idx = np.asarray(rows, dtype=np.int64)
+        return np.asarray(self.heads[idx], dtype=np.float32).reshape(len(idx), n_layers * n_heads, d)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the store
+
+# In-process memo of opened disk entries, shared by every FeatureStore of the process (adapters may each build their
+# own store object); keyed by (resolved features dir, entry name).
+_MEMO: dict[tuple[str, str], StoredFeatures] = {}
+
+
+def _views_tag(views: Sequence[str]) -> str:
+    return "+".join(v for v in VIEWS if v in views)
+
+
+def _normalize_views(views: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(views, str):
+        views = (views,)
+    bad = [v for v in views if v not in VIEWS]
+    if bad or not views:
+        raise ValueError(
+            f"views={tuple(views)!r}: each view must be one of {VIEWS} (and at least one is needed)"
+        )
+    return tuple(v for v in VIEWS if v in views)
+
+
+class FeatureStore:
+    """Compute-once, memory-map-ever-after store of pooled head/layer features.
+
+    Args:
+        cache_dir: cache root (entries go to ``<cache_dir>/features``); default :func:`default_cache_dir`.
+        dtype: ``"float32"`` or ``"float16"`` (half the disk and page cache, ~3 significant digits, which the linear
+            probes do not notice). Part of the key.
+        memory: keep everything in RAM and write nothing to disk -- same API, for users who do not want a cache.
+            Memory then grows with the number of sentences.
+        verify: how an entry is checked when opened from disk: ``"quick"`` (sizes + sampled checksums, default),
+            ``"full"`` (SHA-256 of every file) or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        *,
+        dtype: str = "float32",
+        memory: bool = False,
+        verify: str = "quick",
+    ) -> None:
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"FeatureStore(dtype={dtype!r}): must be one of {DTYPES}")
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"FeatureStore(verify={verify!r}): must be one of {VERIFY_MODES}")
+        self.dtype = str(dtype)
+        self.memory = bool(memory)
+        self.verify = verify
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.root = self.cache_dir / "features"
+        self._mem: dict[str, StoredFeatures] = {}
+
+    def _memo_key(self, name: str) -> tuple[str, str]:
+        return (str(self.root.resolve()), name)
+
+    def __repr__(self) -> str:
+        where = "memory" if self.memory else str(self.root)
+        return f"FeatureStore({where!r}, dtype={self.dtype!r})"
+
+    # -- keys ---------------------------------------------------------------------------------------------------
+
+    def _key_fields(self, encoder: Any, sentence_sha: str, pooling: str, max_length: int) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "fingerprint": str(encoder.fingerprint()),
+            "pooling": pooling,
+            "max_length": int(max_length),
+            "dtype": self.dtype,
+            "sentences_sha256": sentence_sha,
+        }
+
+    @staticmethod
+    def _key_of(fields: dict) -> str:
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    # -- main entry point ---------------------------------------------------------------------------------------
+
+    def get(
+        self,
+        encoder: Any,
+        sentences: Sequence[str],
+        *,
+        pooling: str | None = None,
+        max_length: int | None = None,
+        batch_size: int = 64,
+        views: Sequence[str] = VIEWS,
+        progress: Any = None,
+    ) -> StoredFeatures:
+        """Return the features of ``sentences`` (deduplicated) under ``encoder``, computing them only if needed.
+
+        Served, in order, from the in-process memo, from a valid disk entry (one holding the requested views or a
+        superset), or computed by streaming ``iter_encode`` batches to disk. ``pooling`` / ``max_length`` default to
+        the encoder's. ``batch_size`` and ``progress`` only affect how a miss is computed, not the key.
+        """
+        want = _normalize_views(views)
+        uniq = _unique_sentences(sentences)
+        sentences_blob = json.dumps(uniq, ensure_ascii=False).encode("utf-8")
+        sentence_sha = hashlib.sha256(sentences_blob).hexdigest()
+        from .features import check_pooling  # lazy: the list/clear command must not import torch
+
+        pooling = check_pooling(pooling, encoder)
+        # Same rule as features.tokenize: the encoder's limit caps any request, so a larger request shares the key.
+        max_length = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
+        fields = self._key_fields(encoder, sentence_sha, pooling, max_length)
+        base = self._key_of(fields)[:32]
+
+        candidates = [f"{base}-{_views_tag(want)}"]
+        if want != VIEWS:
+            candidates.append(f"{base}-{_views_tag(VIEWS)}")
+
+        if self.memory:
+            for name in candidates:
+                if name in self._mem:
+                    return self._mem[name]
+        else:
+            for name in candidates:
+                hit = self._open_cached(name, fields, uniq, want)
+                if hit is not None:
+                    return hit
+
+        name = candidates[0]
+        manifest_fields = dict(fields, views=list(want), model=str(getattr(encoder, "name", "?")))
+        if self.memory:
+            feats = self._compute_in_memory(name, encoder, uniq, manifest_fields, batch_size, progress)
+            self._mem[name] = feats
+            return feats
+        return self._compute_to_disk(
+            name, encoder, uniq, sentences_blob, manifest_fields, batch_size, progress
+        )
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    def _open_cached(
+        self, name: str, fields: dict, uniq: list[str], want: Sequence[str]
+    ) -> StoredFeatures | None:
+        path = self.root / name
+        memo_key = self._memo_key(name)
+        memo = _MEMO.get(memo_key)
+        if memo is not None:
+            if (path / _MANIFEST).exists():
+                return memo
+            del _MEMO[memo_key]
+        if not path.is_dir():
+            return None
+        try:
+            feats = _open_entry(path, verify=self.verify, expect=fields, sentences=uniq)
+            lacking = [v for v in want if getattr(feats, v) is None]
+            if lacking:
+                raise _CorruptEntry(
+                    f"{_MANIFEST}: entry named for views {name.rsplit('-', 1)[-1]} lacks {lacking}"
+                )
+        except _CorruptEntry as exc:
+            warnings.warn(
+                f"feature cache entry {path} is unusable ({exc}); discarding and recomputing it",
+                CacheCorruptionWarning,
+                stacklevel=4,
+            )
+            _remove_tree(path)
+            return None
+        _MEMO[memo_key] = feats
+        return feats
+
+    def open(self, key: str) -> StoredFeatures:
+        """Open an existing entry by its key (directory name, as shown by :meth:`entries`), without an encoder."""
+        if self.memory:
+            if key not in self._mem:
+                raise KeyError(f"no in-memory feature entry {key!r}")
+            return self._mem[key]
+        path = self.root / key
+        if not (path / _MANIFEST).is_file():
+            raise KeyError(f"no feature cache entry {key!r} under {self.root}")
+        try:
+            return _open_entry(path, verify=self.verify, expect=None, sentences=None)
+        except _CorruptEntry as exc:
+            raise ValueError(f"feature cache entry {path} is corrupt: {exc}; remove it with `clear`") from exc
+
+    # -- computing ----------------------------------------------------------------------------------------------
+
+    def _shapes(self, encoder: Any, n: int, want: Sequence[str]) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {}
+        n_layers = int(encoder.num_layers)
+        if "heads" in want:
+            shapes["heads"] = (n, n_layers, int(encoder.num_heads), int(encoder.head_dim))
+        if "layers" in want:
+            shapes["layers"] = (n, n_layers + 1, int(encoder.hidden_size))
+        return shapes
+
+    def _batches(
+        self, encoder: Any, uniq: list[str], fields: dict, batch_size: int, progress: Any
+    ) -> Iterator[Any]:
+        from .features import iter_encode  # lazy: the list/clear command must not import torch
+
+        return iter_encode(
+            encoder,
+            uniq,
+            pooling=fields["pooling"],
+            views=tuple(fields["views"]),
+            batch_size=batch_size,
+            max_length=fields["max_length"],
+            progress=progress,
+        )
+
+    def _cast(self, view: str, values: np.ndarray, expected: tuple[int, ...], name: str) -> np.ndarray:
+        if values is None:
+            raise RuntimeError(
+                f"iter_encode returned no {view!r} features although they were requested ({name})"
+            )
+        if tuple(values.shape[1:]) != expected:
+            raise RuntimeError(
+                f"iter_encode returned {view} of shape {tuple(values.shape)}, but the encoder's config says "
+                f"[b, {', '.join(map(str, expected))}]; the encoder attributes (num_layers, num_heads, head_dim, "
+                "hidden_size) disagree with its outputs"
+            )
+        out = values.astype(self.dtype, copy=False)
+        if self.dtype == "float16" and not np.all(np.isfinite(out)):
+            if np.all(np.isfinite(values)):
+                raise OverflowError(
+                    f"{view} features exceed the float16 range (max |x| = {np.abs(values).max():.3g}); "
+                    "use FeatureStore(dtype='float32') for this model"
+                )
+        return out
+
+    def _compute_in_memory(
+        self, name: str, encoder: Any, uniq: list[str], fields: dict, batch_size: int, progress: Any
+    ) -> StoredFeatures:
+        shapes = self._shapes(encoder, len(uniq), fields["views"])
+        arrays = {v: np.zeros(s, dtype=self.dtype) for v, s in shapes.items()}
+        seen = np.zeros(len(uniq), dtype=bool)
+        n_truncated = 0
+        for batch in self._batches(encoder, uniq, fields, batch_size, progress):
+            idx = np.asarray(batch.indices, dtype=np.int64)
+            for v, arr in arrays.items():
+                arr[idx] = self._cast(v, getattr(batch, v), shapes[v][1:], name)
+            seen[idx] = True
+            n_truncated += int(batch.n_truncated)
+        _check_coverage(seen, name)
+        for arr in arrays.values():
+            arr.flags.writeable = False
+        manifest = _manifest(fields, shapes, self.dtype, n_truncated, len(uniq), files={})
+        return StoredFeatures(name, None, manifest, uniq, arrays.get("heads"), arrays.get("layers"))
+
+    def _compute_to_disk(
+        self,
+        name: str,
+        encoder: Any,
+        uniq: list[str],
+        sentences_blob: bytes,
+        fields: dict,
+        batch_size: int,
+        progress: Any,
+    ) -> StoredFeatures:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{_TMP_PREFIX}{name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        final = self.root / name
+        writers: dict[str, _NpyWriter] = {}
+        try:
+            shapes = self._shapes(encoder, len(uniq), fields["views"])
+            for v, s in shapes.items():
+                writers[v] = _NpyWriter(tmp / f"{v}.npy", s, np.dtype(self.dtype))
+            seen = np.zeros(len(uniq), dtype=bool)
+            n_truncated = 0
+            for batch in self._batches(encoder, uniq, fields, batch_size, progress):
+                idx = np.asarray(batch.indices, dtype=np.int64)
+                for v, w in writers.items():
+                    w.write_rows(idx, self._cast(v, getattr(batch, v), shapes[v][1:], name))
+                seen[idx] = True
+                n_truncated += int(batch.n_truncated)
+            _check_coverage(seen, name)
+            for w in writers.values():
+                w.close()
+            with open(tmp / _SENTENCES, "wb") as f:
+                f.write(sentences_blob)
+                f.flush()
+                os.fsync(f.fileno())
+            files = {}
+            for fname in [f"{v}.npy" for v in shapes] + [_SENTENCES]:
+                p = tmp / fname
+                files[fname] = {
+                    "size": p.stat().st_size,
+                    "quick": _quick_checksum(p),
+                    "sha256": _sha256_file(p),
+                }
+            manifest = _manifest(fields, shapes, self.dtype, n_truncated, len(uniq), files=files)
+            _write_json(tmp / _MANIFEST, manifest)
+            _fsync_path(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                # Lost the race: another process committed the same entry first. Its data is equivalent; use it.
+                if not (final / _MANIFEST).is_file():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                _fsync_path(self.root)
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        feats = _open_entry(final, verify="none", expect=None, sentences=uniq)
+        _MEMO[self._memo_key(name)] = feats
+        return feats
+
+    # -- maintenance --------------------------------------------------------------------------------------------
+
+    def entries(self) -> list[dict]:
+        """Manifests of all committed entries, each with ``key``, ``path`` and ``size_bytes`` added, oldest first.
+
+        Unreadable manifests are listed with ``"error"`` set instead of being hidden, so ``clear`` can remove them.
+        """
+        if self.memory:
+            return [dict(f.manifest, key=k, path=None, size_bytes=_mem_size(f)) for k, f in self._mem.items()]
+        out: list[dict] = []
+        if not self.root.is_dir():
+            return out
+        for p in sorted(self.root.iterdir()):
+            if p.name.startswith(".") or not p.is_dir():
+                continue
+            try:
+                manifest = json.loads((p / _MANIFEST).read_text(encoding="utf-8"))
+                if not isinstance(manifest, dict):
+                    raise ValueError("manifest is not a JSON object")
+            except (OSError, ValueError) as exc:
+                manifest = {"error": f"unreadable manifest: {exc}", "created": p.stat().st_mtime}
+            out.append(dict(manifest, key=p.name, path=str(p), size_bytes=_dir_size(p)))
+        out.sort(key=lambda e: float(e.get("created", 0)))
+        return out
+
+    def clear(self, *, older_than_days: float | None = None, model: str | None = None) -> int:
+        """Remove entries (all, or those created more than ``older_than_days`` ago and/or whose model name matches
+        the glob ``model``) and leftovers of dead writers. Returns the bytes freed.
+        """
+        if self.memory:
+            freed = 0
+            for k in list(self._mem):
+                e = self._mem[k].manifest
+                if _matches(e, older_than_days, model):
+                    freed += _mem_size(self._mem.pop(k))
+            return freed
+        freed = 0
+        for e in self.entries():
+            if _matches(e, older_than_days, model):
+                freed += _remove_tree(Path(e["path"]))
+                _MEMO.pop(self._memo_key(e["key"]), None)
+        freed += self._clear_leftovers()
+        return freed
+
+    def _clear_leftovers(self) -> int:
+        """Remove temp dirs of writers that died (or are more than a day old) and abandoned trash dirs."""
+        if not self.root.is_dir():
+            return 0
+        freed = 0
+        host = socket.gethostname()
+        now = time.time()
+        for p in self.root.iterdir():
+            if not p.is_dir():
+                continue
+            if p.name.startswith(_TRASH_PREFIX):
+                freed += _dir_size(p)
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.name.startswith(_TMP_PREFIX):
+                parts = p.name.rsplit("-", 2)  # .tmp-<name>-<host>-<pid>-<rand>
+                stale = now - p.stat().st_mtime > _STALE_TMP_SECONDS
+                if not stale and len(parts) == 3 and parts[0].endswith(f"-{host}") and parts[1].isdigit():
+                    stale = not _pid_alive(int(parts[1]))  # only pids of this host can be checked
+                if stale:
+                    freed += _dir_size(p)
+                    shutil.rmtree(p, ignore_errors=True)
+        return freed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# helpers used by the store
+
+
+def _unique_sentences(sentences: Sequence[str]) -> list[str]:
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a sequence of strings, not a single string")
+    uniq = set()
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(
+                f"sentences[{i}] is {type(s).__name__}, expected str; join token lists with ' ' first"
+            )
+        uniq.add(s)
+    if not uniq:
+        raise ValueError("FeatureStore.get() needs at least one sentence")
+    return sorted(uniq)
+
+
+def _check_coverage(seen: np.ndarray, name: str) -> None:
+    if not seen.all():
+        missing = int((~seen).sum())
+        raise RuntimeError(
+            f"iter_encode skipped {missing} of {len(seen)} sentences while building entry {name}"
+        )
+
+
+def _manifest(
+    fields: dict, shapes: dict[str, tuple[int, ...]], dtype: str, n_truncated: int, n: int, files: dict
+) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "key_fields": dict(fields),
+        "model": fields.get("model"),
+        "views": list(fields["views"]),
+        "n_sentences": n,
+        "shapes": {v: list(s) for v, s in shapes.items()},
+        "dtypes": {v: dtype for v in shapes},
+        "n_truncated": int(n_truncated),
+        "created": time.time(),
+        "files": files,
+        "checksum": "quick = sha256(size, first MiB, 16 sampled 64 KiB blocks, last MiB); sha256 = full file",
+    }
+
+
+def _open_entry(
+    path: Path, *, verify: str, expect: dict | None, sentences: list[str] | None
+) -> StoredFeatures:
+    """Validate and open an entry; raise :class:`_CorruptEntry` saying what is wrong."""
+    try:
+        manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _CorruptEntry(f"{_MANIFEST}: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise _CorruptEntry(f"{_MANIFEST}: not a format-{FORMAT_VERSION} manifest")
+    key = manifest.get("key_fields")
+    files = manifest.get("files")
+    shapes = manifest.get("shapes")
+    if not isinstance(key, dict) or not isinstance(files, dict) or not isinstance(shapes, dict):
+        raise _CorruptEntry(f"{_MANIFEST}: missing key_fields/files/shapes")
+    if expect is not None:
+        for k, v in expect.items():
+            if key.get(k) != v:
+                raise _CorruptEntry(f"{_MANIFEST}: key field {k!r} is {key.get(k)!r}, expected {v!r}")
+    for fname, meta in files.items():
+        p = path / fname
+        if not p.is_file():
+            raise _CorruptEntry(f"{fname}: missing")
+        if verify == "none":
+            continue
+        if p.stat().st_size != meta.get("size"):
+            raise _CorruptEntry(f"{fname}: size {p.stat().st_size} != {meta.get('size')} in manifest")
+        if verify == "quick" and _quick_checksum(p) != meta.get("quick"):
+            raise _CorruptEntry(f"{fname}: checksum mismatch")
+        if verify == "full" and _sha256_file(p) != meta.get("sha256"):
+            raise _CorruptEntry(f"{fname}: sha256 mismatch")
+
+    arrays: dict[str, np.ndarray | None] = {"heads": None, "layers": None}
+    for view, shape in shapes.items():
+        fname = f"{view}.npy"
+        if view not in arrays or fname not in files:
+            raise _CorruptEntry(f"{_MANIFEST}: unknown view {view!r} or its file is not listed")
+        try:
+            arr = np.load(path / fname, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise _CorruptEntry(f"{fname}: {exc}") from exc
+        if list(arr.shape) != list(shape) or str(arr.dtype) != manifest.get("dtypes", {}).get(view):
+            raise _CorruptEntry(f"{fname}: array {arr.dtype}{list(arr.shape)} != manifest {shape}")
+        arrays[view] = arr
+    if sentences is None:
+        try:
+            sentences = json.loads((path / _SENTENCES).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _CorruptEntry(f"{_SENTENCES}: {exc}") from exc
+    if not isinstance(sentences, list) or len(sentences) != manifest.get("n_sentences"):
+        raise _CorruptEntry(f"{_SENTENCES}: does not hold {manifest.get('n_sentences')} sentences")
+    return StoredFeatures(path.name, path, manifest, sentences, arrays["heads"], arrays["layers"])
+
+
+def _mem_size(f: StoredFeatures) -> int:
+    return sum(a.nbytes for a in (f.heads, f.layers) if a is not None)
+
+
+def _matches(entry: dict, older_than_days: float | None, model: str | None) -> bool:
+    if older_than_days is not None:
+        age_days = (time.time() - float(entry.get("created", 0))) / 86400.0
+        if age_days < older_than_days:
+            return False
+    if model is not None:
+        name = str(entry.get("model") or "")
+        if not fnmatch.fnmatchcase(name, model):
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``senteval-anatomy-cache {list,clear}``: inspect or empty the feature cache. Returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="senteval-anatomy-cache",
+        description="List or clear the senteval_anatomy feature cache "
+        f"(default location: ${ENV_VAR} or ~/.cache/senteval_anatomy).",
+    )
+    parser.add_argument("command", choices=("list", "clear"))
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="cache root (default: %(default)s -> env/home)"
+    )
+    parser.add_argument(
+        "--older-than", type=float, default=None, metavar="DAYS", help="only entries older than DAYS"
+    )
+    parser.add_argument(
+        "--model", default=None, metavar="NAME", help="only entries of this model (glob allowed)"
+    )
+    parser.add_argument("--json", action="store_true", help="list: print the entries as JSON")
+    args = parser.parse_args(argv)
+    if args.older_than is not None and args.older_than < 0:
+        parser.error("--older-than must be >= 0 days")
+
+    store = FeatureStore(args.cache_dir)
+    if args.command == "list":
+        entries = [e for e in store.entries() if _matches(e, args.older_than, args.model)]
+        if args.json:
+            print(json.dumps(entries, indent=1, sort_keys=True, default=str))
+            return 0
+        print(f"feature cache: {store.root}")
+        if not entries:
+            print("(empty)")
+            return 0
+        print(
+            f"{'key':<45} {'model':<28} {'pooling':<7} {'maxlen':>6} {'dtype':<7} {'n':>7} {'size':>10}  created"
+        )
+        for e in entries:
+            k = e["key"]
+            inner = e.get("key_fields") if isinstance(e.get("key_fields"), dict) else {}
+            if "error" in e:
+                print(f"{k:<45} ERROR: {e['error']}")
+                continue
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(e.get("created", 0))))
+            print(
+                f"{k:<45} {str(e.get('model'))[:28]:<28} {str(inner.get('pooling')):<7} "
+                f"{str(inner.get('max_length')):>6} {str(inner.get('dtype')):<7} {e.get('n_sentences', '?'):>7} "
+                f"{_human(e['size_bytes']):>10}  {created}"
+            )
+        total = sum(e["size_bytes"] for e in entries)
+        print(f"{len(entries)} entries, {_human(total)}")
+        return 0
+    freed = store.clear(older_than_days=args.older_than, model=args.model)
+    print(f"freed {_human(freed)} from {store.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

