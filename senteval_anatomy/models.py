@@ -319,7 +319,8 @@ class Encoder:
             return self._fp_cache[1]
         h = hashlib.sha256()
         h.update(self.model_type.encode())
-        h.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+        config = {k: v for k, v in self.model.config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+        h.update(json.dumps(config, sort_keys=True, default=str).encode())
         h.update(str(self.revision).encode())
         h.update(_tokenizer_digest(self.tokenizer).encode())
         for key in sorted(state):
@@ -337,6 +338,10 @@ class Encoder:
             f"Encoder({self.name!r}, {self.model_type}, layers={self.num_layers}, heads={self.num_heads}, "
             f"head_dim={self.head_dim}, hidden={self.hidden_size}, device={self.device})"
         )
+
+
+# Config entries that say where or with what a model was saved, not what it computes.
+_VOLATILE_CONFIG_KEYS = frozenset({"_name_or_path", "architectures", "transformers_version", "_commit_hash", "dtype", "torch_dtype"})
 
 
 def _in_features(module: torch.nn.Module) -> int:
