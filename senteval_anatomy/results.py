@@ -44,6 +44,7 @@ __all__ = [
     "ResultsTableError",
     "TestSelectionWarning",
     "check_selection",
+    "atomic_write",
     "load_table",
     "synthetic_table",
     "validate_table",
@@ -314,13 +315,17 @@ def load_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return validate_table(df, source=p)
 
 
-def _atomic_write_bytes(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write via a temporary file in the same directory and ``os.replace`` it (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp creates 0600 files; give the user's normal permissions (0666 minus umask) like open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -452,9 +457,9 @@ class Results:
         p = Path(path)
         suffix = p.suffix.lower()
         if suffix == ".csv":
-            _atomic_write_bytes(p, lambda tmp: self.table.to_csv(tmp, index=False))
+            atomic_write(p, lambda tmp: self.table.to_csv(tmp, index=False))
         elif suffix in (".parquet", ".pq"):
-            _atomic_write_bytes(p, lambda tmp: self.table.to_parquet(tmp, index=False))
+            atomic_write(p, lambda tmp: self.table.to_parquet(tmp, index=False))
         else:
             raise ValueError(f"cannot save to {p}: use a .csv or .parquet extension")
         return p
@@ -501,7 +506,7 @@ class Results:
             safe_model = re.sub(r"[\\/:]+", "_", str(model))
             path = out / f"{safe_model}_{task}.json"
             text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
-            _atomic_write_bytes(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+            atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
             written.append(path)
         return written
 
