@@ -836,7 +836,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=("list", "clear"))
     parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="cache root (default: %(default)s -> env/home)"
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help=f"cache root (default: ${ENV_VAR} or ~/.cache/senteval_anatomy)",
     )
     parser.add_argument(
         "--older-than", type=float, default=None, metavar="DAYS", help="only entries older than DAYS"
@@ -875,7 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{_human(e['size_bytes']):>10}  {created}"
             )
         total = sum(e["size_bytes"] for e in entries)
-        print(f"{len(entries)} entries, {_human(total)}")
+        print(f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}, {_human(total)}")
         return 0
     freed = store.clear(older_than_days=args.older_than, model=args.model)
     print(f"freed {_human(freed)} from {store.root}")
