@@ -946,6 +946,11 @@ class Results:
                 sub = topk[topk["task"] == task]
                 if "model" in sub.columns and sub["model"].notna().any():
                     sub = sub[sub["model"] == m]
+                if "pooling" in sub.columns and (sub["pooling"] == p).any():
+                    sub = sub[(sub["pooling"] == p) | (sub["kind"] != "topk")]
+                if "rank_task" in sub.columns and sub["rank_task"].nunique() > 1:
+                    # several rankings of the same task: the table reports heads ranked on the task itself
+                    sub = sub[sub["rank_task"] == task]
                 if not sub.empty:
                     pick = choose_k(sub)
                     row.update(
