@@ -1,0 +1,196 @@
+"""Top-k heads: ranking and k chosen on dev, never on test unless explicitly asked; a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from senteval_anatomy.results import Results, TestSelectionWarning
+from senteval_anatomy.topk import CURVE_COLUMNS, choose_k, default_ks, default_params, rank_heads, topk_curve
+
+WORDS = "the cat dog sat on a mat big red blue runs fast slow house tree car green old new man".split()
+PARAMS = {"usepytorch": False, "kfold": 3, "seed": 7, "batch_size": 16, "classifier": {"nhid": 0}}
+
+
+def test_default_ks():
+    assert default_ks(144) == [*range(1, 13), 24, 48, 96, 144]
+    assert default_ks(8) == list(range(1, 9))
+    assert default_ks(12) == list(range(1, 13))
+    assert default_ks(13) == [*range(1, 13), 13]
+    assert default_ks(1024) == [*range(1, 13), 24, 48, 96, 192, 384, 768, 1024]
+    assert default_ks(100, dense_upto=4) == [1, 2, 3, 4, 8, 16, 32, 64, 100]
+    with pytest.raises(ValueError, match="positive int"):
+        default_ks(0)
+
+
+def _curve(dev, test, ks):
+    return pd.DataFrame({"task": "T", "kind": "topk", "k": ks, "devacc": dev, "acc": test})
+
+
+def test_choose_k_on_dev_ties_to_smaller_k():
+    c = _curve([70.0, 80.0, 80.0, 75.0], [70.0, 71.0, 90.0, 95.0], [1, 2, 4, 8])
+    assert int(choose_k(c)["k"]) == 2  # not 8 (best test) and not 4 (same dev, better test)
+    with pytest.raises(ValueError, match="TEST"):
+        choose_k(c, by="acc")
+    with pytest.warns(TestSelectionWarning):
+        assert int(choose_k(c, by="acc", allow_test_selection=True)["k"]) == 8
+    with pytest.raises(ValueError, match="no top-k row has a 'devacc'"):
+        choose_k(_curve([np.nan], [0.5], [1]))
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def _sentence(rng, n):
+    return " ".join(rng.choice(WORDS, size=n)) + " ."
+
+
+@pytest.fixture(scope="module")
+def task_path(tmp_path_factory):
+    """A tiny Length task in SentEval's probing format: short (2-3 words) vs long (9-11 words) sentences."""
+    root = tmp_path_factory.mktemp("senteval")
+    rng = np.random.default_rng(0)
+    lines = []
+    for split, n in (("tr", 40), ("va", 16), ("te", 16)):
+        for i in range(n):
+            long = i % 2 == 0
+            lines.append(f"{split}\t{'long' if long else 'short'}\t{_sentence(rng, rng.integers(9, 12) if long else rng.integers(2, 4))}")
+    (root / "probing").mkdir()
+    (root / "probing" / "sentence_length.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(root)
+
+
+def _table(encoder, dev: dict, test: dict, layers_dev=None, layers_test=None) -> pd.DataFrame:
+    rows = []
+    for (la, h), d in dev.items():
+        rows.append(dict(view="heads", layer=la, head=h, devacc=d, acc=test[(la, h)]))
+    for la, d in (layers_dev or {}).items():
+        rows.append(dict(view="layers", layer=la, head=-1, devacc=d, acc=layers_test[la]))
+    df = pd.DataFrame(rows).assign(
+        model=encoder.name, task="Length", pooling=encoder.default_pooling, metric="acc", usepytorch=False,
+        classifier=json.dumps({"nhid": 0}), kfold=3, seed=7, num_layers=encoder.num_layers,
+        num_heads=encoder.num_heads,
+    )  # fmt: skip
+    return df
+
+
+@pytest.fixture(scope="module")
+def bert(request):
+    return request.getfixturevalue("tiny_encoder")("bert")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from senteval_anatomy.store import FeatureStore
+
+    return FeatureStore(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def scores(bert):
+    """Single-head scores whose dev and test rankings are opposite; layers: dev prefers block 0, test block 1."""
+    heads = [(la, h) for la in range(bert.num_layers) for h in range(bert.num_heads)]
+    dev = {p: 50.0 + i for i, p in enumerate(heads)}  # dev: last head best
+    test = {p: 90.0 - i for i, p in enumerate(heads)}  # test: first head best
+    return dev, test, {0: 80.0, 1: 70.0}, {0: 60.0, 1: 99.0}
+
+
+def test_topk_curve_ranks_and_chooses_on_dev(bert, task_path, store, scores):
+    dev, test, ldev, ltest = scores
+    res = Results(_table(bert, dev, test, ldev, ltest))
+    curve = topk_curve(bert, "Length", task_path, res, ks=[1, 2, 8], params=PARAMS, store=store, progress=False)
+    assert list(curve.columns) == list(CURVE_COLUMNS)
+    expected_rank = sorted(dev, key=lambda p: -dev[p])
+    assert curve.attrs["ranking"] == [list(p) for p in expected_rank]
+    top = curve[curve["kind"] == "topk"]
+    assert list(top["k"]) == [1, 2, 8]
+    assert list(top["dim"]) == [bert.head_dim * k for k in (1, 2, 8)]
+    assert list(top["name"]) == ["top1:Length", "top2:Length", "top8:Length"]
+    assert top["devacc"].between(0, 100).all() and top["acc"].between(0, 100).all()
+    kinds = list(curve["kind"])
+    assert kinds[-3:] == ["last_layer", "best_layer", "mean_last_layer"]
+    base = curve.set_index("kind")
+    assert int(base.loc["best_layer", "layer"]) == 0  # dev's pick, not test's block 1
+    assert int(base.loc["last_layer", "layer"]) == bert.num_layers - 1
+    assert base.loc["mean_last_layer", "pooling"] == "mean"
+    assert curve.attrs["best_layer_source"] == "results"
+    # exactly one k is selected, the dev-best one
+    sel = curve[curve["selected"]]
+    assert len(sel) == 1 and int(sel["k"].iloc[0]) == int(choose_k(curve)["k"])
+
+    # k=1 is the dev-best head: the same number as evaluating that head alone through the engine
+    from senteval_anatomy.adapters import HeadAdapter
+    from senteval_anatomy.engine import SE
+
+    la, h = expected_rank[0]
+    one = HeadAdapter(bert, la, h, store=store)
+    direct = SE(dict(PARAMS, task_path=task_path), one.batcher, one.prepare).eval("Length")
+    assert (direct["devacc"], direct["acc"]) == (top["devacc"].iloc[0], top["acc"].iloc[0])
+
+
+def test_topk_curve_never_reads_test_scores(bert, task_path, store, scores):
+    """Replacing every test score in the table (heads and layers) leaves the whole curve unchanged."""
+    dev, test, ldev, ltest = scores
+    a = topk_curve(bert, "Length", task_path, Results(_table(bert, dev, test, ldev, ltest)), ks=[1, 3],
+                   params=PARAMS, store=store, progress=False)  # fmt: skip
+    flipped = {p: 200.0 - v for p, v in test.items()}
+    b = topk_curve(bert, "Length", task_path, Results(_table(bert, dev, flipped, ldev, {0: 100.0, 1: 0.0})),
+                   ks=[1, 3], params=PARAMS, store=store, progress=False)  # fmt: skip
+    cols = [c for c in CURVE_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert a.attrs["ranking"] == b.attrs["ranking"]
+
+
+def test_topk_curve_test_ranking_only_when_asked(bert, task_path, store, scores):
+    dev, test, ldev, ltest = scores
+    res = Results(_table(bert, dev, test, ldev, ltest))
+    with pytest.raises(ValueError, match="allow_test_selection"):
+        topk_curve(bert, "Length", task_path, res, ks=[1], by="acc", params=PARAMS, store=store, progress=False)
+    with pytest.warns(TestSelectionWarning):
+        c = topk_curve(bert, "Length", task_path, res, ks=[1], by="acc", allow_test_selection=True,
+                       params=PARAMS, store=store, progress=False, baselines=False)  # fmt: skip
+    assert c.attrs["ranking"][0] == [0, 0]  # the test-best head
+    assert set(c["kind"]) == {"topk"}
+
+
+def test_topk_curve_without_layer_rows_scans_layers_on_dev(bert, task_path, store, scores):
+    dev, test, _, _ = scores
+    res = Results(_table(bert, dev, test))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = topk_curve(bert, "Length", task_path, res, ks=[2], params=PARAMS, store=store, progress=False)
+    assert c.attrs["best_layer_source"] == "evaluated"
+    scanned = c[c["kind"].isin(["best_layer", "layer"])]
+    assert sorted(scanned["layer"]) == list(range(bert.num_layers))
+    best = scanned.sort_values(["devacc", "layer"], ascending=[False, True]).iloc[0]
+    assert best["kind"] == "best_layer"
+
+
+def test_rank_task_and_errors(bert, task_path, store, scores):
+    dev, test, ldev, ltest = scores
+    t = _table(bert, dev, test, ldev, ltest)
+    other = t.assign(task="Depth", devacc=t["acc"])  # Depth's dev ranking = Length's test ranking
+    res = Results(pd.concat([t, other]))
+    assert rank_heads(res, "Depth")[0] == (0, 0)
+    c = topk_curve(bert, "Length", task_path, res, ks=[1], rank_task="Depth", params=PARAMS, store=store,
+                   progress=False, baselines=False)  # fmt: skip
+    assert c.attrs["ranking"][0] == [0, 0] and c["rank_task"].iloc[0] == "Depth"
+    with pytest.warns(UserWarning, match="exceed"):
+        c = topk_curve(bert, "Length", task_path, res, ks=[1, 99], params=PARAMS, store=store, progress=False,
+                       baselines=False)  # fmt: skip
+    assert list(c["k"]) == [1]
+    other_model = Results(t.assign(model="other", num_layers=5))
+    with pytest.raises(ValueError, match="5 layers x 4 heads"):
+        topk_curve(bert, "Length", task_path, other_model, params=PARAMS, store=store, progress=False)
+
+
+def test_default_params_follow_the_table(bert, scores):
+    dev, test, _, _ = scores
+    res = Results(_table(bert, dev, test))
+    p = default_params("/data", res)
+    assert (p["usepytorch"], p["kfold"], p["seed"], p["classifier"]) == (False, 3, 7, {"nhid": 0})
+    assert default_params("/data", None, seed=1)["seed"] == 1
