@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from .results import Results
+from .results import Results, atomic_write
 
 __all__ = [
     "heatmap",
@@ -595,14 +594,10 @@ def save_figure(
         if fmt not in ("png", "svg", "pdf"):
             raise ValueError(f"save_figure: unsupported format {fmt!r}; use png, svg or pdf")
         target = base.with_name(f"{base.name}.{fmt}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{fmt}", dir=target.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # SVG metadata without a date, so re-drawing unchanged results gives an identical file
+        meta = {"Date": None} if fmt == "svg" else None
+        atomic_write(
+            target, lambda tmp, fmt=fmt, meta=meta: fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
+        )
         out.append(target)
     return out

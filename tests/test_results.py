@@ -55,11 +55,15 @@ def table() -> pd.DataFrame:
     # a relatedness task (Pearson) for A
     rows += [_row("A", "STSBenchmark", "heads", la, h, 0.1 * (la + h), 0.1 * (la + h) + 0.01, metric="pearson")
              for la in range(3) for h in range(3)]  # fmt: skip
-    rows += [_row("A", "STSBenchmark", "layers", la, -1, 0.2 + 0.1 * la, 0.25, metric="pearson") for la in range(3)]
+    rows += [
+        _row("A", "STSBenchmark", "layers", la, -1, 0.2 + 0.1 * la, 0.25, metric="pearson") for la in range(3)
+    ]
     # the same model with mean pooling: every head 1 point better than cls
     rows += [_row("A", "Length", "heads", la, h, d + 1, t + 1, pooling="mean")
              for (la, h), (d, t) in A_HEADS.items()]  # fmt: skip
-    rows += [_row("A", "Length", "layers", la, -1, d + 1, t + 1, pooling="mean") for la, (d, t) in A_LAYERS.items()]
+    rows += [
+        _row("A", "Length", "layers", la, -1, d + 1, t + 1, pooling="mean") for la, (d, t) in A_LAYERS.items()
+    ]
     # a second model, B: 2 layers x 2 heads, Length only
     rows += [_row("B", "Length", "heads", la, h, 40 + 10 * la + h, 41 + 10 * la + h, nl=2, nh=2)
              for la in range(2) for h in range(2)]  # fmt: skip
@@ -264,12 +268,16 @@ def test_reference_json_export_layout_and_round_trip(table, tmp_path):
     data = json.loads((tmp_path / "A_Length.json").read_text())
     assert data["1_2_head"]["devacc"] == 80.0 and data["1_2_head"]["acc"] == 70.0
     assert data["2_-1_fc"] == {"devacc": 75.0, "acc": 71.0, "ndev": 10, "ntest": 10}
-    assert "2_1_head" not in data and "-1_-1_fc" not in data  # absent cell, embeddings (never in the reference)
+    assert (
+        "2_1_head" not in data and "-1_-1_fc" not in data
+    )  # absent cell, embeddings (never in the reference)
     sts = json.loads((tmp_path / "A_STSBenchmark.json").read_text())
     assert sts["0_0_head"]["pearson"] == pytest.approx(0.01)
     back = Results.from_reference_json(tmp_path)
     assert back.models == ["A", "B"]
-    pd.testing.assert_frame_equal(back.matrix("Length", model="A"), r.matrix("Length", model="A", pooling="cls"))
+    pd.testing.assert_frame_equal(
+        back.matrix("Length", model="A"), r.matrix("Length", model="A", pooling="cls")
+    )
     assert back.metric("STSBenchmark") == "pearson"
 
 

@@ -58,7 +58,9 @@ def task_path(tmp_path_factory):
     for split, n in (("tr", 40), ("va", 16), ("te", 16)):
         for i in range(n):
             long = i % 2 == 0
-            lines.append(f"{split}\t{'long' if long else 'short'}\t{_sentence(rng, rng.integers(9, 12) if long else rng.integers(2, 4))}")
+            lines.append(
+                f"{split}\t{'long' if long else 'short'}\t{_sentence(rng, rng.integers(9, 12) if long else rng.integers(2, 4))}"
+            )
     (root / "probing").mkdir()
     (root / "probing" / "sentence_length.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(root)
@@ -102,7 +104,9 @@ def scores(bert):
 def test_topk_curve_ranks_and_chooses_on_dev(bert, task_path, store, scores):
     dev, test, ldev, ltest = scores
     res = Results(_table(bert, dev, test, ldev, ltest))
-    curve = topk_curve(bert, "Length", task_path, res, ks=[1, 2, 8], params=PARAMS, store=store, progress=False)
+    curve = topk_curve(
+        bert, "Length", task_path, res, ks=[1, 2, 8], params=PARAMS, store=store, progress=False
+    )
     assert list(curve.columns) == list(CURVE_COLUMNS)
     expected_rank = sorted(dev, key=lambda p: -dev[p])
     assert curve.attrs["ranking"] == [list(p) for p in expected_rank]
@@ -149,7 +153,9 @@ def test_topk_curve_test_ranking_only_when_asked(bert, task_path, store, scores)
     dev, test, ldev, ltest = scores
     res = Results(_table(bert, dev, test, ldev, ltest))
     with pytest.raises(ValueError, match="allow_test_selection"):
-        topk_curve(bert, "Length", task_path, res, ks=[1], by="acc", params=PARAMS, store=store, progress=False)
+        topk_curve(
+            bert, "Length", task_path, res, ks=[1], by="acc", params=PARAMS, store=store, progress=False
+        )
     with pytest.warns(TestSelectionWarning):
         c = topk_curve(bert, "Length", task_path, res, ks=[1], by="acc", allow_test_selection=True,
                        params=PARAMS, store=store, progress=False, baselines=False)  # fmt: skip
