@@ -174,7 +174,7 @@ def _draw_heatmap(
     ax.set_ylabel("layer")
     ax.tick_params(labelsize=7 if compact else 8, length=2)
     n_missing = int(np.isnan(vals).sum())
-    title = task if n_missing == 0 else f"{task} ({n_missing} missing, grey)"
+    title = task if n_missing == 0 else f"{task} ({n_missing} missing)"
     ax.set_title(title, fontsize=9 if compact else 10)
     ax.set_label(task)
 
@@ -321,6 +321,7 @@ def heatmap_grid(
     nrows = math.ceil(n / ncols)
     pw, ph = _heatmap_size(nl, nh)
     scale = 1.0 if n == 1 else (0.62 if nl * nh <= 24 * 16 else 0.5)
+    pw = max(pw * scale, 2.6) / scale  # narrow grids (4 heads) still need room for the task name
     extra = 0.9 if shared_scale else 0.9 * ncols
     fig = Figure(figsize=(ncols * pw * scale + extra + 0.4, nrows * ph * scale + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -363,7 +364,13 @@ def heatmap_grid(
     for met in sorted(ims, key=lambda x: x == "acc"):  # the last bar added sits outermost: accuracy there
         im, axs = ims[met]
         # every bar spans all panels: attaching it to a subset would make constrained layout shift one column
-        cb = fig.colorbar(im, ax=panels, fraction=0.025 if len(ims) == 1 else 0.018, pad=0.012, aspect=45)
+        cb = fig.colorbar(
+            im,
+            ax=panels,
+            fraction=0.025 if len(ims) == 1 else 0.018,
+            pad=0.012,
+            shrink=0.8 if nrows > 2 else 1.0,
+        )
         names = [str(ax.get_label()) for ax in axs]
         note = (
             ""
@@ -376,11 +383,11 @@ def heatmap_grid(
         m = results._resolve("model", model, rows)
         p = results._resolve("pooling", pooling, rows[rows["model"] == m])
         order = "sorted within layer" if sort else "by head index"
-        title = (
-            f"{m} ({p} pooling): heads {order}; red box = best head chosen on dev"
-            if mark_best
-            else f"{m} ({p})"
-        )
+        title = f"{m} ({p} pooling): heads {order}"
+        if mark_best:
+            title += "; red box = best head chosen on dev"
+        if any(np.isnan(mat).any() for mat in mats.values()):
+            title += "; grey = missing cell"
     fig.suptitle(title, fontsize=11)
     return fig
 
@@ -488,10 +495,21 @@ def layer_curves(
 # top-k curve
 # --------------------------------------------------------------------------------------------------------------
 
+
+def _k_ticks(ks: np.ndarray) -> list[int]:
+    """Ticks for a k sweep on a log axis: 1, 2, 4, 8, 12 (the paper's k), every k beyond the dense part, the ends."""
+    ks = np.unique(ks.astype(int))
+    ticks = {int(ks.min()), int(ks.max())} | {int(k) for k in ks if k in (1, 2, 4, 8, 12) or k > 12}
+    out = sorted(ticks)
+    if len(out) > 10:  # very long custom sweeps: powers of two and the ends
+        out = [t for t in out if t & (t - 1) == 0 or t in (int(ks.min()), int(ks.max()))]
+    return out
+
+
 _BASELINE_STYLE = {
-    "last_layer": dict(color="0.35", ls="-", label="last layer"),
-    "best_layer": dict(color="C3", ls="--", label="best layer (chosen on dev)"),
-    "mean_last_layer": dict(color="C4", ls=":", label="last layer, mean pooling"),
+    "last_layer": dict(color="0.35", ls="-", label="last layer (test)"),
+    "best_layer": dict(color="C3", ls="--", label="best layer chosen on dev (test)"),
+    "mean_last_layer": dict(color="C4", ls=":", label="last layer, mean pooling (test)"),
 }
 
 
@@ -524,47 +542,71 @@ def topk_plot(
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(4.2 * ncols + 0.3, 3.1 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    metrics: list[str] = []
     for i, task in enumerate(tasks):
         ax = axes[i // ncols][i % ncols]
         ax.set_gid(f"panel:{task}")
+        ax.set_label(task)
         sub = curve[curve["task"] == task]
         top = sub[sub["kind"] == "topk"].sort_values("k")
-        metric = str(sub["metric"].iloc[0]) if "metric" in sub.columns and len(sub) else "acc"
+        ref = top if not top.empty else sub
+        metric = str(ref["metric"].iloc[0]) if "metric" in ref.columns and len(ref) else "acc"
+        metrics.append(metric)
         if not top.empty:
             ks = top["k"].astype(int).to_numpy()
-            ax.plot(ks, top["acc"], "-o", color="C0", ms=3.5, lw=1.6, label="top-k heads (test)")
-            ax.plot(ks, top["devacc"], "--", color="C0", lw=1, alpha=0.7, label="top-k heads (dev)")
-            pick = choose_k(sub)
-            ax.plot([pick["k"]], [pick["acc"]], "*", color="C3", ms=12, zorder=5, label="k chosen on dev")
-            ax.annotate(
-                f"k={int(pick['k'])}",
-                (pick["k"], pick["acc"]),
-                textcoords="offset points",
-                xytext=(4, 6),
-                fontsize=7,
-            )
+            ax.plot(ks, top["acc"], "-o", color="C0", ms=3.5, lw=1.6)
+            ax.plot(ks, top["devacc"], "--", color="C0", lw=1, alpha=0.7)
+            if top["devacc"].notna().any():
+                pick = choose_k(sub)
+                pk, pv = int(pick["k"]), float(pick["acc"])
+                ax.plot([pk], [pv], "*", color="C3", ms=12, zorder=5)
+                at_right = pk == int(ks.max()) and len(ks) > 1
+                ax.annotate(
+                    f"k={pk}",
+                    (pk, pv),
+                    textcoords="offset points",
+                    xytext=(-6 if at_right else 6, 6),
+                    ha="right" if at_right else "left",
+                    fontsize=7,
+                )
             ax.set_xscale("log", base=2)
-            ticks = [k for k in ks if k in (1, 2, 4, 8, 12) or k == ks.max() or (k > 12 and k & (k - 1) == 0)]
-            ticks = sorted(set(ticks) | {int(ks.min()), int(ks.max())})
-            if len(ticks) > 9:  # very long sweeps: keep powers of two and the ends
-                ticks = [t for t in ticks if t & (t - 1) == 0 or t in (int(ks.min()), int(ks.max()))]
-            ax.set_xticks(ticks)
-            ax.set_xticklabels([str(t) for t in ticks])
+            ax.set_xticks(_k_ticks(ks))
+            ax.set_xticklabels([str(t) for t in _k_ticks(ks)])
             ax.minorticks_off()
         for kind, style in _BASELINE_STYLE.items():
             b = sub[sub["kind"] == kind]
-            if not b.empty and np.isfinite(b["acc"].iloc[0]):
-                lab = style["label"]
-                if kind == "best_layer" and "layer" in b.columns and pd.notna(b["layer"].iloc[0]):
-                    lab = f"{lab}: {int(b['layer'].iloc[0])}"
-                ax.axhline(float(b["acc"].iloc[0]), color=style["color"], ls=style["ls"], lw=1.2, label=lab)
-        rank_task = sub["rank_task"].iloc[0] if "rank_task" in sub.columns and len(sub) else task
+            if b.empty or not np.isfinite(b["acc"].iloc[0]):
+                continue
+            y = float(b["acc"].iloc[0])
+            ax.axhline(y, color=style["color"], ls=style["ls"], lw=1.2)
+            if kind == "best_layer" and "layer" in b.columns and pd.notna(b["layer"].iloc[0]):
+                # which layer dev picked differs per task: written on the line, not in the shared legend
+                ax.annotate(
+                    f"layer {int(b['layer'].iloc[0])}",
+                    (0.01, y),
+                    xycoords=("axes fraction", "data"),
+                    textcoords="offset points",
+                    xytext=(0, 2),
+                    fontsize=7,
+                    color=style["color"],
+                )
+        rank_task = str(ref["rank_task"].iloc[0]) if "rank_task" in ref.columns and len(ref) else task
         ax.set_title(task if rank_task == task else f"{task} (heads ranked on {rank_task})", fontsize=10)
-        ax.set_xlabel("k (top heads, ranked on dev)")
-        ax.set_ylabel(_axis_label(metric) if i % ncols == 0 else "")
+        last_row = i // ncols == nrows - 1 or i + ncols >= n
+        ax.set_xlabel("k (top heads, ranked on dev)" if last_row else "")
+        ax.set_ylabel(_axis_label(metric) if i % ncols == 0 or metric != metrics[i - 1] else "")
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3, lw=0.5)
-        ax.legend(fontsize=6.5, loc="lower right", framealpha=0.8)
+    handles = [
+        Line2D([], [], color="C0", marker="o", ms=3.5, label="top-k heads (test)"),
+        Line2D([], [], color="C0", ls="--", alpha=0.7, label="top-k heads (dev)"),
+        Line2D([], [], color="C3", marker="*", ls="", ms=10, label="k chosen on dev (its test score)"),
+        *(
+            Line2D([], [], color=st["color"], ls=st["ls"], label=st["label"])
+            for st in _BASELINE_STYLE.values()
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].remove()
     if title is not None:

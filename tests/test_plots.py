@@ -127,8 +127,16 @@ def test_topk_plot_marks_dev_choice_and_baselines():
     assert ax.get_xlabel() == "k (top heads, ranked on dev)" and ax.get_ylabel() == "accuracy (%)"
     (star,) = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
     assert (star.get_xdata()[0], star.get_ydata()[0]) == (4, 44.0)  # dev-best k, not test-best k=8
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert {"last layer", "best layer (chosen on dev): 8", "last layer, mean pooling"} <= set(labels)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"last layer (test)", "best layer chosen on dev (test)", "last layer, mean pooling (test)"} <= set(
+        labels
+    )
+    assert [ln.get_ydata()[0] for ln in ax.get_lines() if ln.get_linestyle() in ("-", "--", ":")][-3:] == [
+        40.0,
+        43.0,
+        41.0,
+    ]  # baselines drawn at their test scores
+    assert "layer 8" in [t.get_text() for t in ax.texts]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8", "12"]
     with pytest.raises(ValueError, match="lacks column"):
         topk_plot(curve.drop(columns=["kind"]))
