@@ -231,7 +231,7 @@ def _iter_blocks(
     with torch.no_grad():
         for i0 in range(0, len(rows), chunk):
             r = rows[i0 : i0 + chunk]
-            xr = X[:, r]
+            xr = X.index_select(1, r)
             for s0 in range(0, n_slots, sblock):
                 s1 = min(n_slots, s0 + sblock)
                 if full:
@@ -352,7 +352,7 @@ class BatchedMLP:
 
     def _train_step(self, X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
         stack = self._stack
-        xb_all = X[:, idx]
+        xb_all = X.index_select(1, idx)  # much faster than X[:, idx] on CPU
         yb = y[idx]
         mask = None
         if self.nhid:
@@ -388,26 +388,32 @@ class BatchedMLP:
         return correct
 
     # -- inference (best snapshots) --------------------------------------------------------------------------------
-    def _slot_view(self):
-        probe_pos = torch.as_tensor(self._stack.slot_probe, device=self.device)
-        full = self.n_slots == self._stack.n_probes and bool(
-            np.all(self._stack.slot_probe == np.arange(self._stack.n_probes)))
-        return self._stack.best, probe_pos, full
+    def _slot_view(self, slots: np.ndarray | None):
+        """Best-snapshot parameters, probe index tensor and "no gather needed" flag of ``slots`` (default all)."""
+        probes = self._stack.slot_probe
+        params = self._stack.best
+        if slots is not None:
+            slots = np.asarray(slots, dtype=np.int64)
+            probes = probes[slots]
+            si = torch.as_tensor(slots, device=self.device)
+            params = [p.index_select(0, si) for p in params]
+        full = len(probes) == self._stack.n_probes and bool(np.all(probes == np.arange(self._stack.n_probes)))
+        return params, torch.as_tensor(probes, device=self.device), full
 
-    def score(self, X: torch.Tensor, y: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-        """Accuracy in [0, 1] of every slot's best snapshot on ``rows`` (float64, shape (S,))."""
+    def score(self, X: torch.Tensor, y: torch.Tensor, rows: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
+        """Accuracy in [0, 1] of the best snapshot of ``slots`` (default: every slot) on ``rows``, float64."""
         rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
         if len(rows_t) == 0:
             raise ValueError("BatchedMLP.score: empty evaluation set.")
-        params, probe_pos, full = self._slot_view()
+        params, probe_pos, full = self._slot_view(slots)
         correct = self._count_correct(params, probe_pos, full, X, y, rows_t).tolist()
         return np.array([1.0 * c / len(rows_t) for c in correct], dtype=np.float64)
 
-    def predict(self, X: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-        """Class ids of every slot's best snapshot on ``rows``: int64 of shape (S, len(rows))."""
+    def predict(self, X: torch.Tensor, rows: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
+        """Class ids of the best snapshot of ``slots`` (default: every slot) on ``rows``: int64 (n_slots, n_rows)."""
         rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
-        params, probe_pos, full = self._slot_view()
-        out = torch.empty(self.n_slots, len(rows_t), dtype=torch.int64, device=self.device)
+        params, probe_pos, full = self._slot_view(slots)
+        out = torch.empty(params[0].shape[0], len(rows_t), dtype=torch.int64, device=self.device)
         for s0, s1, i0, i1, logits in _iter_blocks(params, probe_pos, full, X, rows_t, self.batch_size):
             out[s0:s1, i0:i1] = logits.max(2)[1]
         return out.cpu().numpy()
@@ -483,7 +489,7 @@ class BatchedRelatedness:
 
     def _train_step(self, X: torch.Tensor, Y: torch.Tensor, idx: torch.Tensor) -> None:
         stack = self._stack
-        xb_all = X[:, idx]
+        xb_all = X.index_select(1, idx)  # much faster than X[:, idx] on CPU
         yb = Y[idx]
         total: torch.Tensor | None = None
         for g in stack.groups:
@@ -515,3 +521,574 @@ class BatchedRelatedness:
         """Expected score ``probs @ [1..5]`` of every slot, float64 of shape (S, len(rows))."""
         r = np.arange(1, self.nclasses + 1)
         return np.stack([np.dot(p, r) for p in self.predict_proba(X, rows)])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluators over stacked features (mirror senteval_anatomy.engine.evaluators, one result per probe)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: Default memory budget of one probe chunk: the stacked float32 features ``[probes, rows, features]`` of all
+#: splits of a task stay under this many bytes (transient per-split numpy copies come on top).
+CHUNK_BYTES = 1 << 30
+
+#: A feature source for one split: a ``[n, P, f]`` array, or an ``(A, B)`` pair of ``[n, P, d]`` arrays whose
+#: SentEval pair features ``[|A - B|, A * B]`` are built chunk by chunk.
+Source = Any
+
+
+def _as_array(a: Any) -> np.ndarray:
+    if hasattr(a, "detach") and hasattr(a, "cpu"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _source_shape(src: Source, what: str) -> tuple[int, int, int]:
+    """``(n_rows, n_probes, n_features)`` of a source, with a clear error for wrong shapes."""
+    if isinstance(src, tuple):
+        a, b = src
+        if np.ndim(a) != 3 or np.shape(a) != np.shape(b):
+            raise ValueError(
+                f"{what}: A and B must both have shape [n, P, d] (P probes), got {np.shape(a)} and {np.shape(b)}. "
+                "Reshape per-head features [n, L, H, d] to [n, L*H, d] first."
+            )
+        n, p, d = np.shape(a)
+        return n, p, 2 * d
+    if np.ndim(src) != 3:
+        raise ValueError(
+            f"{what}: expected an array of shape [n, P, d] (P probes), got shape {np.shape(src)}. "
+            "Reshape per-head features [n, L, H, d] to [n, L*H, d] first; a single probe is [n, 1, d]."
+        )
+    n, p, f = np.shape(src)
+    return n, p, f
+
+
+def _check_sources(sources: Sequence[Source], names: Sequence[str]) -> tuple[list[int], int, int]:
+    shapes = [_source_shape(s, w) for s, w in zip(sources, names, strict=True)]
+    n_probes = {s[1] for s in shapes}
+    widths = {s[2] for s in shapes}
+    if len(n_probes) != 1 or len(widths) != 1:
+        raise ValueError(
+            "every split must have the same number of probes and features, got "
+            + ", ".join(f"{w}: {s[1]} probes x {s[2]} features" for w, s in zip(names, shapes, strict=True))
+        )
+    return [s[0] for s in shapes], n_probes.pop(), widths.pop()
+
+
+def _chunk_tensor(sources: Sequence[Source], p0: int, p1: int, device: torch.device) -> torch.Tensor:
+    """Stack probes ``p0:p1`` of every split into one float32 tensor ``[p1 - p0, sum(n), f]`` on ``device``.
+
+    Pair features are built in the embeddings' own dtype by the engine's ``pair_features`` and only then cast to
+    float32, exactly as a solo run (features in numpy, probe casts with ``.float()``); the cast rounds the same way
+    in numpy and torch.
+    """
+    from .tasks import pair_features
+
+    sizes, _, width = _check_sources(sources, [f"split {i}" for i in range(len(sources))])
+    out = np.empty((p1 - p0, sum(sizes), width), dtype=np.float32)
+    off = 0
+    for src, n in zip(sources, sizes, strict=True):
+        if isinstance(src, tuple):
+            part = pair_features(_as_array(src[0][:, p0:p1]), _as_array(src[1][:, p0:p1]))
+        else:
+            part = _as_array(src[:, p0:p1])
+        out[:, off : off + n] = part.transpose(1, 0, 2)
+        off += n
+    return torch.from_numpy(out).to(device)
+
+
+def default_max_probes(n_rows: int, n_features: int, budget: int = CHUNK_BYTES) -> int:
+    """Largest probe chunk whose stacked float32 features (``n_rows x n_features`` per probe) fit in ``budget``."""
+    return max(1, budget // max(1, 4 * n_rows * n_features))
+
+
+def _chunks(n_probes: int, n_rows: int, width: int, max_probes: int | None) -> list[tuple[int, int]]:
+    if max_probes is None:
+        max_probes = default_max_probes(n_rows, width)
+    if int(max_probes) < 1:
+        raise ValueError(f"max_probes must be a positive integer (probes trained together), got {max_probes!r}.")
+    step = int(max_probes)
+    return [(p0, min(n_probes, p0 + step)) for p0 in range(0, n_probes, step)]
+
+
+class _Progress:
+    """A tqdm bar over training runs (one per chunk x fold x grid fit), or nothing."""
+
+    def __init__(self, total: int, desc: str, enabled: bool | None):
+        self.bar = None
+        if enabled is False or total <= 0:
+            return
+        from tqdm.auto import tqdm
+
+        # enabled=None: tqdm decides (shown on a terminal, silent in logs and CI).
+        self.bar = tqdm(total=total, desc=desc, unit="fit", disable=None if enabled is None else False, leave=False)
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _grid_slots(n_probes: int, regs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Slots of a grid search: slot ``r * n_probes + p`` is probe ``p`` with ``regs[r]``."""
+    return np.tile(np.arange(n_probes), len(regs)), np.repeat(np.asarray(regs, dtype=np.float64), n_probes)
+
+
+def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar) -> list[dict[str, Any]]:
+    from .evaluators import _round_float, select_reg
+    from .probes import NOREG_L2, l2_grid
+
+    tr, dv, te = rows
+    n_probes = X.shape[0]
+    regs = NOREG_L2["pytorch"] if noreg else l2_grid("split", True)
+    slot_probe, slot_reg = _grid_slots(n_probes, regs)
+    bm = BatchedMLP(X.shape[2], nclasses, slot_probe, slot_reg, n_probes=n_probes, seed=seed, config=classifier,
+                    device=device).fit(X, y, tr, val_rows=dv)
+    bar.update()
+    dev_acc = bm.score(X, y, dv).tolist()  # Python floats, as TorchProbe.score returns
+    out, chosen = [], []
+    for p in range(n_probes):
+        scores = [_round_float(100 * dev_acc[r * n_probes + p]) for r in range(len(regs))]
+        optreg, devacc = select_reg(scores, regs)
+        chosen.append(list(regs).index(optreg) * n_probes + p)
+        out.append({"devacc": float(devacc), "reg": optreg, "regs": list(regs),
+                    "dev_scores": [float(s) for s in scores]})
+    # SplitClassifier refits the chosen value with the same seed on the same data, which replays the grid run of
+    # that value exactly (training is a pure function of seed, data and reg); its snapshot is the refit model.
+    test_acc = bm.score(X, y, te, slots=np.asarray(chosen)).tolist()
+    for p in range(n_probes):
+        out[p]["acc"] = float(_round_float(100 * test_acc[p]))
+    return out
+
+
+def _cv_grid(X, y, folds, regs, *, nclasses, seed, classifier, device, bar) -> list[list[float]]:
+    """Per slot (grid layout), the list of held-out fold accuracies; folds are ``(train_rows, test_rows)``."""
+    n_probes = X.shape[0]
+    slot_probe, slot_reg = _grid_slots(n_probes, regs)
+    scans: list[list[float]] = [[] for _ in range(len(slot_probe))]
+    for train_rows, test_rows in folds:
+        bm = BatchedMLP(X.shape[2], nclasses, slot_probe, slot_reg, n_probes=n_probes, seed=seed, config=classifier,
+                        device=device).fit(X, y, train_rows, val_rows=test_rows)
+        for s, acc in enumerate(bm.score(X, y, test_rows).tolist()):
+            scans[s].append(acc)
+        bar.update()
+    return scans
+
+
+def _select_cv(scans, regs, n_probes):
+    """Per probe: SentEval's rounded mean CV scores, the chosen value and the best score."""
+    from .evaluators import _round_mean, select_reg
+
+    out = []
+    for p in range(n_probes):
+        scores = [_round_mean(100 * np.mean(scans[r * n_probes + p])) for r in range(len(regs))]
+        optreg, best = select_reg(scores, regs)
+        out.append((scores, optreg, best))
+    return out
+
+
+def _refit(X, y, train_rows, optregs, *, nclasses, seed, classifier, device, bar) -> BatchedMLP:
+    """Final fit of every probe with its own chosen value, early-stopping on a 5% validation split."""
+    from .probes import VALIDATION_SPLIT
+
+    n_probes = X.shape[0]
+    bm = BatchedMLP(X.shape[2], nclasses, np.arange(n_probes), np.asarray(optregs, dtype=np.float64),
+                    n_probes=n_probes, seed=seed, config=classifier, device=device)
+    bm.fit(X, y, train_rows, validation_split=VALIDATION_SPLIT)
+    bar.update()
+    return bm
+
+
+def _kfold_chunk(X, y, rows, y_train, *, nclasses, kfold, seed, classifier, device, bar) -> list[dict[str, Any]]:
+    from .evaluators import _round_float, _stratified_kfold
+    from .probes import l2_grid
+
+    tr, te = rows
+    n_probes = X.shape[0]
+    regs = l2_grid("kfold", True)
+    skf = _stratified_kfold(kfold, seed)
+    # StratifiedKFold draws folds from the labels and the sample count only, so a placeholder X gives the same folds.
+    folds = [(tr[a], tr[b]) for a, b in skf.split(np.zeros((len(tr), 1)), y_train)]
+    scans = _cv_grid(X, y, folds, regs, nclasses=nclasses, seed=seed, classifier=classifier, device=device, bar=bar)
+    sel = _select_cv(scans, regs, n_probes)
+    bm = _refit(X, y, tr, [s[1] for s in sel], nclasses=nclasses, seed=seed, classifier=classifier, device=device,
+                bar=bar)
+    yhat = bm.predict(X, te)
+    test_acc = bm.score(X, y, te).tolist()
+    return [{"devacc": float(best), "acc": float(_round_float(100 * test_acc[p])), "yhat": yhat[p], "reg": optreg,
+             "regs": list(regs), "dev_scores": [float(s) for s in scores]}
+            for p, (scores, optreg, best) in enumerate(sel)]
+
+
+def _innerkfold_chunk(X, y, y_all, *, nclasses, kfold, seed, classifier, device, bar) -> list[dict[str, Any]]:
+    from .evaluators import INNER_KFOLD_RANDOM_STATE, _round_float, _round_mean, _stratified_kfold
+    from .probes import l2_grid
+
+    n_probes = X.shape[0]
+    regs = l2_grid("innerkfold", True)
+    skf = _stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
+    innerskf = _stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
+    devresults: list[list[Any]] = [[] for _ in range(n_probes)]
+    testresults: list[list[float]] = [[] for _ in range(n_probes)]
+    fold_regs: list[list[float]] = [[] for _ in range(n_probes)]
+    for train_idx, test_idx in skf.split(np.zeros((len(y_all), 1)), y_all):
+        inner = [(train_idx[a], train_idx[b])
+                 for a, b in innerskf.split(np.zeros((len(train_idx), 1)), y_all[train_idx])]
+        scans = _cv_grid(X, y, inner, regs, nclasses=nclasses, seed=seed, classifier=classifier, device=device,
+                         bar=bar)
+        sel = _select_cv(scans, regs, n_probes)
+        for p, (_, optreg, best) in enumerate(sel):
+            devresults[p].append(best)
+            fold_regs[p].append(optreg)
+        bm = _refit(X, y, train_idx, [s[1] for s in sel], nclasses=nclasses, seed=seed, classifier=classifier,
+                    device=device, bar=bar)
+        for p, acc in enumerate(bm.score(X, y, test_idx).tolist()):
+            testresults[p].append(_round_float(100 * acc))
+    return [{"devacc": float(_round_mean(devresults[p])), "acc": float(_round_mean(testresults[p])),
+             "fold_devacc": [float(v) for v in devresults[p]], "fold_acc": [float(v) for v in testresults[p]],
+             "fold_reg": fold_regs[p], "regs": list(regs)} for p in range(n_probes)]
+
+
+def _relatedness_chunk(X, rows, y_train, y_dev, y_test, *, seed, device, bar) -> list[dict[str, Any]]:
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_squared_error
+
+    from .evaluators import _corr, encode_relatedness_labels
+
+    tr, dv, te = rows
+    n_probes = X.shape[0]
+    Y = torch.zeros(X.shape[1], RELATEDNESS_NCLASSES, dtype=torch.float32)
+    Y[torch.as_tensor(tr)] = torch.from_numpy(encode_relatedness_labels(y_train))
+    reg = BatchedRelatedness(X.shape[2], np.arange(n_probes), n_probes=n_probes, seed=seed, device=device)
+    reg.fit(X, Y.to(X.device), tr, dv, np.asarray(list(y_dev), dtype=np.float64))
+    bar.update()
+    yhat = reg.predict(X, te)
+    y_test = list(y_test)
+    return [{"devpearson": float(reg.best_score_[p]), "pearson": _corr(pearsonr, yhat[p], y_test),
+             "spearman": _corr(spearmanr, yhat[p], y_test), "mse": float(mean_squared_error(yhat[p], y_test)),
+             "yhat": yhat[p]} for p in range(n_probes)]
+
+
+def _offsets(sizes: Sequence[int]) -> list[np.ndarray]:
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return [np.arange(starts[i], starts[i + 1], dtype=np.int64) for i in range(len(sizes))]
+
+
+def _run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, *, max_probes: int | None,
+                progress: bool | None, desc: str, device: Any, **kw: Any) -> list[dict[str, Any]]:
+    """Chunk the probes, stack each chunk's features once, run the batched evaluator ``kind`` on it."""
+    names = [f"split {i}" for i in range(len(sources))]
+    sizes, n_probes, width = _check_sources(sources, names)
+    dev = resolve_device(device)
+    chunks = _chunks(n_probes, sum(sizes), width, max_probes)
+    k = int(kw.get("kfold") or 0)
+    fits = {"split": 1, "kfold": k + 1, "innerkfold": k * (k + 1), "relatedness": 1}[kind]
+    bar = _Progress(len(chunks) * fits, desc, progress)
+    rows = _offsets(sizes)
+    y = None if labels is None else torch.as_tensor(np.asarray(labels), device=dev)
+    results: list[dict[str, Any]] = []
+    try:
+        for p0, p1 in chunks:
+            X = _chunk_tensor(sources, p0, p1, dev)
+            if kind == "split":
+                results += _split_chunk(X, y, rows, device=dev, bar=bar, **kw)
+            elif kind == "kfold":
+                results += _kfold_chunk(X, y, rows, device=dev, bar=bar, **kw)
+            elif kind == "innerkfold":
+                results += _innerkfold_chunk(X, y, device=dev, bar=bar, **kw)
+            else:
+                results += _relatedness_chunk(X, rows, device=dev, bar=bar, **kw)
+            del X
+    finally:
+        bar.close()
+    return results
+
+
+def _probe_features(src: Source, p: int) -> np.ndarray:
+    """Probe ``p``'s own 2-D features of one split (contiguous, as a solo run would receive them)."""
+    from .tasks import pair_features
+
+    if isinstance(src, tuple):
+        return pair_features(np.ascontiguousarray(_as_array(src[0][:, p])),
+                             np.ascontiguousarray(_as_array(src[1][:, p])))
+    return np.ascontiguousarray(_as_array(src[:, p]))
+
+
+def _per_probe(fn: Callable[[int], dict[str, Any]], n_probes: int, n_jobs: int | None, desc: str,
+               progress: bool | None) -> list[dict[str, Any]]:
+    """Run ``fn(p)`` for every probe: the exact solo path (sklearn probes, custom STS similarity)."""
+    if n_jobs is not None and n_jobs != 1:
+        from joblib import Parallel, delayed
+
+        return list(Parallel(n_jobs=n_jobs)(delayed(fn)(p) for p in range(n_probes)))
+    bar = _Progress(n_probes, desc, progress)
+    out = []
+    try:
+        for p in range(n_probes):
+            out.append(fn(p))
+            bar.update()
+    finally:
+        bar.close()
+    return out
+
+
+def split_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test: Source, y_test, *, nclasses: int,
+                    seed: int = 1111, usepytorch: bool = True, classifier: dict[str, Any] | None = None,
+                    device: Any = "auto", noreg: bool = False, max_probes: int | None = None,
+                    progress: bool | None = None, n_jobs: int | None = None) -> list[dict[str, Any]]:
+    """:func:`~senteval_anatomy.engine.evaluators.split_eval` for P probes at once.
+
+    ``X_*`` are ``[n, P, f]`` arrays (or ``(A, B)`` pairs of ``[n, P, d]`` arrays for pair features). Returns P
+    dicts with the keys of ``split_eval`` (``devacc``, ``acc``, ``reg``, ``regs``, ``dev_scores``).
+    """
+    from . import evaluators as ev
+
+    sources = [X_train, X_dev, X_test]
+    _, n_probes, _ = _check_sources(sources, ["X_train", "X_dev", "X_test"])
+    if not usepytorch:
+        return _per_probe(lambda p: ev.split_eval(
+            _probe_features(X_train, p), y_train, _probe_features(X_dev, p), y_dev, _probe_features(X_test, p),
+            y_test, nclasses=nclasses, seed=seed, usepytorch=False, noreg=noreg), n_probes, n_jobs, "split", progress)
+    labels = np.concatenate([np.asarray(y_train), np.asarray(y_dev), np.asarray(y_test)]).astype(np.int64)
+    return _run_chunks("split", sources, labels, max_probes=max_probes, progress=progress, desc="split probes",
+                       device=device, nclasses=nclasses, seed=seed, classifier=classifier, noreg=noreg)
+
+
+def kfold_eval_many(X_train: Source, y_train, X_test: Source, y_test, *, nclasses: int, kfold: int = 5,
+                    seed: int = 1111, usepytorch: bool = True, classifier: dict[str, Any] | None = None,
+                    device: Any = "auto", max_probes: int | None = None, progress: bool | None = None,
+                    n_jobs: int | None = None) -> list[dict[str, Any]]:
+    """:func:`~senteval_anatomy.engine.evaluators.kfold_eval` for P probes at once (P dicts: ``devacc``,
+    ``acc``, ``yhat``, ``reg``, ``regs``, ``dev_scores``)."""
+    from . import evaluators as ev
+
+    sources = [X_train, X_test]
+    _, n_probes, _ = _check_sources(sources, ["X_train", "X_test"])
+    if not usepytorch:
+        return _per_probe(lambda p: ev.kfold_eval(
+            _probe_features(X_train, p), y_train, _probe_features(X_test, p), y_test, nclasses=nclasses,
+            kfold=kfold, seed=seed, usepytorch=False), n_probes, n_jobs, "kfold", progress)
+    y_train = np.asarray(y_train)
+    labels = np.concatenate([y_train, np.asarray(y_test)]).astype(np.int64)
+    return _run_chunks("kfold", sources, labels, max_probes=max_probes, progress=progress, desc="kfold probes",
+                       device=device, nclasses=nclasses, kfold=kfold, seed=seed, classifier=classifier,
+                       y_train=y_train)
+
+
+def innerkfold_eval_many(X: Source, y, *, nclasses: int, kfold: int = 5, seed: int = 1111, usepytorch: bool = True,
+                         classifier: dict[str, Any] | None = None, device: Any = "auto",
+                         max_probes: int | None = None, progress: bool | None = None,
+                         n_jobs: int | None = None) -> list[dict[str, Any]]:
+    """:func:`~senteval_anatomy.engine.evaluators.innerkfold_eval` for P probes at once (P dicts: ``devacc``,
+    ``acc``, ``fold_devacc``, ``fold_acc``, ``fold_reg``, ``regs``)."""
+    from . import evaluators as ev
+
+    _, n_probes, _ = _check_sources([X], ["X"])
+    if not usepytorch:
+        return _per_probe(lambda p: ev.innerkfold_eval(
+            _probe_features(X, p), y, nclasses=nclasses, kfold=kfold, seed=seed, usepytorch=False),
+            n_probes, n_jobs, "innerkfold", progress)
+    y = np.asarray(y)
+    return _run_chunks("innerkfold", [X], y.astype(np.int64), max_probes=max_probes, progress=progress,
+                       desc="innerkfold probes", device=device, nclasses=nclasses, kfold=kfold, seed=seed,
+                       classifier=classifier, y_all=y)
+
+
+def relatedness_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test: Source, y_test, *,
+                          seed: int = 1111, device: Any = "auto", max_probes: int | None = None,
+                          progress: bool | None = None) -> list[dict[str, Any]]:
+    """:func:`~senteval_anatomy.engine.evaluators.relatedness_eval` for P probes at once (P dicts:
+    ``devpearson``, ``pearson``, ``spearman``, ``mse``, ``yhat``)."""
+    return _run_chunks("relatedness", [X_train, X_dev, X_test], None, max_probes=max_probes, progress=progress,
+                       desc="relatedness probes", device=device, seed=seed, y_train=np.asarray(y_train),
+                       y_dev=np.asarray(y_dev), y_test=np.asarray(y_test))
+
+
+def cosine_many(A: Any, B: Any) -> np.ndarray:
+    """SentEval's default STS similarity ``nan_to_num(cosine(nan_to_num(u), nan_to_num(v)))`` of every row and
+    probe of ``A``, ``B`` ``[n, P, d]``, as float64 of shape ``[P, n]``.
+
+    Computed in float64 with vectorised sums. The engine computes each row with ``np.dot`` in the embeddings' dtype,
+    so for float32 embeddings the two differ by float32 rounding (~1e-7 relative per score).
+    """
+    A = np.nan_to_num(_as_array(A)).astype(np.float64, copy=False)
+    B = np.nan_to_num(_as_array(B)).astype(np.float64, copy=False)
+    dot = np.einsum("npd,npd->pn", A, B)
+    norms = np.sqrt(np.einsum("npd,npd->pn", A, A)) * np.sqrt(np.einsum("npd,npd->pn", B, B))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(dot / norms)
+
+
+def sts_eval_many(datasets: dict[str, tuple[Any, Any, Sequence[float]]],
+                  similarity: Callable[[Any, Any], float] | None = None, *, max_probes: int | None = None,
+                  progress: bool | None = None, n_jobs: int | None = None) -> list[dict[str, Any]]:
+    """:func:`~senteval_anatomy.engine.evaluators.sts_eval` for P probes: ``datasets`` maps each sub-dataset to
+    ``(A, B, gold)`` with ``A``, ``B`` of shape ``[n, P, d]``.
+
+    The default cosine is vectorised (:func:`cosine_many`); the correlations and the ``all`` summary are the
+    engine's own code, fed with those scores. A custom ``similarity`` cannot be vectorised and runs per probe
+    through the engine (exact).
+    """
+    from . import evaluators as ev
+
+    names = list(datasets)
+    shapes = [_source_shape((datasets[d][0], datasets[d][1]), f"STS {d}") for d in names]
+    n_probes = {s[1] for s in shapes}
+    if len(n_probes) != 1:
+        raise ValueError("every STS sub-dataset must have the same number of probes, got "
+                         + ", ".join(f"{d}: {s[1]}" for d, s in zip(names, shapes, strict=True)))
+    P = n_probes.pop()
+    if similarity is not None:
+        return _per_probe(lambda p: ev.sts_eval(
+            {d: (_as_array(datasets[d][0][:, p]), _as_array(datasets[d][1][:, p]), datasets[d][2]) for d in names},
+            similarity), P, n_jobs, "sts", progress)
+    n_rows = sum(s[0] for s in shapes)
+    results: list[dict[str, Any]] = []
+    for p0, p1 in _chunks(P, n_rows, 2 * shapes[0][2], max_probes):  # float64 A and B
+        scores = {d: cosine_many(datasets[d][0][:, p0:p1], datasets[d][1][:, p0:p1]) for d in names}
+        for k in range(p1 - p0):
+            # The engine's sts_eval with a pass-through similarity: same correlations, same 'all' summary.
+            results.append(ev.sts_eval({d: (scores[d][k], scores[d][k], datasets[d][2]) for d in names},
+                                       lambda a, b: a))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Task level
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _slice_embeddings(embeddings: Any, p: int) -> dict[str, dict[str, Any]]:
+    return {split: {k: (np.ascontiguousarray(_as_array(v[:, p])) if k in ("X", "A", "B") else v)
+                    for k, v in rec.items()} for split, rec in embeddings.items()}
+
+
+def _n_probes(embeddings: Any, splits: Sequence[str], task_name: str) -> int:
+    counts = {}
+    for split in splits:
+        if split not in embeddings:
+            raise KeyError(f"{task_name}: embeddings has no split {split!r} (has {sorted(embeddings)}); "
+                           "pass what Task.embed returns, with [n, P, d] arrays.")
+        for k in ("X", "A", "B"):
+            if k in embeddings[split]:
+                shape = np.shape(embeddings[split][k])
+                if len(shape) != 3:
+                    raise ValueError(
+                        f"{task_name}: embeddings[{split!r}][{k!r}] has shape {shape}; evaluate_many needs [n, P, d] "
+                        "(P probes). Reshape per-head features [n, L, H, d] to [n, L*H, d]; for one probe use "
+                        "Task.evaluate."
+                    )
+                counts[f"{split}.{k}"] = shape[1]
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"{task_name}: the number of probes differs between arrays: {counts}")
+    return next(iter(counts.values()))
+
+
+def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | None = None,
+                  progress: bool | None = None, device: Any = None, n_jobs: int | None = None) -> list[dict[str, Any]]:
+    """Evaluate P probes of one task at once; result ``i`` equals ``task.evaluate`` on probe ``i``'s features.
+
+    Parameters
+    ----------
+    task : Task
+        From :func:`~senteval_anatomy.engine.tasks.load_task`.
+    embeddings : dict
+        The layout of :meth:`Task.embed <senteval_anatomy.engine.tasks.Task.embed>`, but every ``X`` / ``A`` /
+        ``B`` array has shape ``[n, P, d]`` (e.g. heads ``[n, L, H, d]`` reshaped to ``[n, L*H, d]``). numpy arrays,
+        memmaps and CPU tensors are read chunk by chunk.
+    params : mapping
+        SentEval params, read as ``Task.evaluate`` reads them (``seed``, ``usepytorch``, ``classifier``, ``kfold``,
+        ``device``, ``similarity``).
+    max_probes : int, optional
+        Probes trained together. Default: as many as keep the chunk's stacked float32 features (all splits,
+        ``[probes, rows, features]``) under :data:`CHUNK_BYTES` (1 GiB). Results do not depend on it.
+    progress : bool, optional
+        tqdm bar over training runs; default: shown on a terminal only.
+    device : str or torch.device, optional
+        Where the stacked probes train; default ``params.device`` (``'auto'``: CUDA when available).
+    n_jobs : int, optional
+        Parallel jobs (joblib) for the paths that run probe by probe: ``usepytorch=False`` (sklearn) and a custom
+        STS ``similarity``.
+
+    Returns
+    -------
+    list of dict
+        One SentEval result dict per probe, with exactly the keys and rounding of ``task.evaluate``.
+    """
+    from .params import apply_defaults
+
+    spec = task.spec
+    raw = params if params is not None else {}
+    seed = raw["seed"] if "seed" in raw and raw["seed"] is not None else task.seed
+    p = apply_defaults(raw)
+    dev = p.device if device is None else device
+    n_probes = _n_probes(embeddings, spec.splits, spec.name)
+    desc = f"{spec.name}: {n_probes} probes"
+    usepytorch = bool(p.usepytorch)
+
+    def pytorch_free(fn_p: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
+        return _per_probe(fn_p, n_probes, n_jobs, desc, progress)
+
+    if spec.evaluator == "sts":
+        similarity = p.similarity
+        if similarity is not None and not callable(similarity):
+            raise ValueError(f"params.similarity must be a callable f(u, v) -> float, got {similarity!r}.")
+        if similarity is not None:
+            return pytorch_free(lambda i: task.evaluate(_slice_embeddings(embeddings, i), raw))
+        datasets = {d: (embeddings[d]["A"], embeddings[d]["B"], embeddings[d]["gold"]) for d in spec.splits}
+        return sts_eval_many(datasets, max_probes=max_probes, progress=progress)
+
+    if not usepytorch and spec.evaluator != "relatedness":
+        return pytorch_free(lambda i: task.evaluate(_slice_embeddings(embeddings, i), raw))
+
+    def src(split: str) -> Source:
+        rec = embeddings[split]
+        return rec["X"] if "X" in rec else (rec["A"], rec["B"])
+
+    def n_rows(split: str) -> int:
+        rec = embeddings[split]
+        return len(rec["X"] if "X" in rec else rec["A"])
+
+    common = dict(max_probes=max_probes, progress=progress, device=dev)
+    clf_kw = dict(seed=seed, usepytorch=True, classifier=p.classifier, **common)
+
+    if spec.evaluator == "split":
+        classifier = p.classifier
+        if spec.name == "WordContent" and (classifier.get("nhid") or 0) > 0:
+            classifier = dict(classifier)  # SentEval: WordContent forces a linear probe
+            classifier["nhid"] = 0
+            clf_kw["classifier"] = classifier
+        rs = split_eval_many(src("train"), embeddings["train"]["y"], src("dev"), embeddings["dev"]["y"], src("test"),
+                             embeddings["test"]["y"], nclasses=task.n_classes, **clf_kw)
+        return [{"devacc": r["devacc"], "acc": r["acc"], "ndev": n_rows("dev"), "ntest": n_rows("test")} for r in rs]
+
+    if spec.evaluator == "kfold":
+        yte = embeddings["test"]["y"]
+        rs = kfold_eval_many(src("train"), embeddings["train"]["y"], src("test"), yte, nclasses=task.n_classes,
+                             kfold=p.kfold, **clf_kw)
+        out = []
+        for r in rs:
+            o = {"devacc": r["devacc"], "acc": r["acc"]}
+            if spec.name == "MRPC":
+                from sklearn.metrics import f1_score
+
+                o["f1"] = float(round(100 * f1_score(yte, r["yhat"]), 2))
+            o.update(ndev=n_rows("train"), ntest=n_rows("test"))
+            out.append(o)
+        return out
+
+    if spec.evaluator == "innerkfold":
+        rs = innerkfold_eval_many(src("all"), embeddings["all"]["y"], nclasses=task.n_classes, kfold=p.kfold,
+                                  **clf_kw)
+        n = n_rows("all")
+        return [{"devacc": r["devacc"], "acc": r["acc"], "ndev": n, "ntest": n} for r in rs]
+
+    if spec.evaluator == "relatedness":
+        rs = relatedness_eval_many(src("train"), embeddings["train"]["y"], src("dev"), embeddings["dev"]["y"],
+                                   src("test"), embeddings["test"]["y"], seed=seed, **common)
+        return [{"devpearson": r["devpearson"], "pearson": r["pearson"], "spearman": r["spearman"], "mse": r["mse"],
+                 "yhat": r["yhat"], "ndev": n_rows("dev"), "ntest": n_rows("test")} for r in rs]
+
+    raise ValueError(f"{spec.name}: no batched evaluator for {spec.evaluator!r}")
