@@ -1,0 +1,650 @@
+"""Where every SentEval data file comes from, and how SentEval post-processes it.
+
+This is a declarative table. Each :class:`Dataset` is one unit of download (for example ``SICK``, which feeds both
+``SICKEntailment`` and ``SICKRelatedness``). A dataset lists the files it places under the data root
+(:class:`Output`, with the sha256 of SentEval's prepared file where we know it) and one or more :class:`Recipe`\\ s,
+alternative ways to obtain those files. A recipe names the raw files it needs (:class:`Artifact`, each with an ordered
+list of URLs) and a ``build`` function that turns them into SentEval's layout, doing in Python what SentEval's
+``get_transfer_data.bash`` does with curl, unzip, sed, cut, paste and the Moses scripts.
+
+Why several recipes: most of SentEval's original hosts are gone (cogcomp, alt.qcri.org, ixa2.si.ehu.es, the
+fbaipublicfiles ``senteval_data`` bucket). The original URL stays first, because it is the authoritative source
+whenever it answers; copies of SentEval's *prepared* files in public repositories come next, verified by sha256
+against known-good copies. Every artifact can also be served by a user mirror (``--mirror``) or overridden one by one
+(``--source NAME=URL_OR_PATH``): the artifact ``name`` is the key for both.
+
+Checksums: ``Output.sha256`` values are the full sha256 of known-good prepared files (see ``docs/data.md``). Outputs
+that are byte copies of a download (SST, MRPC, the TREC quote stripping) are ``exact``: a mismatch means the bytes
+are not SentEval's and the dataset is not placed. Outputs produced by tokenizers (SICK, STS, MR/CR/SUBJ/MPQA) are
+compared too, but a mismatch is only reported, because ``sacremoses`` and our PTB rules may differ from the Perl and
+sed originals on a few rare tokens.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .tokenization import cat_v, cut_fields, moses_tokenize, ptb_tokenize, split_lines, strip_trec_quotes
+
+Build = Callable[[Mapping[str, Path], Path], None]
+"""A build step: ``build(inputs, root)`` reads the fetched artifacts (``inputs[artifact.name]`` is a local path)
+and writes the dataset's outputs under ``root`` (a staging data root, same layout as the final one)."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file fetched from the outside world.
+
+    ``name`` is the key used for mirrors (``<mirror>/<name>``) and for ``--source name=...`` overrides; it is a plain
+    file name for raw files and a SentEval-layout path (relative to ``downstream/`` or starting with ``probing/``)
+    for prepared copies. ``sha256`` is given only where the exact bytes at those URLs are known.
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file of SentEval's layout, relative to the data root (posix separators)."""
+
+    path: str
+    sha256: str | None = None
+    lines: int | None = None
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to produce a dataset's outputs: fetch ``artifacts``, then run ``build``."""
+
+    name: str
+    artifacts: tuple[Artifact, ...]
+    build: Build
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A unit of download: the tasks it serves, the files it places, and the ways to obtain them."""
+
+    name: str
+    tasks: tuple[str, ...]
+    outputs: tuple[Output, ...]
+    recipes: tuple[Recipe, ...]
+    note: str = ""
+    group: str = field(default="downstream")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Build helpers: small Python equivalents of the shell steps in SentEval's script.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _write(root: Path, rel: str, data: bytes) -> None:
+    """Write one output under the staging root (staging is private, so a plain write is fine here)."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _member(names: list[str], wanted: str, archive: Path) -> str:
+    """Find an archive member by path suffix; ignore macOS resource forks, which some archives carry."""
+    hits = [
+        n
+        for n in names
+        if (n == wanted or n.endswith("/" + wanted))
+        and "__MACOSX" not in n
+        and not n.rsplit("/", 1)[-1].startswith("._")
+    ]
+    if not hits:
+        raise FileNotFoundError(
+            f"{archive.name} has no member named {wanted!r} (it has {len(names)} members)"
+        )
+    return sorted(hits, key=len)[0]
+
+
+def _read_zip(path: Path, wanted: str) -> bytes:
+    with zipfile.ZipFile(path) as zf:
+        return zf.read(_member(zf.namelist(), wanted, path))
+
+
+def _read_tar(path: Path, wanted: str) -> bytes:
+    with tarfile.open(path) as tf:
+        member = _member([m.name for m in tf.getmembers() if m.isfile()], wanted, path)
+        fh = tf.extractfile(member)
+        assert fh is not None  # isfile() members always have data
+        return fh.read()
+
+
+def copy_as(mapping: Mapping[str, str]) -> Build:
+    """Build step that places artifacts byte for byte under new names (SentEval's ``mv`` renames)."""
+
+    def build(inputs: Mapping[str, Path], root: Path) -> None:
+        for artifact, rel in mapping.items():
+            _write(root, rel, inputs[artifact].read_bytes())
+
+    return build
+
+
+def _trec(mapping: Mapping[str, str]) -> Build:
+    """TREC: SentEval deletes every backtick and every single quote (two ``sed`` calls on the raw bytes)."""
+
+    def build(inputs: Mapping[str, Path], root: Path) -> None:
+        for artifact, rel in mapping.items():
+            _write(root, rel, strip_trec_quotes(inputs[artifact].read_bytes()))
+
+    return build
+
+
+def _sick_file(raw: bytes) -> bytes:
+    """SICK: keep the header line as is; Moses-tokenize columns 2 and 3 (1-based); keep columns 1, 4 and 5.
+
+    SentEval does ``cut`` + ``sed 1d`` + tokenizer + ``paste``. We work on ``\\n``-separated lines so that a
+    ``\\r`` before the newline stays attached to the last column, exactly as ``cut`` leaves it.
+    """
+    lines, _ = split_lines(raw.decode("utf-8", errors="surrogateescape"))
+    if not lines:
+        return b""
+    out = [lines[0]]
+    for line in lines[1:]:
+        a = moses_tokenize(cut_fields(line, [2]))
+        b = moses_tokenize(cut_fields(line, [3]))
+        out.append("\t".join([cut_fields(line, [1]), a, b, cut_fields(line, [4, 5])]))
+    return ("\n".join(out) + "\n").encode("utf-8", errors="surrogateescape")
+
+
+def _sick() -> Build:
+    def build(inputs: Mapping[str, Path], root: Path) -> None:
+        for split in ("train", "trial", "test_annotated"):
+            raw = _read_zip(inputs[f"sick_{split}.zip"], f"SICK_{split}.txt")
+            _write(root, f"downstream/SICK/SICK_{split}.txt", _sick_file(raw))
+
+    return build
+
+
+def _sts_pair_file(raw: bytes) -> bytes:
+    """STS12-16 inputs: columns 1 and 2, each Moses-tokenized then lower-cased, pasted back with a tab."""
+    lines, _ = split_lines(raw.decode("utf-8", errors="surrogateescape"))
+    out = [
+        moses_tokenize(cut_fields(line, [1]), lowercase=True)
+        + "\t"
+        + moses_tokenize(cut_fields(line, [2]), lowercase=True)
+        for line in lines
+    ]
+    return ("\n".join(out) + "\n").encode("utf-8", errors="surrogateescape") if out else b""
+
+
+def _stsb_file(raw: bytes) -> bytes:
+    """STS-B: columns 1-5 kept, sentences (6, 7) Moses-tokenized and lower-cased; extra columns dropped."""
+    lines, _ = split_lines(raw.decode("utf-8", errors="surrogateescape"))
+    out = [
+        "\t".join(
+            [
+                cut_fields(line, [1, 2, 3, 4, 5]),
+                moses_tokenize(cut_fields(line, [6]), lowercase=True),
+                moses_tokenize(cut_fields(line, [7]), lowercase=True),
+            ]
+        )
+        for line in lines
+    ]
+    return ("\n".join(out) + "\n").encode("utf-8", errors="surrogateescape") if out else b""
+
+
+def _stsb() -> Build:
+    def build(inputs: Mapping[str, Path], root: Path) -> None:
+        for split in ("train", "dev", "test"):
+            raw = _read_tar(inputs["Stsbenchmark.tar.gz"], f"sts-{split}.csv")
+            _write(root, f"downstream/STS/STSBenchmark/sts-{split}.csv", _stsb_file(raw))
+
+    return build
+
+
+def _sts_year(year: int, archive: str, sets: tuple[str, ...]) -> Build:
+    """STS12-16: pick each sub-dataset's input and gold file out of the year's zip (STS16 names them
+    ``STS2016.*``; SentEval renames them to ``STS.*``), tokenize the inputs, copy the gold scores."""
+
+    def build(inputs: Mapping[str, Path], root: Path) -> None:
+        prefix = "STS2016" if year == 16 else "STS"
+        folder = f"downstream/STS/STS{year}-en-test"
+        with zipfile.ZipFile(inputs[archive]) as zf:
+            names = zf.namelist()
+            for s in sets:
+                raw_in = zf.read(_member(names, f"{prefix}.input.{s}.txt", inputs[archive]))
+                raw_gs = zf.read(_member(names, f"{prefix}.gs.{s}.txt", inputs[archive]))
+                _write(root, f"{folder}/STS.input.{s}.txt", _sts_pair_file(raw_in))
+                _write(root, f"{folder}/STS.gs.{s}.txt", raw_gs)
+
+    return build
+
+
+def ptb_file(raw: bytes) -> bytes:
+    """MR/CR/SUBJ/MPQA: ``cat -v`` (non-ASCII bytes become ``M-x``), then the PTB sed rules line by line."""
+    text = cat_v(raw).decode("ascii")
+    lines, trailing_newline = split_lines(text)
+    out = "\n".join(ptb_tokenize(line) for line in lines)
+    return (out + ("\n" if trailing_newline and lines else "")).encode("ascii")
+
+
+_NB_MEMBERS = {
+    "MR": ("rt10662/rt-polarity.pos", "rt10662/rt-polarity.neg", "MR/rt-polarity.pos", "MR/rt-polarity.neg"),
+    "CR": ("customerr/custrev.pos", "customerr/custrev.neg", "CR/custrev.pos", "CR/custrev.neg"),
+    "SUBJ": ("subj/subj.objective", "subj/subj.subjective", "SUBJ/subj.objective", "SUBJ/subj.subjective"),
+    "MPQA": ("mpqa/mpqa.pos", "mpqa/mpqa.neg", "MPQA/mpqa.pos", "MPQA/mpqa.neg"),
+}
+
+
+def _nb_classif(task: str) -> Build:
+    def build(inputs: Mapping[str, Path], root: Path) -> None:
+        m1, m2, o1, o2 = _NB_MEMBERS[task]
+        for member, rel in ((m1, o1), (m2, o2)):
+            _write(root, f"downstream/{rel}", ptb_file(_read_zip(inputs["datasmall_NB_ACL12.zip"], member)))
+
+    return build
+
+
+def _place_prepared(rels: list[str]) -> Build:
+    """Prepared copies are placed as they are: they already went through SentEval's script."""
+    return copy_as({r: f"downstream/{r}" for r in rels})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The table.
+# ---------------------------------------------------------------------------------------------------------------
+
+SENTEVAL_RAW = "https://raw.githubusercontent.com/facebookresearch/SentEval/main/data/probing"
+FB_BUCKET = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
+# Public repositories holding byte copies of SentEval's prepared files (see the PROVENANCE notes in docs/data.md).
+# They were not reachable from where this table was written; sha256 verification makes a wrong copy harmless.
+QNN = "https://raw.githubusercontent.com/FreedomIntelligence/qnn/77f549372d43/data"
+YANS = "https://raw.githubusercontent.com/yan-soares/research_embeddings_fine_tuning/045c5e94572a/data/downstream"
+
+PROBING_FILES: dict[str, str] = {
+    "Length": "sentence_length.txt",
+    "WordContent": "word_content.txt",
+    "Depth": "tree_depth.txt",
+    "TopConstituents": "top_constituents.txt",
+    "BigramShift": "bigram_shift.txt",
+    "Tense": "past_present.txt",
+    "SubjNumber": "subj_number.txt",
+    "ObjNumber": "obj_number.txt",
+    "OddManOut": "odd_man_out.txt",
+    "CoordinationInversion": "coordination_inversion.txt",
+}
+"""SentEval probing task name -> file under ``probing/``."""
+
+PROBING_SPLIT_SIZES = {"tr": 100_000, "va": 10_000, "te": 10_000}
+
+STS_SETS: dict[str, tuple[str, ...]] = {
+    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
+    "STS13": ("FNWN", "headlines", "OnWN"),
+    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
+    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
+    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+}
+
+STS_SCORED_PAIRS: dict[str, dict[str, int]] = {
+    "STS12": {
+        "MSRpar": 750,
+        "MSRvid": 750,
+        "SMTeuroparl": 459,
+        "surprise.OnWN": 750,
+        "surprise.SMTnews": 399,
+    },
+    "STS13": {"FNWN": 189, "headlines": 750, "OnWN": 561},
+    "STS14": {
+        "deft-forum": 450,
+        "deft-news": 300,
+        "headlines": 750,
+        "images": 750,
+        "OnWN": 750,
+        "tweet-news": 750,
+    },
+    "STS15": {"answers-forums": 375, "answers-students": 750, "belief": 375, "headlines": 750, "images": 750},
+    "STS16": {
+        "answer-answer": 254,
+        "headlines": 249,
+        "plagiarism": 230,
+        "postediting": 244,
+        "question-question": 209,
+    },
+}
+"""Scored pairs (non-empty gold lines) per STS sub-dataset: the ``nsamples`` SentEval reports on the full data."""
+
+_STS_ZIPS = {
+    "STS12": "http://ixa2.si.ehu.es/stswiki/images/4/40/STS2012-en-test.zip",
+    "STS13": "http://ixa2.si.ehu.es/stswiki/images/2/2f/STS2013-en-test.zip",
+    "STS14": "http://ixa2.si.ehu.es/stswiki/images/8/8c/STS2014-en-test.zip",
+    "STS15": "http://ixa2.si.ehu.es/stswiki/images/d/da/STS2015-en-test.zip",
+    "STS16": "http://ixa2.si.ehu.es/stswiki/images/9/98/STS2016-en-test.zip",
+}
+
+_SHA = {
+    "SST/binary/sentiment-train": "10a92a297ec38e262386e5a2713b4bc70e5d18ced88b7f54bd171a26e5b34ab5",
+    "SST/binary/sentiment-dev": "9a6c7403b71a9b762158387afe4431253ae10cdfb2319b5275289f3766f48291",
+    "SST/binary/sentiment-test": "4fefd1cd67526cf87ebc7fafc3afc21cc7cfa6ae53b45e74f77f9456e3c62752",
+    "SST/fine/sentiment-train": "9b52b5f686ed438d4d0274c385369251b3d579b578fddd340ba8a9bae2ca4bee",
+    "SST/fine/sentiment-dev": "b2f76c62b960f9fda5c6d751edb125abab4f878eb94a8754239b7f4af647f4c3",
+    "SST/fine/sentiment-test": "0e2ebb450c231f7b3d67fc932066e7bb26ae7bad8c88488f45ed44ef02eb3c73",
+    "TREC/train_5500.label": "8bd6e79493f43bbd22c364587366a1dced54e1e31259eaa92721a0f526031116",
+    "TREC/TREC_10.label": "86ad53c8fc9d397ab2f4be7c967d8efb470b260140557d3e57afad69d1b88b76",
+    "SICK/SICK_train.txt": "d07bdb73963dda1b2012f4d78c24044cd9503b1109218a518a481616973cf960",
+    "SICK/SICK_trial.txt": "0d0786bd8671a0a70614f2f890b8ab24b3c24d1ccb624bcca87618091fbe4f11",
+    "SICK/SICK_test_annotated.txt": "4c9aa1bb3c5bbf732520fe35b23c121739472a38eb47e7d5336e6df51896be02",
+    "MRPC/msr_paraphrase_train.txt": "60a9b09084528f0673eedee2b69cb941920f0b8cd0eeccefc464a98768457f89",
+    "MRPC/msr_paraphrase_test.txt": "a04e271090879aaba6423d65b94950c089298587d9c084bf9cd7439bd785f784",
+}
+"""Full sha256 of SentEval's prepared files (keys relative to ``downstream/``), computed from known-good copies."""
+
+
+def _prepared(rel: str, *urls: str) -> Artifact:
+    """A byte copy of one of SentEval's prepared files; its checksum is the output's."""
+    return Artifact(rel, tuple(urls), _SHA.get(rel))
+
+
+def _prepared_recipe(rels: dict[str, tuple[str, ...]]) -> Recipe:
+    """Recipe that takes SentEval's prepared files from public copies or from a mirror of a SentEval data folder."""
+    arts = tuple(_prepared(rel, *urls) for rel, urls in rels.items())
+    return Recipe("prepared copy", arts, _place_prepared(list(rels)))
+
+
+def _probing_dataset(task: str, fname: str) -> Dataset:
+    art = Artifact(fname, (f"{SENTEVAL_RAW}/{fname}",))
+    return Dataset(
+        name=task,
+        tasks=(task,),
+        outputs=(Output(f"probing/{fname}", lines=sum(PROBING_SPLIT_SIZES.values())),),
+        recipes=(Recipe("SentEval repository", (art,), copy_as({fname: f"probing/{fname}"})),),
+        note="Ships with SentEval's git repository; 100k/10k/10k lines (tr/va/te).",
+        group="probing",
+    )
+
+
+def _sst(kind: str, task: str, raw_names: dict[str, str], raw_base: str, qnn_dir: str) -> Dataset:
+    outs = {s: f"SST/{kind}/sentiment-{s}" for s in ("train", "dev", "test")}
+    lines = {"binary": (67349, 872, 1821), "fine": (8544, 1101, 2210)}[kind]
+    raw = tuple(Artifact(raw_names[s], (f"{raw_base}/{raw_names[s]}",), _SHA[outs[s]]) for s in outs)
+    return Dataset(
+        name=task,
+        tasks=(task,),
+        outputs=tuple(
+            Output(f"downstream/{outs[s]}", _SHA[outs[s]], n) for s, n in zip(outs, lines, strict=True)
+        ),
+        recipes=(
+            Recipe("SentEval sources", raw, copy_as({raw_names[s]: f"downstream/{outs[s]}" for s in outs})),
+            _prepared_recipe(
+                {outs[s]: (f"{QNN}/SST/{qnn_dir}/sentiment-{s}", f"{YANS}/{outs[s]}") for s in outs}
+            ),
+        ),
+    )
+
+
+def _nb_dataset(task: str, lines: tuple[int | None, int | None], note: str) -> Dataset:
+    _, _, o1, o2 = _NB_MEMBERS[task]
+    zip_art = Artifact("datasmall_NB_ACL12.zip", (f"{FB_BUCKET}/datasmall_NB_ACL12.zip",))
+    return Dataset(
+        name=task,
+        tasks=(task,),
+        outputs=(
+            Output(f"downstream/{o1}", lines=lines[0], exact=False),
+            Output(f"downstream/{o2}", lines=lines[1], exact=False),
+        ),
+        recipes=(
+            Recipe("SentEval sources (cat -v + PTB tokenizer)", (zip_art,), _nb_classif(task)),
+            _prepared_recipe({o1: (), o2: ()}),
+        ),
+        note=note,
+    )
+
+
+def _sts_dataset(task: str) -> Dataset:
+    year = int(task[3:])
+    archive = f"STS20{year}-en-test.zip"
+    sets = STS_SETS[task]
+    folder = f"STS/{task}-en-test"
+    outputs = []
+    for s in sets:
+        outputs.append(Output(f"downstream/{folder}/STS.input.{s}.txt", exact=False))
+        outputs.append(Output(f"downstream/{folder}/STS.gs.{s}.txt"))
+    rels = {f"{folder}/STS.{kind}.{s}.txt": () for s in sets for kind in ("input", "gs")}
+    return Dataset(
+        name=task,
+        tasks=(task,),
+        outputs=tuple(outputs),
+        recipes=(
+            Recipe(
+                "SentEval sources (Moses + lowercase)",
+                (Artifact(archive, (_STS_ZIPS[task],)),),
+                _sts_year(year, archive, sets),
+            ),
+            _prepared_recipe(rels),
+        ),
+        note="Scored pairs per sub-dataset: "
+        + ", ".join(f"{k} {v}" for k, v in STS_SCORED_PAIRS[task].items()),
+    )
+
+
+def _build_table() -> dict[str, Dataset]:
+    table: dict[str, Dataset] = {}
+    for task, fname in PROBING_FILES.items():
+        table[task] = _probing_dataset(task, fname)
+
+    table["SST2"] = _sst(
+        "binary",
+        "SST2",
+        {s: f"sentiment-{s}" for s in ("train", "dev", "test")},
+        "https://raw.githubusercontent.com/PrincetonML/SIF/master/data",
+        "Binary",
+    )
+    table["SST5"] = _sst(
+        "fine",
+        "SST5",
+        {s: f"stsa.fine.{s}" for s in ("train", "dev", "test")},
+        "https://raw.githubusercontent.com/AcademiaSinicaNLPLab/sentiment_dataset/master/data",
+        "Fine-Grained",
+    )
+
+    trec_names = {"train_5500.label": "TREC/train_5500.label", "TREC_10.label": "TREC/TREC_10.label"}
+    table["TREC"] = Dataset(
+        name="TREC",
+        tasks=("TREC",),
+        outputs=(
+            Output("downstream/TREC/train_5500.label", _SHA["TREC/train_5500.label"], 5452),
+            Output("downstream/TREC/TREC_10.label", _SHA["TREC/TREC_10.label"], 500),
+        ),
+        recipes=(
+            Recipe(
+                "SentEval sources (quotes stripped)",
+                tuple(Artifact(n, (f"http://cogcomp.cs.illinois.edu/Data/QA/QC/{n}",)) for n in trec_names),
+                _trec({n: f"downstream/{r}" for n, r in trec_names.items()}),
+            ),
+            _prepared_recipe({r: (f"{QNN}/{r}", f"{YANS}/{r}") for r in trec_names.values()}),
+        ),
+    )
+
+    mrpc = {s: f"MRPC/msr_paraphrase_{s}.txt" for s in ("train", "test")}
+    table["MRPC"] = Dataset(
+        name="MRPC",
+        tasks=("MRPC",),
+        outputs=(
+            Output(f"downstream/{mrpc['train']}", _SHA[mrpc["train"]], 4077),
+            Output(f"downstream/{mrpc['test']}", _SHA[mrpc["test"]], 1726),
+        ),
+        recipes=(
+            Recipe(
+                "SentEval sources",
+                tuple(
+                    Artifact(f"msr_paraphrase_{s}.txt", (f"{FB_BUCKET}/msr_paraphrase_{s}.txt",), _SHA[r])
+                    for s, r in mrpc.items()
+                ),
+                copy_as({f"msr_paraphrase_{s}.txt": f"downstream/{r}" for s, r in mrpc.items()}),
+            ),
+            _prepared_recipe({r: (f"{YANS}/{r}",) for r in mrpc.values()}),
+        ),
+        note="4076 / 1725 pairs plus a header line (UTF-8 BOM on the header).",
+    )
+
+    sick = {s: f"SICK/SICK_{s}.txt" for s in ("train", "trial", "test_annotated")}
+    sick_lines = {"train": 4501, "trial": 501, "test_annotated": 4928}
+    table["SICK"] = Dataset(
+        name="SICK",
+        tasks=("SICKEntailment", "SICKRelatedness"),
+        outputs=tuple(
+            Output(f"downstream/{r}", _SHA[r], sick_lines[s], exact=False) for s, r in sick.items()
+        ),
+        recipes=(
+            Recipe(
+                "SentEval sources (Moses tokenizer)",
+                tuple(
+                    Artifact(
+                        f"sick_{s}.zip", (f"http://alt.qcri.org/semeval2014/task1/data/uploads/sick_{s}.zip",)
+                    )
+                    for s in sick
+                ),
+                _sick(),
+            ),
+            _prepared_recipe({r: (f"{YANS}/{r}",) for r in sick.values()}),
+        ),
+        note="4500 / 500 / 4927 pairs plus a header line; the test file has CRLF line endings.",
+    )
+
+    stsb = {s: f"STS/STSBenchmark/sts-{s}.csv" for s in ("train", "dev", "test")}
+    stsb_lines = {"train": 5749, "dev": 1500, "test": 1379}
+    table["STSBenchmark"] = Dataset(
+        name="STSBenchmark",
+        tasks=("STSBenchmark",),
+        outputs=tuple(Output(f"downstream/{r}", lines=stsb_lines[s], exact=False) for s, r in stsb.items()),
+        recipes=(
+            Recipe(
+                "SentEval sources (Moses + lowercase)",
+                (
+                    Artifact(
+                        "Stsbenchmark.tar.gz",
+                        ("http://ixa2.si.ehu.es/stswiki/images/4/48/Stsbenchmark.tar.gz",),
+                    ),
+                ),
+                _stsb(),
+            ),
+            _prepared_recipe({r: () for r in stsb.values()}),
+        ),
+    )
+    for task in STS_SETS:
+        table[task] = _sts_dataset(task)
+
+    table["MR"] = _nb_dataset("MR", (5331, 5331), "5331 positive and 5331 negative snippets.")
+    table["CR"] = _nb_dataset(
+        "CR", (None, None), "About 3.8k reviews sentences in all (positive and negative)."
+    )
+    table["SUBJ"] = _nb_dataset(
+        "SUBJ", (5000, 5000), "5000 objective (label 1) and 5000 subjective sentences."
+    )
+    table["MPQA"] = _nb_dataset("MPQA", (None, None), "About 10.6k phrases in all (positive and negative).")
+    return table
+
+
+DATASETS: dict[str, Dataset] = _build_table()
+"""Dataset name -> :class:`Dataset`. Probing datasets are named after their task."""
+
+PROBING_TASKS: tuple[str, ...] = tuple(PROBING_FILES)
+DOWNSTREAM_TASKS: tuple[str, ...] = (
+    "CR",
+    "MR",
+    "MPQA",
+    "SUBJ",
+    "SST2",
+    "SST5",
+    "TREC",
+    "MRPC",
+    "SICKEntailment",
+    "SICKRelatedness",
+    "STSBenchmark",
+    "STS12",
+    "STS13",
+    "STS14",
+    "STS15",
+    "STS16",
+)
+ALL_TASKS: tuple[str, ...] = DOWNSTREAM_TASKS + PROBING_TASKS
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "all": ALL_TASKS,
+    "probing": PROBING_TASKS,
+    "downstream": DOWNSTREAM_TASKS,
+    "sick": ("SICKEntailment", "SICKRelatedness"),
+    "sts": ("STS12", "STS13", "STS14", "STS15", "STS16"),
+    "sst": ("SST2", "SST5"),
+    "classification": ("CR", "MR", "MPQA", "SUBJ"),
+}
+
+
+def task_dataset(task: str) -> Dataset:
+    """The dataset that provides ``task``'s files."""
+    for ds in DATASETS.values():
+        if task in ds.tasks:
+            return ds
+    raise KeyError(task)
+
+
+def expand_tasks(names: list[str] | tuple[str, ...] | None) -> list[str]:
+    """Turn user input (task names, dataset names like ``SICK``, groups like ``probing``; any case, commas allowed)
+    into SentEval task names, in a stable order. ``None`` or empty means every task."""
+    if not names:
+        return list(ALL_TASKS)
+    lookup = {t.lower(): (t,) for t in ALL_TASKS}
+    lookup.update({d.lower(): ds.tasks for d, ds in DATASETS.items()})
+    lookup.update(GROUPS)
+    wanted: list[str] = []
+    for raw in names:
+        for name in filter(None, (p.strip() for p in raw.split(","))):
+            key = name.lower()
+            if key not in lookup:
+                raise ValueError(
+                    f"unknown task {name!r}; use SentEval task names ({', '.join(ALL_TASKS)}), a dataset "
+                    f"(SICK, STS12…) or a group ({', '.join(GROUPS)})"
+                )
+            wanted.extend(t for t in lookup[key] if t not in wanted)
+    return [t for t in ALL_TASKS if t in wanted]
+
+
+def datasets_for(tasks: list[str]) -> list[Dataset]:
+    """The datasets needed for ``tasks`` (each once, table order)."""
+    names = {task_dataset(t).name for t in tasks}
+    return [ds for name, ds in DATASETS.items() if name in names]
+
+
+def archive_names(path: Path) -> list[str]:
+    """Member file names of a zip or tar archive (used to look up mirror archives)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return [n for n in zf.namelist() if not n.endswith("/")]
+    with tarfile.open(path) as tf:
+        return [m.name for m in tf.getmembers() if m.isfile()]
+
+
+def read_archive_member(path: Path, member: str) -> bytes:
+    """Bytes of one member of a zip or tar archive."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            return zf.read(member)
+    with tarfile.open(path) as tf:
+        fh = tf.extractfile(member)
+        if fh is None:
+            raise FileNotFoundError(f"{member} is not a regular file in {path}")
+        return fh.read()
+
+
+def is_archive(path: Path) -> bool:
+    """Whether a local mirror path is an archive we can search (zip, tar, tar.gz, ...)."""
+    if not path.is_file():
+        return False
+    if zipfile.is_zipfile(path):
+        return True
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, io.UnsupportedOperation):
+        return False
