@@ -90,6 +90,11 @@ def _rank_ticks(n: int, max_ticks: int = 12) -> tuple[list[int], list[str]]:
     return [r - 1 for r in ranks], [str(r) for r in ranks]
 
 
+def _legend_cols(fig: Figure, n_entries: int, entry_inches: float = 2.6) -> int:
+    """Legend columns that fit the figure width (a clipped legend is unreadable)."""
+    return max(1, min(n_entries, int(fig.get_figwidth() // entry_inches)))
+
+
 def _score_label(metric: str, value: str) -> str:
     split = "test" if value == "acc" else "dev"
     return f"{split} Pearson r" if metric == "pearson" else f"{split} accuracy (%)"
@@ -422,7 +427,7 @@ def layer_curves(
     n = len(tasks)
     ncols = ncols or min(n, 4)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(3.4 * ncols + 0.3, 2.7 * nrows + 0.9), layout="constrained")
+    fig = Figure(figsize=(max(3.4 * ncols + 0.3, 6.0), 2.7 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     nl_max = 0
     for i, task in enumerate(tasks):
@@ -480,7 +485,11 @@ def layer_curves(
             Line2D([], [], color="C2", label="mean head of layer (test)"),
         ]
     fig.legend(
-        handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize=8, frameon=False
+        handles=handles,
+        loc="outside lower center",
+        ncols=_legend_cols(fig, len(handles)),
+        fontsize=8,
+        frameon=False,
     )
     if title is None:
         rows = results._task_rows(tasks[0])
@@ -540,7 +549,7 @@ def topk_plot(
     n = len(tasks)
     ncols = ncols or min(n, 3)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(4.2 * ncols + 0.3, 3.1 * nrows + 0.9), layout="constrained")
+    fig = Figure(figsize=(max(4.2 * ncols + 0.3, 6.0), 3.1 * nrows + 0.9), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     metrics: list[str] = []
     for i, task in enumerate(tasks):
@@ -606,7 +615,13 @@ def topk_plot(
             for st in _BASELINE_STYLE.values()
         ),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=_legend_cols(fig, len(handles)),
+        fontsize=8,
+        frameon=False,
+    )
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].remove()
     if title is not None:
