@@ -46,6 +46,7 @@ __all__ = [
     "check_selection",
     "atomic_write",
     "load_table",
+    "picks_to_dict",
     "synthetic_table",
     "validate_table",
     "thirds_of",
@@ -292,13 +293,22 @@ def _fill_shapes(out: pd.DataFrame, source: str | os.PathLike[str] | None) -> No
             out.loc[idx, col] = value
 
 
+def _sweep_table_in(p: Path) -> Path:
+    """A sweep's output folder stands for the table in it (parquet preferred: exact dtypes)."""
+    if p.is_dir():
+        for name in ("results.parquet", "results.csv"):
+            if (p / name).is_file():
+                return p / name
+    return p
+
+
 def load_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a results table from CSV or parquet (by extension) and validate it.
 
     A directory, or a ``.json`` file, is read as the reference's per-task JSON layout
     (see :meth:`Results.from_reference_json`).
     """
-    p = Path(path)
+    p = _sweep_table_in(Path(path))
     if not p.exists():
         raise FileNotFoundError(f"results table {p} does not exist")
     if p.is_dir() or p.suffix.lower() == ".json":
@@ -437,8 +447,8 @@ class Results:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Results:
-        """Load a CSV / parquet table, or a directory / file in the reference's JSON layout."""
-        p = Path(path)
+        """Load a CSV / parquet table, a sweep's output folder, or a folder / file in the reference's JSON layout."""
+        p = _sweep_table_in(Path(path))
         if p.is_dir() or p.suffix.lower() == ".json":
             res = cls.from_reference_json(p)
             return cls(res.table, **kwargs)
@@ -951,8 +961,11 @@ class Results:
                 if "rank_task" in sub.columns and sub["rank_task"].nunique() > 1:
                     # several rankings of the same task: the table reports heads ranked on the task itself
                     sub = sub[sub["rank_task"] == task]
-                if not sub.empty:
-                    pick = choose_k(sub)
+                try:
+                    pick = choose_k(sub) if not sub.empty else None
+                except ValueError:  # no dev score (STS12-16): no k can be chosen on dev
+                    pick = None
+                if pick is not None:
                     row.update(
                         topk_k=int(pick["k"]), topk_dev=float(pick["devacc"]), topk_test=float(pick["acc"])
                     )

@@ -257,6 +257,9 @@ def test_csv_and_parquet_round_trip(res, tmp_path):
         assert back.top_head_ids("Length") == res.top_head_ids("Length")
     with pytest.raises(ValueError, match=r"\.csv or \.parquet"):
         res.save(tmp_path / "r.xlsx")
+    sweep_dir = tmp_path / "sweep"
+    res.save(sweep_dir / "results.parquet")
+    assert Results.load(sweep_dir, model="A", pooling="cls").top_head_ids("Length") == res.top_head_ids("Length")
 
 
 def test_reference_json_export_layout_and_round_trip(table, tmp_path):
