@@ -226,7 +226,7 @@ def _iter_blocks(
     """Yield ``(s0, s1, i0, i1, outputs)`` over row chunks of ``chunk`` (the solo probe's scoring chunk, so that the
     matmul shapes are the solo ones) and slot blocks bounded by :data:`_SCORE_BLOCK_ELEMS`. Eval mode, no grad."""
     n_slots = params[0].shape[0]
-    width = max(X.shape[2], params[0].shape[1])
+    width = max(X.shape[2], *(w.shape[1] for w in params[::2]))  # widest of input, hidden and output
     sblock = max(1, _SCORE_BLOCK_ELEMS // max(1, chunk * width))
     with torch.no_grad():
         for i0 in range(0, len(rows), chunk):

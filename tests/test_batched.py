@@ -1,0 +1,290 @@
+"""Batched probes must give, for every probe, what the engine gives for that probe alone.
+
+Every test compares :func:`evaluate_many` (or a lower-level batched piece) against the engine's solo path
+(``Task.evaluate`` / ``evaluators.*`` / ``TorchProbe``) on small synthetic features whose probes differ in
+difficulty, so that they early-stop at different epochs and choose different weight decays. Classification results
+must be identical; correlations are compared to 1e-6 where the module docstring explains why they may differ in the
+last bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from senteval_anatomy.engine import evaluators as ev
+from senteval_anatomy.engine.batched import (
+    CHUNK_BYTES,
+    BatchedMLP,
+    default_max_probes,
+    evaluate_many,
+    kfold_eval_many,
+    split_eval_many,
+)
+from senteval_anatomy.engine.probes import PYTORCH_L2_GRID, TorchProbe
+from senteval_anatomy.engine.tasks import Task, get_task
+
+# Short training so that the solo references stay cheap; tenacity 1 makes probes stop at visibly different epochs.
+FAST = {"nhid": 0, "optim": "rmsprop", "batch_size": 32, "tenacity": 1, "epoch_size": 1, "max_epoch": 40}
+PARAMS = {"seed": 5, "kfold": 3, "classifier": FAST, "device": "cpu"}
+SIGNAL = (0.05, 0.4, 0.9, 2.0)  # per-probe class separation: from chance to easy
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Solo (``mm``) and stacked (``bmm``) matmuls sum in the same order when BLAS runs single-threaded; with
+    several threads the solo result itself depends on how BLAS splits the work (module docstring)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _classes(n: int, n_classes: int, d: int, seed: int = 0, signal=SIGNAL):
+    rs = np.random.RandomState(seed)
+    y = rs.randint(0, n_classes, n)
+    centers = rs.randn(n_classes, d)
+    X = np.stack([centers[y] * s + rs.randn(n, d) for s in signal], axis=1).astype(np.float32)
+    return X, y  # X: [n, P, d]
+
+
+def _pairs(n: int, n_classes: int, d: int, seed: int = 0, signal=SIGNAL):
+    rs = np.random.RandomState(seed)
+    y = rs.randint(0, n_classes, n)
+    centers = rs.randn(n_classes, d)
+    A = rs.randn(n, len(signal), d).astype(np.float32)
+    B = np.stack([A[:, p] + centers[y] * s + 0.5 * rs.randn(n, d) for p, s in enumerate(signal)], axis=1)
+    return A, B.astype(np.float32), y
+
+
+def _task(name: str, label_names=None) -> Task:
+    return Task(get_task(name), {}, [], seed=1111, label_names=label_names)
+
+
+def _solo(task: Task, embeddings, params) -> list[dict]:
+    """The engine on each probe's own [n, d] features."""
+    n_probes = next(iter(embeddings.values()))["A" if "A" in next(iter(embeddings.values())) else "X"].shape[1]
+    return [task.evaluate({s: {k: (np.ascontiguousarray(v[:, p]) if k in ("X", "A", "B") else v)
+                               for k, v in rec.items()} for s, rec in embeddings.items()}, params)
+            for p in range(n_probes)]
+
+
+def _split_embeddings(X, y, sizes):
+    a, b = sizes
+    return {"train": {"X": X[:a], "y": y[:a]}, "dev": {"X": X[a:b], "y": y[a:b]}, "test": {"X": X[b:], "y": y[b:]}}
+
+
+def _assert_same(batched, solo):
+    assert len(batched) == len(solo)
+    for i, (b, s) in enumerate(zip(batched, solo, strict=True)):
+        assert b.keys() == s.keys(), f"probe {i}: keys {list(b)} != {list(s)}"
+        for k in s:
+            if isinstance(s[k], np.ndarray):
+                np.testing.assert_array_equal(b[k], s[k], err_msg=f"probe {i} key {k}")
+            else:
+                assert b[k] == s[k], f"probe {i} key {k}: batched {b[k]!r} != solo {s[k]!r}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Trainer level
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", [FAST, {"nhid": 6, "dropout": 0.2, "optim": "adam,lr=0.01", "batch_size": 25,
+                                           "tenacity": 2, "epoch_size": 1, "max_epoch": 30}])
+def test_stacked_probes_equal_solo_probes(config):
+    """Each (probe, weight decay) slot ends exactly where a solo TorchProbe ends: same best validation accuracy,
+    same stopping epoch, same predictions; slots stop at different epochs (per-slot early stopping)."""
+    X, y = _classes(150, 3, 8)
+    n_probes = X.shape[1]
+    slot_probe = np.tile(np.arange(n_probes), len(PYTORCH_L2_GRID))
+    slot_reg = np.repeat(PYTORCH_L2_GRID, n_probes)
+    Xt, yt = torch.from_numpy(X.transpose(1, 0, 2).copy()), torch.from_numpy(y)
+    tr, va = np.arange(100), np.arange(100, 150)
+    bm = BatchedMLP(8, 3, slot_probe, slot_reg, n_probes=n_probes, seed=7, config=config, device="cpu")
+    bm.fit(Xt, yt, tr, val_rows=va)
+    pred = bm.predict(Xt, np.arange(150))
+    assert len(set(bm.n_epochs_.tolist())) > 1, "probes of different difficulty should stop at different epochs"
+    for s in range(len(slot_probe)):
+        p = slot_probe[s]
+        solo = TorchProbe(8, 3, l2reg=slot_reg[s], seed=7, config=config, device="cpu")
+        solo.fit(X[tr, p], y[tr], validation_data=(X[va, p], y[va]))
+        assert solo.best_score_ == bm.best_score_[s]
+        assert solo.n_epochs_ == bm.n_epochs_[s]
+        np.testing.assert_array_equal(solo.predict(X[:, p]), pred[s])
+
+
+def test_validation_split_draw_equals_solo():
+    """``validation_split`` (the refit of KFold / InnerKFold) holds out the same rows as the solo probe."""
+    X, y = _classes(120, 2, 5, seed=3)
+    Xt, yt = torch.from_numpy(X.transpose(1, 0, 2).copy()), torch.from_numpy(y)
+    regs = np.array([1e-5, 1e-2, 1e-3, 1e-4])  # one per probe, as after a grid search
+    bm = BatchedMLP(5, 2, np.arange(4), regs, n_probes=4, seed=2, config=FAST, device="cpu")
+    bm.fit(Xt, yt, np.arange(120), validation_split=0.1)
+    for p in range(4):
+        solo = TorchProbe(5, 2, l2reg=regs[p], seed=2, config=FAST, device="cpu").fit(X[:, p], y, validation_split=0.1)
+        assert solo.best_score_ == bm.best_score_[p]
+        np.testing.assert_array_equal(solo.predict(X[:, p]), bm.predict(Xt, np.arange(120))[p])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Evaluators, task level
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_split_task_equals_solo_and_regs_are_chosen_per_probe():
+    X, y = _classes(240, 5, 8, seed=0)
+    emb = _split_embeddings(X, y, (150, 195))
+    task = _task("SST5")
+    _assert_same(evaluate_many(task, emb, PARAMS), _solo(task, emb, PARAMS))
+    # Evaluator level: the chosen weight decay and the whole rounded grid match per probe, and differ across probes.
+    kw = dict(nclasses=5, seed=5, classifier=FAST, device="cpu")
+    many = split_eval_many(X[:150], y[:150], X[150:195], y[150:195], X[195:], y[195:], **kw)
+    for p, r in enumerate(many):
+        solo = ev.split_eval(X[:150, p], y[:150], X[150:195, p], y[150:195], X[195:, p], y[195:], **kw)
+        assert r == solo
+    assert len({r["reg"] for r in many}) > 1, "test data should make probes choose different weight decays"
+
+
+def test_pair_split_task_builds_pair_features_per_probe():
+    """SICKEntailment: [|u - v|, u * v] of each probe's own A and B."""
+    A, B, y = _pairs(200, 3, 6, seed=2)
+    emb = {s: {"A": A[i:j], "B": B[i:j], "y": y[i:j]} for s, i, j in
+           (("train", 0, 120), ("dev", 120, 160), ("test", 160, 200))}
+    task = _task("SICKEntailment")
+    _assert_same(evaluate_many(task, emb, PARAMS), _solo(task, emb, PARAMS))
+
+
+def test_kfold_tasks_equal_solo():
+    """TREC (6 classes) and MRPC (pairs, f1): StratifiedKFold grid, refit with a 5% split, test predictions."""
+    X, y = _classes(200, 6, 8, seed=4)
+    emb = {"train": {"X": X[:160], "y": y[:160]}, "test": {"X": X[160:], "y": y[160:]}}
+    task = _task("TREC")
+    _assert_same(evaluate_many(task, emb, PARAMS), _solo(task, emb, PARAMS))
+
+    A, B, y = _pairs(160, 2, 5, seed=5)
+    emb = {"train": {"A": A[:120], "B": B[:120], "y": y[:120]}, "test": {"A": A[120:], "B": B[120:], "y": y[120:]}}
+    task = _task("MRPC")
+    out = evaluate_many(task, emb, PARAMS)
+    _assert_same(out, _solo(task, emb, PARAMS))
+    assert all("f1" in r for r in out)
+
+
+def test_kfold_yhat_equals_solo():
+    X, y = _classes(150, 3, 6, seed=6)
+    kw = dict(nclasses=3, kfold=3, seed=9, classifier=FAST, device="cpu")
+    many = kfold_eval_many(X[:120], y[:120], X[120:], y[120:], **kw)
+    for p, r in enumerate(many):
+        solo = ev.kfold_eval(X[:120, p], y[:120], X[120:, p], y[120:], **kw)
+        np.testing.assert_array_equal(r.pop("yhat"), solo.pop("yhat"))
+        assert r == solo
+
+
+def test_innerkfold_task_equals_solo():
+    X, y = _classes(90, 2, 4, seed=7)
+    emb = {"all": {"X": X, "y": y}}
+    task = _task("CR")
+    _assert_same(evaluate_many(task, emb, PARAMS), _solo(task, emb, PARAMS))
+
+
+def test_relatedness_task_equals_solo():
+    """SICK-R: each probe's own Linear+Softmax regression, rounds of 50 epochs, dev-Pearson early stopping."""
+    rs = np.random.RandomState(8)
+    n, d = 150, 6
+    A = rs.randn(n, 3, d).astype(np.float32)
+    B = np.stack([A[:, p] + s * rs.randn(n, d) for p, s in enumerate((0.2, 1.0, 3.0))], axis=1).astype(np.float32)
+    score = np.clip(5 - np.abs(A[:, 0] - B[:, 0]).mean(1) * 3, 1, 5)
+    emb = {s: {"A": A[i:j], "B": B[i:j], "y": score[i:j]} for s, i, j in
+           (("train", 0, 64), ("dev", 64, 110), ("test", 110, 150))}
+    task = _task("SICKRelatedness")
+    params = {"seed": 3, "device": "cpu"}
+    batched, solo = evaluate_many(task, emb, params), _solo(task, emb, params)
+    for b, s in zip(batched, solo, strict=True):
+        assert b.keys() == s.keys()
+        # Float metrics: usually bit-identical on CPU, but BLAS may round a stacked matmul differently from the solo
+        # one in the last bit for some shapes / memory alignments, and hundreds of epochs carry that to ~1e-7 -
+        # 1e-6 relative (module docstring). 1e-5 is far below any difference that matters.
+        for k in ("devpearson", "pearson", "spearman", "mse"):
+            assert b[k] == pytest.approx(s[k], rel=1e-5, abs=1e-7), k
+        np.testing.assert_allclose(b["yhat"], s["yhat"], rtol=1e-5)
+        assert (b["ndev"], b["ntest"]) == (s["ndev"], s["ntest"])
+    assert len({round(r["devpearson"], 6) for r in batched}) == 3
+
+
+def test_sts_equals_solo():
+    """STS12: vectorised float64 cosine vs the engine's per-row float32 np.dot: same up to float32 rounding; a
+    custom similarity runs through the engine per probe (exact)."""
+    rs = np.random.RandomState(9)
+    task = _task("STS12")
+    emb = {}
+    for k, name in enumerate(task.spec.splits):
+        A = rs.randn(40, 3, 6).astype(np.float32)
+        emb[name] = {"A": A, "B": (A + (k + 1) * rs.randn(40, 3, 6)).astype(np.float32), "gold": rs.rand(40) * 5}
+    emb[task.spec.splits[0]]["A"][0, 1] = 0.0  # zero vector: cosine NaN -> 0, as in SentEval
+    batched, solo = evaluate_many(task, emb, {}), _solo(task, emb, {})
+    for b, s in zip(batched, solo, strict=True):
+        assert b.keys() == s.keys()
+        for name in task.spec.splits:
+            assert b[name]["nsamples"] == s[name]["nsamples"]
+            assert b[name]["pearson"][0] == pytest.approx(s[name]["pearson"][0], abs=1e-6)
+            assert b[name]["spearman"][0] == pytest.approx(s[name]["spearman"][0], abs=1e-6)
+        assert b["all"]["pearson"]["mean"] == pytest.approx(s["all"]["pearson"]["mean"], abs=1e-6)
+
+    params = {"similarity": lambda u, v: float(np.dot(u, v))}
+    _assert_same(evaluate_many(task, emb, params), _solo(task, emb, params))
+
+
+def test_sklearn_path_is_the_engine_per_probe():
+    X, y = _classes(120, 2, 5, seed=10)
+    emb = _split_embeddings(X, y, (70, 95))
+    task = _task("SST2")
+    params = {"usepytorch": False, "seed": 4}
+    _assert_same(evaluate_many(task, emb, params), _solo(task, emb, params))
+
+
+def test_wordcontent_forces_linear_probe_like_the_engine():
+    X, y = _classes(150, 3, 6, seed=11, signal=(0.3, 1.0))
+    emb = _split_embeddings(X, y, (90, 120))
+    task = _task("WordContent", label_names=["a", "b", "c"])
+    params = dict(PARAMS, classifier=dict(FAST, nhid=4, dropout=0.1))
+    _assert_same(evaluate_many(task, emb, params), _solo(task, emb, params))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Chunking, determinism, errors
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_chunking_and_determinism():
+    """Results do not depend on how many probes train together, and two runs are identical."""
+    A, B, y = _pairs(160, 2, 5, seed=12)
+    emb = {"train": {"A": A[:120], "B": B[:120], "y": y[:120]}, "test": {"A": A[120:], "B": B[120:], "y": y[120:]}}
+    task = _task("MRPC")
+    whole = evaluate_many(task, emb, PARAMS)
+    _assert_same(evaluate_many(task, emb, PARAMS, max_probes=3), whole)
+    _assert_same(evaluate_many(task, emb, PARAMS, max_probes=1), whole)
+    _assert_same(evaluate_many(task, emb, PARAMS), whole)
+
+
+def test_default_chunk_fits_budget():
+    n_rows, width = 70_000, 128
+    k = default_max_probes(n_rows, width)
+    assert k * n_rows * width * 4 <= CHUNK_BYTES < (k + 1) * n_rows * width * 4
+    assert default_max_probes(10**9, 10**4) == 1  # never zero
+
+
+def test_errors_name_the_problem():
+    X, y = _classes(60, 2, 4)
+    task = _task("SST2")
+    emb = _split_embeddings(X[:, 0], y, (30, 45))  # 2-D: a single probe's features
+    with pytest.raises(ValueError, match=r"\[n, P, d\]"):
+        evaluate_many(task, emb, PARAMS)
+    emb = _split_embeddings(X, y, (30, 45))
+    emb["test"]["X"] = emb["test"]["X"][:, :2]
+    with pytest.raises(ValueError, match="number of probes"):
+        evaluate_many(task, emb, PARAMS)
+    with pytest.raises(ValueError, match="max_probes"):
+        evaluate_many(task, _split_embeddings(X, y, (30, 45)), PARAMS, max_probes=0)
+    with pytest.raises(KeyError, match="dev"):
+        evaluate_many(task, {"train": emb["train"], "test": emb["test"]}, PARAMS)
