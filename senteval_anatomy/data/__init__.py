@@ -88,8 +88,8 @@ def resolve_task_path(arg: str | os.PathLike | None) -> tuple[Path, str]:
     if holds_data(downloaded):
         return downloaded, f"SentEval data downloaded to the default location (`{DOWNLOAD_HINT}`)"
     return default_task_path(), (
-        "the embedded synthetic demo data (for demos and tests only, not comparable to published numbers; "
-        f"real results need SentEval's data: `{DOWNLOAD_HINT}`, or --task-path / ${ENV_VAR})"
+        "embedded synthetic demo data, for demos and tests only; for real results get SentEval's data with "
+        f"`{DOWNLOAD_HINT}` or pass --task-path / set ${ENV_VAR}"
     )
 
 

@@ -469,6 +469,7 @@ def download(
     tasks: Sequence[str] | None = None,
     dest: str | Path | None = None,
     *,
+    datasets: Sequence[Dataset] | None = None,
     mirrors: Sequence[str] = (),
     sources: Mapping[str, Sequence[str]] | None = None,
     mirror_only: bool = False,
@@ -485,12 +486,18 @@ def download(
     :func:`default_download_dir`) in SentEval's layout. Returns one :class:`DatasetResult` per dataset; failures
     are reported in the results (with the full explanation in ``error``), not raised, so that one dead host does not
     stop the others.
+
+    ``datasets`` replaces the task selection with explicit :class:`~.sources.Dataset` entries (a private source
+    table, e.g. an institution's own mirror layout); ``sources`` maps artifact names to extra locations tried first
+    (``--source``); ``mirrors`` are searched for every artifact (``--mirror``).
     """
-    wanted = expand_tasks(list(tasks) if tasks else None)
+    todo = (
+        list(datasets) if datasets is not None else datasets_for(expand_tasks(list(tasks) if tasks else None))
+    )
     dest = Path(dest).expanduser() if dest is not None else default_download_dir()
     check_mirrors(mirrors)
     overrides = {k: list(v) for k, v in (sources or {}).items()}
-    known = {a.name for ds in datasets_for(wanted) for r in ds.recipes for a in r.artifacts}
+    known = {a.name for ds in todo for r in ds.recipes for a in r.artifacts}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(
@@ -502,7 +509,7 @@ def download(
     results: list[DatasetResult] = []
     used_cache: set[Path] = set()
     failed_cache: set[Path] = set()
-    for ds in datasets_for(wanted):
+    for ds in todo:
         if not force and outputs_present(dest, ds):
             results.append(
                 DatasetResult(ds.name, ds.tasks, "skipped", outputs=[dest / o.path for o in ds.outputs])
@@ -521,6 +528,10 @@ def download(
                     for a in recipe.artifacts
                 }
                 if local_only and not all(cands[a.name] or fetcher.cached(a) for a in recipe.artifacts):
+                    lacking = [a.name for a in recipe.artifacts if not (cands[a.name] or fetcher.cached(a))]
+                    attempts.append(
+                        f"[{recipe.name}] no --mirror/--source location holds {', '.join(lacking[:3])}{' …' if len(lacking) > 3 else ''}"
+                    )
                     continue
                 got = _fetch_recipe(recipe, fetcher, cands, attempts)
                 if got is None:

@@ -493,7 +493,7 @@ def _build_table() -> dict[str, Dataset]:
     sick_lines = {"train": 4501, "trial": 501, "test_annotated": 4928}
     table["SICK"] = Dataset(
         name="SICK",
-        tasks=("SICKEntailment", "SICKRelatedness"),
+        tasks=("SICKRelatedness", "SICKEntailment"),
         outputs=tuple(
             Output(f"downstream/{r}", _SHA[r], sick_lines[s], exact=False) for s, r in sick.items()
         ),
@@ -560,8 +560,8 @@ DOWNSTREAM_TASKS: tuple[str, ...] = (
     "SST5",
     "TREC",
     "MRPC",
-    "SICKEntailment",
     "SICKRelatedness",
+    "SICKEntailment",
     "STSBenchmark",
     "STS12",
     "STS13",
@@ -570,12 +570,13 @@ DOWNSTREAM_TASKS: tuple[str, ...] = (
     "STS16",
 )
 ALL_TASKS: tuple[str, ...] = DOWNSTREAM_TASKS + PROBING_TASKS
+"""Every task the downloader knows, in SentEval's (and the engine's) order."""
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "all": ALL_TASKS,
     "probing": PROBING_TASKS,
     "downstream": DOWNSTREAM_TASKS,
-    "sick": ("SICKEntailment", "SICKRelatedness"),
+    "sick": ("SICKRelatedness", "SICKEntailment"),
     "sts": ("STS12", "STS13", "STS14", "STS15", "STS16"),
     "sst": ("SST2", "SST5"),
     "classification": ("CR", "MR", "MPQA", "SUBJ"),
