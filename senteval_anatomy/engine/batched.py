@@ -1,6 +1,68 @@
 """Batched SentEval probes: train the probes of every head / layer of one task at once.
 
-(work in progress: core trainer)
+Evaluating one head at a time through SentEval's classifiers costs seconds per head, and a sweep has 72-1,024 heads
+times many tasks. :func:`evaluate_many` takes the embeddings of one task for P probes (``[n, P, d]`` arrays in the
+layout of :meth:`Task.embed <senteval_anatomy.engine.tasks.Task.embed>`) and returns, for every probe, the result
+dict that ``Task.evaluate`` returns for that probe alone: same keys, same rounding, same numbers (see "How close"
+below).
+
+>>> from senteval_anatomy.engine import load_task                             # doctest: +SKIP
+>>> from senteval_anatomy.engine.batched import evaluate_many                  # doctest: +SKIP
+>>> task = load_task("TREC", task_path, seed=123)                             # doctest: +SKIP
+>>> emb = task.embed(params, batcher)  # a batcher returning [batch, L*H, d]  # doctest: +SKIP
+>>> results = evaluate_many(task, emb, params)  # one result dict per head    # doctest: +SKIP
+
+How it works
+------------
+* A *slot* is one (probe, weight decay) pair. A grid search stacks all of them: 4 weight decays x P probes train as
+  one model with weights ``[S, out, in]`` and batched matmuls (:class:`BatchedMLP`; :class:`BatchedRelatedness` for
+  SICK-R / STS-B).
+* Every solo probe of a task starts from the same weights (``torch.manual_seed(seed)`` then ``nn.Linear`` init,
+  a pure function of seed and shapes) and draws the same validation split and the same mini-batches from
+  ``np.random.RandomState(seed)``. So one module build and one ``rng`` serve every slot, and every slot sees the
+  rows its solo run sees. With ``nhid > 0`` the dropout masks are also the same in every solo run (same generator,
+  same shapes), so one mask per step serves all slots.
+* Loss: the *sum over slots of each slot's mean loss*, so each slot's gradient is exactly its solo gradient.
+  Weight decay differs per slot: slots with the same value form one optimizer param group, and torch's own
+  optimizer (built by the engine's :func:`~senteval_anatomy.engine.probes.parse_optimizer`) applies it to weights
+  and biases. All SentEval optimizers are elementwise, so stacked parameters get per-slot independent updates.
+* Each slot has its own early stopping (the engine's :class:`~senteval_anatomy.engine.probes.EarlyStopping`:
+  cumulative tenacity on validation accuracy, ``epoch_size`` epochs per validation, ``max_epoch``) and its own best
+  snapshot. A slot that stops is removed from the live stack together with its optimizer state, so compute
+  follows the number of running probes.
+* SplitClassifier refits the chosen weight decay with the same seed on the same data, which replays the grid run
+  of that value; the grid snapshot *is* the refit model, so it is not trained twice. KFold and InnerKFold refit on
+  a different training set (5% validation split) and are trained, each probe with its own chosen value.
+* STS12-16 need no training: a vectorised cosine (:func:`cosine_many`) feeds the engine's own ``sts_eval``.
+* ``usepytorch=False`` (sklearn) and a custom STS ``similarity`` cannot be stacked: those run the engine's
+  ``Task.evaluate`` probe by probe (optionally in parallel with ``n_jobs``), so they are the engine's numbers.
+
+How close to solo runs, and why
+-------------------------------
+* **CPU, classification**: identical ``devacc`` / ``acc`` / ``f1`` / predictions in every comparison we ran (all
+  evaluators, all eight optimizers, ``nhid`` 0 and > 0 with dropout). Each slot runs the solo probe's operations in
+  the same order; elementwise kernels give the same result wherever an element sits in a tensor; the weight
+  gradient is computed as ``grad.T @ x`` like ``nn.Linear``'s backward (:class:`_StackedLinear`, not autograd's
+  ``x.T @ grad``), which makes the stacked and solo matmuls the same sums. BLAS may still pick a different kernel
+  for a batched matmul than for a single one (it depends on shapes, memory alignment and thread count; with
+  several threads even the solo result depends on the thread count), and then a weight differs in its last bit.
+  An accuracy only changes if such a difference flips a prediction that sits on an exact tie or an early-stopping
+  decision that is decided by one sample; we have not seen it happen.
+* **CPU, relatedness**: bit-identical in most shapes; where BLAS rounds differently, the hundreds of epochs carry
+  the last-bit difference to ~1e-7 relative on ``devpearson`` / ``pearson`` / ``spearman`` / ``mse``.
+* **STS12-16**: the engine computes each cosine with ``np.dot`` in the embeddings' dtype; :func:`cosine_many` uses
+  float64, so correlations agree to ~1e-7 (float32 rounding of the engine's cosines).
+* **CUDA**: cuBLAS batched and single GEMMs are different kernels, so expect float-rounding-level differences from
+  the start; like above they reach an accuracy only through near-ties, and a correlation at ~1e-6.
+* ``usepytorch=False`` and custom similarities: exact (the engine itself runs).
+
+Memory
+------
+Probes are processed in chunks of ``max_probes``. The default keeps one chunk's stacked float32 features
+(``[probes, rows of all splits, features]``; pair tasks have ``2d`` features) under :data:`CHUNK_BYTES` (1 GiB);
+the per-split numpy slices used to fill it and the probe parameters (``4 x (d + 1) x classes`` floats per probe
+and grid value, times ~5 for gradients, optimizer state and snapshots) come on top. Chunking never changes the
+results: slots never interact.
 """
 
 from __future__ import annotations
