@@ -183,12 +183,13 @@ def test_connection_dropped_every_time_gives_clear_error_and_keeps_partial(serve
 
 def test_404_names_url_and_expected_path_and_is_not_retried(server, tmp_path):
     ds = _dataset(server, mode="404")
-    res = _run(ds, tmp_path)
+    dest = tmp_path / "new"
+    res = _run(ds, dest)
     assert res.status == "failed"
     assert len(server.requests) == 1
     assert "HTTP 404" in res.error and server.url("/fix/data.txt") in res.error
-    assert str(tmp_path / "downstream/FIX/data.txt") in res.error
-    assert not (tmp_path / "downstream").exists()
+    assert str(dest / "downstream/FIX/data.txt") in res.error
+    assert not dest.exists()  # a failed run leaves no trace, not even the folder it would have created
 
 
 def test_checksum_mismatch_places_nothing(server, tmp_path):

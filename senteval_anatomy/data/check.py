@@ -168,7 +168,8 @@ def _file_report(root: Path, rel: str, task: str, reference: str | None, notes: 
             "(SentEval's own files are ASCII)"
         )
     ref = None if reference is None else (sha256_file(path) == reference)
-    return FileReport(rel, True, data.count(b"\n"), enc, crlf, ref)
+    lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
+    return FileReport(rel, True, lines, enc, crlf, ref)
 
 
 def _sizes(task_obj) -> dict[str, int]:  # noqa: ANN001 - engine Task

@@ -82,12 +82,15 @@ def sha256_file(path: Path) -> str:
 
 
 def count_lines(path: Path) -> int:
-    """Newline count, as ``wc -l`` reports it (the unit of every expected size in the source table)."""
+    """Lines of a file: newlines, plus one for a last line without a newline (so that a file saved without the
+    final newline still matches the expected counts of the source table, which are ``wc -l`` of complete files)."""
     n = 0
+    last = b"\n"
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             n += block.count(b"\n")
-    return n
+            last = block[-1:]
+    return n + (last != b"\n")
 
 
 def default_download_dir() -> Path:
@@ -208,7 +211,7 @@ class Fetcher:
             offset = part.stat().st_size
         else:
             part.unlink(missing_ok=True)
-            meta.write_text(url, encoding="utf-8")
+            meta.unlink(missing_ok=True)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
@@ -232,6 +235,9 @@ class Fetcher:
             bar = _bar(total, offset, desc, self.progress)
             try:
                 with open(part, mode) as fh:
+                    meta.write_text(
+                        url, encoding="utf-8"
+                    )  # bytes are coming: remember their origin for resume
                     while True:
                         try:
                             block = resp.read(CHUNK)
@@ -503,6 +509,7 @@ def download(
         raise ValueError(
             f"--source names unknown for these tasks: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
+    created = not dest.exists()
     fetcher = Fetcher(
         dest / ".downloads", retries=retries, timeout=timeout, backoff=backoff, progress=progress
     )
@@ -574,4 +581,7 @@ def download(
             p.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             (dest / ".downloads").rmdir()
+    if created:
+        with contextlib.suppress(OSError):
+            dest.rmdir()  # only succeeds when nothing at all was placed or kept
     return results
