@@ -2226,7 +2226,9 @@ def default_files(seed: str = SEED, progress: bool = False) -> dict[str, str]:
     return files
 
 
-def write_default(root: str | Path, seed: str = SEED, progress: bool = False, prune: bool = False) -> list[Path]:
+def write_default(
+    root: str | Path, seed: str = SEED, progress: bool = False, prune: bool = False
+) -> list[Path]:
     """Write the default data set under ``root`` (SentEval layout), each file atomically. Returns the paths.
 
     ``prune`` also deletes files under ``root/probing`` and ``root/downstream`` that the generator did not write
