@@ -1,0 +1,180 @@
+"""After a sweep: heatmaps, layer curves, the top-k heads representation, paper-style tables and ``report.md``.
+
+This is the step both run scripts share; it only calls the public pieces (:class:`~senteval_anatomy.results.Results`,
+:mod:`~senteval_anatomy.plots`, :func:`~senteval_anatomy.topk.topk_curve`, :mod:`~senteval_anatomy.report`).
+Top-k curves are written per task as soon as they finish (``topk/<task>...csv``), so an interrupted run resumes
+without re-evaluating them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .results import Results
+
+__all__ = ["AnalysisReport", "analyse"]
+
+
+@dataclass
+class AnalysisReport:
+    """What :func:`analyse` produced: the report file, the summary as text, and the pieces."""
+
+    path: Path
+    summary_text: str
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    curves: pd.DataFrame | None = None
+
+
+def _parse_ks(ks: str | Sequence[int] | None) -> list[int] | None:
+    if ks is None:
+        return None
+    if isinstance(ks, str):
+        try:
+            values = [int(x) for x in ks.split(",") if x.strip()]
+        except ValueError as exc:
+            raise ValueError(f"--ks {ks!r}: expected comma-separated integers such as 1,2,4,8") from exc
+    else:
+        values = [int(x) for x in ks]
+    if not values or min(values) < 1:
+        raise ValueError(f"ks={ks!r}: give positive integers")
+    return values
+
+
+def _curve_file(out: Path, task: str, rank_task: str | None, pooling: str, params: Mapping[str, Any],
+                ks: list[int] | None, fingerprint: str) -> Path:
+    keep = {k: params.get(k) for k in ("usepytorch", "kfold", "seed", "classifier")}
+    blob = json.dumps([keep, ks, rank_task, pooling, fingerprint], sort_keys=True, default=str)
+    tag = hashlib.sha256(blob.encode()).hexdigest()[:10]
+    return out / "topk" / f"{task}__rank-{rank_task or task}__{pooling}__{tag}.csv"
+
+
+def analyse(
+    table: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    encoder: Any = None,
+    task_path: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    store: Any = None,
+    kind: str = "probing",
+    topk: bool = False,
+    ks: str | Sequence[int] | None = None,
+    rank_task: str | None = None,
+    pooling: str | None = None,
+    progress: bool | None = None,
+    data_note: str | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+) -> AnalysisReport:
+    """Draw the figures, evaluate top-k heads (optional), build the tables and write ``report.md`` in ``out_dir``."""
+    from . import plots
+    from .report import grouped_table, markdown_table, paper_table, probing_table, write_report
+    from .topk import topk_curve
+
+    out = Path(out_dir)
+    figdir = out / "figures"
+    res = Results(table)
+    tasks = _paper_order(dict.fromkeys(table["task"]))
+    pooling = pooling or (table["pooling"].iloc[0] if len(table) else None)
+    figures: dict[str, Path] = {}
+    has_heads = bool((table["view"] == "heads").any())
+    has_layers = bool((table["view"] == "layers").any())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        if has_heads:
+            fig = plots.heatmap_grid(res, tasks, sort=True)
+            plots.save_figure(fig, figdir / "heads_sorted_grid", formats)
+            figures["Every head, sorted within each layer (colour = test score; red box = head chosen on dev)"] = (
+                figdir / "heads_sorted_grid")
+            fig = plots.heatmap_grid(res, tasks, sort=False)
+            plots.save_figure(fig, figdir / "heads_unsorted_grid", formats)
+            figures["Every head at its index (unsorted)"] = figdir / "heads_unsorted_grid"
+            for task in tasks:
+                fig = plots.heatmap(res, task, sort=True)
+                plots.save_figure(fig, figdir / f"heatmap_{task}", formats)
+        if has_layers:
+            fig = plots.layer_curves(res, tasks)
+            plots.save_figure(fig, figdir / "layer_curves", formats)
+            figures["Score by layer (solid: test, dashed: dev), mean head and dev-chosen best head per layer"] = (
+                figdir / "layer_curves")
+
+    curves = None
+    if topk and has_heads:
+        if encoder is None or task_path is None:
+            raise ValueError("topk=True needs the encoder and the task_path")
+        k_values = _parse_ks(ks)
+        frames = []
+        fingerprint = str(table["fingerprint"].iloc[0])
+        for task in tasks:
+            if rank_task is None and not table[(table["task"] == task)]["devacc"].notna().any():
+                continue  # STS12-16 have no dev score: nothing honest to rank on
+            path = _curve_file(out, task, rank_task, str(pooling), params or {}, k_values, fingerprint)
+            if path.exists():
+                frames.append(pd.read_csv(path))
+                continue
+            curve = topk_curve(encoder, task, str(task_path), res, ks=k_values, rank_task=rank_task,
+                               params=params, store=store, pooling=pooling, progress=progress)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from .results import atomic_write
+
+            atomic_write(path, lambda p, c=curve: c.to_csv(p, index=False))
+            frames.append(curve)
+        if frames:
+            curves = pd.concat(frames, ignore_index=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                fig = plots.topk_plot(curves)
+                plots.save_figure(fig, figdir / "topk", formats)
+            figures["Top-k heads (ranked on dev) vs. k, with layer baselines; k chosen on dev is marked"] = (
+                figdir / "topk")
+
+    tables: dict[str, pd.DataFrame] = {}
+    probing = [t for t in tasks if t in _probing_tasks()]
+    others = [t for t in tasks if t not in probing]
+    if has_heads and has_layers:
+        if probing:
+            t = probing_table(res, curves)
+            tables["Probing tasks: last layer / best layer / best head / top-k (all chosen on dev; test scores)"] = t
+            tables["Probing tasks by group (surface / syntactic / semantic)"] = grouped_table(t)
+        if others:
+            tables["Downstream tasks: last layer / best layer / best head / top-k (chosen on dev; test scores)"] = (
+                paper_table(res, curves, tasks=others))
+    if has_heads:
+        tables["Where the 10 best heads (ranked on dev) sit: lower / middle / upper thirds of the layers"] = (
+            res.thirds_table())
+    if curves is not None:
+        tables["Top-k curves"] = curves
+    notes = []
+    if data_note:
+        notes.append(f"Data: {data_note}.")
+    if kind == "probing":
+        notes.append("Surface and syntactic properties are expected in lower layers and semantic ones higher "
+                     "(Jo & Myaeng, 2020); the thirds table above says whether that holds here.")
+    report_path = write_report(out, res, {k: v for k, v in figures.items()}, tables,
+                               title=f"senteval_anatomy {kind} report", notes="\n\n".join(notes) or None)
+    main = next(iter(tables.values()), None)
+    summary = markdown_table(main) if main is not None else "(no table: the sweep had only one view)"
+    return AnalysisReport(path=report_path, summary_text=summary, tables=tables, figures=figures, curves=curves)
+
+
+def _paper_order(tasks: Any) -> list[str]:
+    """Tasks in SentEval's order (the probing tasks as in the paper's tables), unknown names last."""
+    from .engine import TASK_NAMES
+
+    rank = {t: i for i, t in enumerate(TASK_NAMES)}
+    return sorted(tasks, key=lambda t: (rank.get(t, len(rank)), t))
+
+
+def _probing_tasks() -> tuple[str, ...]:
+    from .engine import PROBING_TASKS
+
+    return tuple(PROBING_TASKS)
