@@ -458,12 +458,16 @@ def load_encoder(
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
+        bars = hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # a weight-loading bar per run is noise; our own bars show real work
         try:
             model = AutoModel.from_pretrained(source, config=config, **model_kwargs)
             tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
     return Encoder.from_model(
         model, tokenizer, name=raw, device=device, max_length=max_length, revision=revision
     )
