@@ -21,11 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .engine.tasks import PROBING_TASKS as PROBING_DEFAULT
 
-PROBING_DEFAULT = (
-    "Length", "WordContent", "Depth", "TopConstituents", "BigramShift", "Tense", "SubjNumber", "ObjNumber",
-    "OddManOut", "CoordinationInversion",
-)
 DOWNSTREAM_DEFAULT = ("SST5", "TREC", "SICKEntailment", "MRPC")
 
 

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .engine.tasks import PROBING_TASKS
+
 __all__ = [
     "BY_CHOICES",
     "COLUMNS",
@@ -98,20 +100,6 @@ VIEWS = ("heads", "layers")
 POOLINGS = ("cls", "last", "mean")
 METRICS = ("acc", "pearson")
 BY_CHOICES = ("devacc", "acc")
-
-#: The ten SentEval probing tasks in the paper's order.
-PROBING_TASKS: tuple[str, ...] = (
-    "Length",
-    "WordContent",
-    "Depth",
-    "TopConstituents",
-    "BigramShift",
-    "Tense",
-    "SubjNumber",
-    "ObjNumber",
-    "OddManOut",
-    "CoordinationInversion",
-)
 
 #: The reference notebooks' grouping of probing tasks (paper-reference section 5).
 PROBING_GROUPS: dict[str, tuple[str, ...]] = {

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..engine.tasks import PROBING_TASKS
 from .download import MANIFEST_NAME, sha256_file
 from .sources import PROBING_SPLIT_SIZES, STS_SCORED_PAIRS, expand_tasks, task_dataset
 
@@ -44,18 +45,7 @@ STANDARD_SIZES: dict[str, dict[str, int]] = {
             "dev": PROBING_SPLIT_SIZES["va"],
             "test": PROBING_SPLIT_SIZES["te"],
         }
-        for t in (
-            "Length",
-            "WordContent",
-            "Depth",
-            "TopConstituents",
-            "BigramShift",
-            "Tense",
-            "SubjNumber",
-            "ObjNumber",
-            "OddManOut",
-            "CoordinationInversion",
-        )
+        for t in PROBING_TASKS
     },
 }
 """SentEval's usual sizes (items per split; STS: scored pairs per sub-dataset). CR and MPQA are left out: their

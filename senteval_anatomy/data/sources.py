@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.tasks import PROBING_FILES
 from .tokenization import cat_v, cut_fields, moses_tokenize, ptb_tokenize, split_lines, strip_trec_quotes
 
 Build = Callable[[Mapping[str, Path], Path], None]
@@ -264,19 +265,6 @@ FB_BUCKET = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
 QNN = "https://raw.githubusercontent.com/FreedomIntelligence/qnn/77f549372d43/data"
 YANS = "https://raw.githubusercontent.com/yan-soares/research_embeddings_fine_tuning/045c5e94572a/data/downstream"
 
-PROBING_FILES: dict[str, str] = {
-    "Length": "sentence_length.txt",
-    "WordContent": "word_content.txt",
-    "Depth": "tree_depth.txt",
-    "TopConstituents": "top_constituents.txt",
-    "BigramShift": "bigram_shift.txt",
-    "Tense": "past_present.txt",
-    "SubjNumber": "subj_number.txt",
-    "ObjNumber": "obj_number.txt",
-    "OddManOut": "odd_man_out.txt",
-    "CoordinationInversion": "coordination_inversion.txt",
-}
-"""SentEval probing task name -> file under ``probing/``."""
 
 PROBING_SPLIT_SIZES = {"tr": 100_000, "va": 10_000, "te": 10_000}
 
