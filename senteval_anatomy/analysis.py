@@ -158,7 +158,7 @@ def analyse(
         notes.append(f"Data: {data_note}.")
     if kind == "probing":
         notes.append("Surface and syntactic properties are expected in lower layers and semantic ones higher "
-                     "(Jo & Myaeng, 2020); the thirds table above says whether that holds here.")
+                     "(Jo & Myaeng, 2020); the thirds table below says whether that holds here.")
     report_path = write_report(out, res, {k: v for k, v in figures.items()}, tables,
                                title=f"senteval_anatomy {kind} report", notes="\n\n".join(notes) or None)
     main = next(iter(tables.values()), None)
