@@ -244,7 +244,7 @@ def test_params_defaults_and_dotdict():
     assert isinstance(p, dotdict)
     assert (p.usepytorch, p.seed, p.batch_size, p.nhid, p.kfold) == (True, 1111, 128, 0, 5)
     assert p.classifier == {"nhid": 0}
-    assert p.device == "auto"
+    assert p.device == "auto" and p.probe_threads is None
     assert p.no_such_key is None
     assert user == {"task_path": "x", "classifier": {}}  # SentEval copies params once
     with pytest.raises(ValueError, match="nhid"):
@@ -575,3 +575,38 @@ def test_bad_utf8_names_line(tmp_path):
     with pytest.raises(DataError, match="not valid utf-8") as e:
         load_task("SST5", tmp_path)
     assert e.value.line == 2
+
+
+def test_data_error_survives_pickling():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(DataError("bad label", path="/d/f.txt", line=3, expected="0 or 1", fix="edit")))
+    assert (err.path, err.line, err.expected, err.fix) == ("/d/f.txt", 3, "0 or 1", "edit")
+    assert str(err).startswith("/d/f.txt:3: bad label")
+
+
+def test_probe_threads_limits_and_restores(all_tasks_root):
+    import torch
+
+    task = load_task("SST2", all_tasks_root)
+    emb = task.embed(dotdict(batch_size=8), RecordingBatcher())
+    params = {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu"}
+    seen = []
+    real_fit = __import__("senteval_anatomy.engine.probes", fromlist=["TorchProbe"]).TorchProbe.fit
+
+    def spy(self, *a, **k):
+        seen.append(torch.get_num_threads())
+        return real_fit(self, *a, **k)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("senteval_anatomy.engine.probes.TorchProbe.fit", spy)
+            limited = task.evaluate(emb, dict(params, probe_threads=1))
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        assert limited == task.evaluate(emb, params)
+        with pytest.raises(ValueError, match="probe_threads"):
+            task.evaluate(emb, dict(params, probe_threads=0))
+    finally:
+        torch.set_num_threads(before)

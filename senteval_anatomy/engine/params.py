@@ -17,15 +17,18 @@ classifier     {'nhid': 0} probe config (see :data:`senteval_anatomy.engine.prob
                            must contain ``nhid``
 similarity     (cosine)    STS12-16 only: ``f(u, v) -> float``
 device         'auto'      ours: where PyTorch probes run; 'auto' = 'cuda' if available else 'cpu'
+probe_threads  None        ours: if set, torch and BLAS/OpenMP threads are limited to this number while probes are
+                           trained (restored afterwards); None leaves the libraries' settings alone
 =============  ==========  =========================================================================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["dotdict", "DEFAULTS", "apply_defaults", "resolve_device"]
+__all__ = ["dotdict", "DEFAULTS", "apply_defaults", "resolve_device", "thread_limit"]
 
 
 class dotdict(dict):  # noqa: N801 - SentEval's name
@@ -67,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "nhid": 0,
     "kfold": 5,
     "device": "auto",
+    "probe_threads": None,
 }
 
 
@@ -120,3 +124,28 @@ def resolve_device(device: Any = "auto"):
             "Use params.device='cpu' (or 'auto'), or install a CUDA build of torch."
         )
     return dev
+
+
+@contextlib.contextmanager
+def thread_limit(n: int | None) -> Iterator[None]:
+    """Limit torch's intra-op threads and the BLAS / OpenMP pools (``threadpoolctl``) to ``n`` inside the block, and
+    restore them afterwards. ``None`` does nothing.
+
+    Probes train tiny models in many small steps; on a machine with few, busy cores the default of one thread per
+    core mostly adds hand-off overhead (see ``docs/engine.md``, "Performance notes").
+    """
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"params.probe_threads must be a positive int or None, got {n!r}.")
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(old)

@@ -410,9 +410,9 @@ class TorchProbe:
         self.model.train()
         n = len(X)
         for _ in range(n_epochs):
-            permutation = self.rng_.permutation(n)
+            permutation = torch.from_numpy(self.rng_.permutation(n)).long().to(self.device)
             for i in range(0, n, self.batch_size):
-                idx = torch.from_numpy(permutation[i : i + self.batch_size]).long().to(self.device)
+                idx = permutation[i : i + self.batch_size]
                 output = self.model(X[idx])
                 loss = self.loss_fn(output, y[idx])
                 self.optimizer.zero_grad()
@@ -537,9 +537,9 @@ class RelatednessRegressor:
         while not stopper.stop and self.n_epochs_ <= self.max_epoch:
             self.model.train()
             for _ in range(RELATEDNESS_EPOCHS_PER_ROUND):
-                permutation = self.rng_.permutation(n)
+                permutation = torch.from_numpy(self.rng_.permutation(n)).long().to(self.device)
                 for i in range(0, n, self.batch_size):
-                    idx = torch.from_numpy(permutation[i : i + self.batch_size]).long().to(self.device)
+                    idx = permutation[i : i + self.batch_size]
                     loss = self.loss_fn(self.model(trainX[idx]), trainY[idx])
                     self.optimizer.zero_grad()
                     loss.backward()

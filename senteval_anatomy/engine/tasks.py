@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import evaluators as ev
-from .params import apply_defaults
+from .params import apply_defaults, thread_limit
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,13 @@ class DataError(ValueError):
         if fix:
             text += f"\n  fix: {fix}"
         super().__init__(text)
+
+    def __reduce__(self):  # keep path/line/expected/fix through pickling (multiprocessing, joblib)
+        return (_rebuild_data_error, (self.message, self.path, self.line, self.expected, self.fix))
+
+
+def _rebuild_data_error(message, path, line, expected, fix) -> DataError:
+    return DataError(message, path=path, line=line, expected=expected, fix=fix)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -730,12 +737,16 @@ class Task:
     def evaluate(self, embeddings: Mapping[str, Mapping[str, np.ndarray]], params) -> dict[str, Any]:
         """Run the task's evaluator on ``embeddings`` (layout in the module doc) and return SentEval's result dict.
 
-        ``params`` gives ``usepytorch``, ``classifier``, ``kfold``, ``device`` and ``similarity`` (defaults as in
-        ``SE``), and ``seed`` (default: the seed given to :func:`load_task`).
+        ``params`` gives ``usepytorch``, ``classifier``, ``kfold``, ``device``, ``probe_threads`` and ``similarity``
+        (defaults as in ``SE``), and ``seed`` (default: the seed given to :func:`load_task`).
         """
         raw = params if params is not None else {}
         seed = raw["seed"] if "seed" in raw and raw["seed"] is not None else self.seed
         p = apply_defaults(raw)
+        with thread_limit(p.probe_threads):
+            return self._evaluate(embeddings, p, seed)
+
+    def _evaluate(self, embeddings, p, seed) -> dict[str, Any]:
         spec = self.spec
         clf_kw = dict(seed=seed, usepytorch=bool(p.usepytorch), classifier=p.classifier, device=p.device)
 
