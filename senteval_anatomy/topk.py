@@ -370,10 +370,10 @@ def topk_curve(
     for kind, k, layer, pool in bar:
         if kind == "topk":
             assert k is not None
-            adapter: Any = HeadsAdapter(encoder, heads=ranking[:k], pooling=pool, store=store)
+            adapter: Any = HeadsAdapter(encoder, heads=ranking[:k], pooling=pool, store=store, progress=progress)
             name = f"top{k}:{rank_task}"
         else:
-            adapter = LayerAdapter(encoder, layer=layer, pooling=pool, store=store)
+            adapter = LayerAdapter(encoder, layer=layer, pooling=pool, store=store, progress=progress)
             name = adapter.name
         bar.set_postfix_str(f"{kind} k={k}" if k is not None else f"{kind} layer={layer}")
         start = time.perf_counter()
