@@ -31,15 +31,13 @@ def _one_thread():
 
 
 @pytest.mark.parametrize("nclasses", [2, 6, 20])
-@pytest.mark.parametrize("rows", [256, 300, 1])
+@pytest.mark.parametrize("rows", [256, 300, 1, 2000])
 def test_trainer_cross_entropy_is_the_solo_one_bit_for_bit(nclasses, rows):
-    """Whichever loss the trainer picked for this class count, loss and logit gradients equal the solo kernel's."""
-    bm = B.BatchedMLP(4, nclasses, np.arange(2), np.array([1e-5, 1e-3]), n_probes=2, seed=0, config=FAST,
-                      device="cpu")
+    """Whichever loss the trainer picks for these shapes, loss and logit gradients equal the solo kernel's."""
     gen = torch.Generator().manual_seed(rows * 31 + nclasses)
     logits = (torch.randn(7, rows, nclasses, generator=gen) * 5).requires_grad_()
     y = torch.randint(0, nclasses, (rows,), generator=gen)
-    loss = bm._loss(logits, y)
+    loss = B._slot_cross_entropy(logits, y)
     (grad,) = torch.autograd.grad(loss, logits)
     for s in range(7):  # the solo probe: nn.CrossEntropyLoss(reduction="mean") on its own [m, C] logits
         solo_logits = logits[s].detach().clone().requires_grad_()
@@ -69,6 +67,32 @@ def test_thread_count_changes_no_result_and_is_restored():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_evaluate_many_takes_probe_threads_from_params(monkeypatch):
+    """``num_threads="auto"``: the engine's ``params.probe_threads`` when set, else the trainer's default of 1."""
+    from senteval_anatomy.engine.tasks import Task, get_task
+
+    seen = []
+    real = B._torch_threads
+
+    def spy(n, device):
+        seen.append(n)
+        return real(n, device)
+
+    monkeypatch.setattr(B, "_torch_threads", spy)
+    rs = np.random.RandomState(1)
+    y = rs.randint(0, 2, 60)
+    X = rs.randn(60, 2, 3).astype(np.float32)
+    emb = {s: {"X": X[a:b], "y": y[a:b]} for s, (a, b) in {"train": (0, 40), "dev": (40, 50), "test": (50, 60)}.items()}
+    task = Task(get_task("SST2"), {}, [], seed=1, label_names=None)
+    params = {"seed": 1, "classifier": FAST, "device": "cpu"}
+    B.evaluate_many(task, emb, params)
+    B.evaluate_many(task, emb, dict(params, probe_threads=2))
+    B.evaluate_many(task, emb, dict(params, probe_threads=2), num_threads=None)
+    assert seen == [B.DEFAULT_CPU_THREADS, 2, None]
+    with pytest.raises(ValueError, match="num_threads"):
+        B.evaluate_many(task, emb, params, num_threads="many")
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .params import resolve_device
+from .params import resolve_device, thread_limit
 from .probes import (
     RELATEDNESS_BATCH_SIZE,
     RELATEDNESS_EPOCHS_PER_ROUND,
@@ -108,18 +108,15 @@ DEFAULT_CPU_THREADS = 1
 
 @contextlib.contextmanager
 def _torch_threads(n: int | None, device: torch.device):
-    """Run the block with ``torch.set_num_threads(n)`` on CPU (restored afterwards); ``None`` or CUDA: unchanged."""
-    if n is None or device.type != "cpu" or n == torch.get_num_threads():
+    """Run the block with ``n`` torch (and BLAS / OpenMP) threads on CPU, restored afterwards (the engine's
+    :func:`~senteval_anatomy.engine.params.thread_limit`); ``None`` or a CUDA device: unchanged."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"num_threads must be a positive int or None, got {n!r}.")
+    if n is None or device.type != "cpu":
         yield
         return
-    if int(n) < 1:
-        raise ValueError(f"num_threads must be a positive integer or None, got {n!r}.")
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
+    with thread_limit(int(n)):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # -- Cross-entropy through the "classes in the middle" log-softmax kernel ------------------------------------------
@@ -133,11 +130,11 @@ def _torch_threads(n: int | None, device: torch.device):
 # as long as the class axis is shorter than one SIMD vector (otherwise the last-dim kernel sums in a tree) and the row
 # axis has no partial-vector tail (the tail is handled by other code); we pad the rows to a multiple of
 # ``_LSM_ROW_PAD``. Because this equality is a property of torch's CPU kernels, not a documented contract,
-# ``_fast_ce_ok`` checks it bit for bit on random logits once per class count and process, and the trainer falls back
-# to the solo formulation wherever it does not hold (and on non-CPU devices).
+# ``_fast_ce_ok`` checks it bit for bit on random logits once per (class count, padded batch size) and process, and
+# the trainer falls back to the solo formulation wherever it does not hold (and on non-CPU devices).
 
 _LSM_ROW_PAD = 64
-_FAST_CE_OK: dict[int, bool] = {}
+_FAST_CE_OK: dict[tuple[int, int], bool] = {}
 
 
 def _ce_reference(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -158,19 +155,22 @@ def _ce_classes_mid(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return F.nll_loss(lsm, yb.expand(s, m), reduction="none").mean(1).sum()
 
 
-def _fast_ce_ok(nclasses: int) -> bool:
-    """Whether :func:`_ce_classes_mid` equals :func:`_ce_reference` bit for bit (loss and gradient) for
-    ``nclasses`` on this machine's torch CPU kernels. Checked once per class count on random logits drawn from a
-    private generator (the global torch RNG, which dropout masks use, is left untouched)."""
-    if nclasses in _FAST_CE_OK:
-        return _FAST_CE_OK[nclasses]
+def _fast_ce_ok(nclasses: int, padded_rows: int) -> bool:
+    """Whether :func:`_ce_classes_mid` equals :func:`_ce_reference` bit for bit (log-probabilities, loss and
+    gradient) for ``nclasses`` classes and row counts that pad to ``padded_rows``, on this machine's torch CPU
+    kernels. Checked once per pair on random logits from a private generator (the global torch RNG, which dropout
+    masks use, is left untouched)."""
+    key = (nclasses, padded_rows)
+    if key in _FAST_CE_OK:
+        return _FAST_CE_OK[key]
     ok = nclasses >= 2
-    gen = torch.Generator().manual_seed(20240601 + nclasses)
+    gen = torch.Generator().manual_seed(20240601 + 1000 * nclasses + padded_rows)
     with torch.enable_grad():
-        for m, scale in ((256, 4.0), (131, 0.3), (64, 40.0), (1, 2.0)):
+        # Row counts in (padded_rows - 64, padded_rows] all pad to padded_rows: check no padding, some, the most.
+        for m, scale in ((padded_rows, 4.0), (max(1, padded_rows - 37), 0.3), (max(1, padded_rows - 63), 40.0)):
             if not ok:
                 break
-            x = (torch.randn(5, m, nclasses, generator=gen) * scale).requires_grad_()
+            x = (torch.randn(3, m, nclasses, generator=gen) * scale).requires_grad_()
             y = torch.randint(0, nclasses, (m,), generator=gen)
             ref = _ce_reference(x, y)
             (g_ref,) = torch.autograd.grad(ref, x)
@@ -178,11 +178,20 @@ def _fast_ce_ok(nclasses: int) -> bool:
             x2 = x.detach().clone().requires_grad_()
             new = _ce_classes_mid(x2, y)
             (g_new,) = torch.autograd.grad(new, x2)
-            lsm_new = torch.log_softmax(F.pad(x.detach().transpose(1, 2), (0, -(-m // _LSM_ROW_PAD) * _LSM_ROW_PAD - m)),
-                                        dim=1)[:, :, :m].transpose(1, 2)
+            pad = -(-m // _LSM_ROW_PAD) * _LSM_ROW_PAD - m
+            lsm_new = torch.log_softmax(F.pad(x.detach().transpose(1, 2), (0, pad)), dim=1)[:, :, :m].transpose(1, 2)
             ok = bool(torch.equal(lsm_ref, lsm_new) and torch.equal(g_ref, g_new) and torch.equal(ref, new))
-    _FAST_CE_OK[nclasses] = ok
+    _FAST_CE_OK[key] = ok
     return ok
+
+
+def _slot_cross_entropy(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Sum over slots of each slot's mean cross-entropy of ``out`` ``[S, m, C]`` against ``yb`` ``[m]``: the fast
+    layout where it is verified to equal the solo kernel (CPU), the solo formulation everywhere else."""
+    _, m, c = out.shape
+    if out.device.type == "cpu" and _fast_ce_ok(c, -(-m // _LSM_ROW_PAD) * _LSM_ROW_PAD):
+        return _ce_classes_mid(out, yb)
+    return _ce_reference(out, yb)
 
 
 class _StackedLinear(torch.autograd.Function):
@@ -446,8 +455,6 @@ class BatchedMLP:
         self._stack = _SlotStack(template_parameters(template), slot_probe, np.asarray(slot_reg, dtype=np.float64),
                                  int(n_probes), make_optimizer, self.device)
         self.n_slots = len(slot_probe)
-        fast = self.device.type == "cpu" and _fast_ce_ok(self.nclasses)
-        self._loss = _ce_classes_mid if fast else _ce_reference
 
     # -- training --------------------------------------------------------------------------------------------------
     def fit(self, X: torch.Tensor, y: torch.Tensor, train_rows: np.ndarray, val_rows: np.ndarray | None = None,
@@ -515,7 +522,7 @@ class BatchedMLP:
             xb = xb_all if g.full else xb_all.index_select(0, g.probe_pos)
             out = _stacked_forward(g.params, xb, mask)
             # Mean CE per slot, summed over slots: each slot's gradient is exactly its solo gradient.
-            loss = self._loss(out, yb)
+            loss = _slot_cross_entropy(out, yb)
             total = loss if total is None else total + loss
         assert stack.optimizer is not None and total is not None
         stack.optimizer.zero_grad()
@@ -1028,7 +1035,8 @@ def kfold_eval_many(X_train: Source, y_train, X_test: Source, y_test, *, nclasse
     y_train = np.asarray(y_train)
     labels = np.concatenate([y_train, np.asarray(y_test)]).astype(np.int64)
     return _run_chunks("kfold", sources, labels, max_probes=max_probes, progress=progress, desc="kfold probes",
-                       device=device, num_threads=num_threads, nclasses=nclasses, kfold=kfold, seed=seed, classifier=classifier,
+                       device=device, num_threads=num_threads, nclasses=nclasses, kfold=kfold, seed=seed,
+                       classifier=classifier,
                        y_train=y_train)
 
 
@@ -1048,7 +1056,8 @@ def innerkfold_eval_many(X: Source, y, *, nclasses: int, kfold: int = 5, seed: i
             n_probes, n_jobs, "innerkfold", progress)
     y = np.asarray(y)
     return _run_chunks("innerkfold", [X], y.astype(np.int64), max_probes=max_probes, progress=progress,
-                       desc="innerkfold probes", device=device, num_threads=num_threads, nclasses=nclasses, kfold=kfold, seed=seed,
+                       desc="innerkfold probes", device=device, num_threads=num_threads, nclasses=nclasses,
+                       kfold=kfold, seed=seed,
                        classifier=classifier, y_all=y)
 
 
@@ -1059,7 +1068,8 @@ def relatedness_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test
     """:func:`~senteval_anatomy.engine.evaluators.relatedness_eval` for P probes at once (P dicts:
     ``devpearson``, ``pearson``, ``spearman``, ``mse``, ``yhat``)."""
     return _run_chunks("relatedness", [X_train, X_dev, X_test], None, max_probes=max_probes, progress=progress,
-                       desc="relatedness probes", device=device, num_threads=num_threads, seed=seed, y_train=np.asarray(y_train),
+                       desc="relatedness probes", device=device, num_threads=num_threads, seed=seed,
+                       y_train=np.asarray(y_train),
                        y_dev=np.asarray(y_dev), y_test=np.asarray(y_test))
 
 
@@ -1145,7 +1155,7 @@ def _n_probes(embeddings: Any, splits: Sequence[str], task_name: str) -> int:
 
 def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | None = None,
                   progress: bool | None = None, device: Any = None, n_jobs: int | None = None,
-                  num_threads: int | None = DEFAULT_CPU_THREADS) -> list[dict[str, Any]]:
+                  num_threads: int | None | str = "auto") -> list[dict[str, Any]]:
     """Evaluate P probes of one task at once; result ``i`` equals ``task.evaluate`` on probe ``i``'s features.
 
     Parameters
@@ -1169,9 +1179,11 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
     n_jobs : int, optional
         Parallel jobs (joblib) for the paths that run probe by probe: ``usepytorch=False`` (sklearn) and a custom
         STS ``similarity``.
-    num_threads : int or None, default :data:`DEFAULT_CPU_THREADS` (1)
-        Torch threads while the stacked probes train on CPU (restored afterwards). ``None`` keeps the process
-        setting. Results do not depend on it on the machines we tested; speed does, see :data:`DEFAULT_CPU_THREADS`.
+    num_threads : int, None or ``"auto"``
+        Torch / BLAS threads while the stacked probes train on CPU (restored afterwards); ``None`` keeps the
+        process setting. ``"auto"``: ``params.probe_threads`` when set (the engine's key for the same thing), else
+        :data:`DEFAULT_CPU_THREADS` (1). Results do not depend on it in our tests; speed does, see
+        :data:`DEFAULT_CPU_THREADS`.
 
     Returns
     -------
@@ -1212,6 +1224,10 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
         rec = embeddings[split]
         return len(rec["X"] if "X" in rec else rec["A"])
 
+    if isinstance(num_threads, str):
+        if num_threads != "auto":
+            raise ValueError(f"num_threads must be a positive int, None or 'auto', got {num_threads!r}.")
+        num_threads = p.probe_threads if p.get("probe_threads") is not None else DEFAULT_CPU_THREADS
     common = dict(max_probes=max_probes, progress=progress, device=dev, num_threads=num_threads)
     clf_kw = dict(seed=seed, usepytorch=True, classifier=p.classifier, **common)
 
