@@ -29,8 +29,7 @@ import json
 import math
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from ._version import __version__
 from .adapters import HeadAdapter, LayerAdapter
 from .features import VIEWS, check_pooling, check_views
 from .models import Encoder
+from .results import atomic_write
 from .store import FeatureStore, StoredFeatures
 
 __all__ = [
@@ -108,29 +108,6 @@ def _settings_hash(params: Mapping[str, Any], pooling: str, harness: str, max_le
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def _atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def merge_units(out_dir: str | Path) -> pd.DataFrame:
     """Merge every finished unit under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically)."""
     out = Path(out_dir)
@@ -139,11 +116,8 @@ def merge_units(out_dir: str | Path) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
     df = df.sort_values(["model", "task", "view", "layer", "head"], kind="stable").reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_csv(df, out / "results.csv")
-    try:
-        _atomic_write_parquet(df, out / "results.parquet")
-    except ImportError:  # pragma: no cover - pyarrow is an install requirement
-        pass
+    atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
     return df
 
 
@@ -154,24 +128,11 @@ def _probe_index(encoder: Encoder, view: str) -> list[tuple[int, int]]:
     return [(lay - 1, -1) for lay in range(encoder.num_layers + 1)]  # -1 = embeddings, then blocks 0..L-1
 
 
-def _reshape_probes(obj: Any, n_probes: int, dim: int) -> Any:
-    """Turn every ``[n, P*d]`` feature array of an ``embed`` result into ``[n, P, d]``; labels stay as they are."""
-    if isinstance(obj, np.ndarray):
-        if obj.ndim == 2 and obj.shape[1] == n_probes * dim and obj.dtype.kind == "f":
-            return obj.reshape(obj.shape[0], n_probes, dim)
-        return obj
-    if isinstance(obj, Mapping):
-        return type(obj)((k, _reshape_probes(v, n_probes, dim)) for k, v in obj.items()) if not isinstance(
-            obj, dict) else {k: _reshape_probes(v, n_probes, dim) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return tuple(_reshape_probes(v, n_probes, dim) for v in obj)
-    if isinstance(obj, list):
-        return [_reshape_probes(v, n_probes, dim) for v in obj]
-    return obj
-
-
 class _StoreBatcher:
-    """A SentEval batcher that returns a chunk of probes' vectors, flattened, read from stored features."""
+    """A SentEval batcher returning ``[len(batch), n_probes, d]``: a chunk of probes' vectors from the store.
+
+    ``Task.embed`` stacks such 3-D batches as they are, which is the layout ``evaluate_many`` takes.
+    """
 
     def __init__(self, feats: StoredFeatures, view: str, probes: slice) -> None:
         self.feats = feats
@@ -185,7 +146,7 @@ class _StoreBatcher:
             arr = arr.reshape(arr.shape[0], -1, arr.shape[-1])[:, self.probes]
         else:
             arr = np.asarray(self.feats.layers[rows])[:, self.probes]
-        return np.ascontiguousarray(arr.reshape(arr.shape[0], -1), dtype=np.float32)
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def _chunk_size(n_sentences: int, n_probes: int, dim: int, pair: bool, budget_bytes: float) -> int:
@@ -281,7 +242,7 @@ def sweep(
                                           harness, show)
             df = _rows(encoder, fingerprint, task_name, view, probes, results, run_params, pooling, harness)
             if unit is not None:
-                _atomic_write_csv(df, unit)
+                atomic_write(unit, lambda p, df=df: df.to_csv(p, index=False))
             frames.append(df)
     task_bar.close()
     if out is not None:
@@ -306,7 +267,6 @@ def _run_batched(encoder, task, view, probes, params, pooling, limit, store, bud
         sl = slice(start, min(start + chunk, len(probes)))
         batcher = _StoreBatcher(feats, view, sl)
         emb = task.embed(params, batcher)
-        emb = _reshape_probes(emb, sl.stop - sl.start, dim)
         results.extend(evaluate_many(task, emb, params, progress=show))
     return results
 
@@ -355,10 +315,3 @@ def _rows(encoder, fingerprint, task_name, view, probes, results, params, poolin
             "num_heads": encoder.num_heads, "package_version": __version__,
         })
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
-
-
-def tasks_arg(value: str | Iterable[str]) -> list[str]:
-    """Parse ``"Length,Depth"`` (or a list) into task names."""
-    if isinstance(value, str):
-        return [t.strip() for t in value.split(",") if t.strip()]
-    return list(value)
