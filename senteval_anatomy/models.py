@@ -14,7 +14,7 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +80,7 @@ _BERT_LIKE = ArchSpec(
     attn="attention.output.dense",
     default_pooling="cls",
 )
-_ROBERTA_LIKE = ArchSpec(
-    blocks="encoder.layer",
-    o_proj="attention.output.dense",
-    values="attention.self.value",
-    attn="attention.output.dense",
-    default_pooling="cls",
-    position_offset=2,
-)
+_ROBERTA_LIKE = replace(_BERT_LIKE, position_offset=2)  # positions start after padding_idx
 _LLAMA_LIKE = ArchSpec(
     blocks="layers",
     o_proj="self_attn.o_proj",
