@@ -102,10 +102,10 @@ OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 _SCORE_BLOCK_ELEMS = 64 * 1024 * 1024
 
 #: Torch threads used by the stacked trainer on CPU unless the caller asks otherwise (``num_threads``). Every op of a
-#: training step works on a few hundred KB; splitting such ops across threads costs more in synchronisation than it
-#: gains, and on a shared machine (more runnable threads than cores) each op waits for a descheduled thread: we
-#: measured one training step 5-12x slower with 2 threads than with 1 on a busy 2-core machine. One thread also makes
-#: every matmul of a slot the solo probe's single-threaded matmul, which is how the agreement tests run.
+#: training step works on a few hundred KB, so threads gain little, and on a shared machine (more runnable threads
+#: than cores) each op waits for a descheduled thread. On a 2-core machine, 2 threads were 1.3x faster than 1 when it
+#: was idle and 5-12x slower while other jobs ran; one thread is the safe default. One thread also makes every
+#: matmul of a slot the solo probe's single-threaded matmul, which is how the agreement tests run.
 DEFAULT_CPU_THREADS = 1
 
 
