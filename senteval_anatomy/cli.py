@@ -54,6 +54,8 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"), help="model weights' dtype")
     p.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens")
     p.add_argument("--batch-size", type=int, default=64, help="sentences per forward pass")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for encoding (default: torch's); 1 is faster on a busy shared machine")
     p.add_argument("--cache-dir", default=None,
                    help="feature cache folder (default: $SENTEVAL_ANATOMY_CACHE or ~/.cache/senteval_anatomy)")
     p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32", help="dtype of cached features")
@@ -172,6 +174,12 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
     except (UnsupportedModelError, ValueError) as exc:
         return _fail(str(exc))
     print(f"model: {encoder!r}", file=sys.stderr)
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail(f"--threads {args.threads}: give a positive number")
+        import torch
+
+        torch.set_num_threads(args.threads)
     store = FeatureStore(args.cache_dir, dtype=args.cache_dtype)
     params = _params(args, task_path)
     if args.head is not None or args.layer is not None:
