@@ -1,6 +1,6 @@
 """SentEval adapters: one head, one layer, or a list of heads as a ``prepare`` / ``batcher`` pair.
 
-They follow SentEval's protocol exactly (``../shared/docs/senteval-protocol.md`` in the project's workspace):
+They follow SentEval's protocol exactly (its engine is ``facebookresearch/SentEval``, HEAD 5d6dc11):
 ``prepare(params, samples)`` is called once per task with every sentence of the task as token lists, and
 ``batcher(params, batch)`` with lists of token lists (possibly empty), expecting a float array
 ``[len(batch), d]`` in row order. So both our engine and an unchanged ``senteval.engine.SE`` accept them::

@@ -1,7 +1,7 @@
 """The built-in SentEval-compatible engine: a drop-in for ``senteval.engine.SE``.
 
 >>> from senteval_anatomy.engine import SE                                  # doctest: +SKIP
->>> params = {"task_path": "../shared/senteval-data", "usepytorch": False, "kfold": 5}
+>>> params = {"task_path": "SentEval/data", "usepytorch": False, "kfold": 5}
 >>> se = SE(params, batcher, prepare)                                       # doctest: +SKIP
 >>> se.eval(["TREC", "SST5"])                                               # doctest: +SKIP
 {'TREC': {'devacc': ..., 'acc': ..., 'ndev': 5452, 'ntest': 500}, 'SST5': {...}}
