@@ -81,6 +81,15 @@ _BERT_LIKE = ArchSpec(
     default_pooling="cls",
 )
 _ROBERTA_LIKE = replace(_BERT_LIKE, position_offset=2)  # positions start after padding_idx
+_GPT_LIKE = ArchSpec(  # fused QKV in a Conv1D; V is the last third of c_attn's output
+    blocks="h",
+    o_proj="attn.c_proj",
+    values="attn.c_attn",
+    values_slice=(2, 3),
+    attn="attn",
+    default_pooling="last",
+    causal=True,
+)
 _LLAMA_LIKE = ArchSpec(
     blocks="layers",
     o_proj="self_attn.o_proj",
@@ -104,24 +113,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         attn="attention",
         default_pooling="cls",
     ),
-    "gpt2": ArchSpec(
-        blocks="h",
-        o_proj="attn.c_proj",
-        values="attn.c_attn",
-        values_slice=(2, 3),
-        attn="attn",
-        default_pooling="last",
-        causal=True,
-    ),
-    "openai-gpt": ArchSpec(
-        blocks="h",
-        o_proj="attn.c_proj",
-        values="attn.c_attn",
-        values_slice=(2, 3),
-        attn="attn",
-        default_pooling="last",
-        causal=True,
-    ),
+    "gpt2": _GPT_LIKE,
+    "openai-gpt": _GPT_LIKE,
     "llama": _LLAMA_LIKE,
     "mistral": _LLAMA_LIKE,
     "qwen2": _LLAMA_LIKE,
