@@ -40,6 +40,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
+            # one command: senteval-anatomy {probing, downstream, data, cache, models, reproduce}
+            "senteval-anatomy=senteval_anatomy.cli:main",
+            # aliases kept for scripts written before the one command: same as `senteval-anatomy data|cache`
             "senteval-anatomy-data=senteval_anatomy.data.__main__:main",
             "senteval-anatomy-cache=senteval_anatomy.store:main",
         ]
