@@ -73,8 +73,13 @@ def analyse(
     progress: bool | None = None,
     data_note: str | None = None,
     formats: Sequence[str] = ("png", "svg"),
+    draw_figures: bool = True,
 ) -> AnalysisReport:
-    """Draw the figures, evaluate top-k heads (optional), build the tables and write ``report.md`` in ``out_dir``."""
+    """Draw the figures, evaluate top-k heads (optional), build the tables and write ``report.md`` in ``out_dir``.
+
+    ``draw_figures=False`` (``--no-plots``) only skips drawing: top-k is still evaluated and the tables and the
+    report are still written, so skipping figures never changes which numbers a run produces.
+    """
     from . import plots
     from .report import grouped_table, markdown_table, paper_table, probing_table, write_report
     from .topk import topk_curve
@@ -90,7 +95,7 @@ def analyse(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        if has_heads:
+        if has_heads and draw_figures:
             fig = plots.heatmap_grid(res, tasks, sort=True)
             plots.save_figure(fig, figdir / "heads_sorted_grid", formats)
             figures["Every head, sorted within each layer (colour = test score; red box = head chosen on dev)"] = (
@@ -101,7 +106,7 @@ def analyse(
             for task in tasks:
                 fig = plots.heatmap(res, task, sort=True)
                 plots.save_figure(fig, figdir / f"heatmap_{task}", formats)
-        if has_layers:
+        if has_layers and draw_figures:
             fig = plots.layer_curves(res, tasks)
             plots.save_figure(fig, figdir / "layer_curves", formats)
             figures["Score by layer (solid: test, dashed: dev), mean head and dev-chosen best head per layer"] = (
@@ -130,6 +135,7 @@ def analyse(
             frames.append(curve)
         if frames:
             curves = pd.concat(frames, ignore_index=True)
+        if frames and draw_figures:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 fig = plots.topk_plot(curves)

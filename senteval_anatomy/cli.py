@@ -561,7 +561,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     report = analyse(
         table, plan.out, encoder=encoder, task_path=plan.task_path, params=plan.params, store=store, kind=kind,
         topk=plan.topk, ks=plan.ks, rank_task=plan.rank_task, pooling=plan.pooling, progress=not args.quiet,
-        data_note=plan.data_note, plots=not args.no_plots,
+        data_note=plan.data_note, draw_figures=not args.no_plots,
     )
     print(report.summary_text)
     print(f"\nreport: {report.path}")
