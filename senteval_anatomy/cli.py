@@ -250,6 +250,7 @@ class _Plan:
     rank_task: str | None
     pooling: str | None = None
     max_length: int | None = None
+    batch_size: int = 1
     head: tuple[int, int] | None = None
     layer: int | str | None = None
     notes: list[str] = field(default_factory=list)
@@ -460,7 +461,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     params["task_path"] = str(task_path)
     return _Plan(kind=kind, tasks=tasks, views=views, params=params, preset=args.preset, task_path=task_path,
                  data_note=data_note, out=out, cache_dir=cache_dir, harness=harness, topk=topk, ks=ks,
-                 rank_task=rank_task, pooling=args.pooling, max_length=args.max_length, head=head, layer=layer,
+                 rank_task=rank_task, pooling=args.pooling, max_length=args.max_length, batch_size=args.batch_size,
+                 head=head, layer=layer,
                  notes=notes)
 
 
@@ -488,10 +490,10 @@ def _check_for_model(plan: _Plan, encoder: Any, store: Any) -> Any:
         if plan.head is not None:
             layer, head = plan.head
             return HeadAdapter(encoder, layer, head, pooling=plan.pooling, max_length=plan.max_length,
-                               store=store)
+                               store=store, batch_size=plan.batch_size)
         if plan.layer is not None:
             return LayerAdapter(encoder, plan.layer, pooling=plan.pooling, max_length=plan.max_length,
-                                store=store)
+                                store=store, batch_size=plan.batch_size)
     except (ValueError, TypeError) as exc:
         flag = "--head" if plan.head is not None else "--layer"
         shown = ",".join(map(str, plan.head)) if plan.head is not None else plan.layer
@@ -553,7 +555,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     table = sweep(
         encoder, plan.tasks, task_path=plan.task_path, views=plan.views, out_dir=plan.out, params=plan.params,
         pooling=plan.pooling, max_length=plan.max_length, store=store, harness=plan.harness,
-        resume=not args.no_resume, progress=not args.quiet, preset=plan.preset,
+        resume=not args.no_resume, progress=not args.quiet, preset=plan.preset, batch_size=plan.batch_size,
     )
     print(f"sweep: {len(table)} rows in {time.time() - started:.1f} s -> {plan.out / 'results.csv'}", file=sys.stderr)
     from .analysis import analyse
