@@ -34,7 +34,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from .results import Results, atomic_write
+from .results import Results
+from .vocab import atomic_write
 
 __all__ = [
     "heatmap",

@@ -1,4 +1,4 @@
-"""Queries over the tidy results table that :func:`senteval_anatomy.sweep.sweep` writes.
+"""Queries over the tidy results table that :func:`senteval_anatomy.sweeping.sweep` writes.
 
 The sweep produces one row per model x task x view x layer x head (see ``docs/architecture.md``). Researchers
 then ask the same handful of questions of that table: *where* does a property live (a layers x heads matrix),
@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .engine.tasks import PROBING_TASKS
+from .vocab import POOLINGS, RESULT_COLUMNS, VIEWS, atomic_write, vector_name
 
 __all__ = [
     "BY_CHOICES",
@@ -46,7 +46,6 @@ __all__ = [
     "ResultsTableError",
     "TestSelectionWarning",
     "check_selection",
-    "atomic_write",
     "load_table",
     "picks_to_dict",
     "synthetic_table",
@@ -54,31 +53,8 @@ __all__ = [
     "thirds_of",
 ]
 
-#: Every column of the tidy table, in the order the sweep writes them.
-COLUMNS: tuple[str, ...] = (
-    "model",
-    "fingerprint",
-    "task",
-    "view",
-    "layer",
-    "head",
-    "name",
-    "pooling",
-    "metric",
-    "devacc",
-    "acc",
-    "ndev",
-    "ntest",
-    "f1",
-    "harness",
-    "usepytorch",
-    "classifier",
-    "kfold",
-    "seed",
-    "num_layers",
-    "num_heads",
-    "package_version",
-)
+#: Every column of the tidy table, in the order the sweep writes them (the one schema: vocab.RESULT_COLUMNS).
+COLUMNS: tuple[str, ...] = RESULT_COLUMNS
 
 #: Columns without which no query can be answered; the rest are provenance and are filled with NA when absent.
 ESSENTIAL_COLUMNS: tuple[str, ...] = (
@@ -96,8 +72,6 @@ ESSENTIAL_COLUMNS: tuple[str, ...] = (
 #: A row is identified by these columns; two rows with the same key are an error (an appended re-run).
 KEY_COLUMNS: tuple[str, ...] = ("model", "task", "view", "pooling", "layer", "head")
 
-VIEWS = ("heads", "layers")
-POOLINGS = ("cls", "last", "mean")
 METRICS = ("acc", "pearson")
 BY_CHOICES = ("devacc", "acc")
 
@@ -241,17 +215,10 @@ def validate_table(df: pd.DataFrame, *, source: str | os.PathLike[str] | None = 
 
     _fill_shapes(out, source)
     out["name"] = [
-        n if isinstance(n, str) and n else _vector_name(v, la, h)
+        n if isinstance(n, str) and n else vector_name(v, la, h)
         for n, v, la, h in zip(out["name"], out["view"], out["layer"], out["head"], strict=True)
     ]
     return out
-
-
-def _vector_name(view: str, layer: int, head: int) -> str:
-    """The shared vector name (architecture.md): ``blocks.{l}.attn.head.{h}`` etc."""
-    if view == "heads":
-        return f"blocks.{layer}.attn.head.{head}"
-    return "embeddings" if layer == -1 else f"blocks.{layer}.hook_resid_post"
 
 
 def _fill_shapes(out: pd.DataFrame, source: str | os.PathLike[str] | None) -> None:
@@ -311,24 +278,6 @@ def load_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"cannot tell the format of {p}: use a .csv, .parquet or .json file, or a directory of JSONs"
         )
     return validate_table(df, source=p)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write via a temporary file in the same directory and ``os.replace`` it (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600 files; give the user's normal permissions (0666 minus umask) like open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -721,7 +670,7 @@ class Results:
         nl = int(self.table.loc[self.table["model"] == model, "num_layers"].iloc[0])
         layers = list(range(-1 if include_embeddings else 0, nl))
         out = df.set_index("layer")[["name", "devacc", "acc"]].reindex(layers)
-        out["name"] = [_vector_name("layers", la, -1) for la in layers]
+        out["name"] = [vector_name("layers", la, -1) for la in layers]
         out.index.name = "layer"
         return out
 

@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 
 from .results import Results, TestSelectionWarning, check_selection
+from .vocab import NO_DEV_TASKS, check_pooling, main_scores, preset_params
 
 __all__ = [
     "CURVE_COLUMNS",
-    "PAPER_CLASSIFIER",
     "choose_k",
     "default_ks",
     "default_params",
@@ -64,19 +64,6 @@ CURVE_COLUMNS: tuple[str, ...] = (
     "selected",
     "seconds",
 )
-
-#: The probe settings of Transformer Anatomy (logistic regression, RMSprop; paper-reference section 3).
-PAPER_CLASSIFIER: dict[str, Any] = {
-    "nhid": 0,
-    "optim": "rmsprop",
-    "batch_size": 256,
-    "tenacity": 3,
-    "epoch_size": 2,
-}
-
-#: Tasks whose result has no dev score (unsupervised cosine similarity): k cannot be chosen on dev for them.
-_NO_DEV_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16")
-
 
 def default_ks(n_heads_total: int, *, dense_upto: int = 12) -> list[int]:
     """The k sweep: 1..``dense_upto`` one by one, then doubling, then all heads.
@@ -112,14 +99,7 @@ def default_params(task_path: str, results: Results | None = None, **overrides: 
     numbers are comparable with the single-head numbers they were ranked by); otherwise the paper's settings
     (kfold 5, seed 123, logistic regression with RMSprop). ``overrides`` win over both.
     """
-    params: dict[str, Any] = {
-        "task_path": str(task_path),
-        "usepytorch": True,
-        "kfold": 5,
-        "seed": 123,
-        "batch_size": 128,
-        "classifier": dict(PAPER_CLASSIFIER),
-    }
+    params = preset_params("paper", task_path=str(task_path))
     if results is not None:
         t = results.table
         for col in ("usepytorch", "kfold", "seed", "classifier"):
@@ -178,39 +158,6 @@ def choose_k(curve: pd.DataFrame, *, by: str = "devacc", allow_test_selection: b
         )
     top = top.sort_values([by, "k"], ascending=[False, True], kind="mergesort")
     return top.iloc[0]
-
-
-def _scores(result: Mapping[str, Any], task: str) -> dict[str, Any]:
-    """Main dev / test score of a SentEval result dict (accuracy in %, or Pearson r for relatedness / STS)."""
-    if "devacc" in result and "acc" in result:
-        return {
-            "metric": "acc",
-            "devacc": float(result["devacc"]),
-            "acc": float(result["acc"]),
-            "ndev": result.get("ndev"),
-            "ntest": result.get("ntest"),
-            "f1": float(result["f1"]) if result.get("f1") is not None else math.nan,
-        }
-    if "pearson" in result:
-        dev = result.get("devpearson")
-        return {
-            "metric": "pearson",
-            "devacc": float(dev) if dev is not None else math.nan,
-            "acc": float(np.asarray(result["pearson"]).ravel()[0]),
-            "ndev": result.get("ndev"),
-            "ntest": result.get("ntest"),
-            "f1": math.nan,
-        }
-    if "all" in result:  # STS12-16: unsupervised, no dev
-        return {
-            "metric": "pearson",
-            "devacc": math.nan,
-            "acc": float(result["all"]["pearson"]["mean"]),
-            "ndev": None,
-            "ntest": None,
-            "f1": math.nan,
-        }
-    raise ValueError(f"cannot read a score from the {task} result (keys: {sorted(result)})")
 
 
 def _resolve_model(results: Results, encoder: Any, model: str | None) -> str:
@@ -302,7 +249,6 @@ def topk_curve(
 
     from .adapters import HeadsAdapter, LayerAdapter
     from .engine import SE
-    from .features import check_pooling
 
     check_selection(by, allow_test_selection, what="topk_curve head ranking")
     rank_task = rank_task or task
@@ -341,7 +287,7 @@ def topk_curve(
 
     run_params = dict(params) if params is not None else default_params(task_path, results)
     run_params["task_path"] = str(run_params.get("task_path") or task_path)
-    if task in _NO_DEV_TASKS:
+    if task in NO_DEV_TASKS:
         warnings.warn(f"{task} has no dev split: k cannot be chosen on dev for it", stacklevel=2)
 
     # Best layer of T, chosen on dev: from the table if it has T's layer rows, else by evaluating every layer.
@@ -378,7 +324,7 @@ def topk_curve(
         bar.set_postfix_str(f"{kind} k={k}" if k is not None else f"{kind} layer={layer}")
         start = time.perf_counter()
         result = SE(dict(run_params), adapter.batcher, adapter.prepare).eval(task)
-        sc = _scores(result, task)
+        sc = main_scores(result)._asdict()
         row = {
             "model": model_name,
             "task": task,
