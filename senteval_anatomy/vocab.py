@@ -19,7 +19,9 @@ Probe settings
 Results
     :data:`PROTOCOL_VERSION`, :data:`RESULT_COLUMNS`, :class:`Scores` and :func:`main_scores`.
 Validation
-    :func:`check_views`, :func:`check_pooling`.
+    :func:`check_views`, :func:`check_pooling`, :func:`check_probe_params` (:class:`ParamError`).
+Command defaults
+    :data:`DEFAULT_PRESET`, :data:`PAPER_DOWNSTREAM_TASKS`, :data:`ENCODE_BATCH_SIZE`.
 Policy
     :func:`resolve_device`, :func:`default_cache_dir` (``$SENTEVAL_ANATOMY_CACHE``), :func:`slug`,
     :func:`atomic_write`.
@@ -39,17 +41,22 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "CACHE_ENV_VAR",
+    "DEFAULT_PRESET",
+    "ENCODE_BATCH_SIZE",
     "HARNESSES",
     "NO_DEV_TASKS",
+    "PAPER_DOWNSTREAM_TASKS",
     "PAPER_PARAMS",
     "POOLINGS",
     "PRESETS",
     "PROTOCOL_VERSION",
     "RESULT_COLUMNS",
     "STS_DATASETS",
+    "ParamError",
     "Scores",
     "VIEWS",
     "atomic_write",
+    "check_probe_params",
     "check_pooling",
     "check_views",
     "default_cache_dir",
@@ -380,3 +387,79 @@ def atomic_write(
             os.unlink(tmp)
         raise
     return target
+
+
+# ------------------------------------------------------------------------------------------------ command defaults
+
+#: The preset every sweep, top-k evaluation and command uses when none is named.
+DEFAULT_PRESET = "paper"
+
+#: The downstream tasks of the paper's top-k experiments (Jo & Myaeng 2020): the default of
+#: ``senteval-anatomy downstream``.
+PAPER_DOWNSTREAM_TASKS: tuple[str, ...] = ("SST5", "TREC", "SICKEntailment", "MRPC")
+
+#: Sentences per forward pass when encoding: a speed and memory knob (``--batch-size``), not part of any key.
+ENCODE_BATCH_SIZE = 64
+
+
+# ------------------------------------------------------------------------------------------------ probe settings check
+
+
+class ParamError(ValueError):
+    """A probe setting that cannot give a meaningful number; ``setting`` names it (``kfold``, ``classifier.optim``)."""
+
+    def __init__(self, setting: str, value: Any, rule: str) -> None:
+        self.setting, self.value, self.rule = setting, value, rule
+        super().__init__(f"{setting}={value!r}: {rule}")
+
+
+def check_probe_params(params: Mapping[str, Any]) -> None:
+    """Refuse SentEval params that SentEval itself would run but that cannot give a meaningful number.
+
+    Why here and not in the engine: SentEval accepts ``epoch_size=0`` or ``max_epoch=0`` and returns a chance-level
+    table with exit code 0, and a bad ``optim`` string fails only after every sentence has been encoded. Checking
+    up front (the commands do, before any encoding) turns those into an immediate, named error. Keys that are
+    absent are not checked (the engine's defaults are valid).
+
+    >>> check_probe_params({"kfold": 5, "classifier": {"nhid": 0, "optim": "rmsprop", "epoch_size": 2}})
+    >>> check_probe_params({"classifier": {"nhid": 0, "epoch_size": 0}})
+    Traceback (most recent call last):
+    ...
+    senteval_anatomy.vocab.ParamError: classifier.epoch_size=0: must be >= 1 (with 0 the probe never trains)
+    """
+
+    def whole(setting: str, value: Any, low: int, why: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(setting, value, "must be a whole number")
+        if value < low:
+            raise ParamError(setting, value, f"must be >= {low} ({why})")
+
+    if "kfold" in params:
+        whole("kfold", params["kfold"], 2, "cross-validation needs at least 2 folds")
+    if "seed" in params and params["seed"] is not None:
+        whole("seed", params["seed"], 0, "a seed is a non-negative integer")
+    if "batch_size" in params:
+        whole("batch_size", params["batch_size"], 1, "sentences per batcher call")
+    if "usepytorch" in params and not isinstance(params["usepytorch"], bool):
+        raise ParamError("usepytorch", params["usepytorch"], "must be True or False")
+    clf = params.get("classifier") or {}
+    for key, low, why in (
+        ("nhid", 0, "0 = logistic regression"),
+        ("batch_size", 1, "sentences per probe mini-batch"),
+        ("tenacity", 0, "validations without improvement before training stops"),
+        ("epoch_size", 1, "with 0 the probe never trains"),
+        ("max_epoch", 1, "with 0 the probe never trains"),
+    ):
+        if key in clf:
+            whole(f"classifier.{key}", clf[key], low, why)
+    if "dropout" in clf:
+        d = clf["dropout"]
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise ParamError("classifier.dropout", d, "must be a number in [0, 1)")
+    if "optim" in clf:
+        from .engine.probes import parse_optimizer  # the one grammar of SentEval's optimizer strings
+
+        try:
+            parse_optimizer(clf["optim"])
+        except ValueError as exc:
+            raise ParamError("classifier.optim", clf["optim"], str(exc)) from None
