@@ -39,6 +39,7 @@ from .adapters import HeadAdapter, LayerAdapter
 from .models import Encoder
 from .store import FeatureStore, StoredFeatures
 from .vocab import (
+    ENCODE_BATCH_SIZE,
     HARNESSES,
     PAPER_PARAMS,
     RESULT_COLUMNS,
@@ -120,6 +121,7 @@ def sweep(
     resume: bool = True,
     progress: bool | None = None,
     memory_budget_gb: float = 1.0,
+    batch_size: int = ENCODE_BATCH_SIZE,
 ) -> pd.DataFrame:
     """Evaluate every head and/or every layer of ``encoder`` on ``tasks``; return the tidy results table.
 
@@ -138,6 +140,7 @@ def sweep(
         (one run per probe of the installed SentEval).
     memory_budget_gb : how much stacked probe data the batched trainer may hold at once; probes are processed in
         chunks that fit.
+    batch_size : sentences per forward pass when encoding (``--batch-size``): speed and memory only.
     """
     from tqdm.auto import tqdm
 
@@ -156,6 +159,8 @@ def sweep(
     if unknown:
         raise ValueError(f"Unknown task(s) {unknown}; valid names: {', '.join(TASK_NAMES)}.")
     views = check_views(views)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: give a positive number of sentences per forward pass.")
     pooling = check_pooling(pooling, encoder)
     base = dict(PAPER_PARAMS if params is None else params)
     base["task_path"] = str(task_path)
@@ -187,10 +192,10 @@ def sweep(
             probes = _probe_index(encoder, view)
             if harness == "builtin":
                 results = _run_batched(encoder, task, view, probes, run_params, pooling, limit, store,
-                                       memory_budget_gb, show)
+                                       memory_budget_gb, show, batch_size)
             else:
                 results = _run_one_by_one(encoder, task_name, view, probes, run_params, pooling, limit, store,
-                                          harness, show)
+                                          harness, show, batch_size)
             df = _rows(encoder, fingerprint, task_name, view, probes, results, run_params, pooling, harness)
             if unit is not None:
                 atomic_write(unit, lambda p, df=df: df.to_csv(p, index=False))
@@ -204,12 +209,12 @@ def sweep(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
 
 
-def _run_batched(encoder, task, view, probes, params, pooling, limit, store, budget_gb, show) -> list[dict]:
+def _run_batched(encoder, task, view, probes, params, pooling, limit, store, budget_gb, show, batch_size) -> list[dict]:
     from .engine.batched import evaluate_many
 
     sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
     feats = store.get(encoder, sentences, pooling=pooling, max_length=limit, views=VIEWS,
-                      batch_size=int(params.get("encode_batch_size") or 64), progress=show)
+                      batch_size=batch_size, progress=show)
     dim = encoder.head_dim if view == "heads" else encoder.hidden_size
     pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
     chunk = _chunk_size(len(task.samples), len(probes), dim, pair, budget_gb * 1024**3)
@@ -222,7 +227,8 @@ def _run_batched(encoder, task, view, probes, params, pooling, limit, store, bud
     return results
 
 
-def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, store, harness, show) -> list[dict]:
+def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, store, harness, show,
+                    batch_size) -> list[dict]:
     from tqdm.auto import tqdm
 
     if harness == "senteval":
@@ -243,10 +249,11 @@ def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, st
     results = []
     for layer, head in tqdm(probes, desc=f"{task_name} {view} ({harness})", disable=not show, leave=False):
         if view == "heads":
-            adapter: Any = HeadAdapter(encoder, layer, head, pooling=pooling, store=store, max_length=limit)
+            adapter: Any = HeadAdapter(encoder, layer, head, pooling=pooling, store=store, max_length=limit,
+                                       batch_size=batch_size)
         else:
             adapter = LayerAdapter(encoder, "embeddings" if layer < 0 else layer, pooling=pooling, store=store,
-                                   max_length=limit)
+                                   max_length=limit, batch_size=batch_size)
         se = engine_cls(dict(user_params), adapter.batcher, adapter.prepare)
         results.append(se.eval(task_name))
     return results
