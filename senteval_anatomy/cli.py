@@ -381,7 +381,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     from .vocab import NO_DEV_TASKS, check_views, default_cache_dir, slug
 
     model = str(args.model)
-    if (os.sep in model or model.startswith(("~", "."))) and not Path(model).expanduser().exists():
+    if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
         raise UsageError(f"--model {model}: no such folder; give 'minilm' (bundled), a folder written by "
                          "save_pretrained(), or a Hugging Face Hub id such as bert-base-uncased")
     tasks = _parse_tasks("--tasks", args.tasks)
@@ -611,7 +611,16 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     except _Terminated:
         print(f"{prog}: terminated — {RESUME_HINT}", file=sys.stderr)
         return EXIT_TERMINATED
-    except (UsageError, DataError, UnsupportedModelError) as exc:
+    except DataError as exc:
+        if debug:
+            raise
+        where = f"{exc.path}:{exc.line}: " if exc.line is not None else (f"{exc.path}: " if exc.path else "")
+        extra = "; ".join(x for x in (f"expected {exc.expected}" if exc.expected else "",
+                                      f"fix: {exc.fix}" if exc.fix else "") if x)
+        print(f"{prog}: error: {where}{_one_line(exc.message)}" + (f" ({_one_line(extra)})" if extra else ""),
+              file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, UnsupportedModelError) as exc:
         if debug:
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
