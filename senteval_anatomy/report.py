@@ -18,8 +18,9 @@ from typing import Any
 import pandas as pd
 
 from ._version import __version__
-from .results import PROBING_GROUPS, PROBING_TASKS, Results
-from .vocab import atomic_write, slug
+from .engine.tasks import PROBING_TASKS
+from .results import Results
+from .vocab import PROBING_GROUPS, atomic_write, slug
 
 __all__ = ["grouped_table", "markdown_table", "paper_table", "probing_table", "task_group", "write_report"]
 
@@ -225,7 +226,7 @@ def write_report(
     lines += ["---", f"Written by senteval_anatomy {__version__}.", ""]
     target = out / "report.md"
     text = "\n".join(lines)
-    atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(target, text)
     return target
 
 

@@ -12,7 +12,7 @@ What we do differently from the paper (see the project's paper reference, sectio
 * the "best layer" baseline is the layer with the best **dev** score (the paper took the max of test).
 
 Ranking or choosing on test is still possible, to reproduce the paper's tables, with ``by="acc"`` plus
-``allow_test_selection=True``; it warns (:class:`~senteval_anatomy.results.TestSelectionWarning`).
+``allow_test_selection=True``; it warns (:class:`~senteval_anatomy.selection.TestSelectionWarning`).
 
 Every representation of one call (each k and each baseline) is evaluated with the same ``params``, so the curve
 and its baselines are comparable with each other. Encoding happens once per pooling through the feature store;
@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .results import Results, TestSelectionWarning, check_selection
+from .results import Results
+from .selection import (  # choose_k re-exported: its home is selection
+    TestSelectionWarning,
+    check_selection,
+    choose_k,
+)
 from .vocab import NO_DEV_TASKS, check_pooling, main_scores, preset_params
 
 __all__ = [
@@ -136,28 +141,6 @@ def rank_heads(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TestSelectionWarning)
         return results.top_head_ids(task, None, by, model=model, pooling=pooling, allow_test_selection=True)
-
-
-def choose_k(curve: pd.DataFrame, *, by: str = "devacc", allow_test_selection: bool = False) -> pd.Series:
-    """The top-k row with the best ``by`` score (dev by default); ties go to the smaller k.
-
-    Why smaller k on ties: the cheaper representation, and a rule that does not look at test scores.
-    """
-    check_selection(by, allow_test_selection, what="choose_k")
-    if "kind" not in curve.columns:
-        raise ValueError("choose_k: the frame has no 'kind' column; pass topk_curve()'s output")
-    top = curve[(curve["kind"] == "topk") & curve[by].notna()]
-    if "task" in top.columns and top["task"].nunique() > 1:
-        raise ValueError(
-            f"choose_k: the frame holds several tasks {sorted(top['task'].unique())}; select one"
-        )
-    if top.empty:
-        raise ValueError(
-            f"choose_k: no top-k row has a {by!r} score (tasks without a dev split, such as STS12-16, cannot "
-            "have k chosen on dev)"
-        )
-    top = top.sort_values([by, "k"], ascending=[False, True], kind="mergesort")
-    return top.iloc[0]
 
 
 def _resolve_model(results: Results, encoder: Any, model: str | None) -> str:

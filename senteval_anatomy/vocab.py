@@ -13,7 +13,7 @@ Contents
 --------
 Names and values
     :data:`VIEWS`, :data:`POOLINGS`, :data:`HARNESSES`, :func:`vector_name`, :data:`STS_DATASETS`,
-    :data:`NO_DEV_TASKS`.
+    :data:`PROBING_GROUPS`, :data:`NO_DEV_TASKS`.
 Probe settings
     :data:`PRESETS` (``paper``, ``senteval-default``, ``prototyping``), :data:`PAPER_PARAMS`, :func:`preset_params`.
 Results
@@ -49,6 +49,7 @@ __all__ = [
     "PAPER_PARAMS",
     "POOLINGS",
     "PRESETS",
+    "PROBING_GROUPS",
     "PROTOCOL_VERSION",
     "RESULT_COLUMNS",
     "STS_DATASETS",
@@ -85,6 +86,13 @@ STS_DATASETS: dict[str, tuple[str, ...]] = {
     "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
     "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
     "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+}
+
+#: The reference notebooks' grouping of the probing tasks (paper-reference section 5), used by tables and figures.
+PROBING_GROUPS: dict[str, tuple[str, ...]] = {
+    "surface": ("Length", "WordContent"),
+    "syntactic": ("Depth", "TopConstituents", "BigramShift"),
+    "semantic": ("Tense", "SubjNumber", "ObjNumber", "OddManOut", "CoordinationInversion"),
 }
 
 #: Tasks whose result has no dev score (unsupervised cosine similarity): nothing can be selected on dev for them.
