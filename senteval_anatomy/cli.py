@@ -109,13 +109,12 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
         DEFAULT_PRESET,
         ENCODE_BATCH_SIZE,
         HARNESSES,
-        PAPER_DOWNSTREAM_TASKS,
         POOLINGS,
         PRESETS,
         VIEWS,
     )
 
-    default_tasks = "probing" if kind == "probing" else ",".join(PAPER_DOWNSTREAM_TASKS)
+    default_tasks = _default_tasks(kind)
     p = _Parser(
         prog=prog or f"{PROG} {kind}",
         description=(
@@ -128,9 +127,10 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", "-m", default="minilm",
                    help="'minilm' (bundled, offline), a local model folder, or a Hugging Face Hub id")
-    p.add_argument("--tasks", "-t", default=default_tasks,
-                   help="comma-separated tasks: SentEval names in any case (Length, sst5), data sets (SICK, STS12) or "
-                        "groups (probing, downstream, sts, all)")
+    p.add_argument("--tasks", "-t", nargs="+", metavar="T", default=None,
+                   help="tasks, separated by commas or spaces (as in the data command): SentEval names in any case "
+                        f"(Length, sst5), data sets (SICK, STS12) or groups (probing, downstream, sts, all) "
+                        f"(default: {default_tasks})")
     p.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated views: {', '.join(VIEWS)}")
     p.add_argument("--task-path", default=None,
                    help="SentEval data folder (holding probing/ and downstream/); default: $SENTEVAL_ANATOMY_DATA, "
@@ -197,6 +197,12 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="print the full traceback of any error")
     p.add_argument("--version", action="version", version=f"senteval_anatomy {__version__}")
     return p
+
+
+def _default_tasks(kind: str) -> str:
+    from .vocab import PAPER_DOWNSTREAM_TASKS
+
+    return "probing" if kind == "probing" else ",".join(PAPER_DOWNSTREAM_TASKS)
 
 
 _NEGATIVE_VALUE = re.compile(r"^-\d+(,\s*-?\d+)*$")
@@ -378,13 +384,13 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from .data import resolve_task_path
-    from .vocab import NO_DEV_TASKS, check_views, default_cache_dir, slug
+    from .vocab import CACHE_ENV_VAR, NO_DEV_TASKS, check_views, default_cache_dir, slug
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
         raise UsageError(f"--model {model}: no such folder; give 'minilm' (bundled), a folder written by "
                          "save_pretrained(), or a Hugging Face Hub id such as bert-base-uncased")
-    tasks = _parse_tasks("--tasks", args.tasks)
+    tasks = _parse_tasks("--tasks", ",".join(args.tasks or [_default_tasks(kind)]))
     try:
         views = check_views(args.views)
     except ValueError as exc:
@@ -456,7 +462,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     if not single:
         _check_writable("--out", out)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
-    _check_writable("--cache-dir" if cache_dir else f"the cache folder (${'SENTEVAL_ANATOMY_CACHE'})",
+    _check_writable("--cache-dir" if cache_dir else f"the cache folder (default, or ${CACHE_ENV_VAR}; set --cache-dir)",
                     cache_dir or default_cache_dir())
     params["task_path"] = str(task_path)
     return _Plan(kind=kind, tasks=tasks, views=views, params=params, preset=args.preset, task_path=task_path,

@@ -155,15 +155,15 @@ def test_a_command_whose_module_is_absent_says_so(monkeypatch, capsys):
 
 def test_preset_flags_override_and_no_plots_keeps_topk(tiny_model_dir, tiny_data, tmp_path, capsys):
     """--preset senteval-default with an explicit --kfold: the rows record the preset's probe and the override;
-    task names in any case; --no-plots skips figures but still evaluates top-k."""
+    task names in any case, separated by spaces (or commas); --no-plots skips figures but still evaluates top-k."""
     out = tmp_path / "out"
     status = cli.main(["probing", "--model", str(tiny_model_dir), "--task-path", str(tiny_data), "--tasks",
-                       "length", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--preset",
+                       "length", "TENSE", "--views", "heads", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--preset",
                        "senteval-default", "--kfold", "2", "--max-epoch", "8", "--no-plots", "--topk", "--ks", "1,2",
                        "-q"])
     assert status == 0, capsys.readouterr().err
     table = pd.read_csv(out / "results.csv")
-    assert set(table.task) == {"Length"} and set(table.kfold) == {2}
+    assert set(table.task) == {"Length", "Tense"} and set(table.kfold) == {2}
     clf = json.loads(table.classifier.iloc[0])
     assert (clf["optim"], clf["batch_size"], clf["tenacity"], clf["epoch_size"]) == ("adam", 64, 5, 4)
     assert set(table.seed) == {1111}
