@@ -631,6 +631,9 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing to report to it
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return EXIT_FAILURE
     except OSError as exc:
         if debug:
             raise

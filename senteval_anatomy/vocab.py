@@ -436,16 +436,17 @@ def check_probe_params(params: Mapping[str, Any]) -> None:
     senteval_anatomy.vocab.ParamError: classifier.epoch_size=0: must be >= 1 (with 0 the probe never trains)
     """
 
-    def whole(setting: str, value: Any, low: int, why: str) -> None:
+    def whole(setting: str, value: Any, low: int, why: str, high: int | None = None) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParamError(setting, value, "must be a whole number")
-        if value < low:
-            raise ParamError(setting, value, f"must be >= {low} ({why})")
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise ParamError(setting, value, f"must be {bounds} ({why})")
 
     if "kfold" in params:
         whole("kfold", params["kfold"], 2, "cross-validation needs at least 2 folds")
     if "seed" in params and params["seed"] is not None:
-        whole("seed", params["seed"], 0, "a seed is a non-negative integer")
+        whole("seed", params["seed"], 0, "NumPy's seeds are 32-bit", 2**32 - 1)
     if "batch_size" in params:
         whole("batch_size", params["batch_size"], 1, "sentences per batcher call")
     if "usepytorch" in params and not isinstance(params["usepytorch"], bool):

@@ -103,6 +103,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("harness-unknown", ["--harness", "fast"], "invalid choice: 'fast'"),
     ("harness-senteval-absent", ["--harness", "senteval"], "needs facebookresearch/SentEval"),
     ("seed-not-an-int", ["--seed", "x"], "invalid int value: 'x'"),
+    ("seed-negative", ["--seed", "-5"], "--seed -5: must be between 0 and 4294967295"),
     ("flag-unknown", ["--colour", "red"], "unrecognized arguments"),
 ]
 
