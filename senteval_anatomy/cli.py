@@ -131,7 +131,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                    help="tasks, separated by commas or spaces (as in the data command): SentEval names in any case "
                         f"(Length, sst5), data sets (SICK, STS12) or groups (probing, downstream, sts, all) "
                         f"(default: {default_tasks})")
-    p.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated views: {', '.join(VIEWS)}")
+    p.add_argument("--views", default=None,
+                   help=f"comma-separated views: {', '.join(VIEWS)} (default: {','.join(VIEWS)})")
     p.add_argument("--task-path", default=None,
                    help="SentEval data folder (holding probing/ and downstream/); default: $SENTEVAL_ANATOMY_DATA, "
                         "then downloaded data, then the embedded demo data")
@@ -320,6 +321,29 @@ def _params_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     return preset_params(args.preset, **overrides)
 
 
+def _check_no_ignored_flags(args: argparse.Namespace, params: dict[str, Any], single: bool) -> None:
+    """A flag the run would ignore is a mistake to report, not to swallow: the user believes it took effect."""
+    if single:
+        given = [flag for flag, value in (("--out", args.out), ("--views", args.views), ("--ks", args.ks),
+                                          ("--rank-task", args.rank_task)) if value is not None]
+        given += [flag for flag, on in (("--no-resume", args.no_resume), ("--no-plots", args.no_plots)) if on]
+        if given:
+            raise UsageError(f"{given[0]} has no effect with --head/--layer (one adapter, its result printed as "
+                             f"JSON); drop {given[0]}, or drop --head/--layer for a sweep")
+    if args.sklearn:
+        torch_only = [flag for flag, value in (
+            ("--optim", args.optim), ("--probe-batch-size", args.probe_batch_size), ("--tenacity", args.tenacity),
+            ("--epoch-size", args.epoch_size), ("--max-epoch", args.max_epoch), ("--dropout", args.dropout),
+            ("--nhid", args.nhid), ("--probe-device", args.probe_device)) if value is not None]
+        if torch_only:
+            raise UsageError(f"{torch_only[0]} sets the PyTorch probe, which --sklearn replaces by scikit-learn's "
+                             f"logistic regression; drop {torch_only[0]} or drop --sklearn")
+    clf = params["classifier"]
+    if args.dropout and not clf.get("nhid"):
+        raise UsageError(f"--dropout {args.dropout} has no effect on a logistic-regression probe (nhid 0): add "
+                         "--nhid N for a hidden layer, or drop --dropout")
+
+
 def _check_params(params: dict[str, Any]) -> None:
     from .vocab import ParamError, check_probe_params
 
@@ -384,7 +408,7 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from .data import resolve_task_path
-    from .vocab import CACHE_ENV_VAR, NO_DEV_TASKS, check_views, default_cache_dir, slug
+    from .vocab import CACHE_ENV_VAR, NO_DEV_TASKS, VIEWS, check_views, default_cache_dir, slug
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
@@ -392,7 +416,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
                          "save_pretrained(), or a Hugging Face Hub id such as bert-base-uncased")
     tasks = _parse_tasks("--tasks", ",".join(args.tasks or [_default_tasks(kind)]))
     try:
-        views = check_views(args.views)
+        views = check_views(args.views if args.views is not None else VIEWS)
     except ValueError as exc:
         raise UsageError(f"--views: {exc}") from None
     harness = args.harness
@@ -404,6 +428,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
     params = _params_from_flags(args)
     _check_params(params)
+    _check_no_ignored_flags(args, params, single)
     _check_device("--device", args.device)
     _check_device("--probe-device", args.probe_device)
     if args.batch_size < 1:

@@ -39,6 +39,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("layer-not-a-number", ["--layer", "foo"], "give a block index"),
     ("head-and-layer", ["--head", "0,0", "--layer", "0"], "either --head or --layer"),
     ("head-with-topk", ["--head", "0,0", "--topk"], "--topk works on a sweep"),
+    ("head-with-no-plots", ["--head", "0,0", "--no-plots"], "--no-plots has no effect with --head/--layer"),
     # views and tasks
     ("views-singular", ["--views", "head"], "unknown: head"),
     ("views-empty", ["--views", ""], "give one or more of heads, layers"),
@@ -60,8 +61,8 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("probe-batch-size-zero", ["--probe-batch-size", "0"], "--probe-batch-size"),
     ("batch-size-zero", ["--batch-size", "0"], "--batch-size"),
     ("batch-size-negative", ["--batch-size", "-7"], "--batch-size"),
-    ("dropout-above-one", ["--dropout", "1.5"], "--dropout"),
-    ("dropout-negative", ["--dropout", "-0.1"], "--dropout"),
+    ("dropout-above-one", ["--nhid", "8", "--dropout", "1.5"], "--dropout 1.5: must be a number in [0, 1)"),
+    ("dropout-negative", ["--nhid", "8", "--dropout", "-0.1"], "--dropout -0.1: must be a number in [0, 1)"),
     ("epoch-size-zero", ["--epoch-size", "0"], "--epoch-size"),
     ("max-epoch-zero", ["--max-epoch", "0"], "--max-epoch"),
     ("tenacity-negative", ["--tenacity", "-1"], "--tenacity"),
@@ -70,6 +71,8 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("threads-zero", ["--threads", "0"], "--threads 0"),
     ("max-length-zero", ["--max-length", "0"], "--max-length 0"),
     ("max-length-too-small", ["--max-length", "1"], "too small"),
+    ("dropout-without-hidden-layer", ["--dropout", "0.3"], "no effect on a logistic-regression probe"),
+    ("torch-flag-with-sklearn", ["--sklearn", "--optim", "adam"], "--optim sets the PyTorch probe"),
     # top-k
     ("ks-zero", ["--topk", "--ks", "0"], "every k must be >= 1"),
     ("ks-not-numbers", ["--topk", "--ks", "1,x"], "expected comma-separated integers"),
@@ -168,9 +171,11 @@ def _fill(args: list[str], world: dict[str, str], tmp: Path, ro: Path | None) ->
     return [re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], a) for a in args]
 
 
-def _base(world: dict[str, str], tmp: Path) -> list[str]:
-    return ["probing", "--model", world["model"], "--task-path", world["data"], "--tasks", "Length",
-            "--out", str(tmp / "out"), "--cache-dir", str(tmp / "cache"), "-q"]
+def _base(world: dict[str, str], tmp: Path, extra: list[str]) -> list[str]:
+    """The command each row changes; a sweep writes to ``tmp/out``, one adapter (--head/--layer) prints JSON."""
+    out = [] if {"--head", "--layer"} & set(extra) else ["--out", str(tmp / "out")]
+    return ["probing", "--model", world["model"], "--task-path", world["data"], "--tasks", "Length", *out,
+            "--cache-dir", str(tmp / "cache"), "-q"]
 
 
 def _written(tmp: Path) -> list[Path]:
@@ -183,7 +188,7 @@ def test_bad_input(row_id, extra, fragment, world, tmp_path, capsys, request):
     if reason:
         pytest.skip(reason)
     ro = request.getfixturevalue("read_only_dir") if "{ro}" in " ".join(extra) else None
-    argv = _base(world, tmp_path) + _fill(extra, world, tmp_path, ro)
+    argv = _base(world, tmp_path, extra) + _fill(extra, world, tmp_path, ro)
     try:
         status = cli.main(argv)
     except SystemExit as exc:  # argparse's own refusals
@@ -214,7 +219,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_bad_input_in_a_real_process(row_id, world, tmp_path):
     """The same rows through ``python -m senteval_anatomy``: exit 2, one line, no traceback, nothing written."""
     _, extra, fragment = BAD_INPUTS[ROW_IDS.index(row_id)]
-    r = _run(*_base(world, tmp_path), *_fill(extra, world, tmp_path, None), cwd=tmp_path)
+    r = _run(*_base(world, tmp_path, extra), *_fill(extra, world, tmp_path, None), cwd=tmp_path)
     lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith(("data: ", "model: "))]
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and fragment in lines[0], r.stderr
@@ -223,7 +228,7 @@ def test_bad_input_in_a_real_process(row_id, world, tmp_path):
 
 
 def test_debug_shows_the_traceback(world, tmp_path):
-    r = _run(*_base(world, tmp_path), "--layer", "99", "--debug", cwd=tmp_path)
+    r = _run(*_base(world, tmp_path, ["--layer"]), "--layer", "99", "--debug", cwd=tmp_path)
     assert r.returncode != 0 and "Traceback" in r.stderr and "out of range" in r.stderr
 
 
