@@ -29,7 +29,7 @@ PROBE = ["--seed", "7", "--kfold", "2", "--tenacity", "1", "--epoch-size", "1", 
          "--probe-batch-size", "64", "--batch-size", "16", "--no-plots", "-q"]
 FORWARD = "transformers.models.bert.modeling_bert:BertModel.forward"
 TRAIN = "senteval_anatomy.engine.batched:evaluate_many"
-INTERRUPTED = "interrupted — rerun the same command to resume"
+RESUME = " — rerun the same command to resume"
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,11 @@ def unit_files(out: Path) -> dict[str, int]:
     folder = out / "units"
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*") if p.is_file() and not p.name.startswith(".")} \
         if folder.is_dir() else {}
+
+
+def temporary_files(out: Path, cache: Path) -> set[Path]:
+    """Hidden temporaries: atomic_write's ``.<name>.<random>.tmp`` files, the store's ``.tmp-*`` entry folders."""
+    return {*out.rglob(".*.tmp"), *cache.rglob(".tmp-*")}
 
 
 def table(out: Path) -> pd.DataFrame:
@@ -105,22 +110,26 @@ def test_kill_and_ctrl_c_at_every_stage_then_resume(world, reference, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     stages = [
         ("encoding", f"KILL@call:{FORWARD}:2", -9),
+        ("cache write, SIGTERM", "TERM@rename:/features/:1", 143),
         ("cache write", "KILL@rename:/features/:1", -9),
         ("probe training, Ctrl-C", f"INT@call:{TRAIN}:2", 130),
         ("probe training", f"KILL@call:{TRAIN}:2", -9),
+        ("result write, Ctrl-C", "INT@rename:/units/:1", 130),
         ("result write", "KILL@rename:/units/:1", -9),
         ("clean rerun", "", 0),
     ]
     for i, (stage, fault, status) in enumerate(stages):
         log = tmp_path / f"log{i}"
         before = unit_files(out)
+        temporaries = temporary_files(out, cache)
         r = launch(world, out, cache, fault=f"count:{TRAIN};{fault}", log=log)
         lines = log_lines(log)
         assert r.returncode == status, (stage, r.stderr)
         if fault:
             assert any(x.startswith("FIRED") for x in lines), stage
-        if status == 130:
-            assert INTERRUPTED in r.stderr and "Traceback" not in r.stderr
+        if status in (130, 143):  # Ctrl-C or SIGTERM: one line, and the interrupted write left no temporary
+            assert ("interrupted" if status == 130 else "terminated") + RESUME in one_error_line(r.stderr)
+            assert temporary_files(out, cache) <= temporaries, stage
         after = unit_files(out)
         assert all(after.get(name) == mtime for name, mtime in before.items()), f"{stage}: a finished unit changed"
         trained = lines.count(TRAIN)

@@ -8,7 +8,7 @@ speed. The package's code runs unchanged; only the process's fate at that point 
 ``$SA_FAULT`` holds rules separated by ``;``:
 
 ``SIGNAL@call:MODULE:QUALNAME:N``
-    send ``SIGNAL`` (``KILL`` or ``INT``) to this process just before the ``N``-th call of ``MODULE.QUALNAME``
+    send ``SIGNAL`` (``KILL``, ``INT`` as Ctrl-C does, or ``TERM``) to this process just before the ``N``-th call of ``MODULE.QUALNAME``
     (a function, or ``Class.method``), patched right after ``MODULE`` is first imported;
 ``SIGNAL@rename:SUBSTRING:N``
     the same, before the ``N``-th ``os.replace`` / ``os.rename`` whose destination contains ``SUBSTRING`` (the file
@@ -45,7 +45,7 @@ def _fire(action: str, key: str, n: int) -> None:
     if _COUNTS[key] != n:
         return
     _log(f"FIRED {action} {key} #{n}")
-    sig = {"KILL@": signal.SIGKILL, "INT@": signal.SIGINT}[action.split("@")[0] + "@"]
+    sig = {"KILL": signal.SIGKILL, "INT": signal.SIGINT, "TERM": signal.SIGTERM}[action.split("@")[0]]
     os.kill(os.getpid(), sig)
 
 
