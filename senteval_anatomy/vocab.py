@@ -179,13 +179,14 @@ def preset_params(name: str = "paper", **overrides: Any) -> dict[str, Any]:
 #: when a change to the code changes numbers, so that no older unit is ever reused for the new protocol.
 PROTOCOL_VERSION = 1
 
-#: The one result schema: every column of the tidy table, in the order the sweep writes them. The first block says
-#: what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance (see
-#: ``docs/architecture.md``, "A result's identity").
+#: The one result schema: every column of the tidy table, in the order the sweep writes them. ``model``..``metric``
+#: say what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance: ``setting`` is the
+#: short hash of every run setting that determines the numbers (see :mod:`senteval_anatomy.identity`) and
+#: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read.
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "fingerprint", "task", "view", "layer", "head", "name", "pooling", "metric", "devacc", "acc",
     "ndev", "ntest", "f1", "harness", "usepytorch", "classifier", "kfold", "seed", "num_layers", "num_heads",
-    "package_version",
+    "package_version", "dtype", "cache_dtype", "max_length", "preset", "data_path", "data_hash", "protocol", "setting",
 )  # fmt: skip
 
 
