@@ -61,6 +61,7 @@ from .vocab import (
     check_pooling,
     check_views,
     main_scores,
+    preset_params,
     vector_name,
 )
 
@@ -144,6 +145,7 @@ def sweep(
     views: Sequence[str] | str = VIEWS,
     out_dir: str | os.PathLike[str] | None = None,
     params: Mapping[str, Any] | None = None,
+    preset: str | None = None,
     pooling: str | None = None,
     max_length: int | None = None,
     store: FeatureStore | None = None,
@@ -162,8 +164,10 @@ def sweep(
     views : a subset of :data:`~senteval_anatomy.vocab.VIEWS`, as a sequence or a string such as ``"heads,layers"``
     out_dir : folder for the results table and its per-unit files; with ``resume=True`` finished units are skipped.
         ``None`` keeps everything in memory.
-    params : SentEval params (``usepytorch``, ``kfold``, ``seed``, ``classifier``…); defaults to
-        :data:`PAPER_PARAMS`, the settings of the reference paper.
+    params : SentEval params (``usepytorch``, ``kfold``, ``seed``, ``classifier``…); they override ``preset``.
+    preset : a name of :data:`~senteval_anatomy.vocab.PRESETS` (``paper``, ``senteval-default``, ``prototyping``)
+        to start from; default ``paper`` (:data:`~senteval_anatomy.vocab.PAPER_PARAMS`, the reference paper's
+        settings). Every row records the preset its settings match (``custom`` when none).
     pooling : ``"cls"``, ``"last"`` or ``"mean"``; default the encoder's.
     harness : ``"builtin"`` (batched probes), ``"engine"`` (one probe at a time through our SE) or ``"senteval"``
         (one run per probe of the installed SentEval).
@@ -188,7 +192,10 @@ def sweep(
         raise ValueError(f"Unknown task(s) {unknown}; valid names: {', '.join(TASK_NAMES)}.")
     views = check_views(views)
     pooling = check_pooling(pooling, encoder)
-    base = dict(PAPER_PARAMS if params is None else params)
+    if preset is None:
+        base = dict(PAPER_PARAMS if params is None else params)
+    else:
+        base = preset_params(preset, **dict(params or {}))
     base["task_path"] = str(task_path)
     run_params = apply_defaults(base)
     limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
