@@ -282,19 +282,16 @@ def check_pooling(pooling: str | None, encoder: Any = None) -> str:
 def resolve_device(device: Any = "auto", *, what: str = "device") -> Any:
     """Turn ``"auto"`` / ``None`` or a device name into a ``torch.device``; one rule for models and probes.
 
-    ``"auto"`` picks CUDA, then Apple MPS, then the CPU. An explicit name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or
-    a ``torch.device`` is checked: asking for an accelerator this machine does not have is an error that says so,
+    ``"auto"`` is CUDA when available, else the CPU (the engine's documented rule: on a machine without CUDA the
+    numbers are the CPU's, reproducible anywhere). Apple MPS is used only when asked for (``"mps"``), because the
+    probes' numerics are not validated there. An explicit name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or a
+    ``torch.device`` is checked: asking for an accelerator this machine does not have is an error that says so,
     rather than a crash later. ``what`` names the setting in messages (e.g. ``params.device``).
     """
     import torch
 
     if device is None or (isinstance(device, str) and device == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
