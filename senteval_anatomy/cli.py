@@ -557,7 +557,10 @@ def _single(plan: _Plan, encoder: Any, adapter: Any) -> int:
 
         se = SE(plan.params, adapter.batcher, adapter.prepare)
     results = se.eval(plan.tasks)
-    print(json.dumps({"model": encoder.name, "vector": adapter.name, "preset": plan.preset, "results": results},
+    from .identity import preset_name
+
+    print(json.dumps({"model": encoder.name, "vector": adapter.name, "preset": preset_name(plan.params),
+                      "results": results},
                      indent=2, default=_jsonable))
     return 0
 
@@ -586,7 +589,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     table = sweep(
         encoder, plan.tasks, task_path=plan.task_path, views=plan.views, out_dir=plan.out, params=plan.params,
         pooling=plan.pooling, max_length=plan.max_length, store=store, harness=plan.harness,
-        resume=not args.no_resume, progress=not args.quiet, preset=plan.preset, batch_size=plan.batch_size,
+        resume=not args.no_resume, progress=not args.quiet, batch_size=plan.batch_size,
     )
     print(f"sweep: {len(table)} rows in {time.time() - started:.1f} s -> {plan.out / 'results.csv'}", file=sys.stderr)
     from .analysis import analyse

@@ -167,15 +167,16 @@ def test_preset_flags_override_and_no_plots_keeps_topk(tiny_model_dir, tiny_data
     clf = json.loads(table.classifier.iloc[0])
     assert (clf["optim"], clf["batch_size"], clf["tenacity"], clf["epoch_size"]) == ("adam", 64, 5, 4)
     assert set(table.seed) == {1111}
-    assert set(table.preset) == {"senteval-default"}
+    assert set(table.preset) == {"custom"}  # the rows name a preset only when the settings are exactly its own
     assert not (out / "figures").exists()
     curve = pd.read_csv(next((out / "topk").glob("Length__*.csv")))
     assert set(curve[curve.kind == "topk"].k) == {1, 2}
 
 
 def test_negative_layer_index_for_a_head(tiny_model_dir, tiny_data, tmp_path, capsys):
+    """--head -1,0 is head 0 of the last block; the output names the preset whose settings were used."""
     status = cli.main(["probing", "--model", str(tiny_model_dir), "--task-path", str(tiny_data), "--tasks", "Tense",
-                       "--head", "-1,0", "--cache-dir", str(tmp_path / "cache"), *PROBE])
+                       "--head", "-1,0", "--cache-dir", str(tmp_path / "cache"), "--preset", "prototyping", "-q"])
     assert status == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["vector"] == "blocks.1.attn.head.0" and payload["preset"] == "paper"
+    assert payload["vector"] == "blocks.1.attn.head.0" and payload["preset"] == "prototyping"
