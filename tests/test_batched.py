@@ -22,7 +22,8 @@ from senteval_anatomy.engine.batched import (
     kfold_eval_many,
     split_eval_many,
 )
-from senteval_anatomy.engine.probes import PYTORCH_L2_GRID, TorchProbe
+from senteval_anatomy.engine.probes import TorchProbe
+from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
 from senteval_anatomy.engine.tasks import Task, get_task
 
 # Short training so that the solo references stay cheap; tenacity 1 makes probes stop at visibly different epochs.
