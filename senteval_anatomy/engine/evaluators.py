@@ -166,7 +166,7 @@ def encode_relatedness_labels(labels, nclass: int = RELATEDNESS_NCLASSES) -> np.
     puts all mass on the last bin, ``y = 3.3`` gives 0.7 / 0.3 on bins 3 / 4 (1-based), and scores in [0, 1) (STS-B)
     only put ``y`` on bin 1, which makes ``y = 0`` an all-zero target (SentEval's quirk, kept).
 
-    >>> encode_relatedness_labels([3.3, 5.0, 0.0]).round(2).tolist()
+    >>> encode_relatedness_labels([3.3, 5.0, 0.0]).astype(float).round(2).tolist()
     [[0.0, 0.0, 0.7, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
     """
     Y = np.zeros((len(labels), nclass)).astype("float32")
