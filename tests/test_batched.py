@@ -252,11 +252,16 @@ def test_sklearn_path_is_the_engine_per_probe():
 
 
 def test_wordcontent_forces_linear_probe_like_the_engine():
+    """SentEval trains WordContent with a linear probe whatever ``nhid`` says; other probing tasks use the MLP."""
     X, y = _classes(150, 3, 6, seed=11, signal=(0.3, 1.0))
     emb = _split_embeddings(X, y, (90, 120))
-    task = _task("WordContent", label_names=["a", "b", "c"])
+    names = ["a", "b", "c"]
     params = dict(PARAMS, classifier=dict(FAST, nhid=4, dropout=0.1))
-    _assert_same(evaluate_many(task, emb, params), _solo(task, emb, params))
+    linear = dict(PARAMS, classifier=dict(FAST, nhid=0, dropout=0.1))
+    wc = evaluate_many(_task("WordContent", label_names=names), emb, params)
+    _assert_same(wc, _solo(_task("WordContent", label_names=names), emb, params))
+    _assert_same(wc, evaluate_many(_task("WordContent", label_names=names), emb, linear))
+    assert evaluate_many(_task("Depth", label_names=names), emb, params) != wc, "nhid=4 should change the numbers"
 
 
 @pytest.mark.parametrize("name,n_classes,n_train", [("TopConstituents", 20, 300), ("WordContent", 1000, 1200)])

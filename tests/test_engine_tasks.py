@@ -495,10 +495,12 @@ def test_evaluation_seed_rule():
 
 def test_evaluate_seed_comes_from_params_or_load(all_tasks_root):
     task = load_task("SST2", all_tasks_root, seed=5)
-    emb = task.embed(dotdict(batch_size=8), RecordingBatcher())
-    a = task.evaluate(emb, {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu"})
-    b = task.evaluate(emb, {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu", "seed": 5})
-    assert a == b
+    rs = np.random.RandomState(0)  # weak features, so that the probe's seed shows in the scores
+    emb = {s: {"X": rs.randn(n, 6), "y": np.arange(n) % 2} for s, n in (("train", 60), ("dev", 40), ("test", 40))}
+    params = {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu"}
+    from_load = task.evaluate(emb, params)
+    assert from_load == task.evaluate(emb, dict(params, seed=5))
+    assert from_load != task.evaluate(emb, dict(params, seed=6))
 
 
 # ------------------------------------------------------------------------------------------------------------------
