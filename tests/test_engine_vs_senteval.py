@@ -48,7 +48,7 @@ SENTEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "third_party"
 D = 12  # embedding size of the hashed bag of words
 FILLER = [f"w{i}" for i in range(40)]
 PROBE = {"nhid": 4, "dropout": 0.1, "optim": "adam", "batch_size": 16, "tenacity": 1, "epoch_size": 1,
-         "max_epoch": 8}
+         "max_epoch": 5}
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +128,8 @@ def make_noisy_tasks(root: Path) -> None:
     write_sst(root, False, {s: _labelled(rs, n, 2) for s, n in (("train", 80), ("dev", 30), ("test", 30))})
     write_sst(root, True, {s: _labelled(rs, n, 5) for s, n in (("train", 90), ("dev", 30), ("test", 30))})
     coarse = list(TREC_LABELS)
-    write_trec(root, *[[(s, coarse[y]) for s, y in _labelled(rs, n, 6)] for n in (96, 30)])
-    write_mrpc(root, *[[(a, b, int(sim > 0.5)) for a, b, sim in _pairs(rs, n)] for n in (90, 30)])
+    write_trec(root, *[[(s, coarse[y]) for s, y in _labelled(rs, n, 6)] for n in (120, 60)])
+    write_mrpc(root, *[[(a, b, int(sim > 0.5)) for a, b, sim in _pairs(rs, n)] for n in (120, 60)])
 
     def sick(n):
         out = []
