@@ -37,6 +37,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "ruff>=0.5"],
+        # The real SentEval for --harness senteval and your own SentEval scripts (not on PyPI: from its repository;
+        # run it on today's stack through senteval_anatomy.compat, see docs/compat.md).
+        "senteval": ["senteval @ git+https://github.com/facebookresearch/SentEval"],
     },
     entry_points={
         "console_scripts": [
