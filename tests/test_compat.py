@@ -46,8 +46,10 @@ def senteval():
         import senteval.engine  # noqa: F401
 
         yield mod
-    finally:
+    finally:  # leave the session as it was: other tests check behaviour without SentEval installed
         sys.path.remove(str(SENTEVAL_DIR))
+        for name in [n for n in sys.modules if n == "senteval" or n.startswith("senteval.")]:
+            del sys.modules[name]
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +252,20 @@ def test_a_users_senteval_script_runs_with_one_added_line(tmp_path, task_path):
     result = json.loads(run.stdout.split("RESULT ", 1)[1])
     assert set(result) == {"SST2", "TREC", "SICKRelatedness", "STS14"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in result.values()), result
+
+
+def test_harness_senteval_runs_the_real_senteval_through_compat(senteval, task_path, compat, tiny_encoder):
+    """sweep(harness="senteval") with usepytorch=True on a CPU-only stack: the same numbers as harness="engine"."""
+    try:
+        from senteval_anatomy.sweeping import sweep
+    except ImportError:  # before the sweep module's rename
+        from senteval_anatomy.sweep import sweep
+
+    enc = tiny_encoder("bert")
+    params = _params(task_path, True)
+    tables = {h: sweep(enc, ["TREC"], task_path=task_path, views=("layers",), params=params, harness=h,
+                       progress=False) for h in ("senteval", "engine")}
+    assert compat.active() is None  # the harness undid its patch
+    a, b = (tables[h].sort_values("layer")[["layer", "devacc", "acc"]].reset_index(drop=True) for h in tables)
+    assert len(a) == enc.num_layers + 1
+    assert a.equals(b), (a, b)
