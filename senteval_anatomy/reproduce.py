@@ -315,8 +315,7 @@ def _diff(x: float) -> str:
 def render(comparison: pd.DataFrame, correlations: pd.DataFrame) -> str:
     """The comparison as Markdown: per model one table, rows = task x quantity, ours / paper / difference."""
     out: list[str] = []
-    for (model, ref), part in comparison.groupby(["model", "reference_model"], sort=False):
-        sel = part["selection"].iloc[0]
+    for (model, ref, sel), part in comparison.groupby(["model", "reference_model", "selection"], sort=False):
         out.append(f"### {model} vs the paper's {ref} (selection: {sel})\n")
         if sel != "dev":
             out.append("**Selected on TEST, as the paper's tables were: optimistic, not held-out results.**\n")
@@ -328,7 +327,7 @@ def render(comparison: pd.DataFrame, correlations: pd.DataFrame) -> str:
                        f"{_cell(r.paper_at, r.paper_dev, r.paper_test)} | {_diff(r.diff_dev)} | {_diff(r.diff_test)} "
                        f"| {r.paper_selected_on} | {r.note} |")
         cp = correlations[(correlations["model"] == model) & (correlations["reference_model"] == ref)]
-        if len(cp):
+        if len(cp) and sel == "dev":
             out.append("\nSpearman rank correlation of the per-head scores (our heatmap vs the paper's):\n")
             out.append("| task | heads | ρ test | ρ dev | note |")
             out.append("|---|---|---|---|---|")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from senteval_layout import REPO, build_tiny_task_path
 
 from senteval_anatomy import reproduce as R
-from senteval_layout import REPO, build_tiny_task_path
 
 SHARED_RESULTS = REPO.parent / "shared" / "paper-results" / "paper_results.csv"
 SHIPPED_EXPERIMENTS = ("head", "layer_linear", "topk_dev_ranked", "topk_test_ranked")
@@ -79,11 +79,9 @@ def test_reference_selection_matches_the_published_summary():
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A random BERT with bert-base's grid (12 x 12 heads, 4-dim heads), saved like a downloaded model."""
-    from transformers import BertConfig, BertModel
-
-    from conftest import _minilm_tokenizer
-
     import torch
+    from conftest import _minilm_tokenizer
+    from transformers import BertConfig, BertModel
 
     tok = _minilm_tokenizer()
     cfg = BertConfig(vocab_size=len(tok), hidden_size=48, num_hidden_layers=12, num_attention_heads=12,
@@ -125,7 +123,8 @@ def test_reproduce_writes_the_comparison_and_the_values_match_the_reference_by_h
         # paper side: the published numbers
         assert rows.loc["best_head", "paper_at"] == f"{lh[0]},{lh[1]}"
         assert (rows.loc["best_head", "paper_dev"], rows.loc["best_head", "paper_test"]) == (hd, ht)
-        assert (rows.loc["best_layer", "paper_at"], rows.loc["best_layer", "paper_test"]) == (str(bl), lt)
+        assert (rows.loc["best_layer", "paper_at"], rows.loc["best_layer", "paper_dev"],
+                rows.loc["best_layer", "paper_test"]) == (str(bl), ld, lt)
         # ours: the dev-best head of our own sweep table, and the differences
         heads = sweep[(sweep["task"] == task) & (sweep["view"] == "heads")]
         best = heads.sort_values(["devacc", "layer", "head"], ascending=[False, True, True]).iloc[0]
@@ -139,7 +138,7 @@ def test_reproduce_writes_the_comparison_and_the_values_match_the_reference_by_h
             assert rows.loc["best_k", "paper_selected_on"].startswith("test")
         else:
             assert "top_k" not in rows.index  # the paper's experiments: top-k only downstream
-    # the paper's way is there too, labelled, with test-selected picks (bert-base Length best head by test: 0,7?)
+    # the paper's way is there too, labelled
     paper_way = comp[comp["selection"] != "dev"]
     assert len(paper_way) and (paper_way["selection"] == "test (paper's way)").all()
     assert "Selected on TEST" in run.stdout and "Spearman" in run.stdout
