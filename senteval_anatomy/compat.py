@@ -135,9 +135,9 @@ def _getargspec_problem() -> str | None:
 
 
 def _resolve(device: Any):
-    from .engine.params import resolve_device
+    from .vocab import resolve_device
 
-    return resolve_device(device)
+    return resolve_device(device, what="senteval_compat(device=...)")
 
 
 def _cuda_is_native(target: Any) -> bool:

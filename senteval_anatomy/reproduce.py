@@ -3,11 +3,11 @@
 ``python -m senteval_anatomy.reproduce [--models bert-base-uncased,gpt2,...] [--task-path DIR] [--dry-run]
 [--paper-selection] [--out DIR]``
 
-For each model it runs the paper's experiments with the paper's settings (:data:`PAPER_PARAMS`: logistic probe,
+For each model it runs the paper's experiments with the paper's settings (the ``paper`` preset: logistic probe,
 RMSprop, probe batch 256, tenacity 3, epoch size 2, kfold 5, seed 123):
 
 * every attention head and every layer on the 10 probing tasks and on SST5, TREC, SICKEntailment and MRPC, through
-  :func:`senteval_anatomy.sweep.sweep`;
+  :func:`senteval_anatomy.sweeping.sweep`;
 * the top-k heads representation on SST5, TREC, SICKEntailment and MRPC (:func:`senteval_anatomy.topk.topk_curve`),
   heads ranked and k chosen on dev;
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -41,7 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .results import Results, TestSelectionWarning, atomic_write
+from .results import Results, TestSelectionWarning
+from .vocab import atomic_write, preset_params, slug
 
 __all__ = [
     "REFERENCE_FILE",
@@ -463,10 +463,6 @@ def _reference_summary(ref: str, tasks: Sequence[str], topk_tasks: Sequence[str]
 
 
 # --------------------------------------------------------------------------------------------------------- running
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "model"
-
-
 def reproduce(
     models: Sequence[tuple[str, str]],
     *,
@@ -485,7 +481,7 @@ def reproduce(
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
     from .models import load_encoder
     from .store import FeatureStore
-    from .sweep import PAPER_PARAMS, sweep
+    from .sweeping import sweep
     from .topk import default_ks, topk_curve
 
     out = Path(out_dir)
@@ -495,8 +491,8 @@ def reproduce(
     store = FeatureStore(dtype=cache_dtype)
     for model, ref in models:
         encoder = load_encoder(model, device=device)
-        where = out / _slug(encoder.name)
-        params = {**PAPER_PARAMS, "device": device}
+        where = out / slug(encoder.name, default="model")
+        params = preset_params("paper", device=device)
         table = sweep(encoder, tasks, task_path=task_path, views=("heads", "layers"), out_dir=where / "sweep",
                       params=params, pooling=pooling, store=store, progress=progress)
         results = Results(table)
@@ -533,7 +529,7 @@ def reproduce(
     atomic_write(out / "comparison.csv", lambda p: comparison.to_csv(p, index=False))
     atomic_write(out / "correlations.csv", lambda p: correlation.to_csv(p, index=False))
     text = render(comparison, correlation)
-    atomic_write(out / "comparison.md", lambda p: Path(p).write_text(text, encoding="utf-8"))
+    atomic_write(out / "comparison.md", text)
     return comparison, correlation
 
 

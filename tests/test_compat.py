@@ -256,10 +256,7 @@ def test_a_users_senteval_script_runs_with_one_added_line(tmp_path, task_path):
 
 def test_harness_senteval_runs_the_real_senteval_through_compat(senteval, task_path, compat, tiny_encoder):
     """sweep(harness="senteval") with usepytorch=True on a CPU-only stack: the same numbers as harness="engine"."""
-    try:
-        from senteval_anatomy.sweeping import sweep
-    except ImportError:  # before the sweep module's rename
-        from senteval_anatomy.sweep import sweep
+    from senteval_anatomy.sweeping import sweep
 
     enc = tiny_encoder("bert")
     params = _params(task_path, True)
