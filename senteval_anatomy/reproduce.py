@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .results import Results, TestSelectionWarning
-from .vocab import atomic_write, preset_params, slug
+from .vocab import VIEWS, atomic_write, preset_params, slug
 
 __all__ = [
     "REFERENCE_FILE",
@@ -493,7 +493,7 @@ def reproduce(
         encoder = load_encoder(model, device=device)
         where = out / slug(encoder.name, default="model")
         params = preset_params("paper", device=device)
-        table = sweep(encoder, tasks, task_path=task_path, views=("heads", "layers"), out_dir=where / "sweep",
+        table = sweep(encoder, tasks, task_path=task_path, views=VIEWS, out_dir=where / "sweep",
                       params=params, pooling=pooling, store=store, progress=progress)
         results = Results(table)
         k_list = sorted(set(ks or default_ks(encoder.num_layers * encoder.num_heads)) | {paper_k(ref)})

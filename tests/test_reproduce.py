@@ -178,3 +178,24 @@ def test_bad_arguments_are_one_line_errors(capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert R.main(["--task-path", "/nonexistent/dir", "--tasks", "Length"]) == 2
+
+
+def test_one_past_last_pooling_reads_an_appended_id0_token(tiny_encoder):
+    """The compatibility pooling for the paper's GPT numbers: the state of an id-0 token appended to the sentence
+    (attended to, as in the reference code, which had no padding mask), in a batch as alone."""
+    import torch
+
+    from senteval_anatomy.features import encode, tokenize
+
+    enc = tiny_encoder("gpt2")
+    sentences = ["the cat sat on the mat .", "what is the capital of france ?", "dogs bark ."]
+    f = encode(enc, sentences, pooling="one-past-last", views=("layers", "heads"), batch_size=3, progress=False)
+    last = encode(enc, sentences, pooling="last", views=("layers",), batch_size=3, progress=False)
+    ids, _ = tokenize(enc, sentences)
+    for i, x in enumerate(ids):
+        with torch.no_grad():
+            out = enc.model(input_ids=torch.tensor([x + [0]]), output_hidden_states=True)
+        torch.testing.assert_close(torch.from_numpy(f.layers[i, 1]), out.hidden_states[1][0, -1], rtol=1e-4,
+                                   atol=1e-5)
+    assert not torch.allclose(torch.from_numpy(f.layers[:, 1]), torch.from_numpy(last.layers[:, 1]))
+    assert enc.default_pooling != "one-past-last"  # never the default
