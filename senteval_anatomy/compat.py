@@ -175,7 +175,10 @@ class _FloatTensorCheck(type):
     def __instancecheck__(cls, obj: Any) -> bool:
         import torch
 
-        return isinstance(obj, torch.Tensor) and obj.dtype == torch.float32 and obj.device == cls.target
+        if not (isinstance(obj, torch.Tensor) and obj.dtype == torch.float32):
+            return False
+        target = cls.target
+        return obj.device.type == target.type and (target.index is None or obj.device.index == target.index)
 
 
 class _CudaView:

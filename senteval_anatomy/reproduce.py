@@ -490,7 +490,11 @@ def reproduce(
     comparisons, correlations = [], []
     store = FeatureStore(dtype=cache_dtype)
     for model, ref in models:
-        encoder = load_encoder(model, device=device)
+        try:
+            encoder = load_encoder(model, device=device)
+        except OSError as exc:
+            raise ValueError(f"cannot load model {model!r} ({exc}); the first run needs the network (or a warm "
+                             "Hugging Face cache), or pass a local folder saved with save_pretrained") from exc
         where = out / slug(encoder.name, default="model")
         params = preset_params("paper", device=device)
         table = sweep(encoder, tasks, task_path=task_path, views=VIEWS, out_dir=where / "sweep",
@@ -604,10 +608,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.warn("--paper-selection chooses heads, layers, rankings and k on TEST scores, as the paper did; "
                       "those rows are optimistic and must not be reported as held-out results.",
                       TestSelectionWarning, stacklevel=1)
-    comparison, correlation = reproduce(models, task_path=task_path, out_dir=args.out, tasks=tasks,
-                                        topk_tasks=topk_tasks, ks=ks, paper_selection=args.paper_selection,
-                                        pooling=args.pooling, device=args.device,
-                                        cache_dtype=args.cache_dtype, progress=False if args.quiet else None)
+    try:
+        comparison, correlation = reproduce(models, task_path=task_path, out_dir=args.out, tasks=tasks,
+                                            topk_tasks=topk_tasks, ks=ks, paper_selection=args.paper_selection,
+                                            pooling=args.pooling, device=args.device, cache_dtype=args.cache_dtype,
+                                            progress=False if args.quiet else None)
+    except ValueError as exc:  # bad model, data folder or setting: one line, what to do (DataError included)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
     print(render(comparison, correlation))
     print(f"written: {Path(args.out) / 'comparison.csv'}, correlations.csv, comparison.md")
     return 0

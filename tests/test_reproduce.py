@@ -170,7 +170,7 @@ def test_dry_run_lists_the_work_and_the_reference_numbers(capsys):
     assert "heads ranked on TEST" in text
 
 
-def test_bad_arguments_are_one_line_errors(capsys):
+def test_bad_arguments_are_one_line_errors(capsys, tmp_path, task_path):
     assert R.main(["--models", "bert-huge", "--dry-run"]) == 2
     assert "no released numbers for 'bert-huge'" in capsys.readouterr().err
     assert R.main(["--tasks", "Lenght", "--dry-run"]) == 2
@@ -178,6 +178,10 @@ def test_bad_arguments_are_one_line_errors(capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert R.main(["--task-path", "/nonexistent/dir", "--tasks", "Length"]) == 2
+        missing = tmp_path / "no-model"
+        assert R.main(["--models", f"{missing}=bert-base-uncased", "--task-path", str(task_path), "--tasks", "Length",
+                       "--out", str(tmp_path / "out"), "--device", "cpu", "-q"]) == 2
+    assert "no-model" in capsys.readouterr().err.splitlines()[-1]
 
 
 def test_one_past_last_pooling_reads_an_appended_id0_token(tiny_encoder):
