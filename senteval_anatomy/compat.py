@@ -10,6 +10,8 @@ or scoped::
     with senteval_compat(device="cpu"):
         senteval.engine.SE(params, batcher, prepare).eval(["SST5", "STS14"])
 
+or without touching the script at all: ``python -m senteval_anatomy.compat [--device cpu] my_senteval_script.py ARGS``.
+
 SentEval's files are never edited. Each patch replaces a name *inside SentEval's own modules* (or, for ``.cuda()``,
 re-routes only the calls whose caller is a SentEval module), is applied only where the running stack needs it, and is
 undone by :func:`unpatch` / on leaving the ``with`` block. The patches (details and what they leave as SentEval had
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect as _inspect
+import os
 import sys
 import threading
 from collections import namedtuple
@@ -46,7 +49,7 @@ from typing import Any
 
 import numpy as _np
 
-__all__ = ["PATCHES", "CompatState", "needed_patches", "patch", "unpatch", "senteval_compat", "active"]
+__all__ = ["PATCHES", "CompatState", "needed_patches", "patch", "unpatch", "senteval_compat", "active", "main"]
 
 #: The patches, in the order they are applied; :func:`needed_patches` says which the running stack needs and why.
 PATCHES = ("getargspec", "device", "sts_ragged")
@@ -363,3 +366,35 @@ def senteval_compat(device: Any = "auto", *, senteval: str | ModuleType = "sente
         yield state
     finally:
         unpatch()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m senteval_anatomy.compat [--device D] [--senteval PKG] SCRIPT [ARGS...]``: run an unchanged
+    SentEval script (as ``python SCRIPT ARGS`` would, ``__name__ == "__main__"``) with SentEval patched."""
+    import argparse
+    import runpy
+
+    p = argparse.ArgumentParser(prog="python -m senteval_anatomy.compat",
+                                description="Run a SentEval script unchanged, with senteval_anatomy.compat applied.")
+    p.add_argument("--device", default="auto", help="where SentEval's PyTorch probes run (auto, cpu, cuda:1, mps)")
+    p.add_argument("--senteval", default="senteval", help="import name of the SentEval package")
+    p.add_argument("script", help="the SentEval script to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
+    args = p.parse_args(argv)
+    script = os.path.abspath(args.script)
+    if not os.path.isfile(script):
+        p.error(f"script {args.script!r} not found")
+    sys.argv = [script, *args.args]
+    sys.path.insert(0, os.path.dirname(script))
+    state = patch(args.device, senteval=args.senteval)
+    print(f"senteval_anatomy.compat: {', '.join(state.applied) or 'nothing needed'} (device {state.device})",
+          file=sys.stderr)
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        unpatch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -239,30 +239,23 @@ print("RESULT " + json.dumps({{k: v.get("acc", v.get("pearson", v.get("all", {{}
 
 
 def test_a_users_senteval_script_runs_with_one_added_line(tmp_path, task_path):
-    """A SentEval script of the bow-example kind, usepytorch=True, on CPU: the one added line is all it needs (the
-    same script without it stops, see test_unpatched_senteval_fails_exactly_where_the_patches_say)."""
+    """A SentEval script of the bow-example kind, usepytorch=True, on CPU: with the one added line, and unchanged
+    through ``python -m senteval_anatomy.compat`` (the same script as it is stops, see
+    test_unpatched_senteval_fails_exactly_where_the_patches_say)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(SENTEVAL_DIR)]), PYTHONWARNINGS="ignore",
                OMP_NUM_THREADS="1")
-    script = tmp_path / "user_script.py"
-    script.write_text(textwrap.dedent(USER_SCRIPT.format(
-        compat_line="import senteval_anatomy.compat; senteval_anatomy.compat.patch()")))
-    run = subprocess.run([sys.executable, str(script), str(task_path)], capture_output=True, text=True, env=env,
-                         timeout=300, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.split("RESULT ", 1)[1])
+    runs = {}
+    for name, line, launcher in (
+        ("one_line", "import senteval_anatomy.compat; senteval_anatomy.compat.patch()", []),
+        ("unchanged", "", ["-m", "senteval_anatomy.compat"]),
+    ):
+        script = tmp_path / f"{name}.py"
+        script.write_text(textwrap.dedent(USER_SCRIPT.format(compat_line=line)))
+        run = subprocess.run([sys.executable, *launcher, str(script), str(task_path)], capture_output=True,
+                             text=True, env=env, timeout=300, cwd=tmp_path)
+        assert run.returncode == 0, (name, run.stderr[-3000:])
+        runs[name] = json.loads(run.stdout.split("RESULT ", 1)[1])
+    assert runs["one_line"] == runs["unchanged"]  # same seed, same CPU: same numbers
+    result = runs["one_line"]
     assert set(result) == {"SST2", "TREC", "SICKRelatedness", "STS14"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in result.values()), result
-
-
-def test_harness_senteval_runs_the_real_senteval_through_compat(senteval, task_path, compat, tiny_encoder):
-    """sweep(harness="senteval") with usepytorch=True on a CPU-only stack: the same numbers as harness="engine"."""
-    from senteval_anatomy.sweeping import sweep
-
-    enc = tiny_encoder("bert")
-    params = _params(task_path, True)
-    tables = {h: sweep(enc, ["TREC"], task_path=task_path, views=("layers",), params=params, harness=h,
-                       progress=False) for h in ("senteval", "engine")}
-    assert compat.active() is None  # the harness undid its patch
-    a, b = (tables[h].sort_values("layer")[["layer", "devacc", "acc"]].reset_index(drop=True) for h in tables)
-    assert len(a) == enc.num_layers + 1
-    assert a.equals(b), (a, b)
