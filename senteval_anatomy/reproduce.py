@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .results import Results, TestSelectionWarning
-from .vocab import VIEWS, atomic_write, preset_params, slug
+from .vocab import POOLINGS, VIEWS, atomic_write, preset_params, slug
 
 __all__ = [
     "REFERENCE_FILE",
@@ -554,8 +554,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ks", default=None, help="top-k values, comma-separated (default: 1..12, then doubling, all "
                    "heads; the paper's k is always added)")
     p.add_argument("--out", default="reproduce", help="output folder (resumable)")
-    p.add_argument("--pooling", default=None, help="token pooling (default: the model's: first token for "
-                   "encoders, last token for decoders); see docs/reproduce.md for the paper's GPT position")
+    p.add_argument("--pooling", default=None, choices=POOLINGS,
+                   help="token pooling (default: the model's: first token for encoders, last token for decoders); "
+                        "one-past-last is the paper's GPT position, for exact reproduction (docs/reproduce.md)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--cache-dtype", default="float32", choices=("float32", "float16"),
                    help="feature cache precision (float16 halves the disk; about 3 significant digits)")
