@@ -443,7 +443,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
         if importlib.util.find_spec("senteval") is None:
             raise UsageError("--harness senteval needs facebookresearch/SentEval installed (pip install "
-                             "git+https://github.com/facebookresearch/SentEval); or use --harness builtin")
+                             "'senteval_anatomy[senteval]', which installs it from its repository); or use "
+                             "--harness builtin, whose numbers match SentEval's")
 
     topk_default = kind == "downstream"
     topk = topk_default if args.topk is None else bool(args.topk)
@@ -551,12 +552,15 @@ def _single(plan: _Plan, encoder: Any, adapter: Any) -> int:
     if plan.harness == "senteval":
         import senteval  # type: ignore[import-not-found]
 
-        se = senteval.engine.SE(plan.params, adapter.batcher, adapter.prepare)
+        from .compat import senteval_compat
+
+        # the unmodified SentEval on today's stack, as the sweep runs it (docs/compat.md)
+        with senteval_compat(device=plan.params.get("device") or "auto"):
+            results = senteval.engine.SE(plan.params, adapter.batcher, adapter.prepare).eval(plan.tasks)
     else:
         from .engine import SE
 
-        se = SE(plan.params, adapter.batcher, adapter.prepare)
-    results = se.eval(plan.tasks)
+        results = SE(plan.params, adapter.batcher, adapter.prepare).eval(plan.tasks)
     from .identity import preset_name
 
     print(json.dumps({"model": encoder.name, "vector": adapter.name, "preset": preset_name(plan.params),
