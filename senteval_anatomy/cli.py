@@ -345,6 +345,7 @@ def _check_no_ignored_flags(args: argparse.Namespace, params: dict[str, Any], si
 
 
 def _check_params(params: dict[str, Any]) -> None:
+    from .engine.probes import parse_optimizer  # the one grammar of SentEval's optimizer strings
     from .vocab import ParamError, check_probe_params
 
     try:
@@ -352,6 +353,12 @@ def _check_params(params: dict[str, Any]) -> None:
     except ParamError as exc:
         flag = _FLAG_OF_PARAM.get(exc.setting)
         raise UsageError(f"{flag} {exc.value}: {exc.rule}" if flag else str(exc)) from None
+    optim = params["classifier"].get("optim")
+    if optim is not None:
+        try:
+            parse_optimizer(optim)
+        except ValueError as exc:
+            raise UsageError(f"--optim {optim}: {exc}") from None
 
 
 def _check_device(flag: str, value: str | None) -> None:
