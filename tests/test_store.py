@@ -201,9 +201,9 @@ def test_interrupted_write_leaves_nothing(
     # writer is gone (dead pid on this host, or older than a day), kept while its writer may still be running.
     monkeypatch.setattr(features_mod, "iter_encode", real)
     host = socket.gethostname()
-    dead = store.root / f".tmp-0123-{host}-999999999-abcd1234"  # above any pid_max: not running
-    old = store.root / ".tmp-4567-otherhost-12-abcd1234"
-    running = store.root / f".tmp-89ab-{host}-{os.getpid()}-abcd1234"
+    dead = store.root / f".tmp-{'0' * 32}-heads+layers-{host}-999999999-abcd1234"  # above any pid_max: not running
+    old = store.root / f".tmp-{'1' * 32}-heads-other-host-12-abcd1234"
+    running = store.root / f".tmp-{'2' * 32}-layers-{host}-{os.getpid()}-abcd1234"
     for p in (dead, old, running):
         p.mkdir()
         (p / "heads.npy").write_bytes(b"\x00" * 100)
@@ -211,7 +211,7 @@ def test_interrupted_write_leaves_nothing(
     assert store.entries() == []
     f = store.get(counted.enc, SENTENCES)
     assert [e["key"] for e in store.entries()] == [f.key]
-    assert store.clear(model="no-such-model") >= 200
+    assert store.clear(model="no-such-model").freed >= 200
     assert _litter(store.root) == sorted([f.key, running.name])
 
 
@@ -306,7 +306,7 @@ def test_memory_store_same_behaviour(
     assert not f.heads.flags.writeable
     assert not (tmp_path / "should-stay-empty").exists()
     assert [e["key"] for e in mem.entries()] == [f.key]
-    assert mem.clear() == f.heads.nbytes + f.layers.nbytes and mem.entries() == []
+    assert mem.clear().freed == f.heads.nbytes + f.layers.nbytes and mem.entries() == []
 
 
 def _cli(*args: str, env_dir: Path | None = None) -> subprocess.CompletedProcess:
