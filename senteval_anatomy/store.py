@@ -763,7 +763,8 @@ class FeatureStore:
             if problem is None:
                 try:
                     _open_entry(path, verify="full" if full else "quick", expect=None, sentences=None)
-                    key_fields = e.get("key_fields") or {}
+                    # The manifest's key_fields also record views and model name, which are not part of the key.
+                    key_fields = {k: v for k, v in e["key_fields"].items() if k not in ("views", "model")}
                     if self._key_of(key_fields)[:32] != e["key"].split("-", 1)[0]:
                         raise _CorruptEntry(f"{_MANIFEST}: key fields do not hash to the folder's name")
                     if _views_tag(e.get("views") or ()) != e["key"].split("-", 1)[1]:

