@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         "--mirror-only", action="store_true", help="use only --mirror/--source locations, no network defaults"
     )
     d.add_argument(
-        "--force", action="store_true", help="download again even when the files are present and verify"
+        "--force",
+        action="store_true",
+        help="download again even when the files are present and verify, and replace files that differ from what "
+        "the download writes (edited by hand, other data); each replaced file is kept under DEST/.backup/<UTC time>/",
     )
     d.add_argument(
         "--allow-mismatch",

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..engine.tasks import PROBING_TASKS
+from ..engine.tasks import PROBING_SPLIT_SIZES, PROBING_TASKS
 from .download import MANIFEST_NAME, sha256_file
-from .sources import PROBING_SPLIT_SIZES, STS_SCORED_PAIRS, expand_tasks, task_dataset
+from .sources import STS_SCORED_PAIRS, expand_tasks, task_dataset
 
 STANDARD_SIZES: dict[str, dict[str, int]] = {
     "MR": {"all": 10662},
