@@ -991,8 +991,11 @@ def _open_entry(
     return StoredFeatures(path.name, path, manifest, sentences, arrays["heads"], arrays["layers"])
 
 
-def _first_non_finite(arr: np.ndarray, rows_per_chunk: int = 4096) -> int | None:
-    """Row of the first NaN/inf in ``arr`` (read in chunks, so a memory map is never loaded whole), or None."""
+def _first_non_finite(arr: np.ndarray, chunk_bytes: int = 32 * _MIB) -> int | None:
+    """Row of the first NaN/inf in ``arr`` (read in chunks of about 32 MiB, so a memory map is never loaded whole),
+    or None."""
+    row_bytes = max(1, arr.dtype.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64)))
+    rows_per_chunk = max(1, chunk_bytes // row_bytes)
     for start in range(0, arr.shape[0], rows_per_chunk):
         chunk = np.asarray(arr[start : start + rows_per_chunk])
         ok = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)

@@ -616,3 +616,111 @@ def test_clear_removes_only_its_own_entries(counted: Counted, tmp_path: Path) ->
         assert p.exists()
     assert not (root / key).exists()
     assert (user_dir / "x.npy").read_bytes() == b"mine"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Real processes: kill -9 in the middle of a cache write, and two writers of one entry at once.
+
+_CHILD = r'''
+import hashlib, json, sys, time
+from pathlib import Path
+
+import numpy as np
+
+tests_dir, cache, mode, work = sys.argv[1:5]
+sys.path.insert(0, tests_dir)
+from conftest import build_tiny  # the suite's tiny BERT, seed 0: the same weights as the parent's
+
+from senteval_anatomy import features
+from senteval_anatomy.models import Encoder
+from senteval_anatomy.store import FeatureStore
+
+work = Path(work)
+model, tok = build_tiny("bert")
+enc = Encoder.from_model(model, tok, name="tiny-bert", device="cpu")
+sentences = json.loads((work / "sentences.json").read_text())
+if mode == "stall":  # write one batch into the entry's temp folder, say so, then hang until killed
+    real = features.iter_encode
+
+    def stalling(*args, **kwargs):
+        for i, batch in enumerate(real(*args, **kwargs)):
+            if i == 1:
+                (work / "one-batch-written").write_text("")
+                time.sleep(600)
+            yield batch
+
+    features.iter_encode = stalling
+else:  # "race": wait until every racer has imported everything, then go at once
+    (work / f"ready-{mode}").write_text("")
+    while not (work / "go").exists():
+        time.sleep(0.01)
+f = FeatureStore(cache).get(enc, sentences, batch_size=2)
+print(json.dumps({"key": f.key, "heads": hashlib.sha256(np.ascontiguousarray(f.heads)).hexdigest()}))
+'''
+
+
+def _spawn(tmp_path: Path, cache: Path, mode: str) -> subprocess.Popen:
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.Popen(
+        [sys.executable, str(script), str(REPO / "tests"), str(cache), mode, str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early: {proc.stderr.read()}")
+        assert time.monotonic() < deadline, f"child never wrote {path.name}"
+        time.sleep(0.05)
+
+
+def test_kill_9_mid_write_while_two_processes_race_for_the_entry(counted: Counted, tmp_path: Path) -> None:
+    """Three real processes compute one entry: one is killed with SIGKILL after writing a batch into its temp folder,
+    the other two race to commit. Exactly one entry results, valid and equal to a clean computation; the dead
+    writer's temp folder is never read and ``clear`` removes it; the parent's rerun is a hit."""
+    import hashlib
+    import signal
+
+    (tmp_path / "sentences.json").write_text(json.dumps(SENTENCES))
+    cache = tmp_path / "cache"
+    stall = _spawn(tmp_path, cache, "stall")
+    racers = [_spawn(tmp_path, cache, f"race{i}") for i in range(2)]
+    try:
+        _wait_for(tmp_path / "one-batch-written", stall)
+        os.kill(stall.pid, signal.SIGKILL)
+        stall.wait()
+        for i, proc in enumerate(racers):
+            _wait_for(tmp_path / f"ready-race{i}", proc)
+        (tmp_path / "go").write_text("")
+        outs = [proc.communicate(timeout=300) for proc in racers]
+    finally:
+        for proc in (stall, *racers):
+            proc.kill()
+            proc.wait()
+    assert stall.returncode == -signal.SIGKILL
+    assert all(proc.returncode == 0 for proc in racers), [err for _, err in outs]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert results[0] == results[1], "both racers serve the same committed entry"
+    key = results[0]["key"]
+
+    store = FeatureStore(cache)
+    left = _litter(store.root)
+    dead = [name for name in left if name.startswith(".tmp-")]
+    assert left == sorted([key, *dead]) and len(dead) == 1, left  # the racers left nothing behind
+    assert [e["key"] for e in store.entries()] == [key]
+    calls = counted.calls
+    f = store.get(counted.enc, SENTENCES)
+    assert counted.calls == calls and f.key == key, "the rerun is a hit"
+    assert hashlib.sha256(np.ascontiguousarray(f.heads)).hexdigest() == results[0]["heads"]
+    clean = FeatureStore(tmp_path / "clean").get(counted.enc, SENTENCES)
+    assert clean.key == key
+    np.testing.assert_allclose(np.asarray(f.heads), np.asarray(clean.heads), rtol=1e-5, atol=1e-5)
+    assert [c.status for c in store.verify_entries(full=True)] == ["ok"]
+    assert store.clear(model="nothing-matches").freed > 0  # the dead writer's temp folder goes, the entry stays
+    assert _litter(store.root) == [key]
