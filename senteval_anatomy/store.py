@@ -72,6 +72,7 @@ from .vocab import CACHE_ENV_VAR, VIEWS, atomic_write, check_pooling, check_view
 
 __all__ = [
     "CacheCorruptionWarning",
+    "CacheWriteError",
     "ClearReport",
     "EntryCheck",
     "FeatureStore",
@@ -113,6 +114,21 @@ class NonFiniteFeaturesError(ValueError):
     Such features would poison every probe trained on them, and a store that accepted them could not tell them from
     damage on disk, so they are refused before anything is committed.
     """
+
+
+class CacheWriteError(OSError):
+    """The cache could not be written (disk full, file too large, read-only or not a folder); nothing was committed
+    and the temp folder was removed. The message names the cache folder and how to fix it."""
+
+
+def _write_error_message(cache_dir: Path, exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (
+        f"cannot write the feature cache under {cache_dir}: {what}{where}. Nothing was stored. Free disk space "
+        f"(`python -m senteval_anatomy.store clear` empties the cache), or point --cache-dir / ${CACHE_ENV_VAR} at a "
+        "writable folder with room; the run can be repeated as it is."
+    )
 
 
 class _CorruptEntry(Exception):
@@ -590,9 +606,12 @@ class FeatureStore:
         batch_size: int,
         progress: Any,
     ) -> StoredFeatures:
-        self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f"{_TMP_PREFIX}{name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as exc:
+            raise CacheWriteError(_write_error_message(self.cache_dir, exc)) from exc
         final = self.root / name
         writers: dict[str, _NpyWriter] = {}
         try:
@@ -639,10 +658,12 @@ class FeatureStore:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 _fsync_path(self.root)
-        except BaseException:
+        except BaseException as exc:
             for w in writers.values():
                 w.abort()
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, CacheWriteError):
+                raise CacheWriteError(_write_error_message(self.cache_dir, exc)) from exc
             raise
         feats = _open_entry(final, verify="none", expect=None, sentences=uniq)
         _MEMO[self._memo_key(name)] = feats

@@ -618,6 +618,34 @@ def test_clear_removes_only_its_own_entries(counted: Counted, tmp_path: Path) ->
     assert (user_dir / "x.npy").read_bytes() == b"mine"
 
 
+def test_write_failures_are_clear_and_leave_nothing(counted: Counted, tmp_path: Path) -> None:
+    """A cache that cannot be written (here: a file where the folder should be, and a file-size limit that makes the
+    write fail half-way, as a full disk does) gives CacheWriteError naming the folder, and commits nothing."""
+    import errno
+    import resource
+    import signal
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with pytest.raises(store_mod.CacheWriteError, match=f"cannot write the feature cache under {not_a_dir}"):
+        FeatureStore(not_a_dir).get(counted.enc, SENTENCES)
+
+    store = FeatureStore(tmp_path / "cache")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2500, hard))  # heads.npy fits, layers.npy does not
+    try:
+        with pytest.raises(store_mod.CacheWriteError, match="Nothing was stored") as err:
+            store.get(counted.enc, SENTENCES)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert getattr(err.value.__cause__, "errno", None) == errno.EFBIG and str(store.cache_dir) in str(err.value)
+    assert _litter(store.root) == [] and store.entries() == [], "no temp folder, no entry"
+    f = store.get(counted.enc, SENTENCES)  # with room again, the same call works
+    assert [c.status for c in store.verify_entries(full=True)] == ["ok"] and f.heads.shape[0] == len(set(SENTENCES))
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Real processes: kill -9 in the middle of a cache write, and two writers of one entry at once.
 
