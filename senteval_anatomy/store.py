@@ -1067,6 +1067,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--full and --repair belong to the verify command")
     if args.command == "verify" and args.older_than is not None:
         parser.error("--older-than belongs to list and clear")
+    root = args.cache_dir.expanduser() if args.cache_dir is not None else default_cache_dir()
+    for p in (root, root / "features"):
+        if p.exists() and not p.is_dir():
+            where = "--cache-dir" if args.cache_dir is not None else f"${ENV_VAR} / the default cache"
+            parser.error(f"{where}: {p} is not a folder")
 
     store = FeatureStore(args.cache_dir)
     if args.command == "list":

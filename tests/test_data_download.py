@@ -379,6 +379,24 @@ def test_cli_argument_errors(tmp_path, capsys):
     )
 
 
+def test_cli_bad_destination_and_settings_are_refused_before_any_work(tmp_path, capsys):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("mine")
+    cases = [
+        (["--dest", str(in_the_way)], f"--dest {in_the_way}: not a folder"),
+        (["--dest", str(in_the_way / "sub")], f"{in_the_way} is a file"),
+        (["--dest", str(tmp_path / "d"), "--retries", "-1"], "--retries -1: must be 0 or more"),
+        (["--dest", str(tmp_path / "d"), "--timeout", "0"], "--timeout 0.0: must be a positive number"),
+    ]
+    for extra, message in cases:
+        assert main(["download", "--tasks", "Length", "--mirror-only", "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert in_the_way.read_text() == "mine" and not (tmp_path / "d").exists()
+    assert main(["make-default", str(in_the_way)]) == 2
+    assert "not a folder" in capsys.readouterr().err and in_the_way.read_text() == "mine"
+
+
 def test_task_names_match_the_engine():
     from senteval_anatomy.engine import TASK_NAMES, UNSUPPORTED_TASKS, get_task
 

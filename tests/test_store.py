@@ -344,6 +344,12 @@ def test_cache_command_list_and_clear(counted: Counted, tmp_path: Path) -> None:
 
     bad = _cli("frobnicate", "--cache-dir", str(tmp_path))
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for command in ("list", "clear", "verify"):
+        bad = _cli(command, "--cache-dir", str(a_file))
+        assert bad.returncode == 2 and f"--cache-dir: {a_file} is not a folder" in bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -132,6 +132,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the disk, not the data: a full or read-only destination
+        print(f"error: cannot write the data: {exc}; nothing was half-written (files are placed atomically)",
+              file=sys.stderr)
+        return 1
     failed = [r.dataset for r in results if r.status == "failed"]
     done = [r.dataset for r in results if r.status != "failed"]
     dest = Path(args.dest).expanduser() if args.dest else default_download_dir()
@@ -204,7 +208,14 @@ def _cmd_make_default(args: argparse.Namespace) -> int:
     from .grammar import write_default
 
     out = Path(args.dir) if args.dir else _repo_default()
-    files = write_default(out, progress=True, prune=not args.dir)
+    if out.exists() and not out.is_dir():
+        print(f"error: make-default {out}: not a folder (a file of that name is in the way)", file=sys.stderr)
+        return 2
+    try:
+        files = write_default(out, progress=True, prune=not args.dir)
+    except OSError as exc:
+        print(f"error: cannot write the demo data under {out}: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {len(files)} files under {out}")
     return 0
 

@@ -331,6 +331,19 @@ def mirror_candidates(name: str, mirrors: Sequence[str]) -> list[str]:
     return out
 
 
+def check_dest(dest: Path) -> None:
+    """Fail early, naming ``--dest``, when it cannot become a data folder (a file in the way, or not writable)."""
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"--dest {dest}: not a folder (a file of that name is in the way)")
+    probe = dest
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"--dest {dest}: {probe} is a file, so no folder can be made under it")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"--dest {dest}: {probe} is not writable; choose another --dest")
+
+
 def check_mirrors(mirrors: Sequence[str]) -> None:
     """Fail early, naming the argument, when a ``--mirror`` is neither a URL, a folder nor an archive."""
     for m in mirrors:
@@ -568,6 +581,11 @@ def download(
         list(datasets) if datasets is not None else datasets_for(expand_tasks(list(tasks) if tasks else None))
     )
     dest = Path(dest).expanduser() if dest is not None else default_download_dir()
+    check_dest(dest)
+    if retries < 0:
+        raise ValueError(f"--retries {retries}: must be 0 or more")
+    if not timeout > 0:
+        raise ValueError(f"--timeout {timeout}: must be a positive number of seconds")
     check_mirrors(mirrors)
     overrides = {k: list(v) for k, v in (sources or {}).items()}
     known = {a.name for ds in todo for r in ds.recipes for a in r.artifacts}
