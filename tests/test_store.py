@@ -758,3 +758,31 @@ def test_kill_9_mid_write_while_two_processes_race_for_the_entry(counted: Counte
     assert [c.status for c in store.verify_entries(full=True)] == ["ok"]
     assert store.clear(model="nothing-matches").freed > 0  # the dead writer's temp folder goes, the entry stays
     assert _litter(store.root) == [key]
+
+
+def test_no_code_path_reads_or_writes_pickle() -> None:
+    """Source scan of the package: every ``np.load`` passes ``allow_pickle=False``; nothing calls ``pickle``/``torch``
+    ``load``/``dump``, pandas' ``read_pickle``/``to_pickle`` or ``np.save`` with ``allow_pickle=True``."""
+    import ast
+
+    problems = []
+    for path in sorted((REPO / "senteval_anatomy").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            name = node.func.attr
+            kw = {k.arg: k.value for k in node.keywords}
+            where = f"{path.relative_to(REPO)}:{node.lineno}"
+            if owner in ("np", "numpy") and name == "load":
+                flag = kw.get("allow_pickle")
+                if not (isinstance(flag, ast.Constant) and flag.value is False):
+                    problems.append(f"{where}: np.load without allow_pickle=False")
+            if owner in ("np", "numpy") and name in ("save", "savez") and isinstance(kw.get("allow_pickle"), ast.Constant):
+                if kw["allow_pickle"].value is not False:
+                    problems.append(f"{where}: np.{name} with allow_pickle")
+            if (owner in ("pickle", "torch", "joblib") and name in ("load", "loads", "dump", "dumps")) or name in (
+                "read_pickle", "to_pickle"
+            ):
+                problems.append(f"{where}: {owner}.{name}")
+    assert problems == []
