@@ -674,9 +674,9 @@ class FeatureStore:
     def entries(self) -> list[dict]:
         """Manifests of all committed entries, each with ``key``, ``path`` and ``size_bytes`` added, oldest first.
 
-        Folders whose manifest is missing or unreadable are listed with ``"error"`` set instead of being hidden (and
-        ``"foreign": True`` when the folder is not even named like an entry), so that ``list`` shows them and
-        ``clear`` can say that it leaves them alone.
+        Folders whose manifest is missing or invalid are listed with ``"error"`` set instead of being hidden, and
+        folders not named like an entry with ``"foreign": True`` as well, so that ``list`` shows them and ``clear``
+        can say that it leaves them alone.
         """
         if self.memory:
             return [dict(f.manifest, key=k, path=None, size_bytes=_mem_size(f)) for k, f in self._mem.items()]
@@ -686,13 +686,13 @@ class FeatureStore:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith(".") or not p.is_dir():
                 continue
-            problem = _manifest_problem(p)
-            if problem is None:
-                manifest = json.loads((p / _MANIFEST).read_text(encoding="utf-8"))
+            if not _ENTRY_RE.match(p.name):
+                manifest = {"error": "not named like a cache entry (<32 hex>-<views>)", "foreign": True}
             else:
-                manifest = {"error": problem, "created": p.stat().st_mtime}
-                if not _ENTRY_RE.match(p.name):
-                    manifest["foreign"] = True
+                manifest, problem = _read_manifest(p)
+                if problem is not None:
+                    manifest = {"error": problem}
+            manifest.setdefault("created", p.stat().st_mtime)
             out.append(dict(manifest, key=p.name, path=str(p), size_bytes=_dir_size(p)))
         out.sort(key=lambda e: float(e.get("created", 0)))
         return out
@@ -715,7 +715,7 @@ class FeatureStore:
         for e in self.entries():
             if "error" in e:
                 why = (
-                    "not a cache entry (no store manifest)"
+                    f"not a cache entry ({e['error']})"
                     if e.get("foreign")
                     else f"damaged entry ({e['error']}); remove it with `verify --repair`"
                 )
@@ -830,22 +830,22 @@ class EntryCheck:
     size_bytes: int
 
 
-def _manifest_problem(path: Path) -> str | None:
-    """Why ``path/manifest.json`` is not a manifest the store wrote, or None when it is one (any format version)."""
+def _read_manifest(path: Path) -> tuple[dict, str | None]:
+    """``path/manifest.json`` and None when it is a manifest the store wrote (any format version), else ``({}, why)``."""
     try:
         manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return f"no {_MANIFEST}"
+        return {}, f"no {_MANIFEST}"
     except (OSError, ValueError) as exc:
-        return f"unreadable {_MANIFEST}: {exc}"
+        return {}, f"unreadable {_MANIFEST}: {exc}"
     if not isinstance(manifest, dict):
-        return f"{_MANIFEST} is not a JSON object"
+        return {}, f"{_MANIFEST} is not a JSON object"
     missing = [k for k in ("format_version", "key_fields", "files", "created") if k not in manifest]
     if missing:
-        return f"{_MANIFEST} lacks {', '.join(missing)}"
+        return {}, f"{_MANIFEST} lacks {', '.join(missing)}"
     if not isinstance(manifest["key_fields"], dict) or not isinstance(manifest["files"], dict):
-        return f"{_MANIFEST}: key_fields/files are not objects"
-    return None
+        return {}, f"{_MANIFEST}: key_fields/files are not objects"
+    return manifest, None
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -607,6 +607,10 @@ def test_clear_removes_only_its_own_entries(counted: Counted, tmp_path: Path) ->
     damaged = root / ("a" * 32 + "-heads")  # named like an entry, manifest unreadable
     damaged.mkdir()
     (damaged / "manifest.json").write_text("{ broken")
+    copy = root / "my-copy"  # the user's copy of an entry: a valid manifest, but not a folder the store named
+    import shutil
+
+    shutil.copytree(root / key, copy)
 
     out = _cli("clear", "--cache-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
@@ -616,6 +620,7 @@ def test_clear_removes_only_its_own_entries(counted: Counted, tmp_path: Path) ->
         (root / "README.txt", "not a cache entry (a file)"),
         (hidden, "not a cache entry"),
         (damaged, "verify --repair"),
+        (copy, "not named like a cache entry"),
     ]:
         line = next(line for line in out.stdout.splitlines() if line.startswith(f"left alone: {p}:"))
         assert why in line, line
