@@ -100,6 +100,26 @@ def test_write_default_is_atomic_per_file_and_prunes_only_when_asked(tmp_path, m
     assert not stale.exists()
 
 
+def test_make_default_never_overwrites_other_data_without_force(tmp_path, monkeypatch, capsys):
+    from senteval_anatomy.data.__main__ import main
+
+    monkeypatch.setattr(grammar, "PROBING_SIZES", {"tr": 30, "va": 6, "te": 6})
+    monkeypatch.setattr(
+        grammar, "DOWNSTREAM_SIZES", {k: {s: 12 for s in v} for k, v in grammar.DOWNSTREAM_SIZES.items()}
+    )
+    real = tmp_path / "probing" / "sentence_length.txt"  # someone's real data in the folder
+    real.parent.mkdir(parents=True)
+    real.write_text("tr\t3\tmy own sentence .\n")
+    assert main(["make-default", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(real) in err and "--force" in err
+    assert real.read_text() == "tr\t3\tmy own sentence .\n"
+    assert not (tmp_path / "downstream").exists(), "nothing at all is written"
+    assert main(["make-default", str(tmp_path), "--force"]) == 0
+    assert real.read_text().startswith("tr\t") and real.read_text().count("\n") == 42
+    assert main(["make-default", str(tmp_path)]) == 0  # the same demo files again: nothing differs
+
+
 # ------------------------------------------------------------------------------------------ probing labels
 
 

@@ -110,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("make-default", help="regenerate the embedded synthetic demo data (deterministic)")
     m.add_argument("dir", nargs="?", help="output folder (default: the repository's data/default)")
+    m.add_argument(
+        "--force", action="store_true", help="overwrite files in DIR that differ from the demo data (never needed "
+        "for the repository's data/default)"
+    )
     return ap
 
 
@@ -212,7 +216,11 @@ def _cmd_make_default(args: argparse.Namespace) -> int:
         print(f"error: make-default {out}: not a folder (a file of that name is in the way)", file=sys.stderr)
         return 2
     try:
-        files = write_default(out, progress=True, prune=not args.dir)
+        files = write_default(out, progress=True, prune=not args.dir, overwrite=not args.dir or args.force)
+    except FileExistsError as exc:
+        print(f"error: make-default {out}: nothing written: {exc}. Choose an empty folder, or --force to overwrite "
+              "them with the synthetic demo data", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: cannot write the demo data under {out}: {exc}", file=sys.stderr)
         return 1
