@@ -624,6 +624,8 @@ def _one_line(text: str) -> str:
 
 
 def _os_error_message(exc: OSError) -> str:
+    if exc.errno is None:  # the package's own OSErrors (e.g. store.CacheWriteError) already say what and how
+        return f"{exc} ({RESUME_HINT})" if RESUME_HINT not in str(exc) else str(exc)
     where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (f"no space left on the device{where}: free some space or choose another --out / --cache-dir, then "

@@ -173,7 +173,7 @@ def test_full_disk_in_the_cache(world, reference, tmp_path, tiny_tmpfs):
     cache = tiny_tmpfs("cache", "32k")
     r = launch(world, tmp_path / "out", cache)
     assert r.returncode == 1
-    assert "no space left on the device" in one_error_line(r.stderr)
+    assert "no space left on" in one_error_line(r.stderr).lower()
     assert [p for p in cache.rglob("*") if p.is_file()] == []
     r = launch(world, tmp_path / "out", tmp_path / "roomy-cache")
     assert r.returncode == 0, r.stderr
@@ -185,7 +185,7 @@ def test_full_disk_in_the_output_folder(world, reference, tmp_path, tiny_tmpfs):
     out = tiny_tmpfs("out", "8k")
     r = launch(world, out, tmp_path / "cache")
     assert r.returncode == 1
-    assert "no space left on the device" in one_error_line(r.stderr)
+    assert "no space left on" in one_error_line(r.stderr).lower()
     done = unit_files(out)
     assert 1 <= len(done) < UNITS and not [p for p in out.rglob(".*") if p.is_file()]
     for name in done:
