@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from senteval_anatomy.engine import batched as B
-from senteval_anatomy.engine.probes import PYTORCH_L2_GRID
+from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
 
 FAST = {"nhid": 0, "optim": "rmsprop", "batch_size": 32, "tenacity": 1, "epoch_size": 1, "max_epoch": 12}
 WORDS = np.array("the a cat dog bird sat ran saw big small red old new near under over with and of .".split())
@@ -113,7 +113,7 @@ def task_path(tmp_path_factory):
 
 def test_chunked_sweep_equals_unchunked_and_the_engine(tiny_encoder, task_path, tmp_path):
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.sweep import sweep
+    from senteval_anatomy.sweeping import sweep
 
     enc = tiny_encoder("bert")
     params = {"usepytorch": True, "kfold": 3, "seed": 7, "batch_size": 64, "classifier": FAST}
