@@ -172,7 +172,9 @@ class _Hooks:
             def embed(module: Any, args: tuple, kwargs: dict) -> None:
                 if shared and self.calls["layers"] > 0:
                     return  # a shared block runs again for later layers; only its first input is the embedding
-                x = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
+                x = args[0] if args else kwargs.get("hidden_states")
+                if x is None:  # called with other keyword names: the first tensor is the hidden states
+                    x = next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
                 self._check_shape(x, "block 0's input")
                 self.layers[0] = self._p(x)
 

@@ -504,7 +504,7 @@ class Encoder:
     def __repr__(self) -> str:
         return (
             f"Encoder({self.name!r}, {self.model_type}, layers={self.num_layers}, heads={self.num_heads}, "
-            f"head_dim={self.head_dim}, hidden={self.hidden_size}, device={self.device})"
+            f"head_dim={self.head_dim}, hidden={self.hidden_size}, device={self.device}, layout={self.layout})"
         )
 
 

@@ -94,17 +94,17 @@ def test_errors_are_clear(tiny_encoder, tmp_path):
 
 def test_a_saved_model_outside_the_table_loads_by_discovery(tmp_path):
     """load_encoder on a folder of a type the table lacks: discovered, validated, recorded, and usable."""
-    from transformers import GraniteConfig, GraniteModel
+    from transformers import Starcoder2Config, Starcoder2Model
 
     from senteval_anatomy.models import ARCHITECTURES as table
 
     tok = _bpe_tokenizer("llama")
-    cfg = GraniteConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    cfg = Starcoder2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64)
     assert cfg.model_type not in table
-    GraniteModel(cfg).save_pretrained(tmp_path)
+    Starcoder2Model(cfg).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
-    with pytest.warns(UserWarning, match="'granite' is not in senteval_anatomy's table"):
+    with pytest.warns(UserWarning, match="'starcoder2' is not in senteval_anatomy's table"):
         enc = load_encoder(tmp_path, device="cpu")
     assert enc.layout == "discovered" and enc.spec.o_proj == "self_attn.o_proj" and enc.default_pooling == "last"
     assert encode(enc, ["a b c", "d"]).heads.shape == (2, 2, 4, 8)
