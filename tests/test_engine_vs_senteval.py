@@ -63,8 +63,10 @@ def senteval():
 
         assert Path(senteval.__file__).resolve().is_relative_to(SENTEVAL.resolve())
         yield senteval
-    finally:
+    finally:  # unload it too: other tests check behaviour without SentEval installed (test_sweep's harness error)
         sys.path.remove(str(SENTEVAL))
+        for name in [n for n in sys.modules if n == "senteval" or n.startswith("senteval.")]:
+            del sys.modules[name]
 
 
 @pytest.fixture(autouse=True, scope="module")
