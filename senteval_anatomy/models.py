@@ -365,6 +365,7 @@ class Encoder:
         else:
             layout = "discovered"
         dev = resolve_device(device)
+        _check_tokenizer(model, tokenizer, name or model_type)
         if spec is None:
             model = _strip_head(model, None)
             model.to(dev)
@@ -386,11 +387,10 @@ class Encoder:
         else:
             model = _strip_head(model, spec)
             if spec.base:
-                model = _get_module(model, spec.base)
+                model = _get_path(model, spec.base, "base", model_type)
         model.to(dev)
         model.eval()
         _prepare_tokenizer(tokenizer)
-        _check_tokenizer(model, tokenizer, name or model_type)
         num_layers, num_heads, head_dim, hidden_size = _dims(model, spec, model_type)
         limit = _max_positions(config, spec, tokenizer)
         if max_length is not None:
