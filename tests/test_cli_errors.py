@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # (id, extra arguments, fragment the one-line message must contain). Placeholders: {file} an ordinary file,
 # {empty} an empty folder, {ro} a read-only file system, {broken} data with a malformed line, {notok} a model folder
-# without tokenizer files, {t5} a model of an unsupported type. Later flags override the base command's.
+# without tokenizer files, {wrongtok} one with another model's tokenizer, {resnet} a model without attention heads. Later flags override the base command's.
 BAD_INPUTS: list[tuple[str, list[str], str]] = [
     # layers and heads (the tiny model has 2 layers x 4 heads)
     ("head-layer-out-of-range", ["--head", "2,0"], "out of range"),
@@ -97,8 +97,9 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("model-folder-missing", ["--model", "/no/such/model"], "no such folder"),
     ("model-hub-id-unknown", ["--model", "no-such-org/no-such-model-xyz"], "Could not load"),
     ("model-folder-without-config", ["--model", "{empty}"], "no config.json"),
-    ("model-folder-without-tokenizer", ["--model", "{notok}"], "tokenizer"),
-    ("model-type-unsupported", ["--model", "{t5}"], "not supported"),
+    ("model-folder-without-tokenizer", ["--model", "{notok}"], "not this model's tokenizer"),
+    ("model-tokenizer-of-another-model", ["--model", "{wrongtok}"], "not this model's tokenizer"),
+    ("model-without-attention-heads", ["--model", "{resnet}"], "Could not find where 'resnet' keeps its attention"),
     # flags argparse refuses (one line too)
     ("dtype-unknown", ["--dtype", "float8"], "invalid choice: 'float8'"),
     ("pooling-unknown", ["--pooling", "max"], "invalid choice: 'max'"),
@@ -135,10 +136,14 @@ def world(tmp_path_factory) -> dict[str, str]:
     tok.save_pretrained(model_dir)
     notok = root / "no-tokenizer"
     model.save_pretrained(notok)
-    t5 = root / "t5"
-    from transformers import T5Config
+    from transformers import ResNetConfig, ResNetModel
 
-    T5Config(d_model=16, num_layers=1, num_heads=2, d_kv=8, d_ff=32, vocab_size=100).save_pretrained(t5)
+    resnet = root / "resnet"  # a model without attention heads
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(resnet)
+    tok.save_pretrained(resnet)
+    wrongtok = root / "wrong-tokenizer"  # BERT weights, GPT-2's byte-level BPE tokenizer (400 tokens)
+    model.save_pretrained(wrongtok)
+    build_tiny("gpt2")[1].save_pretrained(wrongtok)
     data = make_tiny_data(root / "data")
     broken = make_tiny_data(root / "broken")
     lines = (broken / "probing" / "sentence_length.txt").read_text(encoding="utf-8").splitlines()
@@ -147,7 +152,8 @@ def world(tmp_path_factory) -> dict[str, str]:
     (root / "a-file.txt").write_text("not a folder\n")
     (root / "empty").mkdir()
     return {"model": str(model_dir), "data": str(data), "file": str(root / "a-file.txt"), "empty": str(root / "empty"),
-            "broken": str(broken), "notok": str(notok), "t5": str(t5)}
+            "broken": str(broken), "notok": str(notok), "resnet": str(resnet),
+            "wrongtok": str(wrongtok)}
 
 
 @pytest.fixture(scope="module")
