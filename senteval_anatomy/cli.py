@@ -127,6 +127,9 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", "-m", default="minilm",
                    help="'minilm' (bundled, offline), a local model folder, or a Hugging Face Hub id")
+    p.add_argument("--arch-spec", default=None, metavar="FILE.json",
+                   help="where a model type not in the table keeps its heads, when discovery cannot tell "
+                        "(docs/models.md)")
     p.add_argument("--tasks", "-t", nargs="+", metavar="T", default=None,
                    help="tasks, separated by commas or spaces (as in the data command): SentEval names in any case "
                         f"(Length, sst5), data sets (SICK, STS12) or groups (probing, downstream, sts, all) "
@@ -421,6 +424,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
         raise UsageError(f"--model {model}: no such folder; give 'minilm' (bundled), a folder written by "
                          "save_pretrained(), or a Hugging Face Hub id such as bert-base-uncased")
+    if args.arch_spec is not None and not Path(args.arch_spec).expanduser().is_file():
+        raise UsageError(f"--arch-spec {args.arch_spec}: no such file; give a JSON file describing the layout "
+                         "(see docs/models.md)")
     tasks = _parse_tasks("--tasks", ",".join(args.tasks or [_default_tasks(kind)]))
     try:
         views = check_views(args.views if args.views is not None else VIEWS)
@@ -506,12 +512,14 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .models import UnsupportedModelError, load_encoder
+    from .models import ArchSpecError, UnsupportedModelError, load_encoder
 
     try:
-        return load_encoder(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length)
+        return load_encoder(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
+                            spec=args.arch_spec)
     except (UnsupportedModelError, ValueError, OSError) as exc:
-        flag = "--max-length" if "max_length" in str(exc) else "--model"
+        flag = ("--arch-spec" if isinstance(exc, ArchSpecError) else "--max-length" if "max_length" in str(exc)
+                else "--model")
         raise UsageError(f"{flag}: {exc}") from None
 
 

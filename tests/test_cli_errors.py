@@ -100,6 +100,8 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("model-folder-without-tokenizer", ["--model", "{notok}"], "not this model's tokenizer"),
     ("model-tokenizer-of-another-model", ["--model", "{wrongtok}"], "not this model's tokenizer"),
     ("model-without-attention-heads", ["--model", "{resnet}"], "Could not find where 'resnet' keeps its attention"),
+    ("arch-spec-missing", ["--arch-spec", "/no/such/spec.json"], "--arch-spec /no/such/spec.json: no such file"),
+    ("arch-spec-malformed", ["--arch-spec", "{file}"], "--arch-spec: "),
     # flags argparse refuses (one line too)
     ("dtype-unknown", ["--dtype", "float8"], "invalid choice: 'float8'"),
     ("pooling-unknown", ["--pooling", "max"], "invalid choice: 'max'"),
