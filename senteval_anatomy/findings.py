@@ -1,0 +1,302 @@
+"""Findings you can trust: every head's probing score with its controls, baseline, uncertainty and utilisation.
+
+:func:`findings_sweep` runs the sweep's own steps (features from the :class:`~senteval_anatomy.store.FeatureStore`,
+the task's ``embed``, the batched trainer) and adds, per head / layer, in the same tidy table
+(:data:`~senteval_anatomy.sweep.RESULT_COLUMNS` followed by :data:`FINDINGS_COLUMNS`):
+
+=========================  ========================================================================================
+column                     meaning
+=========================  ========================================================================================
+``acc_low``, ``acc_high``  95% percentile bootstrap interval of test accuracy (same resamples for every head)
+``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
+``control_acc``            test accuracy on the control task (:mod:`senteval_anatomy.controls`)
+``selectivity``            ``acc - control_acc`` (Hewitt & Liang 2019)
+``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)
+``untrained_gain``         ``acc - untrained_acc``: what training put there
+``mdl``, ``compression``   online codelength of the training labels, bits, and ``N log2 K / mdl`` (:mod:`.engine.mdl`)
+``ablation_delta``         change of the model's own output when this head alone is ablated (:mod:`.ablation`)
+``dev_rank``               rank by dev score within the task and view (1 = selected)
+``p_vs_best``              McNemar p-value of this probe's test predictions against the dev-selected best
+``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``)
+``p_vs_layer_best``        McNemar p against the dev-best head of the same layer
+``tied_with_layer_best``   ``p_vs_layer_best >= alpha`` (or the layer best itself): not distinguishable from it
+=========================  ========================================================================================
+
+Columns of options that were not requested are NaN. Selection is on dev throughout; test predictions are only used
+to say how sure a finding is. Controls, MDL, intervals and paired tests apply to classification tasks (accuracy);
+relatedness and STS tasks get NaN there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .models import Encoder
+
+__all__ = ["FINDINGS_COLUMNS", "findings_sweep", "selectivity_heatmap", "claims_section"]
+
+FINDINGS_COLUMNS: tuple[str, ...] = (
+    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "control_acc", "selectivity", "untrained_acc",
+    "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank", "p_vs_best",
+    "p_vs_next", "p_vs_layer_best", "tied_with_layer_best",
+)  # fmt: skip
+
+
+def _embeddings(task: Any, feats: Any, view: str, params: Any) -> dict:
+    """The task's embeddings for every probe of ``view`` (``[n, P, d]`` arrays), read from stored features through
+    the sweep's own store batcher."""
+    from .sweep import _StoreBatcher
+
+    n_probes = feats.heads.shape[1] * feats.heads.shape[2] if view == "heads" else feats.layers.shape[1]
+    return task.embed(params, _StoreBatcher(feats, view, slice(0, n_probes)))
+
+
+def _features(encoder: Encoder, task: Any, store: Any, pooling: str, limit: int, params: Any, show: bool) -> Any:
+    from .features import VIEWS
+
+    sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
+    return store.get(encoder, sentences, pooling=pooling, max_length=limit, views=VIEWS,
+                     batch_size=int(params.get("encode_batch_size") or 64), progress=show)
+
+
+def _paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[int, int]], view: str, *,
+                    alpha: float, top_k: int, n_boot: int, seed: int) -> pd.DataFrame:
+    from .stats import mcnemar, rank_tests
+
+    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=seed)
+    p_layer = np.full(len(probes), np.nan)
+    tied = np.full(len(probes), None, dtype=object)  # layers view: no "layer best"
+    if view == "heads":
+        layers = np.array([lay for lay, _ in probes])
+        for lay in np.unique(layers):
+            idx = np.flatnonzero(layers == lay)
+            best = idx[np.argmax(devacc[idx])]  # first maximum: ties keep head order, as the sweep's selection
+            for i in idx:
+                if i == best:
+                    tied[i] = True
+                else:
+                    p_layer[i] = mcnemar(correct[best], correct[i])
+                    tied[i] = p_layer[i] >= alpha
+    return pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
+                         "p_vs_best": ranked["p_vs_best"], "p_vs_next": ranked["p_vs_next"],
+                         "p_vs_layer_best": p_layer, "tied_with_layer_best": tied})
+
+
+def findings_sweep(
+    encoder: Encoder,
+    tasks: Sequence[str] | str,
+    *,
+    task_path: str | os.PathLike[str],
+    views: Sequence[str] | str = ("heads",),
+    params: Mapping[str, Any] | None = None,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    store: Any = None,
+    controls: bool = True,
+    control_seed: int = 0,
+    untrained_baseline: bool = False,
+    untrained_seed: int = 0,
+    seeds: int = 1,
+    mdl: bool = False,
+    ablate: bool = False,
+    ablation_mode: str = "zero",
+    ablation_sentences: int = 200,
+    lm_model: Any = None,
+    alpha: float = 0.05,
+    top_k: int = 5,
+    n_boot: int = 1000,
+    out_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Sweep ``tasks`` like :func:`~senteval_anatomy.sweep.sweep` (builtin harness) and add the columns of
+    :data:`FINDINGS_COLUMNS` (see the module docstring).
+
+    Parameters
+    ----------
+    controls : also train every probe on the task's control task (one more batched run per task and view).
+    untrained_baseline : also sweep the untrained twin of ``encoder`` (``untrained_seed``).
+    seeds : number of probe seeds (``params.seed``, ``+1``, ...): ``acc_mean`` / ``acc_std``; the main ``acc``
+        stays the one of ``params.seed``.
+    mdl : online-code MDL of every probe (classification tasks).
+    ablate : ablate every head alone (``ablation_mode``) on the first ``ablation_sentences`` test sentences of the
+        task and record the change of the model's own output (masked-LM / next-token loss with ``lm_model``, else
+        the sentence-embedding shift).
+    out_dir : if given, the table is written atomically to ``out_dir/findings.csv``.
+
+    Returns
+    -------
+    DataFrame
+        One row per model x task x view x layer x head, columns ``RESULT_COLUMNS + FINDINGS_COLUMNS``.
+    """
+    from tqdm.auto import tqdm
+
+    from .ablation import ablation_scan
+    from .baselines import untrained_encoder
+    from .controls import control_task
+    from .engine.batched import evaluate_many
+    from .engine.mdl import mdl_many
+    from .engine.params import apply_defaults
+    from .engine.tasks import load_task
+    from .features import check_pooling, check_views
+    from .results import atomic_write
+    from .stats import correctness
+    from .store import FeatureStore
+    from .sweep import PAPER_PARAMS, RESULT_COLUMNS, _probe_index, _rows, main_scores
+
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("No tasks given.")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive int (number of probe seeds), got {seeds!r}.")
+    views = check_views(views)
+    pooling = check_pooling(pooling, encoder)
+    base = dict(PAPER_PARAMS if params is None else params)
+    base["task_path"] = str(task_path)
+    run_params = apply_defaults(base)
+    limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
+    store = store if store is not None else FeatureStore()
+    show = True if progress is None else bool(progress)
+    untrained = untrained_encoder(encoder, untrained_seed) if untrained_baseline else None
+    fingerprint = encoder.fingerprint()
+    frames = []
+    for task_name in tqdm(tasks, desc="findings", unit="task", disable=not show):
+        task = load_task(task_name, run_params.task_path, seed=run_params.seed)
+        run_params.current_task = task_name
+        classification = task.spec.kind in ("classification", "pair_classification")
+        paired_ok = classification and task.spec.evaluator in ("split", "kfold") and bool(run_params.usepytorch)
+        feats = _features(encoder, task, store, pooling, limit, run_params, show)
+        ufeats = _features(untrained, task, store, pooling, limit, run_params, show) if untrained else None
+        ctask = control_task(task, control_seed) if controls and classification else None
+        for view in views:
+            probes = _probe_index(encoder, view)
+            emb = _embeddings(task, feats, view, run_params)
+            results = evaluate_many(task, emb, run_params, progress=show, predictions=paired_ok)
+            df = _rows(encoder, fingerprint, task_name, view, probes, results, run_params, pooling, "builtin")
+            extra = pd.DataFrame(np.nan, index=df.index, columns=list(FINDINGS_COLUMNS), dtype=object)
+            acc = df["acc"].to_numpy(dtype=float)
+            if paired_ok:
+                y_test = np.asarray(emb["test"]["y"])
+                correct = correctness(np.stack([r["yhat"] for r in results]), y_test)
+                paired = _paired_columns(df["devacc"].to_numpy(dtype=float), correct, probes, view, alpha=alpha,
+                                         top_k=top_k, n_boot=n_boot, seed=int(run_params.seed))
+                for c in paired.columns:
+                    extra[c] = paired[c].to_numpy()
+            per_seed = [acc]
+            for k in range(1, seeds):
+                p_k = apply_defaults({**run_params, "seed": int(run_params.seed) + k})
+                per_seed.append(np.array([main_scores(r)[2] for r in evaluate_many(task, emb, p_k, progress=show)]))
+            stacked = np.stack(per_seed)
+            extra["n_seeds"] = seeds
+            extra["acc_mean"] = stacked.mean(0)
+            extra["acc_std"] = stacked.std(0, ddof=1) if seeds > 1 else np.nan
+            if ctask is not None:
+                cres = evaluate_many(ctask, _embeddings(ctask, feats, view, run_params), run_params, progress=show)
+                extra["control_acc"] = [float(r["acc"]) for r in cres]
+                extra["selectivity"] = acc - extra["control_acc"].to_numpy(dtype=float)
+            if ufeats is not None:
+                ures = evaluate_many(task, _embeddings(task, ufeats, view, run_params), run_params, progress=show)
+                extra["untrained_acc"] = [main_scores(r)[2] for r in ures]
+                extra["untrained_gain"] = acc - extra["untrained_acc"].to_numpy(dtype=float)
+            if mdl and classification:
+                m = mdl_many(task, emb, run_params, progress=show)
+                extra["mdl"] = [r["mdl"] for r in m]
+                extra["compression"] = [r["compression"] for r in m]
+            if ablate and view == "heads":
+                test = task.data.get("test") or next(iter(task.data.values()))
+                side = test["X"] if "X" in test else test["A"]
+                sents = list(dict.fromkeys(" ".join(s) for s in side))[:ablation_sentences]
+                scan = ablation_scan(encoder, sents, mode=ablation_mode, lm_model=lm_model, progress=show)
+                delta = {(int(r.layer), int(r.head)): float(r.delta) for r in scan.itertuples()}
+                extra["ablation_delta"] = [delta[p] for p in probes]
+                extra["ablation_measure"] = scan["measure"].iloc[0]
+            frames.append(pd.concat([df, extra], axis=1))
+    table = pd.concat(frames, ignore_index=True)
+    for c in ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
+              "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best"):
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    table = table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
+    if out_dir is not None:
+        out = Path(out_dir)
+        atomic_write(out / "findings.csv", lambda p: table.to_csv(p, index=False))
+    return table
+
+
+def _best(rows: pd.DataFrame) -> pd.Series:
+    """The dev-selected row (first maximum of ``devacc``)."""
+    return rows.loc[rows["devacc"].astype(float).idxmax()]
+
+
+def claims_section(table: pd.DataFrame, *, alpha: float = 0.05) -> str:
+    """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
+    distinguishable from the next best and what ablating it does; then the paper's layer claim re-tested."""
+    heads = table[table["view"] == "heads"]
+    lines = ["## Findings with controls, baselines and intervals", "",
+             "Per task, the head selected on **dev**; test accuracy with its 95% bootstrap interval; selectivity = "
+             "accuracy - control-task accuracy; gain = accuracy - the same head of the untrained model; "
+             f"\"separable from #2\" = McNemar p < {alpha} against the second head on dev; ablation = change of the "
+             "model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).", ""]
+    rows = []
+    for task, t in heads.groupby("task", sort=False):
+        b = _best(t)
+        second = t[t["dev_rank"] == 2]
+        p_next = float(b["p_vs_next"]) if pd.notna(b.get("p_vs_next")) else np.nan
+        abl_rank = np.nan
+        if t["ablation_delta"].notna().any():
+            abl_rank = int((t["ablation_delta"] > b["ablation_delta"]).sum() + 1)
+        rows.append({
+            "task": task, "head": f"L{int(b['layer'])}H{int(b['head'])}", "acc": b["acc"],
+            "95% CI": f"[{b['acc_low']:.1f}, {b['acc_high']:.1f}]" if pd.notna(b["acc_low"]) else "n/a",
+            "seed s.d.": b["acc_std"], "selectivity": b["selectivity"], "untrained": b["untrained_acc"],
+            "gain": b["untrained_gain"],
+            "#2": (f"L{int(second.iloc[0]['layer'])}H{int(second.iloc[0]['head'])} {second.iloc[0]['acc']:.1f}"
+                   if len(second) else "n/a"),
+            "separable from #2": ("n/a" if np.isnan(p_next) else f"{'yes' if p_next < alpha else 'no'} "
+                                  f"(p={p_next:.2g})"),
+            "ablation": b["ablation_delta"], "ablation rank": abl_rank,
+        })
+    from .report import markdown_table
+
+    lines += [markdown_table(pd.DataFrame(rows), floatfmt=".3g"), ""]
+    # Claim: surface / syntactic tasks peak low, semantic tasks high - with the set of layers that hold a head
+    # statistically tied with the task's best.
+    lines += ["### Claim: surface and syntactic information sits in lower layers, semantic in higher ones", "",
+              "For each task: the layer of the dev-selected head, and every layer holding a head not separable from "
+              f"it (McNemar p >= {alpha} on test). A claim about *the* layer of a task holds only if that set is "
+              "narrow.", ""]
+    claim_rows = []
+    for task, t in heads.groupby("task", sort=False):
+        b = _best(t)
+        tied = t[(t["p_vs_best"] >= alpha) | (t["dev_rank"] == 1)]
+        layers = sorted(int(v) for v in tied["layer"].unique())
+        claim_rows.append({"task": task, "best layer": int(b["layer"]),
+                           "layers with a tied head": ", ".join(map(str, layers)) if len(tied) else "n/a",
+                           "tied heads": len(tied), "heads": len(t)})
+    lines += [markdown_table(pd.DataFrame(claim_rows)), ""]
+    return "\n".join(lines)
+
+
+def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
+    """The paper's head heatmap (layers x heads, heads sorted within each layer, dev-best outlined) coloured by
+    selectivity instead of accuracy, drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    from .plots import heatmap
+    from .results import Results
+
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    if rows.empty or rows["selectivity"].isna().all():
+        raise ValueError(f"no selectivity for task {task!r}: run findings_sweep(..., controls=True) on it.")
+    shown = rows.copy()
+    shown["acc"] = shown["selectivity"]  # the heatmap colours 'acc'; selection (red box) still reads devacc
+    from .sweep import RESULT_COLUMNS
+
+    fig = heatmap(Results(shown[list(RESULT_COLUMNS)], model=model), task,
+                  title=f"{task}: selectivity (accuracy - control accuracy, points)")
+    fig.axes[-1].set_ylabel("selectivity (points)")
+    return fig
