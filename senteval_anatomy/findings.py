@@ -39,7 +39,8 @@ import pandas as pd
 
 from .models import Encoder
 
-__all__ = ["FINDINGS_COLUMNS", "findings_sweep", "selectivity_heatmap", "claims_section"]
+__all__ = ["FINDINGS_COLUMNS", "claims_section", "findings_report", "findings_sweep", "selectivity_heatmap",
+           "utilisation_plot"]
 
 FINDINGS_COLUMNS: tuple[str, ...] = (
     "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "control_acc", "selectivity", "untrained_acc",
@@ -300,3 +301,47 @@ def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = N
                   title=f"{task}: selectivity (accuracy - control accuracy, points)")
     fig.axes[-1].set_ylabel("selectivity (points)")
     return fig
+
+
+def utilisation_plot(table: pd.DataFrame, task: str) -> Any:
+    """One point per head: probing accuracy (x) against the change of the model's output when the head alone is
+    ablated (y), coloured by layer; the dev-selected head is circled. Does the model use what the probe finds?"""
+    from matplotlib.figure import Figure
+
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    if rows.empty or rows["ablation_delta"].isna().all():
+        raise ValueError(f"no ablation results for task {task!r}: run findings_sweep(..., ablate=True) on it.")
+    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    sc = ax.scatter(rows["acc"], rows["ablation_delta"], c=rows["layer"], cmap="viridis", s=18)
+    b = _best(rows)
+    ax.scatter([b["acc"]], [b["ablation_delta"]], s=120, facecolors="none", edgecolors="red", linewidths=1.5,
+               label=f"best on dev (L{int(b['layer'])}H{int(b['head'])})")
+    measure = str(rows["ablation_measure"].dropna().iloc[0])
+    ax.set_xlabel("probing accuracy (test, %)")
+    ax.set_ylabel({"mlm": "masked-LM loss increase (nats)", "clm": "next-token loss increase (nats)",
+                   "embedding": "sentence-embedding shift (1 - cos)"}.get(measure, measure))
+    ax.set_title(f"{task}: probing accuracy vs. ablation effect per head", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.colorbar(sc, ax=ax, label="layer")
+    return fig
+
+
+def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05) -> Path:
+    """Write ``out_dir/findings/report.md``: the claims section, the findings table of the selected heads, the
+    selectivity heatmaps and the utilisation plots (those the table has data for)."""
+    from .plots import save_figure
+    from .report import write_report
+
+    out = Path(out_dir) / "findings"
+    figures: dict[str, list[Path]] = {}
+    for task in table.loc[table["view"] == "heads", "task"].unique():
+        rows = table[(table["task"] == task) & (table["view"] == "heads")]
+        if rows["selectivity"].notna().any():
+            figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
+                                                                   out / "figures" / f"selectivity_{task}")
+        if rows["ablation_delta"].notna().any():
+            figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
+                                                                            out / "figures" / f"utilisation_{task}")
+    return write_report(out, None, figures=figures, title="Findings: controls, baselines, uncertainty, utilisation",
+                        notes=claims_section(table, alpha=alpha))

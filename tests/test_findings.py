@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
-from senteval_anatomy.findings import FINDINGS_COLUMNS, claims_section, findings_sweep, selectivity_heatmap
+from senteval_anatomy.findings import (
+    FINDINGS_COLUMNS,
+    claims_section,
+    findings_report,
+    findings_sweep,
+    selectivity_heatmap,
+)
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweep import RESULT_COLUMNS, sweep
 
@@ -45,6 +51,10 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     assert "Tense" in text and "95% CI" in text and "layers with a tied head" in text
     fig = selectivity_heatmap(table, "Tense")
     assert "selectivity" in fig.axes[0].get_title()
+    report = findings_report(table, tmp_path)
+    md = report.read_text()
+    assert "## Findings with controls" in md and "selectivity_Tense.png" in md and "utilisation_Tense.png" in md
+    assert (report.parent / "figures" / "utilisation_Tense.png").is_file()
 
 
 def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
