@@ -2,7 +2,7 @@
 
 :func:`findings_sweep` runs the sweep's own steps (features from the :class:`~senteval_anatomy.store.FeatureStore`,
 the task's ``embed``, the batched trainer) and adds, per head / layer, in the same tidy table
-(:data:`~senteval_anatomy.sweep.RESULT_COLUMNS` followed by :data:`FINDINGS_COLUMNS`):
+(:data:`~senteval_anatomy.vocab.RESULT_COLUMNS` followed by :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`):
 
 =========================  ========================================================================================
 column                     meaning
@@ -38,29 +38,32 @@ import numpy as np
 import pandas as pd
 
 from .models import Encoder
+from .vocab import (
+    FINDINGS_COLUMNS,
+    PAPER_PARAMS,
+    RESULT_COLUMNS,
+    VIEWS,
+    atomic_write,
+    check_pooling,
+    check_views,
+    main_scores,
+)
 
 __all__ = ["FINDINGS_COLUMNS", "claims_section", "findings_report", "findings_sweep", "selectivity_heatmap",
            "utilisation_plot"]
 
-FINDINGS_COLUMNS: tuple[str, ...] = (
-    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "control_acc", "selectivity", "untrained_acc",
-    "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank", "p_vs_best",
-    "p_vs_next", "p_vs_layer_best", "tied_with_layer_best",
-)  # fmt: skip
 
 
 def _embeddings(task: Any, feats: Any, view: str, params: Any) -> dict:
     """The task's embeddings for every probe of ``view`` (``[n, P, d]`` arrays), read from stored features through
     the sweep's own store batcher."""
-    from .sweep import _StoreBatcher
+    from .sweeping import StoreBatcher
 
     n_probes = feats.heads.shape[1] * feats.heads.shape[2] if view == "heads" else feats.layers.shape[1]
-    return task.embed(params, _StoreBatcher(feats, view, slice(0, n_probes)))
+    return task.embed(params, StoreBatcher(feats, view, slice(0, n_probes)))
 
 
 def _features(encoder: Encoder, task: Any, store: Any, pooling: str, limit: int, params: Any, show: bool) -> Any:
-    from .features import VIEWS
-
     sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
     return store.get(encoder, sentences, pooling=pooling, max_length=limit, views=VIEWS,
                      batch_size=int(params.get("encode_batch_size") or 64), progress=show)
@@ -115,8 +118,8 @@ def findings_sweep(
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Sweep ``tasks`` like :func:`~senteval_anatomy.sweep.sweep` (builtin harness) and add the columns of
-    :data:`FINDINGS_COLUMNS` (see the module docstring).
+    """Sweep ``tasks`` like :func:`~senteval_anatomy.sweeping.sweep` (builtin harness) and add the columns of
+    :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS` (see the module docstring).
 
     Parameters
     ----------
@@ -144,11 +147,9 @@ def findings_sweep(
     from .engine.mdl import mdl_many
     from .engine.params import apply_defaults
     from .engine.tasks import load_task
-    from .features import check_pooling, check_views
-    from .results import atomic_write
     from .stats import correctness
     from .store import FeatureStore
-    from .sweep import PAPER_PARAMS, RESULT_COLUMNS, _probe_index, _rows, main_scores
+    from .sweeping import probe_index, result_rows
 
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -177,10 +178,10 @@ def findings_sweep(
         ufeats = _features(untrained, task, store, pooling, limit, run_params, show) if untrained else None
         ctask = control_task(task, control_seed) if controls and classification else None
         for view in views:
-            probes = _probe_index(encoder, view)
+            probes = probe_index(encoder, view)
             emb = _embeddings(task, feats, view, run_params)
             results = evaluate_many(task, emb, run_params, progress=show, predictions=paired_ok)
-            df = _rows(encoder, fingerprint, task_name, view, probes, results, run_params, pooling, "builtin")
+            df = result_rows(encoder, fingerprint, task_name, view, probes, results, run_params, pooling, "builtin")
             extra = pd.DataFrame(np.nan, index=df.index, columns=list(FINDINGS_COLUMNS), dtype=object)
             acc = df["acc"].to_numpy(dtype=float)
             if paired_ok:
@@ -193,7 +194,7 @@ def findings_sweep(
             per_seed = [acc]
             for k in range(1, seeds):
                 p_k = apply_defaults({**run_params, "seed": int(run_params.seed) + k})
-                per_seed.append(np.array([main_scores(r)[2] for r in evaluate_many(task, emb, p_k, progress=show)]))
+                per_seed.append(np.array([main_scores(r).acc for r in evaluate_many(task, emb, p_k, progress=show)]))
             stacked = np.stack(per_seed)
             extra["n_seeds"] = seeds
             extra["acc_mean"] = stacked.mean(0)
@@ -204,7 +205,7 @@ def findings_sweep(
                 extra["selectivity"] = acc - extra["control_acc"].to_numpy(dtype=float)
             if ufeats is not None:
                 ures = evaluate_many(task, _embeddings(task, ufeats, view, run_params), run_params, progress=show)
-                extra["untrained_acc"] = [main_scores(r)[2] for r in ures]
+                extra["untrained_acc"] = [main_scores(r).acc for r in ures]
                 extra["untrained_gain"] = acc - extra["untrained_acc"].to_numpy(dtype=float)
             if mdl and classification:
                 m = mdl_many(task, emb, run_params, progress=show)
@@ -295,8 +296,6 @@ def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = N
         raise ValueError(f"no selectivity for task {task!r}: run findings_sweep(..., controls=True) on it.")
     shown = rows.copy()
     shown["acc"] = shown["selectivity"]  # the heatmap colours 'acc'; selection (red box) still reads devacc
-    from .sweep import RESULT_COLUMNS
-
     fig = heatmap(Results(shown[list(RESULT_COLUMNS)], model=model), task,
                   title=f"{task}: selectivity (accuracy - control accuracy, points)")
     fig.axes[-1].set_ylabel("selectivity (points)")

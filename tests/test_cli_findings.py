@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 from test_cli import PROBE, run, tiny_data, tiny_model_dir  # noqa: F401  (fixtures)
 
-from senteval_anatomy.findings import FINDINGS_COLUMNS
+from senteval_anatomy.vocab import FINDINGS_COLUMNS
 
 
 def test_run_probing_with_findings_flags(tiny_model_dir, tiny_data, tmp_path):  # noqa: F811

@@ -8,14 +8,14 @@ import pytest
 from test_sweep import FAST, make_tiny_data
 
 from senteval_anatomy.findings import (
-    FINDINGS_COLUMNS,
     claims_section,
     findings_report,
     findings_sweep,
     selectivity_heatmap,
 )
 from senteval_anatomy.store import FeatureStore
-from senteval_anatomy.sweep import RESULT_COLUMNS, sweep
+from senteval_anatomy.sweeping import sweep
+from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS
 
 
 @pytest.fixture(scope="module")
