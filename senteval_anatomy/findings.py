@@ -282,6 +282,29 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05) -> str:
                            "layers with a tied head": ", ".join(map(str, layers)) if len(tied) else "n/a",
                            "tied heads": len(tied), "heads": len(t)})
     lines += [markdown_table(pd.DataFrame(claim_rows)), ""]
+    # Claim: top heads transfer across tasks - is the dev-best head of one task tied with the best of another?
+    tasks = list(heads["task"].unique())
+    if len(tasks) > 1:
+        lines += ["### Claim: the top heads of one task are top heads of other tasks", "",
+                  "Row task's dev-selected head, evaluated in the column task: its test accuracy there, and whether "
+                  f"it is statistically tied with the column task's own dev-selected head (McNemar p >= {alpha}).",
+                  ""]
+        cells = []
+        for a in tasks:
+            ba = _best(heads[heads["task"] == a])
+            row: dict[str, Any] = {"best head of": f"{a} (L{int(ba['layer'])}H{int(ba['head'])})"}
+            for b in tasks:
+                tb = heads[(heads["task"] == b) & (heads["layer"] == ba["layer"]) & (heads["head"] == ba["head"])]
+                if tb.empty or a == b:
+                    row[b] = "-"
+                    continue
+                r = tb.iloc[0]
+                tied = r["dev_rank"] == 1 or (pd.notna(r["p_vs_best"]) and r["p_vs_best"] >= alpha)
+                row[b] = f"{r['acc']:.1f} ({'tied' if tied else 'worse'})"
+            cells.append(row)
+        lines += [markdown_table(pd.DataFrame(cells)), ""]
+    lines += ["Not re-tested here: \"top-k heads beat the best layer\" (it needs the top-k representation's test "
+              "predictions; see the top-k table of the main report for its point estimates).", ""]
     return "\n".join(lines)
 
 

@@ -66,3 +66,25 @@ def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
         findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, seeds=0)
     with pytest.raises(ValueError, match="control"):
         selectivity_heatmap(table, "Tense")
+
+
+def test_claims_section_on_a_known_table():
+    """Two tasks x 2 layers x 2 heads with known tests: A's best head is tied with B's best; B's best is worse in A."""
+    rows = []
+    spec = {  # (task, layer, head): (devacc, acc, dev_rank, p_vs_best)
+        ("A", 0, 1): (90, 88, 1, np.nan), ("A", 1, 0): (80, 79, 2, 0.001), ("A", 0, 0): (70, 70, 3, 0.0001),
+        ("A", 1, 1): (60, 61, 4, 0.0001),
+        ("B", 1, 0): (75, 74, 1, np.nan), ("B", 0, 1): (74, 73, 2, 0.5), ("B", 0, 0): (60, 60, 3, 0.01),
+        ("B", 1, 1): (50, 50, 4, 0.001),
+    }
+    for (task, layer, head), (dev, acc, rank, p) in spec.items():
+        rows.append({"task": task, "view": "heads", "layer": layer, "head": head, "devacc": dev, "acc": acc,
+                     "acc_low": acc - 3, "acc_high": acc + 3, "acc_std": 0.5, "selectivity": 20.0,
+                     "untrained_acc": 50.0, "untrained_gain": acc - 50, "dev_rank": rank, "p_vs_best": p,
+                     "p_vs_next": 0.01 if rank == 1 else np.nan, "ablation_delta": float(rank)})
+    text = claims_section(pd.DataFrame(rows))
+    assert "| A | L0H1 | 88 | [85.0, 91.0] |" in text
+    assert "yes (p=0.01)" in text  # separable from #2
+    assert "| A (L0H1) | - | 73.0 (tied) |" in text
+    assert "| B (L1H0) | 79.0 (worse) | - |" in text
+    assert "| A | 0 | 0 | 1 | 4 |" in text  # layer claim: only the best itself is tied in A
