@@ -33,7 +33,8 @@ import torch
 from .features import encode, tokenize
 from .models import Encoder
 
-__all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_scan", "head_means", "model_score"]
+__all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_scan", "head_means", "model_score",
+           "topk_ablation_curve"]
 
 ABLATION_MODES = ("zero", "mean")
 MEASURES = ("mlm", "clm", "embedding")
@@ -218,4 +219,42 @@ def ablation_scan(encoder: Encoder, sentences: Sequence[str], *, heads: Iterable
             score, _ = model_score(encoder, sentences, reference=ref, **kw)
         rows.append({"layer": layer, "head": head, "mode": mode, "measure": measure, "baseline": base,
                      "ablated": score, "delta": score - base})
+    return pd.DataFrame(rows)
+
+
+def topk_ablation_curve(encoder: Encoder, sentences: Sequence[str], ranked_heads: Sequence[tuple[int, int]],
+                        ks: Sequence[int], *, mode: str = "zero", measure: str | None = None,
+                        lm_model: torch.nn.Module | None = None, n_random: int = 3, seed: int = 0,
+                        batch_size: int = 32) -> pd.DataFrame:
+    """Ablate the top ``k`` heads of ``ranked_heads`` together, for each ``k`` in ``ks``, and, as the reference,
+    ``n_random`` random sets of ``k`` heads (drawn with ``np.random.RandomState(seed)``).
+
+    Returns one row per (k, kind): ``k``, ``kind`` (``"top"`` or ``"random"``), ``delta`` (mean change of the
+    model's output over the random draws for ``"random"``), ``delta_sd`` (s.d. over the draws; NaN for
+    ``"top"``), ``measure``. If the heads a probe ranks first matter more to the model than random ones, the
+    ``top`` curve lies above the ``random`` one.
+    """
+    ranked = _check_heads(encoder, ranked_heads)
+    all_heads = [(lay, h) for lay in range(encoder.num_layers) for h in range(encoder.num_heads)]
+    if measure is None:
+        measure = "embedding" if lm_model is None else ("clm" if encoder.spec.causal else "mlm")
+    means = head_means(encoder, sentences, batch_size=batch_size) if mode == "mean" else None
+    kw = dict(measure=measure, lm_model=lm_model, batch_size=batch_size, seed=seed)
+    base, ref = model_score(encoder, sentences, **kw)
+    rng = np.random.RandomState(seed)
+
+    def effect(heads: list[tuple[int, int]]) -> float:
+        with ablate_heads(encoder, heads, mode=mode, means=means):
+            return model_score(encoder, sentences, reference=ref, **kw)[0] - base
+
+    rows = []
+    for k in ks:
+        k = int(k)
+        if not 1 <= k <= len(ranked):
+            raise ValueError(f"k={k} is outside 1..{len(ranked)} (the number of ranked heads).")
+        rows.append({"k": k, "kind": "top", "delta": effect(ranked[:k]), "delta_sd": np.nan, "measure": measure})
+        draws = [effect([all_heads[i] for i in rng.choice(len(all_heads), size=k, replace=False)])
+                 for _ in range(n_random)]
+        rows.append({"k": k, "kind": "random", "delta": float(np.mean(draws)),
+                     "delta_sd": float(np.std(draws, ddof=1)) if n_random > 1 else np.nan, "measure": measure})
     return pd.DataFrame(rows)

@@ -49,7 +49,7 @@ from .vocab import (
     main_scores,
 )
 
-__all__ = ["FINDINGS_COLUMNS", "claims_section", "findings_report", "findings_sweep", "selectivity_heatmap",
+__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_report", "findings_sweep", "selectivity_heatmap",
            "utilisation_plot"]
 
 
@@ -111,6 +111,7 @@ def findings_sweep(
     ablate: bool = False,
     ablation_mode: str = "zero",
     ablation_sentences: int = 200,
+    ablation_ks: Sequence[int] = (1, 2, 4, 8, 16),
     lm_model: Any = None,
     alpha: float = 0.05,
     top_k: int = 5,
@@ -131,6 +132,9 @@ def findings_sweep(
     ablate : ablate every head alone (``ablation_mode``) on the first ``ablation_sentences`` test sentences of the
         task and record the change of the model's own output (masked-LM / next-token loss with ``lm_model``, else
         the sentence-embedding shift).
+        Also the top-k ablation curve per task (:func:`~senteval_anatomy.ablation.topk_ablation_curve`: the
+        ``ablation_ks`` heads ranked first on dev ablated together, against random sets of as many heads), kept in
+        ``table.attrs["ablation_curves"]`` and written to ``out_dir/ablation_curves.csv``.
     out_dir : if given, the table is written atomically to ``out_dir/findings.csv``.
 
     Returns
@@ -140,7 +144,7 @@ def findings_sweep(
     """
     from tqdm.auto import tqdm
 
-    from .ablation import ablation_scan
+    from .ablation import ablation_scan, topk_ablation_curve
     from .baselines import untrained_encoder
     from .controls import control_task
     from .engine.batched import evaluate_many
@@ -169,6 +173,7 @@ def findings_sweep(
     untrained = untrained_encoder(encoder, untrained_seed) if untrained_baseline else None
     fingerprint = encoder.fingerprint()
     frames = []
+    curves = []
     for task_name in tqdm(tasks, desc="findings", unit="task", disable=not show):
         task = load_task(task_name, run_params.task_path, seed=run_params.seed)
         run_params.current_task = task_name
@@ -219,15 +224,27 @@ def findings_sweep(
                 delta = {(int(r.layer), int(r.head)): float(r.delta) for r in scan.itertuples()}
                 extra["ablation_delta"] = [delta[p] for p in probes]
                 extra["ablation_measure"] = scan["measure"].iloc[0]
+                ranked = [probes[i] for i in np.argsort(-df["devacc"].to_numpy(dtype=float), kind="stable")]
+                ks = [k for k in ablation_ks if 1 <= k <= len(ranked)]
+                if ks:
+                    curve = topk_ablation_curve(encoder, sents, ranked, ks, mode=ablation_mode, lm_model=lm_model,
+                                                seed=int(run_params.seed))
+                    curve.insert(0, "task", task_name)
+                    curves.append(curve)
             frames.append(pd.concat([df, extra], axis=1))
     table = pd.concat(frames, ignore_index=True)
     for c in ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
               "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best"):
         table[c] = pd.to_numeric(table[c], errors="coerce")
     table = table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
+    curve_table = pd.concat(curves, ignore_index=True) if curves else None
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write(out / "findings.csv", lambda p: table.to_csv(p, index=False))
+        if curve_table is not None:
+            atomic_write(out / "ablation_curves.csv", lambda p: curve_table.to_csv(p, index=False))
+    if curve_table is not None:
+        table.attrs["ablation_curves"] = curve_table
     return table
 
 
@@ -349,9 +366,36 @@ def utilisation_plot(table: pd.DataFrame, task: str) -> Any:
     return fig
 
 
-def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05) -> Path:
+def ablation_curve_plot(curves: pd.DataFrame, task: str) -> Any:
+    """Top-k ablation curve of one task: the change of the model's output when the k heads ranked first on dev are
+    ablated together, against random sets of k heads (mean +- s.d. over draws)."""
+    from matplotlib.figure import Figure
+
+    c = curves[curves["task"] == task]
+    if c.empty:
+        raise ValueError(f"no ablation curve for task {task!r}.")
+    fig = Figure(figsize=(5.0, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    top, rnd = c[c["kind"] == "top"], c[c["kind"] == "random"]
+    ax.plot(top["k"], top["delta"], "o-", color="tab:red", label="top-k heads (ranked on dev)")
+    ax.errorbar(rnd["k"], rnd["delta"], yerr=rnd["delta_sd"].fillna(0), fmt="s--", color="tab:gray", capsize=3,
+                label="k random heads")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(top["k"]), [str(k) for k in top["k"]])
+    ax.set_xlabel("heads ablated together (k)")
+    measure = str(c["measure"].iloc[0])
+    ax.set_ylabel({"mlm": "masked-LM loss increase", "clm": "next-token loss increase",
+                   "embedding": "embedding shift (1 - cos)"}.get(measure, measure))
+    ax.set_title(f"{task}: ablating the top-k heads vs random heads", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05,
+                    curves: pd.DataFrame | None = None) -> Path:
     """Write ``out_dir/findings/report.md``: the claims section, the findings table of the selected heads, the
-    selectivity heatmaps and the utilisation plots (those the table has data for)."""
+    selectivity heatmaps, the utilisation plots and the top-k ablation curves (those there is data for;
+    ``curves`` defaults to ``table.attrs["ablation_curves"]``)."""
     from .plots import save_figure
     from .report import write_report
 
@@ -365,5 +409,9 @@ def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alp
         if rows["ablation_delta"].notna().any():
             figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
                                                                             out / "figures" / f"utilisation_{task}")
+        curves = table.attrs.get("ablation_curves") if curves is None else curves
+        if curves is not None and (curves["task"] == task).any():
+            figures[f"{task}: top-k ablation"] = save_figure(ablation_curve_plot(curves, task),
+                                                             out / "figures" / f"ablation_topk_{task}")
     return write_report(out, None, figures=figures, title="Findings: controls, baselines, uncertainty, utilisation",
                         notes=claims_section(table, alpha=alpha))

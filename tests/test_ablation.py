@@ -7,7 +7,13 @@ import pytest
 import torch
 from conftest import CORPUS, _config, _minilm_tokenizer
 
-from senteval_anatomy.ablation import ablate_heads, ablation_scan, head_means, model_score
+from senteval_anatomy.ablation import (
+    ablate_heads,
+    ablation_scan,
+    head_means,
+    model_score,
+    topk_ablation_curve,
+)
 from senteval_anatomy.features import encode
 from senteval_anatomy.models import Encoder
 
@@ -77,3 +83,14 @@ def test_embedding_shift_without_lm_head(tiny_encoder):
     scan = ablation_scan(enc, SENTENCES, heads=[(0, 0), (1, 1)], mode="mean")
     assert (scan["measure"] == "embedding").all() and (scan["baseline"] == 0).all()
     assert (scan["delta"] > 0).all() and (scan["delta"] < 1).all()
+
+
+def test_topk_ablation_curve(tiny_encoder):
+    enc = tiny_encoder("bert")
+    curve = topk_ablation_curve(enc, SENTENCES, [(1, 0), (0, 3), (1, 2)], ks=[1, 3], n_random=2)
+    assert list(curve["k"]) == [1, 1, 3, 3] and list(curve["kind"]) == ["top", "random"] * 2
+    single = ablation_scan(enc, SENTENCES, heads=[(1, 0)])
+    assert curve.loc[0, "delta"] == pytest.approx(single.loc[0, "delta"])  # k = 1 is the head's own ablation
+    assert curve["delta"].gt(0).all() and curve.loc[1, "delta_sd"] >= 0
+    with pytest.raises(ValueError, match="outside"):
+        topk_ablation_curve(enc, SENTENCES, [(1, 0)], ks=[2])
