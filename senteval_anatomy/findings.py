@@ -134,7 +134,8 @@ def findings_sweep(
         the sentence-embedding shift).
         Also the top-k ablation curve per task (:func:`~senteval_anatomy.ablation.topk_ablation_curve`: the
         ``ablation_ks`` heads ranked first on dev ablated together, against random sets of as many heads), kept in
-        ``table.attrs["ablation_curves"]`` and written to ``out_dir/ablation_curves.csv``.
+        ``table.attrs["ablation_curves"]`` (records: ``pd.DataFrame(table.attrs["ablation_curves"])``) and written
+        to ``out_dir/ablation_curves.csv``.
     out_dir : if given, the table is written atomically to ``out_dir/findings.csv``.
 
     Returns
@@ -244,7 +245,8 @@ def findings_sweep(
         if curve_table is not None:
             atomic_write(out / "ablation_curves.csv", lambda p: curve_table.to_csv(p, index=False))
     if curve_table is not None:
-        table.attrs["ablation_curves"] = curve_table
+        # records, not a DataFrame: pandas compares attrs when concatenating, and DataFrames cannot be compared
+        table.attrs["ablation_curves"] = curve_table.to_dict("records")
     return table
 
 
@@ -409,7 +411,8 @@ def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alp
         if rows["ablation_delta"].notna().any():
             figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
                                                                             out / "figures" / f"utilisation_{task}")
-        curves = table.attrs.get("ablation_curves") if curves is None else curves
+        if curves is None and table.attrs.get("ablation_curves"):
+            curves = pd.DataFrame(table.attrs["ablation_curves"])
         if curves is not None and (curves["task"] == task).any():
             figures[f"{task}: top-k ablation"] = save_figure(ablation_curve_plot(curves, task),
                                                              out / "figures" / f"ablation_topk_{task}")

@@ -58,6 +58,8 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     curves = pd.read_csv(tmp_path / "ablation_curves.csv")
     assert list(curves["k"].unique()) == [1, 2, 4, 8] and set(curves["kind"]) == {"top", "random"}
     assert "ablation_topk_Tense.png" in md
+    pd.testing.assert_frame_equal(pd.DataFrame(table.attrs["ablation_curves"]), curves, check_dtype=False)
+    assert len(pd.concat([table, table])) == 2 * len(table)  # attrs never break pandas operations
 
 
 def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
