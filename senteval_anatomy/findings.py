@@ -49,8 +49,8 @@ from .vocab import (
     main_scores,
 )
 
-__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_report", "findings_sweep", "selectivity_heatmap",
-           "utilisation_plot"]
+__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_report", "findings_sweep",
+           "selectivity_heatmap", "tied_heatmap", "utilisation_plot"]
 
 
 
@@ -344,6 +344,26 @@ def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = N
     return fig
 
 
+def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
+    """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
+    is not distinguishable from the dev-best head of its layer (McNemar p >= alpha on test): how much the within-layer
+    ordering of the paper's sorted heatmap can be trusted."""
+    from .plots import heatmap
+    from .results import Results
+
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    if rows.empty or rows["tied_with_layer_best"].isna().all():
+        raise ValueError(f"no paired tests for task {task!r}: findings_sweep computes them for classification tasks "
+                         "with the split or k-fold evaluator and PyTorch probes.")
+    fig = heatmap(Results(rows[list(RESULT_COLUMNS)], model=model), task, sort=False, annotate=False,
+                  title=f"{task}: test accuracy; dot = tied with its layer's best head")
+    ax = fig.axes[0]
+    tied = rows[rows["tied_with_layer_best"].astype(str).str.lower() == "true"]
+    ax.scatter(tied["head"].astype(int) + 0.3, tied["layer"].astype(int) - 0.3, s=10, c="black", edgecolors="white",
+               linewidths=0.5, zorder=3)
+    return fig
+
+
 def utilisation_plot(table: pd.DataFrame, task: str) -> Any:
     """One point per head: probing accuracy (x) against the change of the model's output when the head alone is
     ablated (y), coloured by layer; the dev-selected head is circled. Does the model use what the probe finds?"""
@@ -405,6 +425,9 @@ def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alp
     figures: dict[str, list[Path]] = {}
     for task in table.loc[table["view"] == "heads", "task"].unique():
         rows = table[(table["task"] == task) & (table["view"] == "heads")]
+        if rows["tied_with_layer_best"].notna().any():
+            figures[f"{task}: heads tied with their layer's best"] = save_figure(tied_heatmap(table, task),
+                                                                              out / "figures" / f"tied_{task}")
         if rows["selectivity"].notna().any():
             figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
                                                                    out / "figures" / f"selectivity_{task}")

@@ -55,6 +55,7 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     md = report.read_text()
     assert "## Findings with controls" in md and "selectivity_Tense.png" in md and "utilisation_Tense.png" in md
     assert (report.parent / "figures" / "utilisation_Tense.png").is_file()
+    assert "tied_Tense.png" in md
     curves = pd.read_csv(tmp_path / "ablation_curves.csv")
     assert list(curves["k"].unique()) == [1, 2, 4, 8] and set(curves["kind"]) == {"top", "random"}
     assert "ablation_topk_Tense.png" in md
