@@ -152,6 +152,7 @@ def findings_sweep(
     from .engine.mdl import mdl_many
     from .engine.params import apply_defaults
     from .engine.tasks import load_task
+    from .identity import data_hash, setting_fields, unit_key
     from .stats import correctness
     from .store import FeatureStore
     from .sweeping import probe_index, result_rows
@@ -172,7 +173,8 @@ def findings_sweep(
     store = store if store is not None else FeatureStore()
     show = True if progress is None else bool(progress)
     untrained = untrained_encoder(encoder, untrained_seed) if untrained_baseline else None
-    fingerprint = encoder.fingerprint()
+    setting = setting_fields(encoder, params=run_params, pooling=pooling, max_length=limit, harness="builtin",
+                             cache_dtype=store.dtype, data_path=task_path)
     frames = []
     curves = []
     for task_name in tqdm(tasks, desc="findings", unit="task", disable=not show):
@@ -187,7 +189,8 @@ def findings_sweep(
             probes = probe_index(encoder, view)
             emb = _embeddings(task, feats, view, run_params)
             results = evaluate_many(task, emb, run_params, progress=show, predictions=paired_ok)
-            df = result_rows(encoder, fingerprint, task_name, view, probes, results, run_params, pooling, "builtin")
+            key = unit_key(setting, task_name, data_hash(task), view)
+            df = result_rows(encoder, key, probes, results, run_params)
             extra = pd.DataFrame(np.nan, index=df.index, columns=list(FINDINGS_COLUMNS), dtype=object)
             acc = df["acc"].to_numpy(dtype=float)
             if paired_ok:

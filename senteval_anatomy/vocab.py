@@ -66,8 +66,10 @@ __all__ = [
 #: The two views of a model: every attention head of every block, and every layer (embeddings + block outputs).
 VIEWS: tuple[str, ...] = ("heads", "layers")
 
-#: Token poolings: first token, last real token, mean over real tokens.
-POOLINGS: tuple[str, ...] = ("cls", "last", "mean")
+#: Token poolings: first token, last real token, mean over real tokens; and ``one-past-last``, a compatibility
+#: pooling for exact reproduction of Transformer Anatomy's GPT/GPT-2 numbers only (its code read the position one past
+#: the sentence, an id-0 token; see ``docs/reproduce.md``). Never a default.
+POOLINGS: tuple[str, ...] = ("cls", "last", "mean", "one-past-last")
 
 #: How a sweep evaluates its probes: batched trainer, our SE one probe at a time, or the installed SentEval.
 HARNESSES: tuple[str, ...] = ("builtin", "engine", "senteval")
@@ -179,13 +181,14 @@ def preset_params(name: str = "paper", **overrides: Any) -> dict[str, Any]:
 #: when a change to the code changes numbers, so that no older unit is ever reused for the new protocol.
 PROTOCOL_VERSION = 1
 
-#: The one result schema: every column of the tidy table, in the order the sweep writes them. The first block says
-#: what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance (see
-#: ``docs/architecture.md``, "A result's identity").
+#: The one result schema: every column of the tidy table, in the order the sweep writes them. ``model``..``metric``
+#: say what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance: ``setting`` is the
+#: short hash of every run setting that determines the numbers (see :mod:`senteval_anatomy.identity`) and
+#: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read.
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "fingerprint", "task", "view", "layer", "head", "name", "pooling", "metric", "devacc", "acc",
     "ndev", "ntest", "f1", "harness", "usepytorch", "classifier", "kfold", "seed", "num_layers", "num_heads",
-    "package_version",
+    "package_version", "dtype", "cache_dtype", "max_length", "preset", "data_path", "data_hash", "protocol", "setting",
 )  # fmt: skip
 
 #: Columns :func:`senteval_anatomy.findings.findings_sweep` appends to :data:`RESULT_COLUMNS` (controls, untrained
@@ -290,19 +293,16 @@ def check_pooling(pooling: str | None, encoder: Any = None) -> str:
 def resolve_device(device: Any = "auto", *, what: str = "device") -> Any:
     """Turn ``"auto"`` / ``None`` or a device name into a ``torch.device``; one rule for models and probes.
 
-    ``"auto"`` picks CUDA, then Apple MPS, then the CPU. An explicit name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or
-    a ``torch.device`` is checked: asking for an accelerator this machine does not have is an error that says so,
+    ``"auto"`` is CUDA when available, else the CPU (the engine's documented rule: on a machine without CUDA the
+    numbers are the CPU's, reproducible anywhere). Apple MPS is used only when asked for (``"mps"``), because the
+    probes' numerics are not validated there. An explicit name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or a
+    ``torch.device`` is checked: asking for an accelerator this machine does not have is an error that says so,
     rather than a crash later. ``what`` names the setting in messages (e.g. ``params.device``).
     """
     import torch
 
     if device is None or (isinstance(device, str) and device == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:

@@ -20,7 +20,7 @@ from senteval_anatomy.engine import (
     load_task,
     pair_features,
 )
-from senteval_anatomy.engine.tasks import STS_DATASETS
+from senteval_anatomy.engine.tasks import PROBING_LABELS, STS_DATASETS
 
 FAST_CLF = {"nhid": 0, "optim": "adam", "batch_size": 16, "tenacity": 1, "epoch_size": 1, "max_epoch": 3}
 
@@ -134,10 +134,11 @@ def make_all_tasks(root):
         write_sts(root, name, {d: [(a, b, 4.0 if y else 1.0) for a, b, y in _pair_rows(10, k)]
                                for k, d in enumerate(datasets)})
     for name in PROBING_TASKS:
-        rows = [("tr", "PRES" if i % 2 else "PAST", _sent(i % 2, i)) for i in range(30)]
-        rows += [("va", "PRES" if i % 2 else "PAST", _sent(i % 2, i)) for i in range(30, 40)]
-        rows += [("te", "PRES" if i % 2 else "PAST", _sent(i % 2, i)) for i in range(40, 50)]
-        write_probing(root, name, rows)
+        # Two labels from the task's fixed label set (WordContent: a target word that the sentence contains).
+        labels = sorted(PROBING_LABELS[name] or ())[:2] or ["cat", "dog"]
+        word = name == "WordContent"
+        write_probing(root, name, [("tr" if i < 30 else "va" if i < 40 else "te", labels[i % 2],
+                                    _sent(i % 2, i) + (f" {labels[i % 2]}" if word else "")) for i in range(50)])
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -326,10 +327,10 @@ def test_mrpc_header_dropped_and_pair_order(tmp_path):
 
 
 def test_probing_labels_sorted_from_train(tmp_path):
-    rows = [("tr", "b", "x y"), ("tr", "a", "z"), ("tr", "c", "u v w"), ("va", "c", "q"), ("te", "a", "r")]
+    rows = [("tr", "5", "x y"), ("tr", "10", "z"), ("tr", "7", "u v w"), ("va", "7", "q"), ("te", "10", "r")]
     write_probing(tmp_path, "Depth", rows)
     task = load_task("Depth", tmp_path)
-    assert task.label_names == ["a", "b", "c"]
+    assert task.label_names == ["10", "5", "7"]  # sorted as strings, as SentEval does
     assert task.data["train"]["y"] == [1, 0, 2]
     assert task.data["dev"]["y"] == [2] and task.data["test"]["y"] == [0]
     assert task.n_classes == 3
@@ -396,8 +397,8 @@ def test_batcher_output_checks(tmp_path):
     with pytest.raises(ValueError, match="same for every batch"):
         task.embed(dotdict(batch_size=8), lambda p, b: np.zeros((len(b), next(sizes))))
     torch = pytest.importorskip("torch")
-    emb = task.embed(dotdict(batch_size=8), lambda p, b: torch.ones(len(b), 3))
-    assert emb["train"]["X"].shape == (2, 3)
+    emb = task.embed(dotdict(batch_size=8), lambda p, b: torch.arange(3.0).repeat(len(b), 1))
+    np.testing.assert_array_equal(emb["train"]["X"], [[0.0, 1.0, 2.0]] * 2)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -432,11 +433,14 @@ def _check_result(name, r, n):
         assert isinstance(r[k], float) and round(r[k], 2) == r[k] and 0 <= r[k] <= 100
 
 
-@pytest.mark.parametrize("usepytorch", [False, True], ids=["sklearn", "pytorch"])
-@pytest.mark.parametrize("name", DOWNSTREAM_TASKS + ("Tense", "WordContent"))
+# STS12-16 train no probe, so they have no PyTorch cell.
+SE_CELLS = [(name, usepytorch) for name in DOWNSTREAM_TASKS + ("Tense", "WordContent")
+            for usepytorch in (False, True) if not (usepytorch and get_task(name).kind == "sts")]
+
+
+@pytest.mark.parametrize("name,usepytorch", SE_CELLS,
+                         ids=[f"{n}-{'pytorch' if u else 'sklearn'}" for n, u in SE_CELLS])
 def test_se_eval_every_task(all_tasks_root, name, usepytorch):
-    if usepytorch and get_task(name).kind == "sts":
-        pytest.skip("STS has no probe")
     calls = []
 
     def prepare(params, samples):
@@ -479,12 +483,25 @@ def test_sts_similarity_param(all_tasks_root):
     assert len(calls) == sum(r[d]["nsamples"] for d in STS_DATASETS["STS12"])
 
 
+def test_evaluation_seed_rule():
+    """``Task.evaluate`` and the batched ``evaluate_many`` both take the seed by this rule: ``params['seed']`` when
+    set, else the seed the task was loaded with; the other keys get SentEval's defaults."""
+    from senteval_anatomy.engine.protocol import evaluation_params
+
+    assert evaluation_params({"seed": 9}, 5)[1] == 9
+    assert evaluation_params({"seed": None}, 5)[1] == 5
+    p, seed = evaluation_params(None, 5)
+    assert seed == 5 and (p.usepytorch, p.kfold, p.classifier) == (True, 5, {"nhid": 0})
+
+
 def test_evaluate_seed_comes_from_params_or_load(all_tasks_root):
     task = load_task("SST2", all_tasks_root, seed=5)
-    emb = task.embed(dotdict(batch_size=8), RecordingBatcher())
-    a = task.evaluate(emb, {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu"})
-    b = task.evaluate(emb, {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu", "seed": 5})
-    assert a == b
+    rs = np.random.RandomState(0)  # weak features, so that the probe's seed shows in the scores
+    emb = {s: {"X": rs.randn(n, 6), "y": np.arange(n) % 2} for s, n in (("train", 60), ("dev", 40), ("test", 40))}
+    params = {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu"}
+    from_load = task.evaluate(emb, params)
+    assert from_load == task.evaluate(emb, dict(params, seed=5))
+    assert from_load != task.evaluate(emb, dict(params, seed=6))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -517,7 +534,7 @@ def _bad(root, name, relpath, text, good=None):
 
 
 def _probing_ok(lines):
-    return "tr\tA\tx y\ntr\tB\tz\nva\tA\tq\nte\tB\tr\n" + lines
+    return "tr\tPAST\tx y\ntr\tPRES\tz\nva\tPAST\tq\nte\tPRES\tr\n" + lines
 
 
 MALFORMED = [
@@ -536,8 +553,9 @@ MALFORMED = [
      "not a number"),
     ("STSBenchmark", "downstream/STS/STSBenchmark/sts-dev.csv", "g\tf\ty\t1\t7.5\ta\tb\n", 1, "outside"),
     ("STSBenchmark", "downstream/STS/STSBenchmark/sts-dev.csv", "g\tf\ty\t1\t2.5\ta\n", 1, "need 7"),
-    ("Tense", "probing/past_present.txt", _probing_ok("te\tC\tnew label\n"), 5, "never occurs"),
-    ("Tense", "probing/past_present.txt", _probing_ok("dv\tA\tbad split\n"), 5, "unknown split"),
+    ("Tense", "probing/past_present.txt", _probing_ok("te\tFUTURE\tnew label\n"), 5, "unknown label"),
+    ("Depth", "probing/tree_depth.txt", "tr\t5\tx y\ntr\t6\tz\nva\t5\tq\nte\t7\tr\n", 4, "never occurs"),
+    ("Tense", "probing/past_present.txt", _probing_ok("dv\tPAST\tbad split\n"), 5, "unknown split"),
     ("Tense", "probing/past_present.txt", _probing_ok("tr\tno sentence\n"), 5, "need 3"),
     ("SST5", "downstream/SST/fine/sentiment-dev", "", None, "empty"),
 ]
