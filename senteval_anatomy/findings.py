@@ -136,7 +136,14 @@ def findings_sweep(
         ``ablation_ks`` heads ranked first on dev ablated together, against random sets of as many heads), kept in
         ``table.attrs["ablation_curves"]`` (records: ``pd.DataFrame(table.attrs["ablation_curves"])``) and written
         to ``out_dir/ablation_curves.csv``.
-    out_dir : if given, the table is written atomically to ``out_dir/findings.csv``.
+    out_dir : if given, the table is written atomically to ``out_dir/findings.csv`` (no per-unit resume yet: a rerun
+        recomputes everything).
+
+    Notes
+    -----
+    Unlike :func:`~senteval_anatomy.sweeping.sweep`, the embeddings of all probes of a task and view are held at
+    once (``[n, P, d]`` float32: 10k sentences x 384 heads x 64 dims is ~1 GB); the batched trainer still chunks
+    its own stacked copy by ``CHUNK_BYTES``.
 
     Returns
     -------
