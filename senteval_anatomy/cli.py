@@ -192,6 +192,16 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     a.add_argument("--ks", default=None, help="k values for top-k, e.g. 1,2,4,8 (default: 1..12, then doubling)")
     a.add_argument("--rank-task", default=None,
                    help="rank heads on the dev scores of this task (one of --tasks) instead of each task's own")
+    f = p.add_argument_group("findings you can trust (builtin harness; senteval_anatomy.findings)")
+    f.add_argument("--controls", action="store_true",
+                   help="also train every probe on the task's control task: control accuracy and selectivity")
+    f.add_argument("--untrained-baseline", action="store_true",
+                   help="also sweep the same architecture with random weights: untrained score and gain")
+    f.add_argument("--seeds", type=int, default=1, help="probe seeds per cell: mean and standard deviation")
+    f.add_argument("--mdl", action="store_true", help="online-code minimum description length of every probe")
+    f.add_argument("--ablate", action="store_true",
+                   help="ablate each head alone and measure the change of the model's own output")
+    f.add_argument("--ablation-mode", choices=("zero", "mean"), default="zero", help="how a head is ablated")
     s = p.add_argument_group("single adapter (instead of a sweep)")
     s.add_argument("--head", default=None, metavar="L,H",
                    help="evaluate one head, e.g. 3,7 or -1,0 (negative layers count from the end)")
@@ -263,6 +273,7 @@ class _Plan:
     batch_size: int = 1
     head: tuple[int, int] | None = None
     layer: int | str | None = None
+    findings: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -459,6 +470,15 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
                              "'senteval_anatomy[senteval]', which installs it from its repository); or use "
                              "--harness builtin, whose numbers match SentEval's")
 
+    findings = args.controls or args.untrained_baseline or args.seeds != 1 or args.mdl or args.ablate
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: give a positive number of probe seeds, e.g. --seeds 3")
+    if findings and single:
+        raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate work on a sweep; drop them, or drop "
+                         "--head/--layer")
+    if findings and harness != "builtin":
+        raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate run on the batched trainer: use "
+                         "--harness builtin")
     topk_default = kind == "downstream"
     topk = topk_default if args.topk is None else bool(args.topk)
     notes: list[str] = []
@@ -507,8 +527,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     return _Plan(kind=kind, tasks=tasks, views=views, params=params, preset=args.preset, task_path=task_path,
                  data_note=data_note, out=out, cache_dir=cache_dir, harness=harness, topk=topk, ks=ks,
                  rank_task=rank_task, pooling=args.pooling, max_length=args.max_length, batch_size=args.batch_size,
-                 head=head, layer=layer,
-                 notes=notes)
+                 head=head, layer=layer, findings=findings, notes=notes)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -620,6 +639,17 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     )
     print(report.summary_text)
     print(f"\nreport: {report.path}")
+    if plan.findings:
+        from .findings import findings_report, findings_sweep
+
+        views = ("heads",) if args.ablate and "heads" not in plan.views else plan.views
+        ftable = findings_sweep(
+            encoder, plan.tasks, task_path=plan.task_path, views=views, params=plan.params, pooling=plan.pooling,
+            max_length=plan.max_length, store=store, controls=args.controls,
+            untrained_baseline=args.untrained_baseline, seeds=args.seeds, mdl=args.mdl, ablate=args.ablate,
+            ablation_mode=args.ablation_mode, out_dir=plan.out, progress=not args.quiet,
+        )
+        print(f"findings: {len(ftable)} rows -> {plan.out / 'findings.csv'}; report: {findings_report(ftable, plan.out)}")
     print(f"output folder: {plan.out.resolve()}")
     return 0
 

@@ -105,14 +105,14 @@ def merge_units(out_dir: str | Path) -> pd.DataFrame:
     return df
 
 
-def _probe_index(encoder: Encoder, view: str) -> list[tuple[int, int]]:
+def probe_index(encoder: Encoder, view: str) -> list[tuple[int, int]]:
     """(layer, head) of each probe in the order of the flattened feature axis."""
     if view == "heads":
         return [(lay, h) for lay in range(encoder.num_layers) for h in range(encoder.num_heads)]
     return [(lay - 1, -1) for lay in range(encoder.num_layers + 1)]  # -1 = embeddings, then blocks 0..L-1
 
 
-class _StoreBatcher:
+class StoreBatcher:
     """A SentEval batcher returning ``[len(batch), n_probes, d]``: a chunk of probes' vectors from the store.
 
     ``Task.embed`` stacks such 3-D batches as they are, which is the layout ``evaluate_many`` takes.
@@ -230,14 +230,14 @@ def sweep(
             continue
         run_params.current_task = task_name
         for view, unit, key in pending:
-            probes = _probe_index(encoder, view)
+            probes = probe_index(encoder, view)
             if harness == "builtin":
                 results = _run_batched(encoder, task, view, probes, run_params, pooling, limit, store,
                                        memory_budget_gb, show, batch_size)
             else:
                 results = _run_one_by_one(encoder, task_name, view, probes, run_params, pooling, limit, store,
                                           harness, show, batch_size)
-            df = _rows(encoder, key, probes, results, run_params)
+            df = result_rows(encoder, key, probes, results, run_params)
             if unit is not None:
                 write_unit(unit, key, df)
             frames.append(df)
@@ -262,7 +262,7 @@ def _run_batched(encoder, task, view, probes, params, pooling, limit, store, bud
     results: list[dict] = []
     for start in range(0, len(probes), chunk):
         sl = slice(start, min(start + chunk, len(probes)))
-        batcher = _StoreBatcher(feats, view, sl)
+        batcher = StoreBatcher(feats, view, sl)
         emb = task.embed(params, batcher)
         results.extend(evaluate_many(task, emb, params, progress=show))
     return results
@@ -307,7 +307,8 @@ def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, st
     return results
 
 
-def _rows(encoder, key, probes, results, params) -> pd.DataFrame:
+def result_rows(encoder, key, probes, results, params) -> pd.DataFrame:
+    """The tidy rows (:data:`~senteval_anatomy.vocab.RESULT_COLUMNS`) of one unit (``key``): one per probe."""
     setting = key["setting"]
     classifier = json.dumps(dict(params.classifier or {}), sort_keys=True)
     common = {
