@@ -83,6 +83,10 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("rank-task-two-tasks", ["--tasks", "Length,Tense", "--topk", "--rank-task", "Length,Tense"], "give one task"),
     ("rank-task-without-topk", ["--rank-task", "Length"], "add --topk"),
     ("topk-without-heads", ["--topk", "--views", "layers"], "needs the heads view"),
+    # findings
+    ("seeds-zero", ["--seeds", "0"], "--seeds 0: give a positive number of probe seeds"),
+    ("controls-not-batched", ["--controls", "--harness", "engine"], "run on the batched trainer"),
+    ("controls-with-head", ["--head", "0,0", "--controls"], "work on a sweep"),
     # paths
     ("out-is-a-file", ["--out", "{file}"], "this is a file, not a folder"),
     ("out-under-a-file", ["--out", "{file}/sub"], "is a file, so no folder can be made"),
