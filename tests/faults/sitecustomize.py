@@ -14,7 +14,9 @@ speed. The package's code runs unchanged; only the process's fate at that point 
     the same, before the ``N``-th ``os.replace`` / ``os.rename`` whose destination contains ``SUBSTRING`` (the file
     is complete in its temporary place, not yet renamed into place);
 ``count:MODULE:QUALNAME``
-    append ``MODULE:QUALNAME`` to the file ``$SA_FAULT_LOG`` at every call (to count how often work is done).
+    append ``MODULE:QUALNAME`` to the file ``$SA_FAULT_LOG`` at every call (to count how often work is done);
+``batch:MODULE:QUALNAME``
+    the same, followed by the first dimension of the call's first tensor argument (e.g. a forward pass's batch).
 
 A rule whose target cannot be found writes ``MISSING ...`` to ``$SA_FAULT_LOG``, so that a test fails loudly
 instead of passing without its fault.
@@ -52,16 +54,21 @@ def _fire(action: str, key: str, n: int) -> None:
 def _wrap(func, before):  # noqa: ANN001, ANN202
     @functools.wraps(func)
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        before()
+        before(*args, **kwargs)
         return func(*args, **kwargs)
 
     return wrapper
 
 
+def _log_batch(key: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    shapes = [a.shape for a in (*args, *kwargs.values()) if getattr(a, "shape", None)]
+    _log(f"{key} {shapes[0][0] if shapes else '?'}")
+
+
 def _patch_module(module) -> None:  # noqa: ANN001
     for rule in _RULES:
         kind = rule[0]
-        if not (kind == "count" or kind.endswith("@call")) or rule[1] != module.__name__:
+        if not (kind in ("count", "batch") or kind.endswith("@call")) or rule[1] != module.__name__:
             continue
         qualname = rule[2]
         owner = module
@@ -75,13 +82,17 @@ def _patch_module(module) -> None:  # noqa: ANN001
             continue
         key = f"{module.__name__}:{qualname}"
         if kind == "count":
-            before = functools.partial(_log, key)
+            def before(*_args, _key=key, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+                _log(_key)
+        elif kind == "batch":
+            before = functools.partial(_log_batch, key)
         else:
-            before = functools.partial(_fire, kind, key, int(rule[3]))
+            def before(*_args, _kind=kind, _key=key, _n=int(rule[3]), **_kwargs):  # noqa: ANN002, ANN003, ANN202
+                _fire(_kind, _key, _n)
         setattr(owner, parts[-1], _wrap(func, before))
 
 
-_TARGETS = {r[1] for r in _RULES if r[0] == "count" or r[0].endswith("@call")}
+_TARGETS = {r[1] for r in _RULES if r[0] in ("count", "batch") or r[0].endswith("@call")}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
