@@ -311,7 +311,7 @@ def result_rows(encoder, key, probes, results, params) -> pd.DataFrame:
         "num_heads": encoder.num_heads, "package_version": __version__, "dtype": setting["dtype"],
         "cache_dtype": setting["cache_dtype"], "max_length": setting["max_length"], "preset": setting["preset"],
         "data_path": setting["data_path"], "data_hash": key["data_hash"], "protocol": setting["protocol"],
-        "setting": key_hash(setting, 16),
+        "setting": key_hash(setting, 16), "layout": getattr(encoder, "layout", ""),
     }
     rows = []
     for (layer, head), result in zip(probes, results):
