@@ -38,6 +38,7 @@ import pandas as pd
 
 from ._version import __version__
 from .adapters import HeadAdapter, LayerAdapter
+from .backends import check_backend
 from .features import VIEWS, check_pooling, check_views
 from .models import Encoder
 from .results import atomic_write
@@ -169,6 +170,8 @@ def sweep(
     resume: bool = True,
     progress: bool | None = None,
     memory_budget_gb: float = 1.0,
+    backend: Any = "local",
+    ray_address: str | None = None,
 ) -> pd.DataFrame:
     """Evaluate every head and/or every layer of ``encoder`` on ``tasks``; return the tidy results table.
 
@@ -187,6 +190,9 @@ def sweep(
         (one run per probe of the installed SentEval).
     memory_budget_gb : how much stacked probe data the batched trainer may hold at once; probes are processed in
         chunks that fit.
+    backend : ``"local"`` (this process), ``"ray"`` (a Ray cluster: same table, same resume rules; see
+        :mod:`senteval_anatomy.backends.ray_backend`) or a configured ``RayBackend``.
+    ray_address : the Ray cluster to join with ``backend="ray"``; default ``$RAY_ADDRESS``, else a local cluster.
     """
     from tqdm.auto import tqdm
 
@@ -216,8 +222,26 @@ def sweep(
     fingerprint = encoder.fingerprint()
     show = True if progress is None else progress
     frames: list[pd.DataFrame] = []
+    backend = check_backend(backend)
+    if backend != "local":
+        from .backends.ray_backend import PendingUnit, RayBackend
 
-    task_bar = tqdm(tasks, desc="tasks", unit="task", disable=not show)
+        runner = backend if isinstance(backend, RayBackend) else RayBackend(address=ray_address)
+        pending_units = []
+        for task_name in tasks:
+            for view in views:
+                unit = (out / "units" / f"{_slug(encoder.name)}__{task_name}__{view}__{pooling}__{settings}.csv"
+                        if out is not None else None)
+                if unit is not None and resume and unit.exists():
+                    frames.append(pd.read_csv(unit))
+                else:
+                    pending_units.append(PendingUnit(task_name, view, unit))
+        done = runner.run(encoder, pending_units, run_params=run_params, pooling=pooling, limit=limit, store=store,
+                          memory_budget_gb=memory_budget_gb, progress=show, harness=harness, resume=resume,
+                          encode_batch_size=int(run_params.get("encode_batch_size") or 64))
+        frames += [done[(u.task, u.view)] for u in pending_units]
+
+    task_bar = tqdm(tasks if backend == "local" else [], desc="tasks", unit="task", disable=not show)
     for task_name in task_bar:
         task_bar.set_postfix_str(task_name)
         pending = []

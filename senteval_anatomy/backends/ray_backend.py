@@ -499,9 +499,26 @@ class RayBackend:
                     n_probes += b - a
                 del task
 
+            def finish(key: tuple[str, str]) -> None:
+                """All probes of a result unit are done: write its unit file (the local backend's bytes)."""
+                parts = frames[key]
+                df = pd.concat([parts[a] for a in sorted(parts)], ignore_index=True)
+                if len(df) != sizes[key]:  # pragma: no cover - guarded by missing_ranges
+                    raise RuntimeError(f"ray backend: unit {key} has {len(df)} of {sizes[key]} rows")
+                path = paths[key]
+                if path is not None:
+                    atomic_write(path, lambda p: df.to_csv(p, index=False))
+                    shutil.rmtree(_parts_dir(path), ignore_errors=True)
+                result[key] = df
+
+            result: dict[tuple[str, str], Any] = {}
             resumed = sum(len(df) for parts in frames.values() for df in parts.values())
             if resumed and progress:
-                print(f"ray: resuming, {resumed} probe result(s) already on disk", file=sys.stderr)
+                print(f"ray: resuming, {resumed} probe result(s) already on disk, {n_probes} to train",
+                      file=sys.stderr)
+            for key in frames:
+                if sum(len(df) for df in frames[key].values()) == sizes[key]:
+                    finish(key)  # every probe was in the parts of an interrupted run
             enc_bar = tqdm(total=n_encode, desc="encode (ray)", unit="shard", disable=not progress or not n_encode)
             bar = tqdm(total=n_probes, desc="probes (ray)", unit="probe", disable=not progress or not n_probes)
             try:
@@ -518,9 +535,12 @@ class RayBackend:
                     df = _rows(encoder, fingerprint, key[0], key[1], probes, value, run_params, pooling, harness)
                     path = paths[key]
                     if path is not None:
-                        atomic_write(_parts_dir(path) / f"{a:06d}-{b:06d}.csv", lambda p, df=df: df.to_csv(p, index=False))
+                        atomic_write(_parts_dir(path) / f"{a:06d}-{b:06d}.csv",
+                                     lambda p, df=df: df.to_csv(p, index=False))
                     frames[key][a] = df
                     bar.update(b - a)
+                    if sum(len(d) for d in frames[key].values()) == sizes[key]:
+                        finish(key)
             except BaseException:
                 for ref in jobs:
                     ray.cancel(ref)
@@ -531,18 +551,7 @@ class RayBackend:
         finally:
             if started:
                 ray.shutdown()
-
-        out: dict[tuple[str, str], Any] = {}
-        for key, parts in frames.items():
-            df = pd.concat([parts[a] for a in sorted(parts)], ignore_index=True)
-            if len(df) != sizes[key]:
-                raise RuntimeError(f"ray backend: unit {key} has {len(df)} of {sizes[key]} rows")
-            path = paths[key]
-            if path is not None:
-                atomic_write(path, lambda p, df=df: df.to_csv(p, index=False))
-                shutil.rmtree(_parts_dir(path), ignore_errors=True)
-            out[key] = df
-        return out
+        return result
 
     def _shards(self, encoder: Any, uniq: list[str], limit: int, batch_size: int) -> list[list[str]]:
         """The task's unique sentences cut into encoding shards (:func:`shard_bounds`) in the encoder's batch order."""
