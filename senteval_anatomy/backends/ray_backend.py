@@ -339,7 +339,14 @@ def _open_part(part: Any) -> Any:
         from ..store import FeatureStore
 
         _, cache_dir, dtype, verify, key = part
-        return FeatureStore(cache_dir, dtype=dtype, verify=verify).open(key)
+        try:
+            return FeatureStore(cache_dir, dtype=dtype, verify=verify).open(key)
+        except KeyError:
+            raise FileNotFoundError(
+                f"feature store entry {key} is not under {cache_dir} on node {socket.gethostname()}: with "
+                'features="store" the cache directory must be shared storage mounted at the same path on every '
+                'node; mount it there, or use features="object" (--ray-features object).'
+            ) from None
     return part
 
 
