@@ -534,7 +534,13 @@ class RayBackend:
                     ready, pending = ray.wait(pending, num_returns=1)
                     ref = ready[0]
                     kind, key, a, b = jobs.pop(ref)
-                    value = ray.get(ref)  # re-raises a unit's own error (DataError, ...) as that exception type
+                    try:
+                        value = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:  # a unit's own error: raise it as itself
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, Exception):
+                            raise cause from None
+                        raise
                     if kind == "encode":
                         enc_bar.update(1)
                         continue
