@@ -130,7 +130,7 @@ def one_run(config: str, data: Path, tasks: list[str], out: Path) -> dict[str, A
     from senteval_anatomy.backends.ray_backend import RayBackend
     from senteval_anatomy.models import load_encoder
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.sweep import sweep
+    from senteval_anatomy.sweeping import sweep
 
     torch.set_num_threads(1)
     encoder = load_encoder("minilm", device="cpu")
@@ -192,7 +192,8 @@ def measure_costs(data: Path, task: str, device: str, n_encode: int, n_probes: i
     from senteval_anatomy.engine.tasks import load_task
     from senteval_anatomy.models import Encoder, load_encoder
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.sweep import PAPER_PARAMS, _StoreBatcher
+    from senteval_anatomy.sweeping import _StoreBatcher
+    from senteval_anatomy.vocab import PAPER_PARAMS
 
     torch.set_num_threads(1)
     clock = _clock(device)

@@ -1,7 +1,7 @@
 """How close does a sweep of every head (and every layer) come to the cost of one forward pass?
 
 For each task, on one machine, with the same features and the paper's probe settings
-(:data:`senteval_anatomy.sweep.PAPER_PARAMS`), the script times:
+(:data:`senteval_anatomy.vocab.PAPER_PARAMS`), the script times:
 
 (c) **bare forward**: ``encoder.model(input_ids, attention_mask)`` under ``torch.inference_mode`` over the task's
     unique sentences, in the length-sorted batches that :func:`~senteval_anatomy.features.iter_encode` builds, with
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     from senteval_anatomy.engine.tasks import load_task
     from senteval_anatomy.models import load_encoder
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.sweep import PAPER_PARAMS, sweep
+    from senteval_anatomy.sweeping import sweep
+    from senteval_anatomy.vocab import PAPER_PARAMS
 
     if args.threads < 1:
         ap.error("--threads must be >= 1")

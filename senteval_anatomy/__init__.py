@@ -5,6 +5,9 @@
 >>> adapter = HeadAdapter(enc, layer=3, head=7)
 >>> SE(params, adapter.batcher, adapter.prepare).eval(["TREC"])  # SentEval's engine, or ours
 
+``sweep`` is always the function (its module is :mod:`senteval_anatomy.sweeping`). The shared vocabulary (views,
+poolings, vector names, presets, the result schema) lives in :mod:`senteval_anatomy.vocab`.
+
 Names are imported lazily so that light commands (``python -m senteval_anatomy.store list``,
 ``python -m senteval_anatomy.data check``) start without loading torch.
 """
@@ -28,8 +31,11 @@ _EXPORTS = {
     "HeadAdapter": "adapters",
     "HeadsAdapter": "adapters",
     "LayerAdapter": "adapters",
-    "sweep": "sweep",
+    "sweep": "sweeping",
     "Results": "results",
+    "PAPER_PARAMS": "vocab",
+    "PRESETS": "vocab",
+    "vector_name": "vocab",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .features import VIEWS, check_pooling, encode
+from .features import encode
 from .models import Encoder
 from .store import FeatureStore, StoredFeatures
+from .vocab import VIEWS, check_pooling, default_cache_dir, vector_name
 
 __all__ = ["HeadAdapter", "HeadsAdapter", "LayerAdapter", "default_store"]
 
@@ -32,8 +33,6 @@ _DEFAULT_STORES: dict[str, FeatureStore] = {}
 
 def default_store() -> FeatureStore:
     """The process-wide store at the default cache location (``$SENTEVAL_ANATOMY_CACHE`` or ``~/.cache/...``)."""
-    from .store import default_cache_dir
-
     where = str(default_cache_dir())
     if where not in _DEFAULT_STORES:
         _DEFAULT_STORES[where] = FeatureStore(where)
@@ -170,7 +169,7 @@ class HeadAdapter(_Adapter):
 
     @property
     def name(self) -> str:
-        return f"blocks.{self.layer}.attn.head.{self.head}"
+        return vector_name("heads", self.layer, self.head)
 
     def _select(self, heads: np.ndarray | None, layers: np.ndarray | None) -> np.ndarray:
         assert heads is not None
@@ -202,7 +201,7 @@ class HeadsAdapter(_Adapter):
 
     @property
     def name(self) -> str:
-        return "+".join(f"blocks.{lay}.attn.head.{h}" for lay, h in self.heads)
+        return "+".join(vector_name("heads", lay, h) for lay, h in self.heads)
 
     def _select(self, heads: np.ndarray | None, layers: np.ndarray | None) -> np.ndarray:
         assert heads is not None
@@ -230,7 +229,7 @@ class LayerAdapter(_Adapter):
 
     @property
     def name(self) -> str:
-        return "embeddings" if self.layer == "embeddings" else f"blocks.{self.layer}.hook_resid_post"
+        return vector_name("layers", -1 if self.layer == "embeddings" else int(self.layer))
 
     def _select(self, heads: np.ndarray | None, layers: np.ndarray | None) -> np.ndarray:
         assert layers is not None

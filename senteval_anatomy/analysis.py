@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .results import Results
+from .vocab import atomic_write
 
 __all__ = ["AnalysisReport", "analyse"]
 
@@ -124,8 +125,6 @@ def analyse(
             curve = topk_curve(encoder, task, str(task_path), res, ks=k_values, rank_task=rank_task,
                                params=params, store=store, pooling=pooling, progress=progress)
             path.parent.mkdir(parents=True, exist_ok=True)
-            from .results import atomic_write
-
             atomic_write(path, lambda p, c=curve: c.to_csv(p, index=False))
             frames.append(curve)
         if frames:

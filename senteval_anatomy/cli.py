@@ -22,6 +22,7 @@ from typing import Any
 
 from ._version import __version__
 from .engine.tasks import PROBING_TASKS as PROBING_DEFAULT
+from .vocab import POOLINGS
 
 DOWNSTREAM_DEFAULT = ("SST5", "TREC", "SICKEntailment", "MRPC")
 
@@ -45,7 +46,7 @@ def _parser(kind: str) -> argparse.ArgumentParser:
                    help="SentEval data folder (holding probing/ and downstream/); default: $SENTEVAL_ANATOMY_DATA, "
                         "then downloaded data, then the embedded demo data")
     p.add_argument("--out", "-o", default=None, help="output folder (default: results/<model>/" + kind + ")")
-    p.add_argument("--pooling", choices=("cls", "last", "mean"), default=None,
+    p.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="token pooling (default: cls for encoders, last for decoders)")
     p.add_argument("--harness", choices=("builtin", "engine", "senteval"), default="builtin",
                    help="builtin: batched probes (fast); engine: one probe at a time through our SE; "
@@ -174,7 +175,8 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
     from .engine import TASK_NAMES
     from .models import UnsupportedModelError, load_encoder
     from .store import FeatureStore
-    from .sweep import _slug, sweep
+    from .sweeping import sweep
+    from .vocab import slug
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in TASK_NAMES]
@@ -205,7 +207,7 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
     if args.head is not None or args.layer is not None:
         return _single(args, encoder, tasks, params, store)
 
-    out = Path(args.out) if args.out else Path("results") / _slug(str(args.model)) / kind
+    out = Path(args.out) if args.out else Path("results") / slug(str(args.model), default="model") / kind
     started = time.time()
     from .engine import DataError
 

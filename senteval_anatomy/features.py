@@ -21,11 +21,9 @@ import numpy as np
 import torch
 
 from .models import Encoder
+from .vocab import POOLINGS, VIEWS, check_pooling, check_views  # re-exported: the one home is vocab
 
 __all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "encode", "iter_encode", "tokenize"]
-
-POOLINGS = ("cls", "last", "mean")
-VIEWS = ("heads", "layers")
 
 
 @dataclass
@@ -52,25 +50,6 @@ class Features:
     def __len__(self) -> int:
         arr = self.heads if self.heads is not None else self.layers
         return 0 if arr is None else int(arr.shape[0])
-
-
-def check_pooling(pooling: str | None, encoder: Encoder) -> str:
-    """Return the pooling to use (the encoder's default when None), or raise naming the valid ones."""
-    if pooling is None:
-        return encoder.default_pooling
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}.")
-    return pooling
-
-
-def check_views(views: Sequence[str] | str) -> tuple[str, ...]:
-    if isinstance(views, str):
-        views = tuple(v.strip() for v in views.split(",") if v.strip())
-    views = tuple(views)
-    bad = [v for v in views if v not in VIEWS]
-    if bad or not views:
-        raise ValueError(f"views={views!r}: each view must be one of {VIEWS}.")
-    return views
 
 
 def _check_sentences(sentences: Sequence[str]) -> list[str]:

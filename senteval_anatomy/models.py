@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .vocab import resolve_device  # re-exported: one device rule for models and probes
+
 __all__ = [
     "ARCHITECTURES",
     "ArchSpec",
@@ -132,21 +134,6 @@ def _get_module(root: torch.nn.Module, path: str) -> torch.nn.Module:
     for part in path.split("."):
         module = module[int(part)] if part.isdigit() else getattr(module, part)  # type: ignore[index]
     return module
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """Turn ``"auto"`` (CUDA, then Apple MPS, then CPU) or an explicit name into a ``torch.device``."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here; use device='cpu' or 'auto'.")
-    return dev
 
 
 def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:

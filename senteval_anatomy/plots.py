@@ -34,7 +34,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from .results import Results, atomic_write
+from .results import Results
+from .selection import choose_k
+from .vocab import atomic_write
 
 __all__ = [
     "heatmap",
@@ -278,9 +280,7 @@ def heatmap(
     metric = results.metric(task)
     cbar = fig.colorbar(im, ax=ax, fraction=0.06, pad=0.02)
     cbar.set_label(_score_label(metric, value))
-    rows = results._task_rows(task)
-    m = results._resolve("model", model, rows)
-    p = results._resolve("pooling", pooling, rows[rows["model"] == m])
+    m, p = results.resolve(task, model=model, pooling=pooling)
     n_missing = int(mat.isna().to_numpy().sum())
     if title is None:
         title = f"{task}: {m}, {p} pooling"
@@ -313,7 +313,7 @@ def heatmap_grid(
     means the same score everywhere (accuracy and Pearson r are never mixed on one scale). ``False`` gives each
     panel its own scale and colour bar, which shows the structure inside low-accuracy tasks (WordContent) better.
     """
-    tasks = list(tasks) if tasks is not None else results._tasks_with("heads")
+    tasks = list(tasks) if tasks is not None else results.tasks_with("heads")
     if not tasks:
         raise ValueError("heatmap_grid needs at least one task with 'heads' rows")
     mats = {
@@ -384,9 +384,7 @@ def heatmap_grid(
         )
         cb.set_label(_score_label(met, value) + note)
     if title is None:
-        rows = results._task_rows(tasks[0])
-        m = results._resolve("model", model, rows)
-        p = results._resolve("pooling", pooling, rows[rows["model"] == m])
+        m, p = results.resolve(tasks[0], model=model, pooling=pooling)
         order = "sorted within layer" if sort else "by head index"
         title = f"{m} ({p} pooling): heads {order}"
         if mark_best:
@@ -420,7 +418,7 @@ def layer_curves(
     The layer chosen on dev is starred. The embeddings output, when present, is plotted at x = -1 ("emb").
     """
     tasks = (
-        list(tasks) if tasks is not None else results._tasks_with("layers") or results._tasks_with("heads")
+        list(tasks) if tasks is not None else results.tasks_with("layers") or results.tasks_with("heads")
     )
     if not tasks:
         raise ValueError("layer_curves needs at least one task")
@@ -434,9 +432,8 @@ def layer_curves(
         ax = axes[i // ncols][i % ncols]
         ax.set_gid(f"panel:{task}")
         metric = results.metric(task)
-        rows = results._task_rows(task)
-        m = results._resolve("model", model, rows)
-        p = results._resolve("pooling", pooling, rows[rows["model"] == m])
+        m, p = results.resolve(task, model=model, pooling=pooling)
+        rows = results.table[results.table["task"] == task]
         has_layers = ((rows["view"] == "layers") & (rows["model"] == m) & (rows["pooling"] == p)).any()
         has_heads = ((rows["view"] == "heads") & (rows["model"] == m) & (rows["pooling"] == p)).any()
         nl, _ = results.shape(model=m) if has_heads else (int(rows["num_layers"].iloc[0]), 0)
@@ -492,9 +489,7 @@ def layer_curves(
         frameon=False,
     )
     if title is None:
-        rows = results._task_rows(tasks[0])
-        m = results._resolve("model", model, rows)
-        p = results._resolve("pooling", pooling, rows[rows["model"] == m])
+        m, p = results.resolve(tasks[0], model=model, pooling=pooling)
         title = f"{m} ({p} pooling): score by layer"
     fig.suptitle(title, fontsize=11)
     return fig
@@ -535,8 +530,6 @@ def topk_plot(
     x axis is logarithmic because the default k sweep is 1..12 then doubling. The k chosen on dev is marked;
     baselines are horizontal lines at their test scores.
     """
-    from .topk import choose_k  # topk imports plots' siblings, not plots: keep the import local
-
     required = {"task", "kind", "k", "devacc", "acc"}
     missing = required - set(curve.columns)
     if missing:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ from typing import Any
 import pandas as pd
 
 from ._version import __version__
-from .results import PROBING_GROUPS, PROBING_TASKS, Results, atomic_write
+from .engine.tasks import PROBING_TASKS
+from .results import Results
+from .vocab import PROBING_GROUPS, atomic_write, slug
 
 __all__ = ["grouped_table", "markdown_table", "paper_table", "probing_table", "task_group", "write_report"]
 
@@ -143,11 +144,6 @@ def markdown_table(df: pd.DataFrame, *, floatfmt: str = ".2f", index: bool = Fal
     return "\n".join(lines)
 
 
-def _slug(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-    return s or "table"
-
-
 def _rel(path: Path, out_dir: Path) -> str:
     """Link target relative to the report, with forward slashes (markdown on every OS)."""
     return Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
@@ -204,7 +200,7 @@ def write_report(
         tdir = out / "tables"
         for caption, table in tables.items():
             if isinstance(table, pd.DataFrame):
-                csv = tdir / f"{_slug(caption)}.csv"
+                csv = tdir / f"{slug(caption, default='table')}.csv"
                 atomic_write(csv, lambda tmp, t=table: t.to_csv(tmp, index=False))
                 df = table
             else:
@@ -230,7 +226,7 @@ def write_report(
     lines += ["---", f"Written by senteval_anatomy {__version__}.", ""]
     target = out / "report.md"
     text = "\n".join(lines)
-    atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(target, text)
     return target
 
 

@@ -1,31 +1,21 @@
-"""Queries over the tidy results table that :func:`senteval_anatomy.sweep.sweep` writes.
+"""Queries over the tidy results table that :func:`senteval_anatomy.sweeping.sweep` writes.
 
 The sweep produces one row per model x task x view x layer x head (see ``docs/architecture.md``). Researchers
 then ask the same handful of questions of that table: *where* does a property live (a layers x heads matrix),
 which heads are best, which layer is best, how does the best head compare with the last / best layer, and where
 do the top heads sit (lower / middle / upper thirds of the network). :class:`Results` answers them.
 
-Selection rule (the paper's main flaw, which we do not repeat)
-----------------------------------------------------------------
-Transformer Anatomy chose heads, layers and k by *test* accuracy, so its "best" numbers are optimistically biased.
-Every selection here (``top_heads``, ``best_layer``, ``best_head``, the top-k ``k``) ranks by the **dev** score
-(``devacc``). Ranking by test exists only to reproduce the paper's tables: pass ``by="acc"`` together with
-``allow_test_selection=True``, and a :class:`TestSelectionWarning` is emitted every time.
-
-Ties are broken towards the lower layer, then the lower head: rounded SentEval scores tie often, and breaking a
-tie with the test score would leak test information into the selection.
+Every selection follows the rules of :mod:`senteval_anatomy.selection` (dev scores; test only when explicitly
+allowed, with a warning; ties to the lower layer / head). The table's schema, validation and files are in
+:mod:`senteval_anatomy.table`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,376 +23,44 @@ import numpy as np
 import pandas as pd
 
 from .engine.tasks import PROBING_TASKS
+from .selection import (
+    BY_CHOICES,
+    HeadPick,
+    LayerPick,
+    TestSelectionWarning,
+    check_selection,
+    choose_k,
+    thirds_of,
+)
+from .table import (
+    COLUMNS,
+    KEY_COLUMNS,
+    ResultsTableError,
+    load_table,
+    read_reference_json,
+    save_table,
+    validate_table,
+    write_reference_json,
+)
+from .vocab import PROBING_GROUPS, vector_name
 
+#: Names documented as importable from here; each has its one home in selection, table or vocab.
 __all__ = [
     "BY_CHOICES",
     "COLUMNS",
-    "PROBING_GROUPS",
-    "PROBING_TASKS",
+    "HeadPick",
     "KEY_COLUMNS",
     "LayerPick",
-    "HeadPick",
+    "PROBING_GROUPS",
+    "PROBING_TASKS",
     "Results",
     "ResultsTableError",
     "TestSelectionWarning",
     "check_selection",
-    "atomic_write",
     "load_table",
-    "picks_to_dict",
-    "synthetic_table",
-    "validate_table",
     "thirds_of",
+    "validate_table",
 ]
-
-#: Every column of the tidy table, in the order the sweep writes them.
-COLUMNS: tuple[str, ...] = (
-    "model",
-    "fingerprint",
-    "task",
-    "view",
-    "layer",
-    "head",
-    "name",
-    "pooling",
-    "metric",
-    "devacc",
-    "acc",
-    "ndev",
-    "ntest",
-    "f1",
-    "harness",
-    "usepytorch",
-    "classifier",
-    "kfold",
-    "seed",
-    "num_layers",
-    "num_heads",
-    "package_version",
-)
-
-#: Columns without which no query can be answered; the rest are provenance and are filled with NA when absent.
-ESSENTIAL_COLUMNS: tuple[str, ...] = (
-    "model",
-    "task",
-    "view",
-    "layer",
-    "head",
-    "pooling",
-    "metric",
-    "devacc",
-    "acc",
-)
-
-#: A row is identified by these columns; two rows with the same key are an error (an appended re-run).
-KEY_COLUMNS: tuple[str, ...] = ("model", "task", "view", "pooling", "layer", "head")
-
-VIEWS = ("heads", "layers")
-POOLINGS = ("cls", "last", "mean")
-METRICS = ("acc", "pearson")
-BY_CHOICES = ("devacc", "acc")
-
-#: The reference notebooks' grouping of probing tasks (paper-reference section 5).
-PROBING_GROUPS: dict[str, tuple[str, ...]] = {
-    "surface": ("Length", "WordContent"),
-    "syntactic": ("Depth", "TopConstituents", "BigramShift"),
-    "semantic": ("Tense", "SubjNumber", "ObjNumber", "OddManOut", "CoordinationInversion"),
-}
-
-
-class ResultsTableError(ValueError):
-    """The results table is malformed (missing columns, bad values, duplicate rows)."""
-
-
-class TestSelectionWarning(UserWarning):
-    """Heads, layers or k were selected with the *test* score, as the paper did; the numbers are biased."""
-
-    __test__ = False  # not a pytest test class despite the name
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Loading and validation
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _where(source: str | os.PathLike[str] | None) -> str:
-    return f" in {os.fspath(source)}" if source is not None else ""
-
-
-def _rows_hint(df: pd.DataFrame, mask: pd.Series, source: str | os.PathLike[str] | None) -> str:
-    """Name the offending rows: CSV line numbers for CSV files, table positions otherwise."""
-    positions = np.flatnonzero(mask.to_numpy())[:5]
-    if source is not None and os.fspath(source).lower().endswith(".csv"):
-        return "lines " + ", ".join(str(p + 2) for p in positions)  # +1 header, +1 one-based
-    return "rows " + ", ".join(str(p) for p in positions)
-
-
-def validate_table(df: pd.DataFrame, *, source: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Check a tidy results table and return a cleaned copy with canonical dtypes and column order.
-
-    Why: the table is often assembled by hand (concatenating sweeps, reading a CSV someone edited), and a
-    missing column or a duplicated row otherwise surfaces much later as a confusing KeyError or as a silently
-    wrong "best head". Errors name the file, the rows (CSV line numbers) and the fix.
-
-    Parameters
-    ----------
-    df : pandas.DataFrame
-        The table as loaded.
-    source : path, optional
-        Where it came from; only used in error messages.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy with all of :data:`COLUMNS` (provenance columns that were absent are filled with NA), ints for
-        ``layer``/``head``/``num_layers``/``num_heads`` and floats for the scores.
-
-    Raises
-    ------
-    ResultsTableError
-        On missing essential columns, unknown ``view``/``pooling``/``metric`` values, non-numeric layer/head or
-        scores, head/view inconsistencies, or duplicate (model, task, view, pooling, layer, head) rows.
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"validate_table expects a pandas.DataFrame, got {type(df).__name__}")
-    where = _where(source)
-    missing = [c for c in ESSENTIAL_COLUMNS if c not in df.columns]
-    if missing:
-        raise ResultsTableError(
-            f"results table{where} is missing column(s) {', '.join(missing)}; "
-            f"it has {', '.join(map(str, df.columns)) or 'no columns'}. "
-            f"The sweep writes these columns: {', '.join(COLUMNS)}."
-        )
-    out = df.copy().reset_index(drop=True)
-    for col in COLUMNS:
-        if col not in out.columns:
-            out[col] = pd.NA
-    extra = [c for c in out.columns if c not in COLUMNS]
-    out = out[list(COLUMNS) + extra]
-
-    for col in ("model", "task", "view", "pooling", "metric"):
-        bad = out[col].isna()
-        if bad.any():
-            raise ResultsTableError(
-                f"column {col!r}{where} is empty at {_rows_hint(out, bad, source)}; every row needs a {col}."
-            )
-        out[col] = out[col].astype(str)
-    for col, allowed in (("view", VIEWS), ("pooling", POOLINGS), ("metric", METRICS)):
-        bad = ~out[col].isin(allowed)
-        if bad.any():
-            values = sorted(set(out.loc[bad, col]))
-            raise ResultsTableError(
-                f"column {col!r}{where} has unknown value(s) {values} at {_rows_hint(out, bad, source)}; "
-                f"allowed: {', '.join(allowed)}."
-            )
-
-    for col in ("layer", "head"):
-        num = pd.to_numeric(out[col], errors="coerce")
-        bad = num.isna() | (num != np.floor(num))
-        if bad.any():
-            raise ResultsTableError(
-                f"column {col!r}{where} must hold integers; got {list(out.loc[bad, col][:3])} at "
-                f"{_rows_hint(out, bad, source)}."
-            )
-        out[col] = num.astype("int64")
-    for col in ("num_layers", "num_heads", "ndev", "ntest", "kfold", "seed"):
-        out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
-    for col in ("devacc", "acc", "f1"):
-        num = pd.to_numeric(out[col], errors="coerce")
-        bad = num.isna() & out[col].notna()
-        if bad.any():
-            raise ResultsTableError(
-                f"column {col!r}{where} must be numeric (NaN marks a missing cell); got "
-                f"{list(out.loc[bad, col][:3])} at {_rows_hint(out, bad, source)}."
-            )
-        out[col] = num.astype("float64")
-
-    heads = out["view"] == "heads"
-    bad = heads & ((out["head"] < 0) | (out["layer"] < 0))
-    if bad.any():
-        raise ResultsTableError(
-            f"'heads' rows{where} need layer >= 0 and head >= 0 ({_rows_hint(out, bad, source)})."
-        )
-    bad = ~heads & ((out["head"] != -1) | (out["layer"] < -1))
-    if bad.any():
-        raise ResultsTableError(
-            f"'layers' rows{where} need head == -1 and layer >= -1 (-1 = embeddings) "
-            f"({_rows_hint(out, bad, source)})."
-        )
-
-    dup = out.duplicated(list(KEY_COLUMNS), keep=False)
-    if dup.any():
-        first = out.loc[dup, list(KEY_COLUMNS)].iloc[0].to_dict()
-        raise ResultsTableError(
-            f"results table{where} has {int(dup.sum())} rows sharing a (model, task, view, pooling, layer, "
-            f"head) key, e.g. {first} at {_rows_hint(out, dup, source)}. This happens when a re-run was appended "
-            "to an old table; keep one of them, e.g. df.drop_duplicates(list(KEY_COLUMNS), keep='last'), "
-            "or give the runs different model names."
-        )
-
-    _fill_shapes(out, source)
-    out["name"] = [
-        n if isinstance(n, str) and n else _vector_name(v, la, h)
-        for n, v, la, h in zip(out["name"], out["view"], out["layer"], out["head"], strict=True)
-    ]
-    return out
-
-
-def _vector_name(view: str, layer: int, head: int) -> str:
-    """The shared vector name (architecture.md): ``blocks.{l}.attn.head.{h}`` etc."""
-    if view == "heads":
-        return f"blocks.{layer}.attn.head.{head}"
-    return "embeddings" if layer == -1 else f"blocks.{layer}.hook_resid_post"
-
-
-def _fill_shapes(out: pd.DataFrame, source: str | os.PathLike[str] | None) -> None:
-    """Fill / check ``num_layers`` and ``num_heads`` per model, so matrices keep cells that were never run."""
-    for model, idx in out.groupby("model").groups.items():
-        sub = out.loc[idx]
-        for col, inferred in (
-            ("num_layers", int(sub["layer"].max()) + 1),
-            (
-                "num_heads",
-                int(sub.loc[sub["view"] == "heads", "head"].max()) + 1
-                if (sub["view"] == "heads").any()
-                else pd.NA,
-            ),
-        ):
-            known = sub[col].dropna().unique()
-            if len(known) > 1:
-                raise ResultsTableError(
-                    f"model {model!r}{_where(source)} has several {col} values {sorted(int(v) for v in known)}; "
-                    "one model name must denote one architecture."
-                )
-            value = int(known[0]) if len(known) else inferred
-            if len(known) and inferred is not pd.NA and inferred > value:
-                raise ResultsTableError(
-                    f"model {model!r}{_where(source)} has {col}={value} but rows index up to {inferred - 1}."
-                )
-            out.loc[idx, col] = value
-
-
-def _sweep_table_in(p: Path) -> Path:
-    """A sweep's output folder stands for the table in it (parquet preferred: exact dtypes)."""
-    if p.is_dir():
-        for name in ("results.parquet", "results.csv"):
-            if (p / name).is_file():
-                return p / name
-    return p
-
-
-def load_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a results table from CSV or parquet (by extension) and validate it.
-
-    A directory, or a ``.json`` file, is read as the reference's per-task JSON layout
-    (see :meth:`Results.from_reference_json`).
-    """
-    p = _sweep_table_in(Path(path))
-    if not p.exists():
-        raise FileNotFoundError(f"results table {p} does not exist")
-    if p.is_dir() or p.suffix.lower() == ".json":
-        return Results.from_reference_json(p).table
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
-        df = pd.read_csv(p)
-    elif suffix in (".parquet", ".pq"):
-        df = pd.read_parquet(p)
-    else:
-        raise ValueError(
-            f"cannot tell the format of {p}: use a .csv, .parquet or .json file, or a directory of JSONs"
-        )
-    return validate_table(df, source=p)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write via a temporary file in the same directory and ``os.replace`` it (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp creates 0600 files; give the user's normal permissions (0666 minus umask) like open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Selection helpers
-# --------------------------------------------------------------------------------------------------------------
-
-
-def check_selection(
-    by: str, allow_test_selection: bool, *, what: str = "selection", stacklevel: int = 3
-) -> None:
-    """Refuse test-score selection unless explicitly allowed, and warn when it is.
-
-    Why: selecting on test and then reporting test is how the paper's tables came out optimistic. We make the
-    biased path possible (to reproduce them) but never silent.
-    """
-    if by not in BY_CHOICES:
-        raise ValueError(f"by={by!r} is not a score column; use 'devacc' (default) or 'acc'")
-    if by == "acc":
-        if not allow_test_selection:
-            raise ValueError(
-                f"{what} by='acc' ranks on the TEST score, which biases every number reported afterwards. "
-                "Use by='devacc' (the default); to reproduce the paper's test-selected tables pass "
-                "allow_test_selection=True as well."
-            )
-        warnings.warn(
-            f"{what} uses TEST scores (by='acc'), as the reference paper did; the resulting numbers are "
-            "optimistically biased and must not be reported as held-out results.",
-            TestSelectionWarning,
-            stacklevel=stacklevel,
-        )
-
-
-def thirds_of(num_layers: int) -> list[tuple[str, range]]:
-    """Split ``range(num_layers)`` into lower / middle / upper thirds (sizes differ by at most one).
-
-    For 12 layers this is 0-3 / 4-7 / 8-11, the split used in the paper's analysis.
-    """
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-    parts = np.array_split(np.arange(num_layers), 3)
-    return [
-        (name, range(int(p[0]), int(p[-1]) + 1) if len(p) else range(0))
-        for name, p in zip(("lower", "middle", "upper"), parts, strict=True)
-    ]
-
-
-@dataclass(frozen=True)
-class LayerPick:
-    """A selected layer: ``layer`` is the block index (-1 = embeddings) and its dev / test scores."""
-
-    task: str
-    layer: int
-    name: str
-    devacc: float
-    acc: float
-    by: str
-
-
-@dataclass(frozen=True)
-class HeadPick:
-    """A selected head with its dev / test scores."""
-
-    task: str
-    layer: int
-    head: int
-    name: str
-    devacc: float
-    acc: float
-    by: str
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------------------------
 
 
 class Results:
@@ -436,11 +94,7 @@ class Results:
     @classmethod
     def load(cls, path: str | os.PathLike[str], **kwargs: Any) -> Results:
         """Load a CSV / parquet table, a sweep's output folder, or a folder / file in the reference's JSON layout."""
-        p = _sweep_table_in(Path(path))
-        if p.is_dir() or p.suffix.lower() == ".json":
-            res = cls.from_reference_json(p)
-            return cls(res.table, **kwargs)
-        return cls(load_table(p), **kwargs)
+        return cls(load_table(path), **kwargs)
 
     @classmethod
     def concat(cls, parts: Iterable[Results | pd.DataFrame], **kwargs: Any) -> Results:
@@ -452,61 +106,14 @@ class Results:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the table as CSV or parquet (chosen by extension), atomically."""
-        p = Path(path)
-        suffix = p.suffix.lower()
-        if suffix == ".csv":
-            atomic_write(p, lambda tmp: self.table.to_csv(tmp, index=False))
-        elif suffix in (".parquet", ".pq"):
-            atomic_write(p, lambda tmp: self.table.to_parquet(tmp, index=False))
-        else:
-            raise ValueError(f"cannot save to {p}: use a .csv or .parquet extension")
-        return p
+        return save_table(self.table, path)
 
     def to_reference_json(
         self, out_dir: str | os.PathLike[str], *, pooling: str | None = None, include_embeddings: bool = False
     ) -> list[Path]:
-        """Export in the reference's layout: ``{model}_{task}.json`` keyed ``"{layer}_{head}_{location}"``.
-
-        ``location`` is ``head`` for head rows and ``fc`` (head = -1) for layer rows, as in Transformer_Anatomy's
-        result files, so people can diff our numbers against theirs. Each value holds ``devacc``/``acc`` (plus
-        ``devpearson``/``pearson`` for relatedness tasks and ``f1`` for MRPC). The reference never stored the
-        embeddings layer; it is left out unless ``include_embeddings`` (then under ``"-1_-1_fc"``). Missing cells
-        are left out. A file holds one pooling: pass ``pooling`` when the table has several.
-        """
-        out = Path(out_dir)
-        df = self.table
-        poolings = sorted(set(df["pooling"]))
-        pooling = pooling or self.pooling
-        if pooling is None and len(poolings) > 1:
-            raise ValueError(
-                f"the table holds poolings {poolings}; pass pooling= to choose the one to export"
-            )
-        if pooling is not None:
-            df = df[df["pooling"] == pooling]
-        if not include_embeddings:
-            df = df[~((df["view"] == "layers") & (df["layer"] == -1))]
-        written: list[Path] = []
-        for (model, task), sub in df.groupby(["model", "task"], sort=True):
-            payload: dict[str, dict[str, Any]] = {}
-            for row in sub.sort_values(["view", "layer", "head"]).itertuples(index=False):
-                if math.isnan(row.devacc) and math.isnan(row.acc):
-                    continue
-                loc = "head" if row.view == "heads" else "fc"
-                entry: dict[str, Any] = {"devacc": _json_float(row.devacc), "acc": _json_float(row.acc)}
-                if row.metric == "pearson":
-                    entry.update(devpearson=entry["devacc"], pearson=entry["acc"])
-                if not pd.isna(row.f1):
-                    entry["f1"] = float(row.f1)
-                for col in ("ndev", "ntest"):
-                    if not pd.isna(getattr(row, col)):
-                        entry[col] = int(getattr(row, col))
-                payload[f"{row.layer}_{row.head}_{loc}"] = entry
-            safe_model = re.sub(r"[\\/:]+", "_", str(model))
-            path = out / f"{safe_model}_{task}.json"
-            text = json.dumps(payload, indent=2, sort_keys=False) + "\n"
-            atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
-            written.append(path)
-        return written
+        """Export in the reference's layout (see :func:`senteval_anatomy.table.write_reference_json`)."""
+        return write_reference_json(self.table, out_dir, pooling=pooling or self.pooling,
+                                    include_embeddings=include_embeddings)
 
     @classmethod
     def from_reference_json(
@@ -516,74 +123,8 @@ class Results:
         pooling: str = "cls",
         metric: Mapping[str, str] | None = None,
     ) -> Results:
-        """Read result files in the reference's layout (``{model}_{task}.json``) into a tidy table.
-
-        Why: to put Transformer_Anatomy's published numbers next to ours with the same queries and plots.
-        ``path`` is a file, a directory (all ``*.json`` in it) or a list of files. Keys that are not
-        ``"{layer}_{head}_{head|fc}"`` (e.g. top-k files keyed ``"{k}_{location}"``) are skipped. The reference's
-        files do not say which pooling was used; ``pooling`` labels the rows (``cls`` for BERT-like models, the
-        reference's GPT position is closest to ``last``). Relatedness tasks are detected from
-        ``devpearson``/``pearson`` keys; ``metric`` can force a task's metric.
-        """
-        if isinstance(path, (str, os.PathLike)):
-            p = Path(path)
-            files = sorted(p.glob("*.json")) if p.is_dir() else [p]
-        else:
-            files = [Path(x) for x in path]
-        if not files:
-            raise FileNotFoundError(f"no *.json result files found at {path}")
-        rows: list[dict[str, Any]] = []
-        key_re = re.compile(r"^(-?\d+)_(-?\d+)_(head|fc)$")
-        for f in files:
-            stem = f.stem
-            if "_" not in stem:
-                raise ResultsTableError(f"{f}: file name must be '{{model}}_{{task}}.json'")
-            model, task = stem.rsplit("_", 1)
-            try:
-                data = json.loads(f.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise ResultsTableError(f"{f}: not valid JSON (line {err.lineno}): {err.msg}") from err
-            if not isinstance(data, dict):
-                raise ResultsTableError(
-                    f"{f}: expected a JSON object keyed '{{layer}}_{{head}}_{{location}}'"
-                )
-            for key, val in data.items():
-                m = key_re.match(key)
-                if not m or not isinstance(val, dict):
-                    continue
-                layer, head, loc = int(m.group(1)), int(m.group(2)), m.group(3)
-                is_pearson = "pearson" in val and "acc" not in val
-                met = (metric or {}).get(task, "pearson" if ("devpearson" in val or is_pearson) else "acc")
-                dev = val.get("devacc", val.get("devpearson"))
-                test = val.get("acc", val.get("pearson"))
-                if met == "pearson":
-                    dev = val.get("devpearson", dev)
-                    test = val.get("pearson", test)
-                view = "heads" if loc == "head" else "layers"
-                rows.append(
-                    {
-                        "model": model,
-                        "fingerprint": f"reference:{f.name}",
-                        "task": task,
-                        "view": view,
-                        "layer": layer,
-                        "head": head if view == "heads" else -1,
-                        "name": None,
-                        "pooling": pooling,
-                        "metric": met,
-                        "devacc": _as_float(dev),
-                        "acc": _as_float(test),
-                        "ndev": val.get("ndev"),
-                        "ntest": val.get("ntest"),
-                        "f1": _as_float(val.get("f1")),
-                        "harness": "senteval",
-                    }
-                )
-        if not rows:
-            raise ResultsTableError(
-                f"no '{{layer}}_{{head}}_{{head|fc}}' entries found in {len(files)} file(s) at {path}"
-            )
-        return cls(pd.DataFrame(rows))
+        """Read result files in the reference's layout (see :func:`senteval_anatomy.table.read_reference_json`)."""
+        return cls(read_reference_json(path, pooling=pooling, metric=metric))
 
     # ---------------------------------------------------------------- basic facts
 
@@ -656,6 +197,14 @@ class Results:
             raise ValueError(f"{col}={value!r} has no rows here; available: {present}")
         return value
 
+    def resolve(self, task: str, *, model: str | None = None, pooling: str | None = None) -> tuple[str, str]:
+        """The ``(model, pooling)`` a query on ``task`` uses: the arguments, else the defaults given to
+        :class:`Results`, else the only one present; a ``ValueError`` lists the choices when that is ambiguous."""
+        rows = self._task_rows(task)
+        m = self._resolve("model", model, rows)
+        p = self._resolve("pooling", pooling, rows[rows["model"] == m])
+        return m, p
+
     def _task_rows(self, task: str) -> pd.DataFrame:
         df = self.table[self.table["task"] == task]
         if df.empty:
@@ -721,7 +270,7 @@ class Results:
         nl = int(self.table.loc[self.table["model"] == model, "num_layers"].iloc[0])
         layers = list(range(-1 if include_embeddings else 0, nl))
         out = df.set_index("layer")[["name", "devacc", "acc"]].reindex(layers)
-        out["name"] = [_vector_name("layers", la, -1) for la in layers]
+        out["name"] = [vector_name("layers", la, -1) for la in layers]
         out.index.name = "layer"
         return out
 
@@ -872,7 +421,7 @@ class Results:
         rows = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TestSelectionWarning)
-            for task in tasks or self._tasks_with("heads"):
+            for task in tasks or self.tasks_with("heads"):
                 th = self.thirds(task, k, by, model=model, pooling=pooling, allow_test_selection=True)
                 mat = self.matrix(task, value=by, model=model, pooling=pooling)
                 means = mat.mean(axis=1)
@@ -890,7 +439,8 @@ class Results:
                 )
         return pd.DataFrame(rows)
 
-    def _tasks_with(self, view: str) -> list[str]:
+    def tasks_with(self, view: str) -> list[str]:
+        """Tasks that have rows of ``view`` (``heads`` or ``layers``), in :attr:`tasks` order."""
         present = set(self.table.loc[self.table["view"] == view, "task"])
         return [t for t in self.tasks if t in present]
 
@@ -915,8 +465,7 @@ class Results:
         for task in tasks or self.tasks:
             row: dict[str, Any] = {"task": task, "metric": self.metric(task)}
             df = self._task_rows(task)
-            m = self._resolve("model", model, df)
-            p = self._resolve("pooling", pooling, df[df["model"] == m])
+            m, p = self.resolve(task, model=model, pooling=pooling)
             row.update(model=m, pooling=p)
             has_layers = ((df["view"] == "layers") & (df["model"] == m) & (df["pooling"] == p)).any()
             has_heads = ((df["view"] == "heads") & (df["model"] == m) & (df["pooling"] == p)).any()
@@ -939,8 +488,6 @@ class Results:
                 st = self.head_stats(task, model=m, pooling=p)
                 row.update(mean_head_test=st["mean"], median_head_test=st["median"], heads_scored=st["n"])
             if topk is not None:
-                from .topk import choose_k  # local import: topk imports this module
-
                 sub = topk[topk["task"] == task]
                 if "model" in sub.columns and sub["model"].notna().any():
                     sub = sub[sub["model"] == m]
@@ -1058,105 +605,3 @@ class Results:
             "package_version",
         ]
         return self.table[cols].astype("string").drop_duplicates().reset_index(drop=True)
-
-
-def _json_float(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
-def _as_float(x: Any) -> float:
-    if x is None:
-        return math.nan
-    if isinstance(x, (list, tuple)) and x:  # scipy result objects serialised as [stat, pvalue]
-        x = x[0]
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def synthetic_table(
-    num_layers: int = 12,
-    num_heads: int = 12,
-    tasks: Sequence[str] = ("Length", "Tense"),
-    *,
-    model: str = "synthetic",
-    pooling: str = "cls",
-    seed: int = 0,
-    missing: float = 0.0,
-    metric: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """A random table in the sweep's format, for previewing figures and testing code -- never a result.
-
-    Each task gets a peak layer; head scores fall off with distance from it plus noise, so heatmaps and curves
-    have the structure real sweeps show. ``missing`` is the fraction of cells dropped (an interrupted sweep).
-    Relatedness-like tasks (``metric={"STSBenchmark": "pearson"}``) get scores in [-1, 1].
-    """
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, Any]] = []
-    for ti, task in enumerate(tasks):
-        met = (metric or {}).get(task, "acc")
-        peak = rng.uniform(0, num_layers - 1)
-        lo, hi = (20.0 + 10 * (ti % 3), 90.0 - 5 * (ti % 4)) if met == "acc" else (0.05, 0.7)
-
-        def score(
-            layer: float, spread: float, lo: float = lo, hi: float = hi, peak: float = peak, met: str = met
-        ) -> float:
-            base = math.exp(-(((layer - peak) / max(num_layers / 3, 1.0)) ** 2))
-            return float(np.clip(lo + (hi - lo) * base * spread, -1 if met == "pearson" else 0, 100))
-
-        for layer in range(num_layers):
-            for head in range(num_heads):
-                spread = float(rng.beta(2, 2))
-                dev = score(layer, spread)
-                test = dev + float(rng.normal(0, 0.01 * (hi - lo)))
-                rows.append(
-                    dict(
-                        view="heads",
-                        layer=layer,
-                        head=head,
-                        devacc=round(dev, 4),
-                        acc=round(test, 4),
-                        task=task,
-                        metric=met,
-                    )
-                )
-        for layer in range(-1, num_layers):
-            dev = score(max(layer, 0), 1.0) if layer >= 0 else lo + 0.3 * (hi - lo)
-            rows.append(
-                dict(
-                    view="layers",
-                    layer=layer,
-                    head=-1,
-                    devacc=round(dev, 4),
-                    acc=round(dev + float(rng.normal(0, 0.01 * (hi - lo))), 4),
-                    task=task,
-                    metric=met,
-                )
-            )
-    df = pd.DataFrame(rows)
-    if missing > 0:
-        df = df[rng.random(len(df)) >= missing]
-    df = df.assign(
-        model=model,
-        fingerprint=f"synthetic-{seed}",
-        pooling=pooling,
-        name=None,
-        ndev=100,
-        ntest=100,
-        f1=np.nan,
-        harness="builtin",
-        usepytorch=False,
-        classifier=json.dumps({"nhid": 0}),
-        kfold=5,
-        seed=seed,
-        num_layers=num_layers,
-        num_heads=num_heads,
-        package_version="synthetic",
-    )
-    return validate_table(df)
-
-
-def picks_to_dict(pick: LayerPick | HeadPick) -> dict[str, Any]:
-    """A pick as a plain dict (for JSON / tables)."""
-    return asdict(pick)

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .vocab import CACHE_ENV_VAR, VIEWS, atomic_write, check_pooling, check_views, default_cache_dir
 
 __all__ = [
     "CacheCorruptionWarning",
@@ -71,9 +72,8 @@ __all__ = [
 #: are simply never matched again (and can be removed with ``clear``).
 FORMAT_VERSION = 1
 
-ENV_VAR = "SENTEVAL_ANATOMY_CACHE"
+ENV_VAR = CACHE_ENV_VAR
 DTYPES = ("float32", "float16")
-VIEWS = ("heads", "layers")
 VERIFY_MODES = ("quick", "full", "none")
 
 _MANIFEST = "manifest.json"
@@ -92,17 +92,6 @@ class CacheCorruptionWarning(UserWarning):
 
 class _CorruptEntry(Exception):
     """Internal: raised by entry validation; the message says what is wrong with which file."""
-
-
-def default_cache_dir() -> Path:
-    """Return the cache root: ``$SENTEVAL_ANATOMY_CACHE`` if set, else ``~/.cache/senteval_anatomy``.
-
-    Features live under ``<root>/features`` so that other caches of the package can share the root.
-    """
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "senteval_anatomy"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -151,11 +140,7 @@ def _fsync_path(path: Path) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    data = json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    atomic_write(path, json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True))
 
 
 def _remove_tree(path: Path) -> int:
@@ -336,17 +321,6 @@ def _views_tag(views: Sequence[str]) -> str:
     return "+".join(v for v in VIEWS if v in views)
 
 
-def _normalize_views(views: Sequence[str] | str) -> tuple[str, ...]:
-    if isinstance(views, str):
-        views = (views,)
-    bad = [v for v in views if v not in VIEWS]
-    if bad or not views:
-        raise ValueError(
-            f"views={tuple(views)!r}: each view must be one of {VIEWS} (and at least one is needed)"
-        )
-    return tuple(v for v in VIEWS if v in views)
-
-
 class FeatureStore:
     """Compute-once, memory-map-ever-after store of pooled head/layer features.
 
@@ -421,12 +395,10 @@ class FeatureStore:
         superset), or computed by streaming ``iter_encode`` batches to disk. ``pooling`` / ``max_length`` default to
         the encoder's. ``batch_size`` and ``progress`` only affect how a miss is computed, not the key.
         """
-        want = _normalize_views(views)
+        want = check_views(views)
         uniq = _unique_sentences(sentences)
         sentences_blob = json.dumps(uniq, ensure_ascii=False).encode("utf-8")
         sentence_sha = hashlib.sha256(sentences_blob).hexdigest()
-        from .features import check_pooling  # lazy: the list/clear command must not import torch
-
         pooling = check_pooling(pooling, encoder)
         # Same rule as features.tokenize: the encoder's limit caps any request, so a larger request shares the key.
         max_length = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)

@@ -12,7 +12,7 @@ What we do differently from the paper (see the project's paper reference, sectio
 * the "best layer" baseline is the layer with the best **dev** score (the paper took the max of test).
 
 Ranking or choosing on test is still possible, to reproduce the paper's tables, with ``by="acc"`` plus
-``allow_test_selection=True``; it warns (:class:`~senteval_anatomy.results.TestSelectionWarning`).
+``allow_test_selection=True``; it warns (:class:`~senteval_anatomy.selection.TestSelectionWarning`).
 
 Every representation of one call (each k and each baseline) is evaluated with the same ``params``, so the curve
 and its baselines are comparable with each other. Encoding happens once per pooling through the feature store;
@@ -31,11 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .results import Results, TestSelectionWarning, check_selection
+from .results import Results
+from .selection import (  # choose_k re-exported: its home is selection
+    TestSelectionWarning,
+    check_selection,
+    choose_k,
+)
+from .vocab import NO_DEV_TASKS, check_pooling, main_scores, preset_params
 
 __all__ = [
     "CURVE_COLUMNS",
-    "PAPER_CLASSIFIER",
     "choose_k",
     "default_ks",
     "default_params",
@@ -64,19 +69,6 @@ CURVE_COLUMNS: tuple[str, ...] = (
     "selected",
     "seconds",
 )
-
-#: The probe settings of Transformer Anatomy (logistic regression, RMSprop; paper-reference section 3).
-PAPER_CLASSIFIER: dict[str, Any] = {
-    "nhid": 0,
-    "optim": "rmsprop",
-    "batch_size": 256,
-    "tenacity": 3,
-    "epoch_size": 2,
-}
-
-#: Tasks whose result has no dev score (unsupervised cosine similarity): k cannot be chosen on dev for them.
-_NO_DEV_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16")
-
 
 def default_ks(n_heads_total: int, *, dense_upto: int = 12) -> list[int]:
     """The k sweep: 1..``dense_upto`` one by one, then doubling, then all heads.
@@ -112,14 +104,7 @@ def default_params(task_path: str, results: Results | None = None, **overrides: 
     numbers are comparable with the single-head numbers they were ranked by); otherwise the paper's settings
     (kfold 5, seed 123, logistic regression with RMSprop). ``overrides`` win over both.
     """
-    params: dict[str, Any] = {
-        "task_path": str(task_path),
-        "usepytorch": True,
-        "kfold": 5,
-        "seed": 123,
-        "batch_size": 128,
-        "classifier": dict(PAPER_CLASSIFIER),
-    }
+    params = preset_params("paper", task_path=str(task_path))
     if results is not None:
         t = results.table
         for col in ("usepytorch", "kfold", "seed", "classifier"):
@@ -156,61 +141,6 @@ def rank_heads(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TestSelectionWarning)
         return results.top_head_ids(task, None, by, model=model, pooling=pooling, allow_test_selection=True)
-
-
-def choose_k(curve: pd.DataFrame, *, by: str = "devacc", allow_test_selection: bool = False) -> pd.Series:
-    """The top-k row with the best ``by`` score (dev by default); ties go to the smaller k.
-
-    Why smaller k on ties: the cheaper representation, and a rule that does not look at test scores.
-    """
-    check_selection(by, allow_test_selection, what="choose_k")
-    if "kind" not in curve.columns:
-        raise ValueError("choose_k: the frame has no 'kind' column; pass topk_curve()'s output")
-    top = curve[(curve["kind"] == "topk") & curve[by].notna()]
-    if "task" in top.columns and top["task"].nunique() > 1:
-        raise ValueError(
-            f"choose_k: the frame holds several tasks {sorted(top['task'].unique())}; select one"
-        )
-    if top.empty:
-        raise ValueError(
-            f"choose_k: no top-k row has a {by!r} score (tasks without a dev split, such as STS12-16, cannot "
-            "have k chosen on dev)"
-        )
-    top = top.sort_values([by, "k"], ascending=[False, True], kind="mergesort")
-    return top.iloc[0]
-
-
-def _scores(result: Mapping[str, Any], task: str) -> dict[str, Any]:
-    """Main dev / test score of a SentEval result dict (accuracy in %, or Pearson r for relatedness / STS)."""
-    if "devacc" in result and "acc" in result:
-        return {
-            "metric": "acc",
-            "devacc": float(result["devacc"]),
-            "acc": float(result["acc"]),
-            "ndev": result.get("ndev"),
-            "ntest": result.get("ntest"),
-            "f1": float(result["f1"]) if result.get("f1") is not None else math.nan,
-        }
-    if "pearson" in result:
-        dev = result.get("devpearson")
-        return {
-            "metric": "pearson",
-            "devacc": float(dev) if dev is not None else math.nan,
-            "acc": float(np.asarray(result["pearson"]).ravel()[0]),
-            "ndev": result.get("ndev"),
-            "ntest": result.get("ntest"),
-            "f1": math.nan,
-        }
-    if "all" in result:  # STS12-16: unsupervised, no dev
-        return {
-            "metric": "pearson",
-            "devacc": math.nan,
-            "acc": float(result["all"]["pearson"]["mean"]),
-            "ndev": None,
-            "ntest": None,
-            "f1": math.nan,
-        }
-    raise ValueError(f"cannot read a score from the {task} result (keys: {sorted(result)})")
 
 
 def _resolve_model(results: Results, encoder: Any, model: str | None) -> str:
@@ -302,7 +232,6 @@ def topk_curve(
 
     from .adapters import HeadsAdapter, LayerAdapter
     from .engine import SE
-    from .features import check_pooling
 
     check_selection(by, allow_test_selection, what="topk_curve head ranking")
     rank_task = rank_task or task
@@ -341,7 +270,7 @@ def topk_curve(
 
     run_params = dict(params) if params is not None else default_params(task_path, results)
     run_params["task_path"] = str(run_params.get("task_path") or task_path)
-    if task in _NO_DEV_TASKS:
+    if task in NO_DEV_TASKS:
         warnings.warn(f"{task} has no dev split: k cannot be chosen on dev for it", stacklevel=2)
 
     # Best layer of T, chosen on dev: from the table if it has T's layer rows, else by evaluating every layer.
@@ -378,7 +307,7 @@ def topk_curve(
         bar.set_postfix_str(f"{kind} k={k}" if k is not None else f"{kind} layer={layer}")
         start = time.perf_counter()
         result = SE(dict(run_params), adapter.batcher, adapter.prepare).eval(task)
-        sc = _scores(result, task)
+        sc = main_scores(result)._asdict()
         row = {
             "model": model_name,
             "task": task,

@@ -132,6 +132,7 @@ def test_real_data_is_complete_and_identical_to_senteval_files():
 
 def test_resolution_order(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SENTEVAL_ANATOMY_CACHE", raising=False)  # the cache root (vocab.default_cache_dir) follows XDG
     monkeypatch.delenv(ENV_VAR, raising=False)
     path, where = resolve_task_path(None)
     assert path == DEFAULT and "embedded synthetic demo data" in where and "download" in where
@@ -169,6 +170,7 @@ def test_default_is_generated_into_the_cache_when_the_repo_copy_is_absent(tmp_pa
     """An installed package has no data/default: the same generator fills ~/.cache, once, atomically."""
     monkeypatch.setattr(data_pkg, "_repo_default", lambda: tmp_path / "no-checkout")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SENTEVAL_ANATOMY_CACHE", raising=False)  # the cache root (vocab.default_cache_dir) follows XDG
     monkeypatch.setattr(grammar, "PROBING_SIZES", {"tr": 30, "va": 6, "te": 6})
     monkeypatch.setattr(
         grammar, "DOWNSTREAM_SIZES", {k: {s: 12 for s in v} for k, v in grammar.DOWNSTREAM_SIZES.items()}

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from matplotlib.image import AxesImage
 from PIL import Image
+from synthetic import synthetic_table
 
 from senteval_anatomy.plots import heatmap, heatmap_grid, layer_curves, panel_axes, save_figure, topk_plot
 from senteval_anatomy.report import grouped_table, markdown_table, paper_table, probing_table, write_report
-from senteval_anatomy.results import Results, synthetic_table
+from senteval_anatomy.results import Results
 
 TASKS = ["Length", "WordContent", "Tense"]
 

@@ -28,7 +28,7 @@ from senteval_anatomy.backends.ray_backend import (
     unit_resources,
 )
 from senteval_anatomy.store import FeatureStore
-from senteval_anatomy.sweep import sweep
+from senteval_anatomy.sweeping import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ["Tense", "TREC"]
@@ -45,7 +45,7 @@ def _env() -> dict[str, str]:
 
 
 def test_importing_the_package_never_imports_ray():
-    code = ("import sys, senteval_anatomy, senteval_anatomy.sweep, senteval_anatomy.cli, senteval_anatomy.backends, "
+    code = ("import sys, senteval_anatomy, senteval_anatomy.sweeping, senteval_anatomy.cli, senteval_anatomy.backends, "
             "senteval_anatomy.backends.ray_backend, senteval_anatomy.store; "
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
@@ -205,7 +205,7 @@ DRIVER = textwrap.dedent("""
     from senteval_anatomy.backends.ray_backend import RayBackend
     from senteval_anatomy.models import Encoder
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.sweep import sweep
+    from senteval_anatomy.sweeping import sweep
     from test_sweep import FAST
 
     model, tok = build_tiny("bert")

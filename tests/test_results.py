@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import synthetic_table
 
 from senteval_anatomy.results import (
     COLUMNS,
@@ -16,7 +17,6 @@ from senteval_anatomy.results import (
     ResultsTableError,
     TestSelectionWarning,
     load_table,
-    synthetic_table,
     thirds_of,
     validate_table,
 )

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from senteval_anatomy.store import FeatureStore
-from senteval_anatomy.sweep import RESULT_COLUMNS, main_scores, sweep, vector_name
+from senteval_anatomy.sweeping import sweep
+from senteval_anatomy.vocab import RESULT_COLUMNS, main_scores, vector_name
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "data" / "default"
@@ -76,7 +77,7 @@ def test_batched_sweep_equals_one_head_at_a_time(tiny_encoder, tiny_data, tmp_pa
     fast = sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=store, progress=False)
     slow = sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=store, progress=False,
                  harness="engine")
-    assert list(fast.columns) == RESULT_COLUMNS
+    assert list(fast.columns) == list(RESULT_COLUMNS)
     L, H = enc.num_layers, enc.num_heads
     for task in ("Tense", "TREC"):
         f = fast[fast.task == task]
@@ -105,7 +106,7 @@ def test_resume_skips_finished_units_and_tables_on_disk(tiny_encoder, tiny_data,
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_csv(out / "results.csv"),
                                   check_dtype=False)
 
-    import senteval_anatomy.sweep as sweep_mod
+    import senteval_anatomy.sweeping as sweep_mod
 
     calls = []
     real = sweep_mod._run_batched
@@ -130,7 +131,7 @@ def test_resume_skips_finished_units_and_tables_on_disk(tiny_encoder, tiny_data,
 def test_interrupted_sweep_keeps_finished_units(tiny_encoder, tiny_data, tmp_path, monkeypatch):
     enc = tiny_encoder("bert")
     out = tmp_path / "out"
-    import senteval_anatomy.sweep as sweep_mod
+    import senteval_anatomy.sweeping as sweep_mod
 
     real = sweep_mod._run_batched
 

@@ -113,7 +113,7 @@ def task_path(tmp_path_factory):
 
 def test_chunked_sweep_equals_unchunked_and_the_engine(tiny_encoder, task_path, tmp_path):
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.sweep import sweep
+    from senteval_anatomy.sweeping import sweep
 
     enc = tiny_encoder("bert")
     params = {"usepytorch": True, "kfold": 3, "seed": 7, "batch_size": 64, "classifier": FAST}

@@ -355,7 +355,7 @@ def _train_unit(task_name: str, task_path: str, seed: int, params: dict, view: s
     """Training unit: SentEval result dicts of probes ``start:end`` of ``view`` on ``task_name``."""
     from ..engine.batched import evaluate_many
     from ..engine.params import apply_defaults
-    from ..sweep import _StoreBatcher
+    from ..sweeping import _StoreBatcher
 
     task = _worker_task(task_name, task_path, seed)
     opened = [_open_part(p) for p in parts]
@@ -438,8 +438,8 @@ class RayBackend:
         from tqdm.auto import tqdm
 
         from ..engine.tasks import load_task
-        from ..results import atomic_write
-        from ..sweep import _chunk_size, _probe_index, _rows
+        from ..sweeping import _chunk_size, _probe_index, _rows
+        from ..vocab import atomic_write
 
         if harness != "builtin":
             raise ValueError(f'backend="ray" runs the batched trainer (harness="builtin"), not harness={harness!r}; '

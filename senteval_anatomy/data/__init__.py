@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..vocab import default_cache_dir
 from .download import DatasetResult, default_download_dir, download
 
 ENV_VAR = "SENTEVAL_ANATOMY_DATA"
@@ -110,7 +111,7 @@ def default_task_path() -> Path:
         return repo
     from .grammar import GENERATOR_VERSION, write_default
 
-    base = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "senteval_anatomy"
+    base = default_cache_dir()
     target = base / "default-data"
     stamp = ".generator-version"
     if (target / stamp).is_file() and (target / stamp).read_text(

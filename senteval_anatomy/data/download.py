@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..vocab import atomic_write, default_cache_dir
 from .sources import (
     Artifact,
     Dataset,
@@ -94,9 +95,9 @@ def count_lines(path: Path) -> int:
 
 
 def default_download_dir() -> Path:
-    """``$XDG_CACHE_HOME/senteval_anatomy/data``, i.e. ``~/.cache/senteval_anatomy/data`` by default."""
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "senteval_anatomy" / "data"
+    """``data/`` under the package's cache root (:func:`senteval_anatomy.vocab.default_cache_dir`), i.e.
+    ``~/.cache/senteval_anatomy/data`` by default."""
+    return default_cache_dir() / "data"
 
 
 def _is_url(loc: str) -> bool:
@@ -465,10 +466,7 @@ def _update_manifest(dest: Path, results: list[DatasetResult]) -> None:
     for r in results:
         if r.status == "placed":
             data[r.dataset] = {"recipe": r.recipe, "sources": r.sources, "warnings": r.warnings, "date": now}
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=dest)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def download(

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..engine.tasks import PROBING_FILES
+from ..vocab import STS_DATASETS
 from .tokenization import cat_v, cut_fields, moses_tokenize, ptb_tokenize, split_lines, strip_trec_quotes
 
 Build = Callable[[Mapping[str, Path], Path], None]
@@ -268,14 +269,6 @@ YANS = "https://raw.githubusercontent.com/yan-soares/research_embeddings_fine_tu
 
 PROBING_SPLIT_SIZES = {"tr": 100_000, "va": 10_000, "te": 10_000}
 
-STS_SETS: dict[str, tuple[str, ...]] = {
-    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
-    "STS13": ("FNWN", "headlines", "OnWN"),
-    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
-    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
-    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
-}
-
 STS_SCORED_PAIRS: dict[str, dict[str, int]] = {
     "STS12": {
         "MSRpar": 750,
@@ -393,7 +386,7 @@ def _nb_dataset(task: str, lines: tuple[int | None, int | None], note: str) -> D
 def _sts_dataset(task: str) -> Dataset:
     year = int(task[3:])
     archive = f"STS20{year}-en-test.zip"
-    sets = STS_SETS[task]
+    sets = STS_DATASETS[task]
     folder = f"STS/{task}-en-test"
     outputs = []
     for s in sets:
@@ -521,7 +514,7 @@ def _build_table() -> dict[str, Dataset]:
             _prepared_recipe({r: () for r in stsb.values()}),
         ),
     )
-    for task in STS_SETS:
+    for task in STS_DATASETS:
         table[task] = _sts_dataset(task)
 
     table["MR"] = _nb_dataset("MR", (5331, 5331), "5331 positive and 5331 negative snippets.")

@@ -28,6 +28,8 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..vocab import resolve_device  # re-exported: one device rule for models and probes
+
 __all__ = ["dotdict", "DEFAULTS", "apply_defaults", "resolve_device", "thread_limit"]
 
 
@@ -105,25 +107,6 @@ def apply_defaults(params: Mapping[str, Any] | None) -> dotdict:
             "Set it, e.g. params['classifier'] = {'nhid': 0, ...}."
         )
     return p
-
-
-def resolve_device(device: Any = "auto"):
-    """Turn ``params.device`` into a ``torch.device``.
-
-    ``None`` and ``'auto'`` give ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``. Anything else is passed
-    to ``torch.device`` (``'cpu'``, ``'cuda'``, ``'cuda:1'``, a ``torch.device``).
-    """
-    import torch
-
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"params.device={device!r} but torch.cuda.is_available() is False. "
-            "Use params.device='cpu' (or 'auto'), or install a CUDA build of torch."
-        )
-    return dev
 
 
 @contextlib.contextmanager

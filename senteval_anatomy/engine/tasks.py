@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..vocab import STS_DATASETS  # re-exported: the table's one home is vocab
 from . import evaluators as ev
 from .params import apply_defaults, thread_limit
 
@@ -142,15 +143,6 @@ PROBING_TASKS: tuple[str, ...] = tuple(PROBING_FILES)
 DOWNSTREAM_TASKS: tuple[str, ...] = tuple(
     t for t in TASK_NAMES if t not in PROBING_TASKS and t not in UNSUPPORTED_TASKS
 )
-
-#: Sub-datasets of STS12-16, in SentEval's order.
-STS_DATASETS: dict[str, tuple[str, ...]] = {
-    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
-    "STS13": ("FNWN", "headlines", "OnWN"),
-    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
-    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
-    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
-}
 
 #: TREC coarse classes.
 TREC_LABELS: dict[str, int] = {"ABBR": 0, "DESC": 1, "ENTY": 2, "HUM": 3, "LOC": 4, "NUM": 5}

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,69 +37,22 @@ import pandas as pd
 from ._version import __version__
 from .adapters import HeadAdapter, LayerAdapter
 from .backends import check_backend
-from .features import VIEWS, check_pooling, check_views
 from .models import Encoder
-from .results import atomic_write
 from .store import FeatureStore, StoredFeatures
+from .vocab import (
+    HARNESSES,
+    PAPER_PARAMS,
+    RESULT_COLUMNS,
+    VIEWS,
+    atomic_write,
+    check_pooling,
+    check_views,
+    main_scores,
+    slug,
+    vector_name,
+)
 
-__all__ = [
-    "HARNESSES",
-    "PAPER_PARAMS",
-    "RESULT_COLUMNS",
-    "main_scores",
-    "merge_units",
-    "sweep",
-    "vector_name",
-]
-
-HARNESSES = ("builtin", "engine", "senteval")
-
-#: The settings Transformer_Anatomy used for every head-wise number (paper-reference §3): linear probe, RMSprop,
-#: probe batch 256, tenacity 3, epoch_size 2, kfold 5, seed 123.
-PAPER_PARAMS: dict[str, Any] = {
-    "usepytorch": True,
-    "kfold": 5,
-    "seed": 123,
-    "batch_size": 128,
-    "classifier": {"nhid": 0, "optim": "rmsprop", "batch_size": 256, "tenacity": 3, "epoch_size": 2, "dropout": 0.0},
-}
-
-RESULT_COLUMNS = [
-    "model", "fingerprint", "task", "view", "layer", "head", "name", "pooling", "metric", "devacc", "acc",
-    "ndev", "ntest", "f1", "harness", "usepytorch", "classifier", "kfold", "seed", "num_layers", "num_heads",
-    "package_version",
-]
-
-
-def vector_name(view: str, layer: int, head: int = -1) -> str:
-    """The one name of a vector, used in results, cache manifests and plot labels.
-
-    >>> vector_name("heads", 3, 7), vector_name("layers", 11), vector_name("layers", -1)
-    ('blocks.3.attn.head.7', 'blocks.11.hook_resid_post', 'embeddings')
-    """
-    if view == "heads":
-        return f"blocks.{layer}.attn.head.{head}"
-    return "embeddings" if layer < 0 else f"blocks.{layer}.hook_resid_post"
-
-
-def main_scores(result: Mapping[str, Any]) -> tuple[str, float, float, float, float, float]:
-    """(metric, dev, test, ndev, ntest, f1) from one SentEval result dict, whatever the task family."""
-    nan = math.nan
-    if "devacc" in result:
-        return ("acc", float(result["devacc"]), float(result["acc"]), float(result.get("ndev", nan)),
-                float(result.get("ntest", nan)), float(result.get("f1", nan)))
-    if "devpearson" in result:
-        return ("pearson", float(result["devpearson"]), float(result["pearson"]), float(result.get("ndev", nan)),
-                float(result.get("ntest", nan)), nan)
-    if "all" in result:  # STS12-16: unsupervised, no dev score
-        n = sum(float(v.get("nsamples", 0)) for k, v in result.items() if k != "all" and isinstance(v, Mapping))
-        return ("pearson", nan, float(result["all"]["pearson"]["mean"]), nan, n, nan)
-    raise ValueError(f"Unrecognised result dict with keys {sorted(result)}.")
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "model"
-
+__all__ = ["merge_units", "sweep"]
 
 def _settings_hash(params: Mapping[str, Any], pooling: str, harness: str, max_length: int) -> str:
     keep = {k: params.get(k) for k in ("usepytorch", "kfold", "seed", "classifier")}
@@ -114,7 +65,7 @@ def merge_units(out_dir: str | Path) -> pd.DataFrame:
     out = Path(out_dir)
     files = sorted((out / "units").glob("*.csv"))
     frames = [pd.read_csv(f) for f in files]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
     df = df.sort_values(["model", "task", "view", "layer", "head"], kind="stable").reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
@@ -180,7 +131,7 @@ def sweep(
     encoder : Encoder
     tasks : list of SentEval task names (or one comma-separated string)
     task_path : SentEval data folder (holding ``probing/`` and ``downstream/``)
-    views : ``("heads", "layers")`` or a subset
+    views : a subset of :data:`~senteval_anatomy.vocab.VIEWS`, as a sequence or a string such as ``"heads,layers"``
     out_dir : folder for the results table and its per-unit files; with ``resume=True`` finished units are skipped.
         ``None`` keeps everything in memory.
     params : SentEval params (``usepytorch``, ``kfold``, ``seed``, ``classifier``…); defaults to
@@ -223,6 +174,13 @@ def sweep(
     show = True if progress is None else progress
     frames: list[pd.DataFrame] = []
     backend = check_backend(backend)
+
+    def unit_file(task_name: str, view: str) -> Path | None:
+        """The file of one result unit (None: results stay in memory)."""
+        if out is None:
+            return None
+        return out / "units" / f"{slug(encoder.name, default='model')}__{task_name}__{view}__{pooling}__{settings}.csv"
+
     if backend != "local":
         from .backends.ray_backend import PendingUnit, RayBackend
 
@@ -230,8 +188,7 @@ def sweep(
         pending_units = []
         for task_name in tasks:
             for view in views:
-                unit = (out / "units" / f"{_slug(encoder.name)}__{task_name}__{view}__{pooling}__{settings}.csv"
-                        if out is not None else None)
+                unit = unit_file(task_name, view)
                 if unit is not None and resume and unit.exists():
                     frames.append(pd.read_csv(unit))
                 else:
@@ -246,8 +203,7 @@ def sweep(
         task_bar.set_postfix_str(task_name)
         pending = []
         for view in views:
-            unit = (out / "units" / f"{_slug(encoder.name)}__{task_name}__{view}__{pooling}__{settings}.csv"
-                    if out is not None else None)
+            unit = unit_file(task_name, view)
             if unit is not None and resume and unit.exists():
                 frames.append(pd.read_csv(unit))
                 continue
@@ -274,7 +230,7 @@ def sweep(
         keep = set(tasks)
         return merged[(merged["task"].isin(keep)) & (merged["fingerprint"] == fingerprint)
                       & (merged["view"].isin(views)) & (merged["pooling"] == pooling)].reset_index(drop=True)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
 
 
 def _run_batched(encoder, task, view, probes, params, pooling, limit, store, budget_gb, show) -> list[dict]:
@@ -338,4 +294,4 @@ def _rows(encoder, fingerprint, task_name, view, probes, results, params, poolin
             "kfold": params.kfold, "seed": params.seed, "num_layers": encoder.num_layers,
             "num_heads": encoder.num_heads, "package_version": __version__,
         })
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))

@@ -1,0 +1,390 @@
+"""The shared vocabulary and policy of the package, defined once and imported everywhere else.
+
+Why one module: the same facts (which views and poolings exist, how a vector is named, the paper's probe settings,
+the columns of a results row, how a score is read from a SentEval result dict, where the cache lives, how a file is
+written safely) used to be spelled out in several modules, and the copies drifted apart. Every module now imports
+them from here; a change to one of them is a change in one place.
+
+The module is import-light on purpose (standard library only at import time; torch is imported inside
+:func:`resolve_device`), so that light commands such as ``python -m senteval_anatomy.store list`` or
+``python -m senteval_anatomy.data check`` can use it without loading torch.
+
+Contents
+--------
+Names and values
+    :data:`VIEWS`, :data:`POOLINGS`, :data:`HARNESSES`, :func:`vector_name`, :data:`STS_DATASETS`,
+    :data:`PROBING_GROUPS`, :data:`NO_DEV_TASKS`.
+Probe settings
+    :data:`PRESETS` (``paper``, ``senteval-default``, ``prototyping``), :data:`PAPER_PARAMS`, :func:`preset_params`.
+Results
+    :data:`PROTOCOL_VERSION`, :data:`RESULT_COLUMNS`, :class:`Scores` and :func:`main_scores`.
+Validation
+    :func:`check_views`, :func:`check_pooling`.
+Policy
+    :func:`resolve_device`, :func:`default_cache_dir` (``$SENTEVAL_ANATOMY_CACHE``), :func:`slug`,
+    :func:`atomic_write`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = [
+    "CACHE_ENV_VAR",
+    "HARNESSES",
+    "NO_DEV_TASKS",
+    "PAPER_PARAMS",
+    "POOLINGS",
+    "PRESETS",
+    "PROBING_GROUPS",
+    "PROTOCOL_VERSION",
+    "RESULT_COLUMNS",
+    "STS_DATASETS",
+    "Scores",
+    "VIEWS",
+    "atomic_write",
+    "check_pooling",
+    "check_views",
+    "default_cache_dir",
+    "main_scores",
+    "preset_params",
+    "resolve_device",
+    "slug",
+    "vector_name",
+]
+
+# ------------------------------------------------------------------------------------------------ names and values
+
+#: The two views of a model: every attention head of every block, and every layer (embeddings + block outputs).
+VIEWS: tuple[str, ...] = ("heads", "layers")
+
+#: Token poolings: first token, last real token, mean over real tokens.
+POOLINGS: tuple[str, ...] = ("cls", "last", "mean")
+
+#: How a sweep evaluates its probes: batched trainer, our SE one probe at a time, or the installed SentEval.
+HARNESSES: tuple[str, ...] = ("builtin", "engine", "senteval")
+
+#: Sub-datasets of STS12-16, in SentEval's order (the files the loaders read and the keys of their result dicts).
+STS_DATASETS: dict[str, tuple[str, ...]] = {
+    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
+    "STS13": ("FNWN", "headlines", "OnWN"),
+    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
+    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
+    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
+}
+
+#: The reference notebooks' grouping of the probing tasks (paper-reference section 5), used by tables and figures.
+PROBING_GROUPS: dict[str, tuple[str, ...]] = {
+    "surface": ("Length", "WordContent"),
+    "syntactic": ("Depth", "TopConstituents", "BigramShift"),
+    "semantic": ("Tense", "SubjNumber", "ObjNumber", "OddManOut", "CoordinationInversion"),
+}
+
+#: Tasks whose result has no dev score (unsupervised cosine similarity): nothing can be selected on dev for them.
+NO_DEV_TASKS: tuple[str, ...] = tuple(STS_DATASETS)
+
+
+def vector_name(view: str, layer: int, head: int = -1) -> str:
+    """The one name of a vector, used in results, cache manifests, adapters and plot labels.
+
+    TransformerLens-style names, so that a reader who knows that library recognises them: head ``h`` of block ``l``
+    is ``blocks.{l}.attn.head.{h}``, the output of block ``l`` is ``blocks.{l}.hook_resid_post`` and layer ``-1``
+    of the layers view is the embeddings.
+
+    >>> vector_name("heads", 3, 7), vector_name("layers", 11), vector_name("layers", -1)
+    ('blocks.3.attn.head.7', 'blocks.11.hook_resid_post', 'embeddings')
+    """
+    if view == "heads":
+        if layer < 0 or head < 0:
+            raise ValueError(f"vector_name('heads', {layer}, {head}): a head needs layer >= 0 and head >= 0.")
+        return f"blocks.{layer}.attn.head.{head}"
+    if view == "layers":
+        if layer < -1:
+            raise ValueError(f"vector_name('layers', {layer}): layer must be >= -1 (-1 = the embeddings).")
+        return "embeddings" if layer == -1 else f"blocks.{layer}.hook_resid_post"
+    raise ValueError(f"vector_name: view={view!r} is not one of {VIEWS}.")
+
+
+# ------------------------------------------------------------------------------------------------ probe settings
+
+#: Named SentEval probe settings. ``batch_size`` is SentEval's encoding batch (sentences per batcher call); the
+#: probe's own batch is ``classifier["batch_size"]``. ``max_epoch`` is left to SentEval's default (200).
+#:
+#: * ``paper``: what Transformer Anatomy (Jo & Myaeng, ACL 2020) used for every head-wise number: logistic probe,
+#:   RMSprop, probe batch 256, tenacity 3, epoch size 2, kfold 5, seed 123 (and first-token pooling for encoders,
+#:   which is the encoders' default pooling here).
+#: * ``senteval-default``: SentEval's README "default config, for comparable results" (Adam, batch 64, tenacity 5,
+#:   epoch size 4, kfold 10), with SentEval's default seed 1111.
+#: * ``prototyping``: SentEval's README "prototyping config" (RMSprop, batch 128, tenacity 3, epoch size 2,
+#:   kfold 5), seed 1111.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "usepytorch": True,
+        "kfold": 5,
+        "seed": 123,
+        "batch_size": 128,
+        "classifier": {"nhid": 0, "optim": "rmsprop", "batch_size": 256, "tenacity": 3, "epoch_size": 2,
+                       "dropout": 0.0},
+    },
+    "senteval-default": {
+        "usepytorch": True,
+        "kfold": 10,
+        "seed": 1111,
+        "batch_size": 128,
+        "classifier": {"nhid": 0, "optim": "adam", "batch_size": 64, "tenacity": 5, "epoch_size": 4,
+                       "dropout": 0.0},
+    },
+    "prototyping": {
+        "usepytorch": True,
+        "kfold": 5,
+        "seed": 1111,
+        "batch_size": 128,
+        "classifier": {"nhid": 0, "optim": "rmsprop", "batch_size": 128, "tenacity": 3, "epoch_size": 2,
+                       "dropout": 0.0},
+    },
+}
+
+#: The paper's settings (the ``paper`` preset), the default of every sweep, top-k evaluation and command.
+PAPER_PARAMS: dict[str, Any] = PRESETS["paper"]
+
+
+def preset_params(name: str = "paper", **overrides: Any) -> dict[str, Any]:
+    """A fresh copy of preset ``name``'s params with ``overrides`` applied (``classifier`` is merged key by key).
+
+    >>> preset_params("paper", seed=1)["seed"], preset_params(classifier={"nhid": 50})["classifier"]["optim"]
+    (1, 'rmsprop')
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset {name!r} is not one of {', '.join(PRESETS)}.")
+    params = copy.deepcopy(PRESETS[name])
+    for key, value in overrides.items():
+        if key == "classifier" and isinstance(value, Mapping):
+            params["classifier"].update(value)
+        else:
+            params[key] = value
+    return params
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+#: Version of our own protocol (how a unit is computed and what its key means). Part of every result key: bump it
+#: when a change to the code changes numbers, so that no older unit is ever reused for the new protocol.
+PROTOCOL_VERSION = 1
+
+#: The one result schema: every column of the tidy table, in the order the sweep writes them. The first block says
+#: what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance (see
+#: ``docs/architecture.md``, "A result's identity").
+RESULT_COLUMNS: tuple[str, ...] = (
+    "model", "fingerprint", "task", "view", "layer", "head", "name", "pooling", "metric", "devacc", "acc",
+    "ndev", "ntest", "f1", "harness", "usepytorch", "classifier", "kfold", "seed", "num_layers", "num_heads",
+    "package_version",
+)  # fmt: skip
+
+
+class Scores(NamedTuple):
+    """The main scores of one SentEval result dict: ``metric`` is ``acc`` (percent) or ``pearson`` ([-1, 1])."""
+
+    metric: str
+    devacc: float
+    acc: float
+    ndev: float
+    ntest: float
+    f1: float
+
+
+def _number(x: Any) -> float:
+    """A float from a result value; None -> NaN; ``(r, p)`` pairs (scipy results as lists) -> their first item."""
+    if x is None:
+        return math.nan
+    if isinstance(x, (list, tuple)):
+        return _number(x[0]) if len(x) else math.nan
+    if hasattr(x, "ravel"):  # a numpy array or scalar, without importing numpy here
+        flat = x.ravel()
+        return float(flat[0]) if flat.size else math.nan
+    return float(x)
+
+
+def main_scores(result: Mapping[str, Any]) -> Scores:
+    """(metric, dev, test, ndev, ntest, f1) of one SentEval result dict, whatever the task family.
+
+    Classification tasks give accuracies (``devacc``/``acc``, plus ``f1`` for MRPC); SICK-R and STS-B give Pearson r
+    (``devpearson``/``pearson``); STS12-16 have no dev score (NaN) and report the mean Pearson r over their
+    sub-datasets, with ``ntest`` the number of pairs.
+
+    >>> main_scores({"devacc": 80.0, "acc": 79.5, "ndev": 10, "ntest": 10})[:3]
+    ('acc', 80.0, 79.5)
+    """
+    nan = math.nan
+    if "devacc" in result and "acc" in result:
+        return Scores("acc", _number(result["devacc"]), _number(result["acc"]), _number(result.get("ndev")),
+                      _number(result.get("ntest")), _number(result.get("f1")))
+    if "pearson" in result:
+        return Scores("pearson", _number(result.get("devpearson")), _number(result["pearson"]),
+                      _number(result.get("ndev")), _number(result.get("ntest")), nan)
+    if "all" in result:  # STS12-16: unsupervised, no dev score
+        n = sum(_number(v.get("nsamples", 0)) for k, v in result.items() if k != "all" and isinstance(v, Mapping))
+        return Scores("pearson", nan, _number(result["all"]["pearson"]["mean"]), nan, n, nan)
+    raise ValueError(f"Unrecognised SentEval result dict with keys {sorted(result)}.")
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+def check_views(views: Sequence[str] | str) -> tuple[str, ...]:
+    """The views asked for, validated and in canonical order (``heads`` before ``layers``), without repeats.
+
+    One rule everywhere: a string is a comma-separated list (``"heads,layers"``, ``"layers"``), a sequence holds view
+    names; at least one view, each one of :data:`VIEWS`.
+
+    >>> check_views("layers, heads"), check_views(["layers"])
+    (('heads', 'layers'), ('layers',))
+    """
+    items = views.split(",") if isinstance(views, str) else list(views)
+    names = []
+    for v in items:
+        if not isinstance(v, str):
+            raise ValueError(f"views={views!r}: each view must be a string, one of {', '.join(VIEWS)}.")
+        if v.strip():
+            names.append(v.strip())
+    bad = [v for v in names if v not in VIEWS]
+    if bad or not names:
+        raise ValueError(
+            f"views={views!r}: give one or more of {', '.join(VIEWS)} (e.g. 'heads,layers')"
+            + (f"; unknown: {', '.join(bad)}" if bad else "")
+            + "."
+        )
+    return tuple(v for v in VIEWS if v in names)
+
+
+def check_pooling(pooling: str | None, encoder: Any = None) -> str:
+    """The pooling to use: ``pooling`` when valid, the encoder's default when ``None``; else a clear error."""
+    if pooling is None:
+        if encoder is None:
+            raise ValueError(f"pooling=None needs an encoder to take its default from; give one of {POOLINGS}.")
+        return str(encoder.default_pooling)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}.")
+    return pooling
+
+
+# ------------------------------------------------------------------------------------------------ policy
+
+
+def resolve_device(device: Any = "auto", *, what: str = "device") -> Any:
+    """Turn ``"auto"`` / ``None`` or a device name into a ``torch.device``; one rule for models and probes.
+
+    ``"auto"`` picks CUDA, then Apple MPS, then the CPU. An explicit name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or
+    a ``torch.device`` is checked: asking for an accelerator this machine does not have is an error that says so,
+    rather than a crash later. ``what`` names the setting in messages (e.g. ``params.device``).
+    """
+    import torch
+
+    if device is None or (isinstance(device, str) and device == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{what}={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{what}={device!r} was asked for, but CUDA is not available here; use 'cpu' or 'auto'.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{what}={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})."
+            )
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{what}={device!r} was asked for, but Apple MPS is not available here; use 'cpu'.")
+    return dev
+
+
+#: Environment variable that moves the cache root (features, downloaded data, generated default data).
+CACHE_ENV_VAR = "SENTEVAL_ANATOMY_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """The cache root: ``$SENTEVAL_ANATOMY_CACHE``, else ``$XDG_CACHE_HOME/senteval_anatomy``, else
+    ``~/.cache/senteval_anatomy``.
+
+    Everything the package caches lives under it: ``features/`` (the feature store), ``data/`` (downloaded
+    SentEval data) and ``default-data/`` (the generated demo data of an installed package).
+    """
+    env = os.environ.get(CACHE_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "senteval_anatomy"
+
+
+def slug(text: str, *, max_len: int = 80, default: str = "x") -> str:
+    """A file-name-safe form of ``text``: lower case, runs of characters other than ``a-z 0-9 . _ -`` become ``-``.
+
+    Lower case so that names never differ only in case (macOS and Windows file systems would merge them). Long
+    texts are cut and get a short hash of the full text, so two long names that share a prefix never share a file
+    name.
+
+    >>> slug("sentence-transformers/all-MiniLM-L6-v2"), slug("Probing tasks: by group")
+    ('sentence-transformers-all-minilm-l6-v2', 'probing-tasks-by-group')
+    """
+    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.")
+    if len(s) > max_len:
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+        s = s[: max_len - 9].rstrip("-.") + "-" + digest
+    return s or default
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    content: str | bytes | Callable[[str], Any],
+    *,
+    encoding: str = "utf-8",
+    fsync: bool = True,
+) -> Path:
+    """Write ``path`` so that readers see either the old file or the complete new one, never half a file.
+
+    ``content`` is text, bytes, or a callable that writes the temporary path it is given (e.g.
+    ``lambda p: df.to_csv(p, index=False)``). The data goes to a hidden temporary file in the same folder, is
+    flushed to disk (``fsync``) and renamed over ``path``; on any error (including Ctrl-C) the temporary file is
+    removed and ``path`` is untouched. The new file gets the user's normal permissions (0666 minus umask).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        if callable(content):
+            os.close(fd)
+            fd = -1
+            content(tmp)
+        else:
+            data = content.encode(encoding) if isinstance(content, str) else bytes(content)
+            with os.fdopen(fd, "wb") as fh:
+                fd = -1
+                fh.write(data)
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
