@@ -145,7 +145,7 @@ def one_run(config: str, data: Path, tasks: list[str], out: Path) -> dict[str, A
         t0 = time.perf_counter()
         ray.init(num_cpus=n, include_dashboard=False, logging_level="ERROR", object_store_memory=512 * 1024**2)
         result["cluster_start_s"] = time.perf_counter() - t0
-        backend = RayBackend(probes_per_unit=24)
+        backend = RayBackend()  # the defaults a user gets
         sampler = PeakSampler()
         sampler.start()
     t0 = time.perf_counter()

@@ -78,6 +78,8 @@ def test_shard_and_chunk_planning():
     assert shard_bounds(5, 4, 1) == [(0, 4), (4, 5)]  # at least one batch per shard
     assert missing_ranges(7, [(2, 5)], 2) == [(0, 2), (5, 7)]
     assert missing_ranges(4, [(0, 4)], 2) == []
+    assert missing_ranges(144, [], 64) == [(0, 48), (48, 96), (96, 144)]  # balanced, no straggler
+    assert missing_ranges(5, [(1, 2)], 10) == [(0, 1), (2, 5)]
 
 
 @pytest.fixture(scope="module")

@@ -159,8 +159,11 @@ def shard_bounds(n: int, batch_size: int, shard_size: int) -> list[tuple[int, in
 def missing_ranges(n: int, done: Sequence[tuple[int, int]], size: int) -> list[tuple[int, int]]:
     """Chunks of at most ``size`` probes covering ``range(n)`` minus the ``[start, end)`` ranges already ``done``.
 
+    Each gap is cut into as few chunks as ``size`` allows, of near-equal length (144 heads at 64 per unit: 3 x 48,
+    not 64 + 64 + 16), so no unit is a straggler and each stack of probes is as large as it can be.
+
     >>> missing_ranges(10, [], 4), missing_ranges(10, [(0, 4), (6, 8)], 3)
-    ([(0, 4), (4, 8), (8, 10)], [(4, 6), (8, 10)])
+    ([(0, 3), (3, 6), (6, 10)], [(4, 6), (8, 10)])
     """
     if size < 1:
         raise ValueError(f"probes per unit must be >= 1, got {size}.")
@@ -174,9 +177,11 @@ def missing_ranges(n: int, done: Sequence[tuple[int, int]], size: int) -> list[t
             i += 1
             continue
         j = i
-        while j < n and not covered[j] and j - i < size:
+        while j < n and not covered[j]:
             j += 1
-        out.append((i, j))
+        k = -(-(j - i) // size)  # chunks in this gap
+        cuts = [i + (j - i) * c // k for c in range(k + 1)]
+        out += list(zip(cuts[:-1], cuts[1:]))
         i = j
     return out
 
@@ -390,7 +395,8 @@ class RayBackend:
     features : ``"store"`` or ``"object"`` (module docstring); default ``"store"`` when the FeatureStore is on disk.
     shard_size : sentences per encoding unit (rounded down to a multiple of the encoding batch size). A task with
         fewer sentences is one unit.
-    probes_per_unit : probes per training unit (fewer where the sweep's memory budget says so).
+    probes_per_unit : most probes per training unit (fewer where the sweep's memory budget says so). Larger stacks
+        train faster per probe (the batched trainer's per-step cost is shared); smaller ones give more parallel units.
     train_units_per_gpu : training units sharing one GPU (:func:`unit_resources`).
     max_retries : reruns of a unit whose worker died.
     connect_timeout_s : how long to wait for the cluster's port to answer.
@@ -399,7 +405,7 @@ class RayBackend:
     address: str | None = None
     features: str | None = None
     shard_size: int = 20_000
-    probes_per_unit: int = 32
+    probes_per_unit: int = 64
     train_units_per_gpu: int = 4
     max_retries: int = 3
     connect_timeout_s: float = 5.0
