@@ -18,8 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from .identity import UnitFileWarning
 from .results import Results
-from .vocab import atomic_write
+from .table import load_table, validate_table
+from .vocab import atomic_write, slug
 
 __all__ = ["AnalysisReport", "analyse"]
 
@@ -51,11 +53,31 @@ def _parse_ks(ks: str | Sequence[int] | None) -> list[int] | None:
 
 
 def _curve_file(out: Path, task: str, rank_task: str | None, pooling: str, params: Mapping[str, Any],
-                ks: list[int] | None, fingerprint: str) -> Path:
+                ks: list[int] | None, identity: Sequence[str]) -> Path:
+    """A top-k curve's file, named by a hash of everything that determines it: the probe settings, the k values,
+    the ranking task, the pooling, and the identity (setting and data hashes) of the rows the heads are ranked on."""
     keep = {k: params.get(k) for k in ("usepytorch", "kfold", "seed", "classifier")}
-    blob = json.dumps([keep, ks, rank_task, pooling, fingerprint], sort_keys=True, default=str)
-    tag = hashlib.sha256(blob.encode()).hexdigest()[:10]
+    blob = json.dumps([keep, ks, rank_task, pooling, list(identity)], sort_keys=True, default=str)
+    tag = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return out / "topk" / f"{task}__rank-{rank_task or task}__{pooling}__{tag}.csv"
+
+
+def _read_curve(path: Path) -> pd.DataFrame | None:
+    """A finished top-k curve, or None (with a warning naming the file) when it is damaged: it is then recomputed."""
+    from .topk import CURVE_COLUMNS
+
+    try:
+        curve = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        warnings.warn(f"top-k curve file {path} cannot be read ({exc}); recomputing it", UnitFileWarning,
+                      stacklevel=3)
+        return None
+    missing = [c for c in CURVE_COLUMNS if c not in curve.columns]
+    if missing or curve.empty:
+        warnings.warn(f"top-k curve file {path} is incomplete (missing {missing or 'rows'}); recomputing it",
+                      UnitFileWarning, stacklevel=3)
+        return None
+    return curve
 
 
 def analyse(
@@ -81,6 +103,13 @@ def analyse(
     from .topk import topk_curve
 
     out = Path(out_dir)
+    table = validate_table(table)
+    settings = list(dict.fromkeys(table["setting"]))
+    if len(settings) > 1:
+        return _analyse_settings(
+            table, out, encoder=encoder, task_path=task_path, store=store, kind=kind, topk=topk, ks=ks,
+            rank_task=rank_task, progress=progress, data_note=data_note, formats=formats,
+        )
     figdir = out / "figures"
     res = Results(table)
     tasks = _paper_order(dict.fromkeys(table["task"]))
@@ -114,14 +143,18 @@ def analyse(
             raise ValueError("topk=True needs the encoder and the task_path")
         k_values = _parse_ks(ks)
         frames = []
-        fingerprint = str(table["fingerprint"].iloc[0])
         for task in tasks:
             if rank_task is None and not table[(table["task"] == task)]["devacc"].notna().any():
                 continue  # STS12-16 have no dev score: nothing honest to rank on
-            path = _curve_file(out, task, rank_task, str(pooling), params or {}, k_values, fingerprint)
+            ranked_on = table[table["task"] == (rank_task or task)]
+            identity = [str(table["setting"].iloc[0]), str(table["fingerprint"].iloc[0]),
+                        *sorted(ranked_on["data_hash"].dropna().astype(str).unique())]
+            path = _curve_file(out, task, rank_task, str(pooling), params or {}, k_values, identity)
             if path.exists():
-                frames.append(pd.read_csv(path))
-                continue
+                done = _read_curve(path)
+                if done is not None:
+                    frames.append(done)
+                    continue
             curve = topk_curve(encoder, task, str(task_path), res, ks=k_values, rank_task=rank_task,
                                params=params, store=store, pooling=pooling, progress=progress)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +188,11 @@ def analyse(
     notes = []
     if data_note:
         notes.append(f"Data: {data_note}.")
+    others = _other_settings(out, settings[0] if settings else "")
+    if others:
+        notes.append(f"This folder also holds results of {others} other run setting(s) (results.csv, column "
+                     "`setting`); this report covers only the one above. `analyse(load_table(folder), folder)` "
+                     "reports every setting, each in `settings/<setting>/`.")
     if kind == "probing":
         notes.append("Surface and syntactic properties are expected in lower layers and semantic ones higher "
                      "(Jo & Myaeng, 2020); the thirds table below says whether that holds here.")
@@ -177,3 +215,62 @@ def _probing_tasks() -> tuple[str, ...]:
     from .engine import PROBING_TASKS
 
     return tuple(PROBING_TASKS)
+
+
+def _other_settings(out: Path, setting: str) -> int:
+    """How many other settings the folder's ``results.csv`` holds (0 when there is none or it cannot be read)."""
+    try:
+        folder = load_table(out) if (out / "results.csv").is_file() or (out / "results.parquet").is_file() else None
+    except (OSError, ValueError):
+        return 0
+    return 0 if folder is None else len(set(folder["setting"]) - {setting})
+
+
+def _analyse_settings(
+    table: pd.DataFrame,
+    out: Path,
+    *,
+    encoder: Any,
+    task_path: str | Path | None,
+    store: Any,
+    kind: str,
+    topk: bool,
+    ks: str | Sequence[int] | None,
+    rank_task: str | None,
+    progress: bool | None,
+    data_note: str | None,
+    formats: Sequence[str],
+) -> AnalysisReport:
+    """Several run settings in one table: one full report per setting in ``settings/<setting>/`` and an index.
+
+    Top-k heads are evaluated only for the settings the given encoder computed (same fingerprint), with the probe
+    settings recorded in that setting's rows, so that no curve mixes two settings.
+    """
+    from .report import markdown_table, write_report
+
+    res = Results(table)
+    overview = res.settings()
+    fingerprint = encoder.fingerprint() if encoder is not None else None
+    links, curves = [], []
+    for setting in overview["setting"]:
+        sub = table[table["setting"] == setting]
+        target = out / "settings" / slug(setting, default="unkeyed")
+        own = topk and fingerprint is not None and str(sub["fingerprint"].iloc[0]) == fingerprint
+        rep = analyse(
+            sub, target, encoder=encoder if own else None, task_path=task_path if own else None, params=None,
+            store=store, kind=kind, topk=own, ks=ks, rank_task=rank_task, pooling=str(sub["pooling"].iloc[0]),
+            progress=progress, data_note=data_note, formats=formats,
+        )
+        links.append(f"[report]({(target / 'report.md').relative_to(out).as_posix()})")
+        if rep.curves is not None:
+            curves.append(rep.curves.assign(setting=setting))
+    overview.insert(0, "report", links)
+    notes = ("This folder holds several run settings (models, poolings, seeds, presets, data folders or dtypes). "
+             "Each has its own report, figures and tables below `settings/`; numbers of different settings are "
+             "never mixed in one table or figure.")
+    title = f"senteval_anatomy {kind} report ({len(overview)} run settings)"
+    path = write_report(out, None, {}, {"Run settings": overview}, title=title, notes=notes)
+    return AnalysisReport(path=path, summary_text=markdown_table(overview.drop(columns=["report"])),
+                          tables={"Run settings": overview}, figures={},
+                          curves=pd.concat(curves, ignore_index=True) if curves else None)
+

@@ -257,7 +257,7 @@ def _run_section(results: Results) -> list[str]:
     lines += ["", markdown_table(prov), ""]
     # missing cells, per model / task / view: an interrupted sweep must be visible in the report
     miss_rows = []
-    for (model, task, pooling), sub in t.groupby(["model", "task", "pooling"], sort=True):
+    for (model, task, pooling, _setting), sub in t.groupby(["model", "task", "pooling", "setting"], sort=True):
         nl = int(sub["num_layers"].iloc[0])
         nh = sub["num_heads"].iloc[0]
         heads = sub[(sub["view"] == "heads") & sub["acc"].notna()]

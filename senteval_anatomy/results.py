@@ -73,6 +73,10 @@ class Results:
     model, pooling : str, optional
         Defaults for every query. Queries need exactly one model and one pooling; when the table holds several and
         neither the call nor these defaults pick one, a ``ValueError`` lists the choices.
+    setting : str, optional
+        The run setting (the ``setting`` column: seed, preset, data, dtype... of one run) that queries read, when the
+        table holds several for one model and pooling (several runs into one output folder). :meth:`settings`
+        lists them; :meth:`select` narrows the table to one.
 
     Examples
     --------
@@ -81,11 +85,19 @@ class Results:
     >>> res.top_heads("Length", k=5)                            # doctest: +SKIP
     """
 
-    def __init__(self, table: pd.DataFrame, *, model: str | None = None, pooling: str | None = None) -> None:
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        *,
+        model: str | None = None,
+        pooling: str | None = None,
+        setting: str | None = None,
+    ) -> None:
         self.table = validate_table(table)
         self.model = model
         self.pooling = pooling
-        for arg, col in ((model, "model"), (pooling, "pooling")):
+        self.setting = setting
+        for arg, col in ((model, "model"), (pooling, "pooling"), (setting, "setting")):
             if arg is not None and arg not in set(self.table[col]):
                 raise ValueError(f"{col}={arg!r} is not in the table; it has {sorted(set(self.table[col]))}")
 
@@ -152,10 +164,17 @@ class Results:
         return sorted(set(self.table["pooling"]))
 
     def select(
-        self, *, model: str | None = None, pooling: str | None = None, tasks: Sequence[str] | None = None
+        self,
+        *,
+        model: str | None = None,
+        pooling: str | None = None,
+        tasks: Sequence[str] | None = None,
+        setting: str | None = None,
     ) -> Results:
-        """A new :class:`Results` restricted to a model, a pooling and/or some tasks."""
+        """A new :class:`Results` restricted to a model, a pooling, a run setting and/or some tasks."""
         df = self.table
+        if setting is not None:
+            df = df[df["setting"] == setting]
         if model is not None:
             df = df[df["model"] == model]
         if pooling is not None:
@@ -163,8 +182,20 @@ class Results:
         if tasks is not None:
             df = df[df["task"].isin(list(tasks))]
         if df.empty:
-            raise ValueError(f"no rows for model={model!r}, pooling={pooling!r}, tasks={tasks!r}; {self!r}")
-        return Results(df, model=model, pooling=pooling)
+            raise ValueError(
+                f"no rows for model={model!r}, pooling={pooling!r}, setting={setting!r}, tasks={tasks!r}; {self!r}"
+            )
+        return Results(df, model=model, pooling=pooling, setting=setting)
+
+    def settings(self) -> pd.DataFrame:
+        """One row per run setting in the table: ``setting`` and what it stands for (model, pooling, seed, preset,
+        probe settings, harness, dtype, data folder), with the number of rows. Sorted by model, pooling, setting."""
+        cols = [c for c in ("setting", "model", "pooling", "seed", "preset", "kfold", "classifier", "usepytorch",
+                            "harness", "dtype", "cache_dtype", "max_length", "data_path", "fingerprint")
+                if c in self.table.columns]
+        t = self.table[cols].astype("string").fillna("")
+        out = t.groupby(cols, sort=False, dropna=False).size().reset_index(name="rows")
+        return out.sort_values(["model", "pooling", "setting"], kind="stable").reset_index(drop=True)
 
     def metric(self, task: str) -> str:
         """``acc`` or ``pearson`` for the task (a task has one metric)."""
@@ -190,6 +221,12 @@ class Results:
         if value is None:
             if len(present) == 1:
                 return present[0]
+            if col == "setting":
+                raise ValueError(
+                    f"the table holds {len(present)} run settings {present} for one model and pooling (several runs "
+                    "into one folder: other seeds, presets, data or dtypes); pick one with "
+                    "Results(..., setting=...) or .select(setting=...); .settings() says what each one is"
+                )
             raise ValueError(
                 f"the table holds several {col}s {present}; pass {col}=... (or Results(..., {col}=...)) to pick one"
             )
@@ -218,7 +255,9 @@ class Results:
         model = self._resolve("model", model, df)
         df = df[df["model"] == model]
         pooling = self._resolve("pooling", pooling, df)
-        df = df[(df["pooling"] == pooling) & (df["view"] == view)]
+        df = df[df["pooling"] == pooling]
+        setting = self._resolve("setting", None, df)
+        df = df[(df["setting"] == setting) & (df["view"] == view)]
         return df, model, pooling
 
     # ---------------------------------------------------------------- matrices
@@ -592,11 +631,16 @@ class Results:
         return mb - ma
 
     def provenance(self) -> pd.DataFrame:
-        """The distinct run settings in the table (harness, classifier, kfold, seed, version) per model and pooling."""
+        """The distinct run settings in the table (harness, classifier, kfold, seed, preset, data, version) per model
+        and pooling."""
         cols = [
             "model",
             "fingerprint",
+            "setting",
             "pooling",
+            "preset",
+            "dtype",
+            "data_path",
             "harness",
             "usepytorch",
             "classifier",

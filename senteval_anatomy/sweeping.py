@@ -18,15 +18,19 @@ Harnesses
     from SentEval itself.
 
 Results go to one tidy table (one row per model × task × view × layer × head), written as units
-``<out>/units/<model>__<task>__<view>__<pooling>__<settings>.csv`` as soon as each (model, task, view) finishes, then
-merged into ``<out>/results.csv`` and ``<out>/results.parquet``. A rerun skips the units already on disk.
+``<out>/units/<model>__<task>__<view>__<pooling>__<key hash>.json`` as soon as each (model, task, view) finishes,
+then merged into ``<out>/results.csv`` and ``<out>/results.parquet``. Each unit carries the full key of what
+determines its numbers (:mod:`senteval_anatomy.identity`: data content, model fingerprint and dtype, pooling, max
+length, every probe setting, seed, harness, preset, protocol version); a rerun reuses a unit only when that key
+matches exactly, and recomputes a damaged or foreign one after naming it. One output folder may hold several
+settings; rows tell them apart by their ``setting`` column.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,16 @@ import pandas as pd
 from ._version import __version__
 from .adapters import HeadAdapter, LayerAdapter
 from .backends import check_backend
+from .identity import (
+    UnitFileWarning,
+    data_hash,
+    key_hash,
+    read_unit,
+    setting_fields,
+    unit_key,
+    unit_path,
+    write_unit,
+)
 from .models import Encoder
 from .store import FeatureStore, StoredFeatures
 from .vocab import (
@@ -48,25 +62,43 @@ from .vocab import (
     check_pooling,
     check_views,
     main_scores,
-    slug,
+    preset_params,
     vector_name,
 )
 
 __all__ = ["merge_units", "sweep"]
 
-def _settings_hash(params: Mapping[str, Any], pooling: str, harness: str, max_length: int) -> str:
-    keep = {k: params.get(k) for k in ("usepytorch", "kfold", "seed", "classifier")}
-    blob = json.dumps([keep, pooling, harness, max_length], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
 def merge_units(out_dir: str | Path) -> pd.DataFrame:
-    """Merge every finished unit under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically)."""
+    """Merge every valid unit under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
+
+    A folder may hold several settings (seeds, poolings, models, data folders): their rows differ in the ``setting``
+    column and never collide. Damaged or foreign unit files are named in a :class:`UnitFileWarning` and left out;
+    when one setting holds a task x view on two versions of its data (the files were edited in place), only the
+    newest unit enters the table and the older one is named (it stays on disk).
+    """
     out = Path(out_dir)
-    files = sorted((out / "units").glob("*.csv"))
-    frames = [pd.read_csv(f) for f in files]
+    units = out / "units"
+    legacy = sorted(units.glob("*.csv"))
+    if legacy:
+        warnings.warn(f"{len(legacy)} unit file(s) of an older format in {units} (e.g. {legacy[0].name}) carry no "
+                      "result key and are ignored; rerun the sweep to recompute them", UnitFileWarning, stacklevel=2)
+    latest: dict[tuple[str, str, str], tuple[float, Path, pd.DataFrame]] = {}
+    for f in sorted(units.glob("*.json")):
+        df = read_unit(f)
+        if df is None:
+            continue
+        group = (str(df["setting"].iloc[0]), str(df["task"].iloc[0]), str(df["view"].iloc[0]))
+        mtime = f.stat().st_mtime
+        if group in latest:
+            older, newer = sorted([latest[group], (mtime, f, df)], key=lambda t: (t[0], str(t[1])))
+            warnings.warn(f"unit file {older[1]} holds {group[1]} {group[2]} of the same setting on other data than "
+                          f"the newer {newer[1].name}; results.csv keeps the newer one", UnitFileWarning, stacklevel=2)
+            latest[group] = newer
+        else:
+            latest[group] = (mtime, f, df)
+    frames = [df for _, _, df in latest.values()]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
-    df = df.sort_values(["model", "task", "view", "layer", "head"], kind="stable").reset_index(drop=True)
+    df = df.sort_values(["model", "setting", "task", "view", "layer", "head"], kind="stable").reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
     atomic_write(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
@@ -114,6 +146,7 @@ def sweep(
     views: Sequence[str] | str = VIEWS,
     out_dir: str | os.PathLike[str] | None = None,
     params: Mapping[str, Any] | None = None,
+    preset: str | None = None,
     pooling: str | None = None,
     max_length: int | None = None,
     store: FeatureStore | None = None,
@@ -134,8 +167,10 @@ def sweep(
     views : a subset of :data:`~senteval_anatomy.vocab.VIEWS`, as a sequence or a string such as ``"heads,layers"``
     out_dir : folder for the results table and its per-unit files; with ``resume=True`` finished units are skipped.
         ``None`` keeps everything in memory.
-    params : SentEval params (``usepytorch``, ``kfold``, ``seed``, ``classifier``…); defaults to
-        :data:`PAPER_PARAMS`, the settings of the reference paper.
+    params : SentEval params (``usepytorch``, ``kfold``, ``seed``, ``classifier``…); they override ``preset``.
+    preset : a name of :data:`~senteval_anatomy.vocab.PRESETS` (``paper``, ``senteval-default``, ``prototyping``)
+        to start from; default ``paper`` (:data:`~senteval_anatomy.vocab.PAPER_PARAMS`, the reference paper's
+        settings). Every row records the preset its settings match (``custom`` when none).
     pooling : ``"cls"``, ``"last"`` or ``"mean"``; default the encoder's.
     harness : ``"builtin"`` (batched probes), ``"engine"`` (one probe at a time through our SE) or ``"senteval"``
         (one run per probe of the installed SentEval).
@@ -163,56 +198,44 @@ def sweep(
         raise ValueError(f"Unknown task(s) {unknown}; valid names: {', '.join(TASK_NAMES)}.")
     views = check_views(views)
     pooling = check_pooling(pooling, encoder)
-    base = dict(PAPER_PARAMS if params is None else params)
+    if preset is None:
+        base = dict(PAPER_PARAMS if params is None else params)
+    else:
+        base = preset_params(preset, **dict(params or {}))
     base["task_path"] = str(task_path)
     run_params = apply_defaults(base)
     limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
     store = store if store is not None else FeatureStore()
-    settings = _settings_hash(run_params, pooling, harness, limit)
+    setting = setting_fields(encoder, params=run_params, pooling=pooling, max_length=limit, harness=harness,
+                             cache_dtype=store.dtype, data_path=task_path)
     out = Path(out_dir) if out_dir is not None else None
-    fingerprint = encoder.fingerprint()
     show = True if progress is None else progress
     frames: list[pd.DataFrame] = []
     backend = check_backend(backend)
+    remote: list[tuple[str, str, Path | None, dict]] = []  # units for the Ray backend, run after planning
 
-    def unit_file(task_name: str, view: str) -> Path | None:
-        """The file of one result unit (None: results stay in memory)."""
-        if out is None:
-            return None
-        return out / "units" / f"{slug(encoder.name, default='model')}__{task_name}__{view}__{pooling}__{settings}.csv"
-
-    if backend != "local":
-        from .backends.ray_backend import PendingUnit, RayBackend
-
-        runner = backend if isinstance(backend, RayBackend) else RayBackend(address=ray_address)
-        pending_units = []
-        for task_name in tasks:
-            for view in views:
-                unit = unit_file(task_name, view)
-                if unit is not None and resume and unit.exists():
-                    frames.append(pd.read_csv(unit))
-                else:
-                    pending_units.append(PendingUnit(task_name, view, unit))
-        done = runner.run(encoder, pending_units, run_params=run_params, pooling=pooling, limit=limit, store=store,
-                          memory_budget_gb=memory_budget_gb, progress=show, harness=harness, resume=resume,
-                          encode_batch_size=int(run_params.get("encode_batch_size") or 64))
-        frames += [done[(u.task, u.view)] for u in pending_units]
-
-    task_bar = tqdm(tasks if backend == "local" else [], desc="tasks", unit="task", disable=not show)
+    task_bar = tqdm(tasks, desc="tasks", unit="task", disable=not show or backend != "local")
     for task_name in task_bar:
         task_bar.set_postfix_str(task_name)
+        task = load_task(task_name, run_params.task_path, seed=run_params.seed)
+        data = data_hash(task)
         pending = []
         for view in views:
-            unit = unit_file(task_name, view)
+            key = unit_key(setting, task_name, data, view)
+            unit = unit_path(out, key) if out is not None else None
             if unit is not None and resume and unit.exists():
-                frames.append(pd.read_csv(unit))
-                continue
-            pending.append((view, unit))
+                done = read_unit(unit, key)  # a damaged or foreign file warns, naming it, and is recomputed
+                if done is not None:
+                    frames.append(done)
+                    continue
+            pending.append((view, unit, key))
         if not pending:
             continue
-        task = load_task(task_name, run_params.task_path, seed=run_params.seed)
+        if backend != "local":
+            remote += [(task_name, view, unit, key) for view, unit, key in pending]
+            continue
         run_params.current_task = task_name
-        for view, unit in pending:
+        for view, unit, key in pending:
             probes = _probe_index(encoder, view)
             if harness == "builtin":
                 results = _run_batched(encoder, task, view, probes, run_params, pooling, limit, store,
@@ -220,17 +243,26 @@ def sweep(
             else:
                 results = _run_one_by_one(encoder, task_name, view, probes, run_params, pooling, limit, store,
                                           harness, show)
-            df = _rows(encoder, fingerprint, task_name, view, probes, results, run_params, pooling, harness)
+            df = _rows(encoder, key, probes, results, run_params)
             if unit is not None:
-                atomic_write(unit, lambda p, df=df: df.to_csv(p, index=False))
+                write_unit(unit, key, df)
             frames.append(df)
     task_bar.close()
+    if remote:
+        from .backends.ray_backend import PendingUnit, RayBackend
+
+        runner = backend if isinstance(backend, RayBackend) else RayBackend(address=ray_address)
+        units = [PendingUnit(t, v, u, k) for t, v, u, k in remote]
+        done = runner.run(encoder, units, run_params=run_params, pooling=pooling, limit=limit, store=store,
+                          memory_budget_gb=memory_budget_gb, progress=show, harness=harness, resume=resume,
+                          encode_batch_size=int(run_params.get("encode_batch_size") or 64))
+        frames += [done[(u.task, u.view)] for u in units]
+    mine = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
     if out is not None:
-        merged = merge_units(out)
-        keep = set(tasks)
-        return merged[(merged["task"].isin(keep)) & (merged["fingerprint"] == fingerprint)
-                      & (merged["view"].isin(views)) & (merged["pooling"] == pooling)].reset_index(drop=True)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
+        merge_units(out)
+    # this call's rows only, in the merged table's order: other settings in the same folder are not mixed in
+    return mine.sort_values(["model", "setting", "task", "view", "layer", "head"], kind="stable").reset_index(
+        drop=True)
 
 
 def _run_batched(encoder, task, view, probes, params, pooling, limit, store, budget_gb, show) -> list[dict]:
@@ -281,17 +313,23 @@ def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, st
     return results
 
 
-def _rows(encoder, fingerprint, task_name, view, probes, results, params, pooling, harness) -> pd.DataFrame:
-    rows = []
+def _rows(encoder, key, probes, results, params) -> pd.DataFrame:
+    setting = key["setting"]
     classifier = json.dumps(dict(params.classifier or {}), sort_keys=True)
+    common = {
+        "model": setting["model"], "fingerprint": setting["fingerprint"], "task": key["task"], "view": key["view"],
+        "pooling": setting["pooling"], "harness": setting["harness"], "usepytorch": bool(params.usepytorch),
+        "classifier": classifier, "kfold": params.kfold, "seed": params.seed, "num_layers": encoder.num_layers,
+        "num_heads": encoder.num_heads, "package_version": __version__, "dtype": setting["dtype"],
+        "cache_dtype": setting["cache_dtype"], "max_length": setting["max_length"], "preset": setting["preset"],
+        "data_path": setting["data_path"], "data_hash": key["data_hash"], "protocol": setting["protocol"],
+        "setting": key_hash(setting, 16),
+    }
+    rows = []
     for (layer, head), result in zip(probes, results):
         metric, dev, test, ndev, ntest, f1 = main_scores(result)
         rows.append({
-            "model": encoder.name, "fingerprint": fingerprint, "task": task_name, "view": view,
-            "layer": layer, "head": head, "name": vector_name(view, layer, head), "pooling": pooling,
+            **common, "layer": layer, "head": head, "name": vector_name(key["view"], layer, head),
             "metric": metric, "devacc": dev, "acc": test, "ndev": ndev, "ntest": ntest, "f1": f1,
-            "harness": harness, "usepytorch": bool(params.usepytorch), "classifier": classifier,
-            "kfold": params.kfold, "seed": params.seed, "num_layers": encoder.num_layers,
-            "num_heads": encoder.num_heads, "package_version": __version__,
         })
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))

@@ -41,8 +41,13 @@ COLUMNS: tuple[str, ...] = RESULT_COLUMNS
 #: Columns without which no query can be answered; the rest are provenance and are filled with NA when absent.
 ESSENTIAL_COLUMNS: tuple[str, ...] = ("model", "task", "view", "layer", "head", "pooling", "metric", "devacc", "acc")
 
-#: A row is identified by these columns; two rows with the same key are an error (an appended re-run).
-KEY_COLUMNS: tuple[str, ...] = ("model", "task", "view", "pooling", "layer", "head")
+#: A row is identified by these columns; two rows with the same key are an error (an appended re-run). ``setting``
+#: (the hash of every run setting, see :mod:`senteval_anatomy.identity`) lets one table hold several seeds, presets,
+#: data folders or dtypes of one model; tables without it (older sweeps, the reference's JSON) read it as "".
+KEY_COLUMNS: tuple[str, ...] = ("model", "setting", "task", "view", "pooling", "layer", "head")
+
+#: Identity columns that are text even when a hash happens to look like a number.
+TEXT_COLUMNS: tuple[str, ...] = ("fingerprint", "setting", "data_hash", "data_path", "preset", "classifier")
 
 #: The two kinds of main score: accuracy in percent, or Pearson r for relatedness / STS tasks.
 METRICS: tuple[str, ...] = ("acc", "pearson")
@@ -131,7 +136,8 @@ def validate_table(df: pd.DataFrame, *, source: str | os.PathLike[str] | None = 
                 f"{_rows_hint(out, bad, source)}."
             )
         out[col] = num.astype("int64")
-    for col in ("num_layers", "num_heads", "ndev", "ntest", "kfold", "seed"):
+    out["setting"] = out["setting"].astype("string").fillna("").astype(str)
+    for col in ("num_layers", "num_heads", "ndev", "ntest", "kfold", "seed", "max_length", "protocol"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
     for col in ("devacc", "acc", "f1"):
         num = pd.to_numeric(out[col], errors="coerce")
@@ -160,10 +166,10 @@ def validate_table(df: pd.DataFrame, *, source: str | os.PathLike[str] | None = 
     if dup.any():
         first = out.loc[dup, list(KEY_COLUMNS)].iloc[0].to_dict()
         raise ResultsTableError(
-            f"results table{where} has {int(dup.sum())} rows sharing a (model, task, view, pooling, layer, "
-            f"head) key, e.g. {first} at {_rows_hint(out, dup, source)}. This happens when a re-run was appended "
+            f"results table{where} has {int(dup.sum())} rows sharing a ({', '.join(KEY_COLUMNS)}) key, e.g. {first} at {_rows_hint(out, dup, source)}. This happens when a re-run was appended "
             "to an old table; keep one of them, e.g. df.drop_duplicates(list(KEY_COLUMNS), keep='last'), "
-            "or give the runs different model names."
+            "or give the runs different model names. (A sweep's own results.csv never has this: its rows carry the "
+            "setting of their run.)"
         )
 
     _fill_shapes(out, source)
@@ -225,7 +231,7 @@ def load_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         return read_reference_json(p)
     suffix = p.suffix.lower()
     if suffix == ".csv":
-        df = pd.read_csv(p)
+        df = pd.read_csv(p, dtype={c: str for c in TEXT_COLUMNS})
     elif suffix in (".parquet", ".pq"):
         df = pd.read_parquet(p)
     else:

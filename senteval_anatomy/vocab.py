@@ -179,13 +179,14 @@ def preset_params(name: str = "paper", **overrides: Any) -> dict[str, Any]:
 #: when a change to the code changes numbers, so that no older unit is ever reused for the new protocol.
 PROTOCOL_VERSION = 1
 
-#: The one result schema: every column of the tidy table, in the order the sweep writes them. The first block says
-#: what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance (see
-#: ``docs/architecture.md``, "A result's identity").
+#: The one result schema: every column of the tidy table, in the order the sweep writes them. ``model``..``metric``
+#: say what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance: ``setting`` is the
+#: short hash of every run setting that determines the numbers (see :mod:`senteval_anatomy.identity`) and
+#: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read.
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "fingerprint", "task", "view", "layer", "head", "name", "pooling", "metric", "devacc", "acc",
     "ndev", "ntest", "f1", "harness", "usepytorch", "classifier", "kfold", "seed", "num_layers", "num_heads",
-    "package_version",
+    "package_version", "dtype", "cache_dtype", "max_length", "preset", "data_path", "data_hash", "protocol", "setting",
 )  # fmt: skip
 
 
@@ -281,19 +282,16 @@ def check_pooling(pooling: str | None, encoder: Any = None) -> str:
 def resolve_device(device: Any = "auto", *, what: str = "device") -> Any:
     """Turn ``"auto"`` / ``None`` or a device name into a ``torch.device``; one rule for models and probes.
 
-    ``"auto"`` picks CUDA, then Apple MPS, then the CPU. An explicit name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or
-    a ``torch.device`` is checked: asking for an accelerator this machine does not have is an error that says so,
+    ``"auto"`` is CUDA when available, else the CPU (the engine's documented rule: on a machine without CUDA the
+    numbers are the CPU's, reproducible anywhere). Apple MPS is used only when asked for (``"mps"``), because the
+    probes' numerics are not validated there. An explicit name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or a
+    ``torch.device`` is checked: asking for an accelerator this machine does not have is an error that says so,
     rather than a crash later. ``what`` names the setting in messages (e.g. ``params.device``).
     """
     import torch
 
     if device is None or (isinstance(device, str) and device == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:

@@ -27,6 +27,7 @@ from senteval_anatomy.backends.ray_backend import (
     unit_device,
     unit_resources,
 )
+from senteval_anatomy.identity import read_unit
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 
@@ -141,7 +142,7 @@ def test_ray_table_equals_local_table(ray_cluster, tiny_encoder, tiny_data, refe
                 progress=False, backend=backend)
     _same_table(got, reference)
     assert sorted(p.name for p in (out / "units").iterdir()) == sorted(
-        p.name for p in (out / "units").glob("*.csv")), "no .parts folder is left once a unit is complete"
+        p.name for p in (out / "units").glob("*.json")), "no .parts folder is left once a unit is complete"
     # ... and through Ray's object store, in memory
     got = sweep(enc, TASKS, task_path=tiny_data, params=FAST, store=FeatureStore(memory=True), progress=False,
                 backend=RayBackend(probes_per_unit=5))
@@ -227,16 +228,16 @@ def test_a_killed_driver_resumes_from_the_finished_units(ray_cluster, tiny_encod
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not list((out / "units").glob("*.parts/*.csv")):
+        while not list((out / "units").glob("*.parts/*.json")):
             assert proc.poll() is None, f"driver exited early: {proc.stderr.read()}"
             assert time.monotonic() < deadline, "no unit finished in time"
             time.sleep(0.02)
     finally:
         proc.kill()  # SIGKILL: no cleanup runs in the driver
         proc.wait()
-    parts = sorted((out / "units").glob("*.parts/*.csv"))
-    finished = sorted((out / "units").glob("*.csv"))
-    rows_on_disk = len(parts) + sum(len(pd.read_csv(f)) for f in finished)  # one probe per part here
+    parts = sorted((out / "units").glob("*.parts/*.json"))
+    finished = sorted((out / "units").glob("*.json"))
+    rows_on_disk = len(parts) + sum(len(read_unit(f)) for f in finished)  # one probe per part here
     assert 0 < rows_on_disk < len(reference), "the driver should die mid-sweep"
 
     got = sweep(tiny_encoder("bert"), TASKS, task_path=tiny_data, params=FAST, store=FeatureStore(cache),

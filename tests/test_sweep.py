@@ -100,7 +100,7 @@ def test_resume_skips_finished_units_and_tables_on_disk(tiny_encoder, tiny_data,
     store = FeatureStore(tmp_path / "cache")
     first = sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, out_dir=out, progress=False,
                   views=("layers",))
-    units = sorted((out / "units").glob("*.csv"))
+    units = sorted((out / "units").glob("*.json"))
     assert len(units) == 1
     assert (out / "results.csv").exists() and (out / "results.parquet").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_csv(out / "results.csv"),
@@ -144,7 +144,7 @@ def test_interrupted_sweep_keeps_finished_units(tiny_encoder, tiny_data, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=FeatureStore(tmp_path / "c"),
               out_dir=out, progress=False, views=("layers",))
-    units = list((out / "units").glob("*.csv"))
+    units = list((out / "units").glob("*.json"))
     assert len(units) == 1 and "Tense" in units[0].name
     assert not [p for p in (out / "units").iterdir() if p.name.startswith(".")]  # no half-written file
 

@@ -46,7 +46,8 @@ Fault tolerance and resume
 --------------------------
 A worker that dies mid-unit (killed, out of memory, node lost) makes Ray rerun the unit (``max_retries``); results
 are written only by the driver, once per finished unit, so a retried unit is never counted twice. Every finished
-training unit is written at once to ``<unit file stem>.parts/<first>-<end>.csv`` next to the unit files; when all
+training unit is written at once to ``<unit file stem>.parts/<first>-<end>.json`` next to the unit files (a unit file
+of its own, whose key is the unit's key plus its probe range); when all
 probes of a (task, view) are done the parts become the unit file, byte for byte what the local backend writes, and
 the parts folder goes. A rerun after the driver was killed trains only the probes that no part holds.
 """
@@ -377,11 +378,13 @@ def _train_unit(task_name: str, task_path: str, seed: int, params: dict, view: s
 
 @dataclass(frozen=True)
 class PendingUnit:
-    """One result unit of a sweep that is not on disk yet: ``path`` is its unit file (None: keep it in memory)."""
+    """One result unit of a sweep that is not on disk yet: ``path`` is its unit file (None: keep it in memory) and
+    ``key`` its identity (:func:`senteval_anatomy.identity.unit_key`)."""
 
     task: str
     view: str
     path: Path | None
+    key: dict
 
 
 @dataclass
@@ -444,8 +447,8 @@ class RayBackend:
         from tqdm.auto import tqdm
 
         from ..engine.tasks import load_task
+        from ..identity import write_unit
         from ..sweeping import _chunk_size, _probe_index, _rows
-        from ..vocab import atomic_write
 
         if harness != "builtin":
             raise ValueError(f'backend="ray" runs the batched trainer (harness="builtin"), not harness={harness!r}; '
@@ -459,7 +462,6 @@ class RayBackend:
         ray = _import_ray()
         started = connect(self.address, timeout_s=self.connect_timeout_s)
         try:
-            fingerprint = encoder.fingerprint()
             cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
             encode_fn = ray.remote(_encode_unit).options(
                 max_retries=self.max_retries, **unit_resources("encode", cluster_gpus))
@@ -473,6 +475,7 @@ class RayBackend:
             frames: dict[tuple[str, str], dict[int, Any]] = {}  # unit -> {start: rows}
             sizes: dict[tuple[str, str], int] = {}
             paths: dict[tuple[str, str], Path | None] = {}
+            unit_keys: dict[tuple[str, str], dict] = {}
             jobs: dict[Any, tuple[str, tuple[str, str], int, int]] = {}
             n_encode = n_probes = 0
             by_task: dict[str, list[PendingUnit]] = {}
@@ -488,7 +491,8 @@ class RayBackend:
                     sizes[key], paths[key] = len(probes), u.path
                     if not resume and u.path is not None:
                         shutil.rmtree(_parts_dir(u.path), ignore_errors=True)
-                    frames[key] = _read_parts(u.path)
+                    frames[key] = _read_parts(u.path, u.key)
+                    unit_keys[key] = u.key
                     dim = encoder.head_dim if u.view == "heads" else encoder.hidden_size
                     per_unit = min(self.probes_per_unit, _chunk_size(len(task.samples), len(probes), dim, pair,
                                                                      memory_budget_gb * 1024**3))
@@ -520,7 +524,7 @@ class RayBackend:
                     raise RuntimeError(f"ray backend: unit {key} has {len(df)} of {sizes[key]} rows")
                 path = paths[key]
                 if path is not None:
-                    atomic_write(path, lambda p: df.to_csv(p, index=False))
+                    write_unit(path, unit_keys[key], df)
                     shutil.rmtree(_parts_dir(path), ignore_errors=True)
                 result[key] = df
 
@@ -551,11 +555,10 @@ class RayBackend:
                         enc_bar.update(1)
                         continue
                     probes = _probe_index(encoder, key[1])[a:b]
-                    df = _rows(encoder, fingerprint, key[0], key[1], probes, value, run_params, pooling, harness)
+                    df = _rows(encoder, unit_keys[key], probes, value, run_params)
                     path = paths[key]
                     if path is not None:
-                        atomic_write(_parts_dir(path) / f"{a:06d}-{b:06d}.csv",
-                                     lambda p, df=df: df.to_csv(p, index=False))
+                        write_unit(_parts_dir(path) / f"{a:06d}-{b:06d}.json", _part_key(unit_keys[key], a, b), df)
                     frames[key][a] = df
                     bar.update(b - a)
                     if sum(len(d) for d in frames[key].values()) == sizes[key]:
@@ -589,18 +592,25 @@ def _parts_dir(unit_path: Path) -> Path:
     return unit_path.with_name(unit_path.stem + _PARTS_SUFFIX)
 
 
-def _read_parts(unit_path: Path | None) -> dict[int, Any]:
-    """Finished training units of a result unit, ``{first probe: rows}``, from an earlier (interrupted) run."""
-    import pandas as pd
+def _part_key(key: dict, start: int, end: int) -> dict:
+    """The key of a part: its unit's key and the probes it holds."""
+    return dict(key, probes=[start, end])
+
+
+def _read_parts(unit_path: Path | None, key: dict) -> dict[int, Any]:
+    """Finished training units of a result unit, ``{first probe: rows}``, from an earlier (interrupted) run. A part
+    of other settings, or damaged, is named in a warning by :func:`~senteval_anatomy.identity.read_unit` and
+    recomputed."""
+    from ..identity import read_unit
 
     if unit_path is None or not _parts_dir(unit_path).is_dir():
         return {}
     out: dict[int, Any] = {}
-    for f in sorted(_parts_dir(unit_path).glob("*.csv")):
+    for f in sorted(_parts_dir(unit_path).glob("*.json")):
         a, _, b = f.stem.partition("-")
-        if a.isdigit() and b.isdigit():
-            df = pd.read_csv(f)
-            if len(df) == int(b) - int(a):
+        if a.isdigit() and b.isdigit() and int(b) > int(a):
+            df = read_unit(f, _part_key(key, int(a), int(b)))
+            if df is not None and len(df) == int(b) - int(a):
                 out[int(a)] = df
     return out
 
