@@ -22,7 +22,8 @@ from senteval_anatomy.engine.batched import (
     kfold_eval_many,
     split_eval_many,
 )
-from senteval_anatomy.engine.probes import PYTORCH_L2_GRID, TorchProbe
+from senteval_anatomy.engine.probes import OPTIMIZER_NAMES, TorchProbe
+from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
 from senteval_anatomy.engine.tasks import Task, get_task
 
 # Short training so that the solo references stay cheap; tenacity 1 makes probes stop at visibly different epochs.
@@ -91,8 +92,15 @@ def _assert_same(batched, solo):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config", [FAST, {"nhid": 6, "dropout": 0.2, "optim": "adam,lr=0.01", "batch_size": 25,
-                                           "tenacity": 2, "epoch_size": 1, "max_epoch": 30}])
+# Every optimizer SentEval's get_optimizer accepts (sgd needs a learning rate); each keeps per-element state that the
+# stacked trainer must keep per slot, through compaction when slots stop. Plus SentEval's nhid > 0 MLP with dropout.
+OPTIMIZER_CONFIGS = [dict(FAST, optim="sgd,lr=0.1" if name == "sgd" else name) for name in OPTIMIZER_NAMES] + [
+    {"nhid": 6, "dropout": 0.2, "optim": "adam,lr=0.01", "batch_size": 25, "tenacity": 2, "epoch_size": 1,
+     "max_epoch": 30}]
+
+
+@pytest.mark.parametrize("config", OPTIMIZER_CONFIGS, ids=[c["optim"] + ("-mlp" if c["nhid"] else "")
+                                                           for c in OPTIMIZER_CONFIGS])
 def test_stacked_probes_equal_solo_probes(config):
     """Each (probe, weight decay) slot ends exactly where a solo TorchProbe ends: same best validation accuracy,
     same stopping epoch, same predictions; slots stop at different epochs (per-slot early stopping)."""
@@ -244,11 +252,33 @@ def test_sklearn_path_is_the_engine_per_probe():
 
 
 def test_wordcontent_forces_linear_probe_like_the_engine():
+    """SentEval trains WordContent with a linear probe whatever ``nhid`` says; other probing tasks use the MLP."""
     X, y = _classes(150, 3, 6, seed=11, signal=(0.3, 1.0))
     emb = _split_embeddings(X, y, (90, 120))
-    task = _task("WordContent", label_names=["a", "b", "c"])
+    names = ["a", "b", "c"]
     params = dict(PARAMS, classifier=dict(FAST, nhid=4, dropout=0.1))
-    _assert_same(evaluate_many(task, emb, params), _solo(task, emb, params))
+    linear = dict(PARAMS, classifier=dict(FAST, nhid=0, dropout=0.1))
+    wc = evaluate_many(_task("WordContent", label_names=names), emb, params)
+    _assert_same(wc, _solo(_task("WordContent", label_names=names), emb, params))
+    _assert_same(wc, evaluate_many(_task("WordContent", label_names=names), emb, linear))
+    assert evaluate_many(_task("Depth", label_names=names), emb, params) != wc, "nhid=4 should change the numbers"
+
+
+@pytest.mark.parametrize("name,n_classes,n_train", [("TopConstituents", 20, 300), ("WordContent", 1000, 1200)])
+def test_many_classes_equal_solo(name, n_classes, n_train):
+    """TopConstituents (20 classes) and WordContent (1,000 classes in SentEval's data) have more classes than one
+    SIMD vector holds, so the stacked loss takes the solo formulation instead of the fast layout: same results."""
+    from senteval_anatomy.engine.batched import _fast_ce_ok
+
+    n = n_train + 160
+    X, y = _classes(n, n_classes, 8, seed=13, signal=(0.5, 3.0))
+    emb = _split_embeddings(X, y, (n_train, n_train + 80))
+    task = _task(name, label_names=[f"c{k}" for k in range(n_classes)])
+    params = dict(PARAMS, classifier=dict(FAST, max_epoch=6))
+    batched = evaluate_many(task, emb, params)
+    _assert_same(batched, _solo(task, emb, params))
+    assert not _fast_ce_ok(n_classes, 64), "this test is meant for the many-class loss path"
+    assert batched[0]["acc"] < batched[1]["acc"], "the probes should differ, or the comparison proves little"
 
 
 # ------------------------------------------------------------------------------------------------------------------

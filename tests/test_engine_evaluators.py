@@ -11,10 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from senteval_anatomy.engine import evaluators as ev
+from senteval_anatomy.engine import protocol
 from senteval_anatomy.engine.probes import (
     CLASSIFIER_DEFAULTS,
-    PYTORCH_L2_GRID,
-    SKLEARN_C_GRIDS,
     EarlyStopping,
     RelatednessRegressor,
     SklearnProbe,
@@ -22,6 +21,7 @@ from senteval_anatomy.engine.probes import (
     classifier_config,
     parse_optimizer,
 )
+from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID, SKLEARN_C_GRIDS
 
 FAST = {"nhid": 0, "optim": "adam", "batch_size": 32, "tenacity": 2, "epoch_size": 1, "max_epoch": 6}
 
@@ -317,7 +317,7 @@ def test_grid_ties_go_to_first_value():
                           device="cpu")
         assert r["dev_scores"] == [100.0] * len(r["regs"])
         assert r["reg"] == first
-    assert ev.select_reg([70.0, 71.25, 71.25, 69.0], [1, 2, 3, 4]) == (2, 71.25)
+    assert protocol.select_reg([70.0, 71.25, 71.25, 69.0], [1, 2, 3, 4]) == (2, 71.25)
 
 
 def test_sklearn_split_equals_direct_sklearn():
@@ -381,8 +381,8 @@ def test_innerkfold_ignores_seed_for_folds_but_kfold_uses_it():
 
 def test_rounding_mirrors_senteval_expressions():
     # A single accuracy uses Python's round, a mean uses NumPy's: they differ on 2.675.
-    assert ev._round_float(2.675) == 2.67
-    assert ev._round_mean([2.675]) == 2.68
+    assert protocol.split_score(0.5) == 50.0 and round(2.675, 2) == 2.67
+    assert protocol.mean_score([2.675]) == 2.68
 
 
 @pytest.mark.parametrize("usepytorch", [False, True], ids=["sklearn", "pytorch"])
@@ -442,7 +442,7 @@ def test_relatedness_learns_and_is_deterministic():
 def test_relatedness_stops_after_patience(monkeypatch):
     X, y = _relatedness_data(20, 0)
     seq = iter([0.5, 0.4, 0.6, 0.3, 0.3, 0.3, 0.9])
-    monkeypatch.setattr("senteval_anatomy.engine.probes._pearson_or_zero", lambda a, b: next(seq))
+    monkeypatch.setattr("senteval_anatomy.engine.probes.pearson_or_zero", lambda a, b: next(seq))
     reg = RelatednessRegressor(4, seed=0, device="cpu").fit(X, ev.encode_relatedness_labels(y), X, y)
     assert reg.n_epochs_ == 6 * 50  # 4 non-improving rounds with patience 3
     assert reg.best_score_ == 0.6

@@ -396,8 +396,8 @@ def test_batcher_output_checks(tmp_path):
     with pytest.raises(ValueError, match="same for every batch"):
         task.embed(dotdict(batch_size=8), lambda p, b: np.zeros((len(b), next(sizes))))
     torch = pytest.importorskip("torch")
-    emb = task.embed(dotdict(batch_size=8), lambda p, b: torch.ones(len(b), 3))
-    assert emb["train"]["X"].shape == (2, 3)
+    emb = task.embed(dotdict(batch_size=8), lambda p, b: torch.arange(3.0).repeat(len(b), 1))
+    np.testing.assert_array_equal(emb["train"]["X"], [[0.0, 1.0, 2.0]] * 2)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -432,11 +432,14 @@ def _check_result(name, r, n):
         assert isinstance(r[k], float) and round(r[k], 2) == r[k] and 0 <= r[k] <= 100
 
 
-@pytest.mark.parametrize("usepytorch", [False, True], ids=["sklearn", "pytorch"])
-@pytest.mark.parametrize("name", DOWNSTREAM_TASKS + ("Tense", "WordContent"))
+# STS12-16 train no probe, so they have no PyTorch cell.
+SE_CELLS = [(name, usepytorch) for name in DOWNSTREAM_TASKS + ("Tense", "WordContent")
+            for usepytorch in (False, True) if not (usepytorch and get_task(name).kind == "sts")]
+
+
+@pytest.mark.parametrize("name,usepytorch", SE_CELLS,
+                         ids=[f"{n}-{'pytorch' if u else 'sklearn'}" for n, u in SE_CELLS])
 def test_se_eval_every_task(all_tasks_root, name, usepytorch):
-    if usepytorch and get_task(name).kind == "sts":
-        pytest.skip("STS has no probe")
     calls = []
 
     def prepare(params, samples):
@@ -479,12 +482,25 @@ def test_sts_similarity_param(all_tasks_root):
     assert len(calls) == sum(r[d]["nsamples"] for d in STS_DATASETS["STS12"])
 
 
+def test_evaluation_seed_rule():
+    """``Task.evaluate`` and the batched ``evaluate_many`` both take the seed by this rule: ``params['seed']`` when
+    set, else the seed the task was loaded with; the other keys get SentEval's defaults."""
+    from senteval_anatomy.engine.protocol import evaluation_params
+
+    assert evaluation_params({"seed": 9}, 5)[1] == 9
+    assert evaluation_params({"seed": None}, 5)[1] == 5
+    p, seed = evaluation_params(None, 5)
+    assert seed == 5 and (p.usepytorch, p.kfold, p.classifier) == (True, 5, {"nhid": 0})
+
+
 def test_evaluate_seed_comes_from_params_or_load(all_tasks_root):
     task = load_task("SST2", all_tasks_root, seed=5)
-    emb = task.embed(dotdict(batch_size=8), RecordingBatcher())
-    a = task.evaluate(emb, {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu"})
-    b = task.evaluate(emb, {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu", "seed": 5})
-    assert a == b
+    rs = np.random.RandomState(0)  # weak features, so that the probe's seed shows in the scores
+    emb = {s: {"X": rs.randn(n, 6), "y": np.arange(n) % 2} for s, n in (("train", 60), ("dev", 40), ("test", 40))}
+    params = {"usepytorch": True, "classifier": FAST_CLF, "device": "cpu"}
+    from_load = task.evaluate(emb, params)
+    assert from_load == task.evaluate(emb, dict(params, seed=5))
+    assert from_load != task.evaluate(emb, dict(params, seed=6))
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from senteval_anatomy.engine import batched as B
-from senteval_anatomy.engine.probes import PYTORCH_L2_GRID
+from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
 
 FAST = {"nhid": 0, "optim": "rmsprop", "batch_size": 32, "tenacity": 1, "epoch_size": 1, "max_epoch": 12}
 WORDS = np.array("the a cat dog bird sat ran saw big small red old new near under over with and of .".split())

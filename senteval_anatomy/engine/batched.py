@@ -79,6 +79,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import evaluators as ev
 from .params import resolve_device, thread_limit
 from .probes import (
     RELATEDNESS_BATCH_SIZE,
@@ -88,11 +89,27 @@ from .probes import (
     RELATEDNESS_NCLASSES,
     RELATEDNESS_PATIENCE,
     EarlyStopping,
-    _pearson_or_zero,
-    _seed_torch,
     build_mlp,
     classifier_config,
     parse_optimizer,
+    seed_torch,
+)
+from .protocol import (
+    INNER_KFOLD_RANDOM_STATE,
+    VALIDATION_SPLIT,
+    check_similarity,
+    cv_score,
+    evaluation_params,
+    evaluator_call,
+    mean_score,
+    pair_features,
+    pearson_or_zero,
+    reg_grid,
+    relatedness_scores,
+    result_dict,
+    select_reg,
+    split_score,
+    stratified_kfold,
 )
 
 OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
@@ -448,7 +465,7 @@ class BatchedMLP:
         optim_cls, optim_params = parse_optimizer(cfg["optim"])  # fail before touching any RNG, as the solo probe
         # Same construction order as TorchProbe: seed, build the module on the CPU (its init is the init of every
         # slot), then the numpy stream that draws validation splits and mini-batches.
-        _seed_torch(seed)
+        seed_torch(seed)
         template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
         self.rng_ = np.random.RandomState(seed)
 
@@ -598,7 +615,7 @@ class BatchedRelatedness:
         if slot_probe.ndim != 1 or len(slot_probe) == 0 or slot_probe.min() < 0 or slot_probe.max() >= n_probes:
             raise ValueError(f"slot_probe must be a non-empty 1-D array of probe indices in 0..{n_probes - 1}")
         # Same construction order as RelatednessRegressor: seed, build Linear(d, 5) on the CPU, numpy stream.
-        _seed_torch(seed)
+        seed_torch(seed)
         template = nn.Linear(self.inputdim, self.nclasses)
         self.rng_ = np.random.RandomState(seed)
 
@@ -637,7 +654,7 @@ class BatchedRelatedness:
             for g in stack.groups:
                 proba = self._proba([p.detach() for p in g.params], g.probe_pos, g.full, X, dev_rows)
                 for k, s in enumerate(g.slots):
-                    if stoppers[s].step(_pearson_or_zero(np.dot(proba[k], r), devscores)):
+                    if stoppers[s].step(pearson_or_zero(np.dot(proba[k], r), devscores)):
                         improved.append(s)
                     elif stoppers[s].stop:
                         stopped.append(s)
@@ -741,8 +758,6 @@ def _chunk_tensor(sources: Sequence[Source], p0: int, p1: int, device: torch.dev
     float32, exactly as a solo run (features in numpy, probe casts with ``.float()``); the cast rounds the same way
     in numpy and torch.
     """
-    from .tasks import pair_features
-
     sizes, _, width = _check_sources(sources, [f"split {i}" for i in range(len(sources))])
     out = np.empty((p1 - p0, sum(sizes), width), dtype=np.float32)
     off = 0
@@ -797,12 +812,9 @@ def _grid_slots(n_probes: int, regs: Sequence[float]) -> tuple[np.ndarray, np.nd
 
 
 def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar) -> list[dict[str, Any]]:
-    from .evaluators import _round_float, select_reg
-    from .probes import NOREG_L2, l2_grid
-
     tr, dv, te = rows
     n_probes = X.shape[0]
-    regs = NOREG_L2["pytorch"] if noreg else l2_grid("split", True)
+    regs = reg_grid("split", True, noreg)
     slot_probe, slot_reg = _grid_slots(n_probes, regs)
     bm = BatchedMLP(X.shape[2], nclasses, slot_probe, slot_reg, n_probes=n_probes, seed=seed, config=classifier,
                     device=device).fit(X, y, tr, val_rows=dv)
@@ -810,7 +822,7 @@ def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar) 
     dev_acc = bm.score(X, y, dv).tolist()  # Python floats, as TorchProbe.score returns
     out, chosen = [], []
     for p in range(n_probes):
-        scores = [_round_float(100 * dev_acc[r * n_probes + p]) for r in range(len(regs))]
+        scores = [split_score(dev_acc[r * n_probes + p]) for r in range(len(regs))]
         optreg, devacc = select_reg(scores, regs)
         chosen.append(list(regs).index(optreg) * n_probes + p)
         out.append({"devacc": float(devacc), "reg": optreg, "regs": list(regs),
@@ -819,7 +831,7 @@ def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar) 
     # that value exactly (training is a pure function of seed, data and reg); its snapshot is the refit model.
     test_acc = bm.score(X, y, te, slots=np.asarray(chosen)).tolist()
     for p in range(n_probes):
-        out[p]["acc"] = float(_round_float(100 * test_acc[p]))
+        out[p]["acc"] = float(split_score(test_acc[p]))
     return out
 
 
@@ -839,11 +851,9 @@ def _cv_grid(X, y, folds, regs, *, nclasses, seed, classifier, device, bar) -> l
 
 def _select_cv(scans, regs, n_probes):
     """Per probe: SentEval's rounded mean CV scores, the chosen value and the best score."""
-    from .evaluators import _round_mean, select_reg
-
     out = []
     for p in range(n_probes):
-        scores = [_round_mean(100 * np.mean(scans[r * n_probes + p])) for r in range(len(regs))]
+        scores = [cv_score(scans[r * n_probes + p]) for r in range(len(regs))]
         optreg, best = select_reg(scores, regs)
         out.append((scores, optreg, best))
     return out
@@ -851,8 +861,6 @@ def _select_cv(scans, regs, n_probes):
 
 def _refit(X, y, train_rows, optregs, *, nclasses, seed, classifier, device, bar) -> BatchedMLP:
     """Final fit of every probe with its own chosen value, early-stopping on a 5% validation split."""
-    from .probes import VALIDATION_SPLIT
-
     n_probes = X.shape[0]
     bm = BatchedMLP(X.shape[2], nclasses, np.arange(n_probes), np.asarray(optregs, dtype=np.float64),
                     n_probes=n_probes, seed=seed, config=classifier, device=device)
@@ -862,13 +870,10 @@ def _refit(X, y, train_rows, optregs, *, nclasses, seed, classifier, device, bar
 
 
 def _kfold_chunk(X, y, rows, y_train, *, nclasses, kfold, seed, classifier, device, bar) -> list[dict[str, Any]]:
-    from .evaluators import _round_float, _stratified_kfold
-    from .probes import l2_grid
-
     tr, te = rows
     n_probes = X.shape[0]
-    regs = l2_grid("kfold", True)
-    skf = _stratified_kfold(kfold, seed)
+    regs = reg_grid("kfold", True)
+    skf = stratified_kfold(kfold, seed)
     # StratifiedKFold draws folds from the labels and the sample count only, so a placeholder X gives the same folds.
     folds = [(tr[a], tr[b]) for a, b in skf.split(np.zeros((len(tr), 1)), y_train)]
     scans = _cv_grid(X, y, folds, regs, nclasses=nclasses, seed=seed, classifier=classifier, device=device, bar=bar)
@@ -877,19 +882,16 @@ def _kfold_chunk(X, y, rows, y_train, *, nclasses, kfold, seed, classifier, devi
                 bar=bar)
     yhat = bm.predict(X, te)
     test_acc = bm.score(X, y, te).tolist()
-    return [{"devacc": float(best), "acc": float(_round_float(100 * test_acc[p])), "yhat": yhat[p], "reg": optreg,
+    return [{"devacc": float(best), "acc": float(split_score(test_acc[p])), "yhat": yhat[p], "reg": optreg,
              "regs": list(regs), "dev_scores": [float(s) for s in scores]}
             for p, (scores, optreg, best) in enumerate(sel)]
 
 
 def _innerkfold_chunk(X, y, y_all, *, nclasses, kfold, seed, classifier, device, bar) -> list[dict[str, Any]]:
-    from .evaluators import INNER_KFOLD_RANDOM_STATE, _round_float, _round_mean, _stratified_kfold
-    from .probes import l2_grid
-
     n_probes = X.shape[0]
-    regs = l2_grid("innerkfold", True)
-    skf = _stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
-    innerskf = _stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
+    regs = reg_grid("innerkfold", True)
+    skf = stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
+    innerskf = stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
     devresults: list[list[Any]] = [[] for _ in range(n_probes)]
     testresults: list[list[float]] = [[] for _ in range(n_probes)]
     fold_regs: list[list[float]] = [[] for _ in range(n_probes)]
@@ -905,30 +907,22 @@ def _innerkfold_chunk(X, y, y_all, *, nclasses, kfold, seed, classifier, device,
         bm = _refit(X, y, train_idx, [s[1] for s in sel], nclasses=nclasses, seed=seed, classifier=classifier,
                     device=device, bar=bar)
         for p, acc in enumerate(bm.score(X, y, test_idx).tolist()):
-            testresults[p].append(_round_float(100 * acc))
-    return [{"devacc": float(_round_mean(devresults[p])), "acc": float(_round_mean(testresults[p])),
+            testresults[p].append(split_score(acc))
+    return [{"devacc": float(mean_score(devresults[p])), "acc": float(mean_score(testresults[p])),
              "fold_devacc": [float(v) for v in devresults[p]], "fold_acc": [float(v) for v in testresults[p]],
              "fold_reg": fold_regs[p], "regs": list(regs)} for p in range(n_probes)]
 
 
 def _relatedness_chunk(X, rows, y_train, y_dev, y_test, *, seed, device, bar) -> list[dict[str, Any]]:
-    from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import mean_squared_error
-
-    from .evaluators import _corr, encode_relatedness_labels
-
     tr, dv, te = rows
     n_probes = X.shape[0]
     Y = torch.zeros(X.shape[1], RELATEDNESS_NCLASSES, dtype=torch.float32)
-    Y[torch.as_tensor(tr)] = torch.from_numpy(encode_relatedness_labels(y_train))
+    Y[torch.as_tensor(tr)] = torch.from_numpy(ev.encode_relatedness_labels(y_train))
     reg = BatchedRelatedness(X.shape[2], np.arange(n_probes), n_probes=n_probes, seed=seed, device=device)
     reg.fit(X, Y.to(X.device), tr, dv, np.asarray(list(y_dev), dtype=np.float64))
     bar.update()
     yhat = reg.predict(X, te)
-    y_test = list(y_test)
-    return [{"devpearson": float(reg.best_score_[p]), "pearson": _corr(pearsonr, yhat[p], y_test),
-             "spearman": _corr(spearmanr, yhat[p], y_test), "mse": float(mean_squared_error(yhat[p], y_test)),
-             "yhat": yhat[p]} for p in range(n_probes)]
+    return [relatedness_scores(reg.best_score_[p], yhat[p], y_test) for p in range(n_probes)]
 
 
 def _offsets(sizes: Sequence[int]) -> list[np.ndarray]:
@@ -971,8 +965,6 @@ def _run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None,
 
 def _probe_features(src: Source, p: int) -> np.ndarray:
     """Probe ``p``'s own 2-D features of one split (contiguous, as a solo run would receive them)."""
-    from .tasks import pair_features
-
     if isinstance(src, tuple):
         return pair_features(np.ascontiguousarray(_as_array(src[0][:, p])),
                              np.ascontiguousarray(_as_array(src[1][:, p])))
@@ -1007,8 +999,6 @@ def split_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test: Sour
     ``X_*`` are ``[n, P, f]`` arrays (or ``(A, B)`` pairs of ``[n, P, d]`` arrays for pair features). Returns P
     dicts with the keys of ``split_eval`` (``devacc``, ``acc``, ``reg``, ``regs``, ``dev_scores``).
     """
-    from . import evaluators as ev
-
     sources = [X_train, X_dev, X_test]
     _, n_probes, _ = _check_sources(sources, ["X_train", "X_dev", "X_test"])
     if not usepytorch:
@@ -1027,8 +1017,6 @@ def kfold_eval_many(X_train: Source, y_train, X_test: Source, y_test, *, nclasse
                     n_jobs: int | None = None, num_threads: int | None = DEFAULT_CPU_THREADS) -> list[dict[str, Any]]:
     """:func:`~senteval_anatomy.engine.evaluators.kfold_eval` for P probes at once (P dicts: ``devacc``,
     ``acc``, ``yhat``, ``reg``, ``regs``, ``dev_scores``)."""
-    from . import evaluators as ev
-
     sources = [X_train, X_test]
     _, n_probes, _ = _check_sources(sources, ["X_train", "X_test"])
     if not usepytorch:
@@ -1050,8 +1038,6 @@ def innerkfold_eval_many(X: Source, y, *, nclasses: int, kfold: int = 5, seed: i
                          num_threads: int | None = DEFAULT_CPU_THREADS) -> list[dict[str, Any]]:
     """:func:`~senteval_anatomy.engine.evaluators.innerkfold_eval` for P probes at once (P dicts: ``devacc``,
     ``acc``, ``fold_devacc``, ``fold_acc``, ``fold_reg``, ``regs``)."""
-    from . import evaluators as ev
-
     _, n_probes, _ = _check_sources([X], ["X"])
     if not usepytorch:
         return _per_probe(lambda p: ev.innerkfold_eval(
@@ -1101,8 +1087,6 @@ def sts_eval_many(datasets: dict[str, tuple[Any, Any, Sequence[float]]],
     engine's own code, fed with those scores. A custom ``similarity`` cannot be vectorised and runs per probe
     through the engine (exact).
     """
-    from . import evaluators as ev
-
     names = list(datasets)
     shapes = [_source_shape((datasets[d][0], datasets[d][1]), f"STS {d}") for d in names]
     n_probes = {s[1] for s in shapes}
@@ -1193,82 +1177,37 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
     list of dict
         One SentEval result dict per probe, with exactly the keys and rounding of ``task.evaluate``.
     """
-    from .params import apply_defaults
-
     spec = task.spec
+    p, seed = evaluation_params(params, task.seed)
     raw = params if params is not None else {}
-    seed = raw["seed"] if "seed" in raw and raw["seed"] is not None else task.seed
-    p = apply_defaults(raw)
     dev = p.device if device is None else device
     n_probes = _n_probes(embeddings, spec.splits, spec.name)
     desc = f"{spec.name}: {n_probes} probes"
-    usepytorch = bool(p.usepytorch)
 
     def pytorch_free(fn_p: Callable[[int], dict[str, Any]]) -> list[dict[str, Any]]:
         return _per_probe(fn_p, n_probes, n_jobs, desc, progress)
 
     if spec.evaluator == "sts":
-        similarity = p.similarity
-        if similarity is not None and not callable(similarity):
-            raise ValueError(f"params.similarity must be a callable f(u, v) -> float, got {similarity!r}.")
-        if similarity is not None:
+        if check_similarity(p.similarity) is not None:
             return pytorch_free(lambda i: task.evaluate(_slice_embeddings(embeddings, i), raw))
         datasets = {d: (embeddings[d]["A"], embeddings[d]["B"], embeddings[d]["gold"]) for d in spec.splits}
-        return sts_eval_many(datasets, max_probes=max_probes, progress=progress)
+        return [result_dict(spec, r, embeddings) for r in sts_eval_many(datasets, max_probes=max_probes,
+                                                                         progress=progress)]
 
-    if not usepytorch and spec.evaluator != "relatedness":
+    if not p.usepytorch and spec.evaluator != "relatedness":
         return pytorch_free(lambda i: task.evaluate(_slice_embeddings(embeddings, i), raw))
-
-    def src(split: str) -> Source:
-        rec = embeddings[split]
-        return rec["X"] if "X" in rec else (rec["A"], rec["B"])
-
-    def n_rows(split: str) -> int:
-        rec = embeddings[split]
-        return len(rec["X"] if "X" in rec else rec["A"])
 
     if isinstance(num_threads, str):
         if num_threads != "auto":
             raise ValueError(f"num_threads must be a positive int, None or 'auto', got {num_threads!r}.")
         num_threads = p.probe_threads if p.get("probe_threads") is not None else DEFAULT_CPU_THREADS
-    common = dict(max_probes=max_probes, progress=progress, device=dev, num_threads=num_threads)
-    clf_kw = dict(seed=seed, usepytorch=True, classifier=p.classifier, **common)
 
-    if spec.evaluator == "split":
-        classifier = p.classifier
-        if spec.name == "WordContent" and (classifier.get("nhid") or 0) > 0:
-            classifier = dict(classifier)  # SentEval: WordContent forces a linear probe
-            classifier["nhid"] = 0
-            clf_kw["classifier"] = classifier
-        rs = split_eval_many(src("train"), embeddings["train"]["y"], src("dev"), embeddings["dev"]["y"], src("test"),
-                             embeddings["test"]["y"], nclasses=task.n_classes, **clf_kw)
-        return [{"devacc": r["devacc"], "acc": r["acc"], "ndev": n_rows("dev"), "ntest": n_rows("test")} for r in rs]
+    def features(rec: Any) -> Source:
+        return rec["X"] if "X" in rec else (rec["A"], rec["B"])
 
-    if spec.evaluator == "kfold":
-        yte = embeddings["test"]["y"]
-        rs = kfold_eval_many(src("train"), embeddings["train"]["y"], src("test"), yte, nclasses=task.n_classes,
-                             kfold=p.kfold, **clf_kw)
-        out = []
-        for r in rs:
-            o = {"devacc": r["devacc"], "acc": r["acc"]}
-            if spec.name == "MRPC":
-                from sklearn.metrics import f1_score
-
-                o["f1"] = float(round(100 * f1_score(yte, r["yhat"]), 2))
-            o.update(ndev=n_rows("train"), ntest=n_rows("test"))
-            out.append(o)
-        return out
-
-    if spec.evaluator == "innerkfold":
-        rs = innerkfold_eval_many(src("all"), embeddings["all"]["y"], nclasses=task.n_classes, kfold=p.kfold,
-                                  **clf_kw)
-        n = n_rows("all")
-        return [{"devacc": r["devacc"], "acc": r["acc"], "ndev": n, "ntest": n} for r in rs]
-
-    if spec.evaluator == "relatedness":
-        rs = relatedness_eval_many(src("train"), embeddings["train"]["y"], src("dev"), embeddings["dev"]["y"],
-                                   src("test"), embeddings["test"]["y"], seed=seed, **common)
-        return [{"devpearson": r["devpearson"], "pearson": r["pearson"], "spearman": r["spearman"], "mse": r["mse"],
-                 "yhat": r["yhat"], "ndev": n_rows("dev"), "ntest": n_rows("test")} for r in rs]
-
-    raise ValueError(f"{spec.name}: no batched evaluator for {spec.evaluator!r}")
+    call = evaluator_call(spec, embeddings, p, seed, task.n_classes, features)
+    evaluate = {"split": split_eval_many, "kfold": kfold_eval_many, "innerkfold": innerkfold_eval_many,
+                "relatedness": relatedness_eval_many}[call.evaluator]
+    rs = evaluate(*call.args, **dict(call.kwargs, device=dev), max_probes=max_probes, progress=progress,
+                  num_threads=num_threads)
+    return [result_dict(spec, r, embeddings) for r in rs]

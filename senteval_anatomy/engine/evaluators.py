@@ -3,11 +3,10 @@
 SICK-R / STS-B (``senteval/sick.py`` + ``tools/relatedness.py``) and the unsupervised STS12-16 protocol
 (``senteval/sts.py``).
 
-Selection rule (all classifier evaluators): each grid value gets a score ``round(100 * accuracy, 2)``; the chosen
-value is ``regs[np.argmax(scores)]``, so ties go to the first (smallest) value; ``devacc`` is that best grid score,
-not the score of the refit model. Rounding reproduces SentEval's expressions exactly: a Python ``round`` of a Python
-float for single accuracies, and NumPy's ``round`` of ``np.mean(...)`` for averages (the two differ on ties such as
-``2.675``).
+The rules they apply around the probes (grids, rounding, selection, folds, refit split, correlations) are those of
+:mod:`senteval_anatomy.engine.protocol`, which the batched trainer uses too. In short: each grid value gets a score
+rounded to 2 decimals; the chosen value is ``regs[np.argmax(scores)]``, so ties go to the first (smallest) value;
+``devacc`` is that best grid score, not the score of the refit model.
 
 Every function returns a plain dict of Python scalars / numpy arrays.
 """
@@ -21,20 +20,22 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .probes import (
-    NOREG_L2,
-    RELATEDNESS_NCLASSES,
+from .probes import RELATEDNESS_NCLASSES, RelatednessRegressor, make_probe
+from .protocol import (
+    INNER_KFOLD_RANDOM_STATE,
     VALIDATION_SPLIT,
-    RelatednessRegressor,
-    l2_grid,
-    make_probe,
+    cv_score,
+    mean_score,
+    reg_grid,
+    relatedness_scores,
+    select_reg,
+    split_score,
+    stratified_kfold,
 )
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "INNER_KFOLD_RANDOM_STATE",
-    "select_reg",
     "split_eval",
     "kfold_eval",
     "innerkfold_eval",
@@ -45,35 +46,6 @@ __all__ = [
     "default_similarity",
     "sts_eval",
 ]
-
-#: InnerKFoldClassifier's outer and inner ``StratifiedKFold`` random_state: hard-coded in SentEval, ``seed`` ignored.
-INNER_KFOLD_RANDOM_STATE = 1111
-
-
-def _round_float(x) -> float:
-    """SentEval's ``round(100 * clf.score(...), 2)``: Python's round applied to what the probe returned."""
-    return round(x, 2)
-
-
-def _round_mean(values) -> float:
-    """SentEval's ``round(np.mean(values), 2)``: NumPy's round of a float64 (not Python's)."""
-    return round(np.mean(values), 2)
-
-
-def select_reg(scores: Sequence[float], regs: Sequence[float]) -> tuple[float, float]:
-    """``(regs[argmax], max)`` with ``np.argmax``: on equal (rounded) scores the first value wins.
-
-    >>> select_reg([80.0, 81.5, 81.5], [1e-5, 1e-4, 1e-3])
-    (0.0001, 81.5)
-    """
-    i = int(np.argmax(scores))
-    return regs[i], scores[i]
-
-
-def _stratified_kfold(k: int, random_state: int):
-    from sklearn.model_selection import StratifiedKFold
-
-    return StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
 
 
 def split_eval(X_train, y_train, X_dev, y_dev, X_test, y_test, *, nclasses: int, seed: int = 1111,
@@ -87,20 +59,18 @@ def split_eval(X_train, y_train, X_dev, y_dev, X_test, y_test, *, nclasses: int,
         ``devacc`` (best grid score, %), ``acc`` (test accuracy of the refit model, %), ``reg`` (chosen value),
         ``regs`` and ``dev_scores`` (the grid and its rounded dev scores).
     """
-    regs = l2_grid("split", usepytorch)
-    if noreg:
-        regs = NOREG_L2["pytorch" if usepytorch else "sklearn"]
+    regs = reg_grid("split", usepytorch, noreg)
     kw = dict(inputdim=np.shape(X_train)[1], nclasses=nclasses, seed=seed, classifier=classifier, device=device)
     scores = []
     for reg in regs:
         clf = make_probe(usepytorch, reg, **kw)
         clf.fit(X_train, y_train, validation_data=(X_dev, y_dev))
-        scores.append(_round_float(100 * clf.score(X_dev, y_dev)))
+        scores.append(split_score(clf.score(X_dev, y_dev)))
     logger.info("split grid: %s", list(zip(regs, scores)))
     optreg, devacc = select_reg(scores, regs)
     clf = make_probe(usepytorch, optreg, **kw)
     clf.fit(X_train, y_train, validation_data=(X_dev, y_dev))
-    acc = _round_float(100 * clf.score(X_test, y_test))
+    acc = split_score(clf.score(X_test, y_test))
     return {"devacc": float(devacc), "acc": float(acc), "reg": optreg, "regs": list(regs),
             "dev_scores": [float(s) for s in scores]}
 
@@ -118,9 +88,9 @@ def kfold_eval(X_train, y_train, X_test, y_test, *, nclasses: int, kfold: int = 
         ``devacc``, ``acc``, ``yhat`` (test predictions, int, shape (n_test,)), ``reg``, ``regs``, ``dev_scores``.
     """
     X_train, y_train = np.asarray(X_train), np.asarray(y_train)
-    regs = l2_grid("kfold", usepytorch)
+    regs = reg_grid("kfold", usepytorch)
     kw = dict(inputdim=X_train.shape[1], nclasses=nclasses, seed=seed, classifier=classifier, device=device)
-    skf = _stratified_kfold(kfold, seed)
+    skf = stratified_kfold(kfold, seed)
     scores = []
     for reg in regs:
         scanscores = []
@@ -129,13 +99,13 @@ def kfold_eval(X_train, y_train, X_test, y_test, *, nclasses: int, kfold: int = 
             clf.fit(X_train[train_idx], y_train[train_idx],
                     validation_data=(X_train[test_idx], y_train[test_idx]))
             scanscores.append(clf.score(X_train[test_idx], y_train[test_idx]))
-        scores.append(_round_mean(100 * np.mean(scanscores)))
+        scores.append(cv_score(scanscores))
     logger.info("kfold grid: %s", list(zip(regs, scores)))
     optreg, devacc = select_reg(scores, regs)
     clf = make_probe(usepytorch, optreg, **kw)
     clf.fit(X_train, y_train, validation_split=VALIDATION_SPLIT)
     yhat = np.asarray(clf.predict(X_test)).reshape(-1)
-    acc = _round_float(100 * clf.score(X_test, y_test))
+    acc = split_score(clf.score(X_test, y_test))
     return {"devacc": float(devacc), "acc": float(acc), "yhat": yhat, "reg": optreg, "regs": list(regs),
             "dev_scores": [float(s) for s in scores]}
 
@@ -156,10 +126,10 @@ def innerkfold_eval(X, y, *, nclasses: int, kfold: int = 5, seed: int = 1111, us
         ``devacc``, ``acc``, ``fold_devacc``, ``fold_acc``, ``fold_reg`` (per outer fold), ``regs``.
     """
     X, y = np.asarray(X), np.asarray(y)
-    regs = l2_grid("innerkfold", usepytorch)
+    regs = reg_grid("innerkfold", usepytorch)
     kw = dict(inputdim=X.shape[1], nclasses=nclasses, seed=seed, classifier=classifier, device=device)
-    skf = _stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
-    innerskf = _stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
+    skf = stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
+    innerskf = stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
     devresults, testresults, fold_regs = [], [], []
     for train_idx, test_idx in skf.split(X, y):
         X_train, X_test = X[train_idx], X[test_idx]
@@ -172,14 +142,14 @@ def innerkfold_eval(X, y, *, nclasses: int, kfold: int = 5, seed: int = 1111, us
                 clf.fit(X_train[in_train], y_train[in_train],
                         validation_data=(X_train[in_test], y_train[in_test]))
                 regscores.append(clf.score(X_train[in_test], y_train[in_test]))
-            scores.append(_round_mean(100 * np.mean(regscores)))
+            scores.append(cv_score(regscores))
         optreg, best = select_reg(scores, regs)
         devresults.append(best)
         fold_regs.append(optreg)
         clf = make_probe(usepytorch, optreg, **kw)
         clf.fit(X_train, y_train, validation_split=VALIDATION_SPLIT)
-        testresults.append(_round_float(100 * clf.score(X_test, y_test)))
-    return {"devacc": float(_round_mean(devresults)), "acc": float(_round_mean(testresults)),
+        testresults.append(split_score(clf.score(X_test, y_test)))
+    return {"devacc": float(mean_score(devresults)), "acc": float(mean_score(testresults)),
             "fold_devacc": [float(v) for v in devresults], "fold_acc": [float(v) for v in testresults],
             "fold_reg": fold_regs, "regs": list(regs)}
 
@@ -196,7 +166,7 @@ def encode_relatedness_labels(labels, nclass: int = RELATEDNESS_NCLASSES) -> np.
     puts all mass on the last bin, ``y = 3.3`` gives 0.7 / 0.3 on bins 3 / 4 (1-based), and scores in [0, 1) (STS-B)
     only put ``y`` on bin 1, which makes ``y = 0`` an all-zero target (SentEval's quirk, kept).
 
-    >>> encode_relatedness_labels([3.3, 5.0, 0.0]).round(2).tolist()
+    >>> encode_relatedness_labels([3.3, 5.0, 0.0]).astype(float).round(2).tolist()
     [[0.0, 0.0, 0.7, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0]]
     """
     Y = np.zeros((len(labels), nclass)).astype("float32")
@@ -207,13 +177,6 @@ def encode_relatedness_labels(labels, nclass: int = RELATEDNESS_NCLASSES) -> np.
             if i + 1 == np.floor(y):
                 Y[j, i] = np.floor(y) - y + 1
     return Y
-
-
-def _corr(fn, a, b) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = fn(a, b)[0]
-    return 0 if r != r else float(r)
 
 
 def relatedness_eval(X_train, y_train, X_dev, y_dev, X_test, y_test, *, seed: int = 1111,
@@ -227,20 +190,9 @@ def relatedness_eval(X_train, y_train, X_dev, y_dev, X_test, y_test, *, seed: in
     dict
         ``devpearson``, ``pearson``, ``spearman`` (NaN read as 0), ``mse``, ``yhat`` (np.ndarray).
     """
-    from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import mean_squared_error
-
     reg = RelatednessRegressor(np.shape(X_train)[1], seed=seed, device=device)
     reg.fit(X_train, encode_relatedness_labels(y_train), X_dev, list(y_dev))
-    yhat = reg.predict(X_test)
-    y_test = list(y_test)
-    return {
-        "devpearson": float(reg.best_score_),
-        "pearson": _corr(pearsonr, yhat, y_test),
-        "spearman": _corr(spearmanr, yhat, y_test),
-        "mse": float(mean_squared_error(yhat, y_test)),
-        "yhat": yhat,
-    }
+    return relatedness_scores(reg.best_score_, reg.predict(X_test), y_test)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -44,20 +44,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .params import resolve_device
+from .protocol import pearson_or_zero
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "PYTORCH_L2_GRID",
-    "SKLEARN_C_GRIDS",
-    "NOREG_L2",
     "CLASSIFIER_DEFAULTS",
     "OPTIMIZER_NAMES",
     "RELATEDNESS_NCLASSES",
@@ -66,12 +63,11 @@ __all__ = [
     "RELATEDNESS_MAX_EPOCH",
     "RELATEDNESS_PATIENCE",
     "RELATEDNESS_L2",
-    "VALIDATION_SPLIT",
     "parse_optimizer",
     "classifier_config",
-    "l2_grid",
     "EarlyStopping",
     "build_mlp",
+    "seed_torch",
     "TorchProbe",
     "SklearnProbe",
     "make_probe",
@@ -79,21 +75,8 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------------------------------------------
-# Constants (SentEval's values, computed the way SentEval computes them so that the floats are identical)
+# Constants of the probes (SentEval's values; the evaluators' grids and refit split are in ``protocol``)
 # --------------------------------------------------------------------------------------------------------------
-
-#: weight_decay grid of every PyTorch classifier evaluator: ``[10**t for t in range(-5, -1)]``.
-PYTORCH_L2_GRID: tuple[float, ...] = tuple(10**t for t in range(-5, -1))
-
-#: ``C`` grids of ``LogisticRegression`` per evaluator (``usepytorch=False``).
-SKLEARN_C_GRIDS: dict[str, tuple[float, ...]] = {
-    "split": tuple(2**t for t in range(-2, 4, 1)),  # 0.25 ... 8
-    "kfold": tuple(2**t for t in range(-1, 6, 1)),  # 0.5 ... 32
-    "innerkfold": tuple(2**t for t in range(-2, 4, 1)),  # 0.25 ... 8
-}
-
-#: SplitClassifier's ``noreg`` grids (SNLI only in SentEval; not reachable from ``params``).
-NOREG_L2 = {"pytorch": (1e-9,), "sklearn": (1e9,)}
 
 #: Defaults of the ``params.classifier`` dict, applied when a key is absent. ``nhid`` has no default: it is required.
 CLASSIFIER_DEFAULTS: dict[str, Any] = {
@@ -105,9 +88,6 @@ CLASSIFIER_DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
 }
 
-#: Fraction held out for early stopping when a final model is refit on a whole training pool (KFold, InnerKFold).
-VALIDATION_SPLIT = 0.05
-
 # RelatednessPytorch (SICK-R, STS-B): fixed in SentEval, independent of params.classifier.
 RELATEDNESS_NCLASSES = 5
 RELATEDNESS_BATCH_SIZE = 64
@@ -118,16 +98,6 @@ RELATEDNESS_L2 = 0.0
 
 #: Optimizer names accepted in ``classifier['optim']``.
 OPTIMIZER_NAMES = ("adadelta", "adagrad", "adam", "adamax", "asgd", "rmsprop", "rprop", "sgd")
-
-
-def l2_grid(evaluator: str, usepytorch: bool) -> tuple[float, ...]:
-    """The regularisation grid of an evaluator (``'split'``, ``'kfold'`` or ``'innerkfold'``) and back end."""
-    if usepytorch:
-        return PYTORCH_L2_GRID
-    try:
-        return SKLEARN_C_GRIDS[evaluator]
-    except KeyError:
-        raise ValueError(f"unknown evaluator {evaluator!r}; expected one of {sorted(SKLEARN_C_GRIDS)}") from None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -268,7 +238,8 @@ def build_mlp(inputdim: int, nclasses: int, nhid: int = 0, dropout: float = 0.0)
     )
 
 
-def _seed_torch(seed: int) -> None:
+def seed_torch(seed: int) -> None:
+    """Step 1 of the RNG contract: ``torch.manual_seed(seed)`` (CPU and every CUDA generator)."""
     import torch
 
     torch.manual_seed(seed)  # seeds the CPU and every CUDA generator
@@ -337,7 +308,7 @@ class TorchProbe:
         self.device = resolve_device(device)
 
         optim_cls, optim_params = parse_optimizer(self.optim)  # fail before touching any RNG
-        _seed_torch(seed)
+        seed_torch(seed)
         self.model = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout).to(self.device)
         self.loss_fn = nn.CrossEntropyLoss(reduction="mean")
         self.optimizer = optim_cls(self.model.parameters(), **optim_params)
@@ -484,15 +455,6 @@ def make_probe(usepytorch: bool, reg: float, *, inputdim: int, nclasses: int, se
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _pearson_or_zero(a, b) -> float:
-    from scipy.stats import pearsonr
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        r = pearsonr(a, b)[0]
-    return 0.0 if r != r else float(r)
-
-
 class RelatednessRegressor:
     """SentEval's ``RelatednessPytorch``: ``Linear(d, 5) -> Softmax`` trained with MSE on 5-bin targets.
 
@@ -512,7 +474,7 @@ class RelatednessRegressor:
         self.batch_size = RELATEDNESS_BATCH_SIZE
         self.max_epoch = RELATEDNESS_MAX_EPOCH
         self.device = resolve_device(device)
-        _seed_torch(seed)
+        seed_torch(seed)
         self.model = nn.Sequential(nn.Linear(self.inputdim, nclasses), nn.Softmax(dim=-1)).to(self.device)
         self.loss_fn = nn.MSELoss(reduction="mean")
         self.optimizer = torch.optim.Adam(self.model.parameters(), weight_decay=RELATEDNESS_L2)
@@ -546,7 +508,7 @@ class RelatednessRegressor:
                     self.optimizer.step()
             self.n_epochs_ += RELATEDNESS_EPOCHS_PER_ROUND
             yhat = np.dot(self._proba(devX_t), r)
-            if stopper.step(_pearson_or_zero(yhat, devscores)):
+            if stopper.step(pearson_or_zero(yhat, devscores)):
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if best_state is not None:
             self.model.load_state_dict(best_state)

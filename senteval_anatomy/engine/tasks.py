@@ -28,7 +28,6 @@ sts                    ``{sub_dataset: {"A", "B", "gold": float64 [n]}}`` in Sen
 
 from __future__ import annotations
 
-import copy
 import difflib
 import logging
 import math
@@ -42,7 +41,8 @@ import numpy as np
 
 from ..vocab import STS_DATASETS  # re-exported: the table's one home is vocab
 from . import evaluators as ev
-from .params import apply_defaults, thread_limit
+from .params import thread_limit
+from .protocol import check_similarity, evaluation_params, evaluator_call, pair_features, result_dict
 
 logger = logging.getLogger(__name__)
 
@@ -585,12 +585,6 @@ def load_task(name: str, task_path: str | os.PathLike, seed: int = 1111) -> Task
 # --------------------------------------------------------------------------------------------------------------
 
 
-def pair_features(u, v) -> np.ndarray:
-    """SentEval's pair features ``[|u - v|, u * v]`` (concatenated on the last axis: shape [n, 2d])."""
-    u, v = np.asarray(u), np.asarray(v)
-    return np.c_[np.abs(u - v), u * v]
-
-
 def _to_numpy(out) -> np.ndarray:
     if hasattr(out, "detach") and hasattr(out, "cpu"):  # torch tensor, possibly on GPU
         out = out.detach().cpu().numpy()
@@ -730,62 +724,25 @@ class Task:
         """Run the task's evaluator on ``embeddings`` (layout in the module doc) and return SentEval's result dict.
 
         ``params`` gives ``usepytorch``, ``classifier``, ``kfold``, ``device``, ``probe_threads`` and ``similarity``
-        (defaults as in ``SE``), and ``seed`` (default: the seed given to :func:`load_task`).
+        (defaults as in ``SE``), and ``seed`` (default: the seed given to :func:`load_task`). The protocol around
+        the probes (grids, rounding, folds, WordContent, MRPC's F1, result keys) is
+        :mod:`senteval_anatomy.engine.protocol`, shared with the batched trainer.
         """
-        raw = params if params is not None else {}
-        seed = raw["seed"] if "seed" in raw and raw["seed"] is not None else self.seed
-        p = apply_defaults(raw)
+        p, seed = evaluation_params(params, self.seed)
         with thread_limit(p.probe_threads):
             return self._evaluate(embeddings, p, seed)
 
     def _evaluate(self, embeddings, p, seed) -> dict[str, Any]:
         spec = self.spec
-        clf_kw = dict(seed=seed, usepytorch=bool(p.usepytorch), classifier=p.classifier, device=p.device)
+        if spec.evaluator == "sts":
+            similarity = check_similarity(p.similarity)
+            datasets = {d: (embeddings[d]["A"], embeddings[d]["B"], embeddings[d]["gold"]) for d in spec.splits}
+            return result_dict(spec, ev.sts_eval(datasets, similarity), embeddings)
 
-        def feats(split):
-            rec = embeddings[split]
+        def features(rec):
             return rec["X"] if "X" in rec else pair_features(rec["A"], rec["B"])
 
-        if spec.evaluator == "split":
-            classifier = p.classifier
-            if spec.name == "WordContent" and (classifier.get("nhid") or 0) > 0:
-                classifier = copy.deepcopy(dict(classifier))  # SentEval: WordContent forces a linear probe
-                classifier["nhid"] = 0
-                clf_kw["classifier"] = classifier
-            Xtr, Xdv, Xte = feats("train"), feats("dev"), feats("test")
-            r = ev.split_eval(Xtr, embeddings["train"]["y"], Xdv, embeddings["dev"]["y"], Xte,
-                              embeddings["test"]["y"], nclasses=self.n_classes, **clf_kw)
-            return {"devacc": r["devacc"], "acc": r["acc"], "ndev": len(Xdv), "ntest": len(Xte)}
-
-        if spec.evaluator == "kfold":
-            Xtr, Xte = feats("train"), feats("test")
-            ytr, yte = embeddings["train"]["y"], embeddings["test"]["y"]
-            r = ev.kfold_eval(Xtr, ytr, Xte, yte, nclasses=self.n_classes, kfold=p.kfold, **clf_kw)
-            out = {"devacc": r["devacc"], "acc": r["acc"]}
-            if spec.name == "MRPC":
-                from sklearn.metrics import f1_score
-
-                out["f1"] = float(round(100 * f1_score(yte, r["yhat"]), 2))
-            out.update(ndev=len(Xtr), ntest=len(Xte))
-            return out
-
-        if spec.evaluator == "innerkfold":
-            X, y = embeddings["all"]["X"], embeddings["all"]["y"]
-            r = ev.innerkfold_eval(X, y, nclasses=self.n_classes, kfold=p.kfold, **clf_kw)
-            return {"devacc": r["devacc"], "acc": r["acc"], "ndev": len(X), "ntest": len(X)}
-
-        if spec.evaluator == "relatedness":
-            r = ev.relatedness_eval(feats("train"), embeddings["train"]["y"], feats("dev"), embeddings["dev"]["y"],
-                                    feats("test"), embeddings["test"]["y"], seed=seed, device=p.device)
-            return {"devpearson": r["devpearson"], "pearson": r["pearson"], "spearman": r["spearman"],
-                    "mse": r["mse"], "yhat": r["yhat"], "ndev": len(embeddings["dev"]["A"]),
-                    "ntest": len(embeddings["test"]["A"])}
-
-        if spec.evaluator == "sts":
-            similarity = p.similarity
-            if similarity is not None and not callable(similarity):
-                raise ValueError(f"params.similarity must be a callable f(u, v) -> float, got {similarity!r}.")
-            datasets = {d: (embeddings[d]["A"], embeddings[d]["B"], embeddings[d]["gold"]) for d in spec.splits}
-            return ev.sts_eval(datasets, similarity)
-
-        raise AssertionError(f"no evaluator {spec.evaluator!r}")  # pragma: no cover
+        call = evaluator_call(spec, embeddings, p, seed, self.n_classes, features)
+        evaluate = {"split": ev.split_eval, "kfold": ev.kfold_eval, "innerkfold": ev.innerkfold_eval,
+                    "relatedness": ev.relatedness_eval}[call.evaluator]
+        return result_dict(spec, evaluate(*call.args, **call.kwargs), embeddings)
