@@ -192,7 +192,7 @@ def measure_costs(data: Path, task: str, device: str, n_encode: int, n_probes: i
     from senteval_anatomy.engine.tasks import load_task
     from senteval_anatomy.models import Encoder, load_encoder
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.sweeping import _StoreBatcher
+    from senteval_anatomy.units import StoreBatcher
     from senteval_anatomy.vocab import PAPER_PARAMS
 
     torch.set_num_threads(1)
@@ -217,7 +217,7 @@ def measure_costs(data: Path, task: str, device: str, n_encode: int, n_probes: i
         costs, widths = {}, {}
         for view, n in (("heads", n_probes), ("layers", minilm.num_layers + 1)):
             params.current_task = task
-            emb = t.embed(params, _StoreBatcher(feats, view, slice(0, n)))
+            emb = t.embed(params, StoreBatcher(feats, view, slice(0, n)))
             t0 = clock()
             evaluate_many(t, emb, params, progress=False, device=device)
             # a linear probe's step is a [batch, width] x [width, classes] product: linear in the feature width

@@ -25,6 +25,8 @@ def check_backend(backend: object) -> str | object:
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}.")
         return backend
-    if type(backend).__name__ == "RayBackend" and hasattr(backend, "run"):
+    from .ray_backend import RayBackend  # imports no Ray itself
+
+    if isinstance(backend, RayBackend):
         return backend
     raise TypeError(f"backend must be one of {BACKENDS} or a RayBackend instance, not {type(backend).__name__}.")

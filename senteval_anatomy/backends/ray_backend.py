@@ -14,7 +14,7 @@ encodes exactly the batches the local sweep would, and the features are the same
 ``shard_size`` sentences is one shard, whose store entry is the very entry the local backend uses.
 
 *Training units* — (task, view, chunk of probes). Each reads its probes' vectors from the task's shards through the
-sweep's own batcher and trains them with :func:`~senteval_anatomy.engine.batched.evaluate_many`. Probes never
+sweep's own batcher (:class:`~senteval_anatomy.units.StoreBatcher`) and trains them with :func:`~senteval_anatomy.engine.batched.evaluate_many`. Probes never
 interact (that is what makes the batched trainer exact), so a chunk's results do not depend on how the probes were
 chunked: the rows are those of the local backend.
 
@@ -291,7 +291,8 @@ def _worker_task(name: str, task_path: str, seed: int) -> Any:
 def _encode_unit(box: list[Any], sentences: list[str], pooling: str, limit: int, batch_size: int,
                  store_spec: tuple[str | None, str, str], transport: str) -> Any:
     """Encoding unit: the store entry key of ``sentences`` ("store"), or the features themselves ("object")."""
-    from ..store import VIEWS, FeatureStore
+    from ..store import FeatureStore
+    from ..vocab import VIEWS
 
     encoder = _worker_encoder(box)
     cache_dir, dtype, verify = store_spec
@@ -361,14 +362,14 @@ def _train_unit(task_name: str, task_path: str, seed: int, params: dict, view: s
     """Training unit: SentEval result dicts of probes ``start:end`` of ``view`` on ``task_name``."""
     from ..engine.batched import evaluate_many
     from ..engine.params import apply_defaults
-    from ..sweeping import _StoreBatcher
+    from ..units import StoreBatcher
 
     task = _worker_task(task_name, task_path, seed)
     opened = [_open_part(p) for p in parts]
     feats = opened[0] if len(opened) == 1 else _JoinedFeatures(opened)
     run_params = apply_defaults(params)
     run_params.current_task = task_name
-    emb = task.embed(run_params, _StoreBatcher(feats, view, slice(start, end)))
+    emb = task.embed(run_params, StoreBatcher(feats, view, slice(start, end)))
     results = evaluate_many(task, emb, run_params, progress=False, device=_worker_device(run_params.device))
     return [{k: v for k, v in r.items() if k != "yhat"} for r in results]
 
@@ -448,7 +449,7 @@ class RayBackend:
 
         from ..engine.tasks import load_task
         from ..identity import write_unit
-        from ..sweeping import _chunk_size, _probe_index, _rows
+        from ..units import probe_chunk_size, probe_index, unit_rows
 
         if harness != "builtin":
             raise ValueError(f'backend="ray" runs the batched trainer (harness="builtin"), not harness={harness!r}; '
@@ -487,14 +488,14 @@ class RayBackend:
                 todo: list[tuple[tuple[str, str], int, int]] = []
                 for u in task_units:
                     key = (u.task, u.view)
-                    probes = _probe_index(encoder, u.view)
+                    probes = probe_index(encoder, u.view)
                     sizes[key], paths[key] = len(probes), u.path
                     if not resume and u.path is not None:
                         shutil.rmtree(_parts_dir(u.path), ignore_errors=True)
                     frames[key] = _read_parts(u.path, u.key)
                     unit_keys[key] = u.key
                     dim = encoder.head_dim if u.view == "heads" else encoder.hidden_size
-                    per_unit = min(self.probes_per_unit, _chunk_size(len(task.samples), len(probes), dim, pair,
+                    per_unit = min(self.probes_per_unit, probe_chunk_size(len(task.samples), len(probes), dim, pair,
                                                                      memory_budget_gb * 1024**3))
                     done = [(a, a + len(df)) for a, df in frames[key].items()]
                     todo += [(key, a, b) for a, b in missing_ranges(len(probes), done, per_unit)]
@@ -554,8 +555,8 @@ class RayBackend:
                     if kind == "encode":
                         enc_bar.update(1)
                         continue
-                    probes = _probe_index(encoder, key[1])[a:b]
-                    df = _rows(encoder, unit_keys[key], probes, value, run_params)
+                    probes = probe_index(encoder, key[1])[a:b]
+                    df = unit_rows(encoder, unit_keys[key], probes, value, run_params)
                     path = paths[key]
                     if path is not None:
                         write_unit(_parts_dir(path) / f"{a:06d}-{b:06d}.json", _part_key(unit_keys[key], a, b), df)
