@@ -469,8 +469,10 @@ class RayBackend:
             train_fn = ray.remote(_train_unit).options(
                 max_retries=self.max_retries,
                 **unit_resources("train", cluster_gpus, train_units_per_gpu=self.train_units_per_gpu))
-            store_spec = (None if store.memory else str(store.cache_dir), store.dtype, store.verify)
-            params = dict(run_params)
+            # absolute paths: workers on other nodes do not share the driver's working directory
+            store_spec = (None if store.memory else str(Path(store.cache_dir).resolve()), store.dtype, store.verify)
+            task_path = str(Path(run_params["task_path"]).resolve())
+            params = dict(run_params, task_path=task_path)
             enc_box: list[Any] | None = None
 
             frames: dict[tuple[str, str], dict[int, Any]] = {}  # unit -> {start: rows}
@@ -483,7 +485,7 @@ class RayBackend:
             for u in units:
                 by_task.setdefault(u.task, []).append(u)
             for task_name, task_units in by_task.items():
-                task = load_task(task_name, run_params["task_path"], seed=run_params["seed"])
+                task = load_task(task_name, task_path, seed=run_params["seed"])
                 pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
                 todo: list[tuple[tuple[str, str], int, int]] = []
                 for u in task_units:
@@ -511,7 +513,7 @@ class RayBackend:
                     jobs[ref] = ("encode", (task_name, ""), 0, 0)
                 n_encode += len(enc_refs)
                 for key, a, b in todo:
-                    ref = train_fn.remote(task_name, run_params["task_path"], run_params["seed"], params, key[1], a,
+                    ref = train_fn.remote(task_name, task_path, run_params["seed"], params, key[1], a,
                                           b, *enc_refs)
                     jobs[ref] = ("train", key, a, b)
                     n_probes += b - a
