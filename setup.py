@@ -23,7 +23,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["senteval_anatomy", "senteval_anatomy.*"]),
     include_package_data=True,
-    package_data={"senteval_anatomy": ["py.typed"]},
+    package_data={"senteval_anatomy": ["py.typed", "reference/*.csv.gz", "reference/SOURCE.md"]},
     install_requires=[
         "torch>=2.1",
         "transformers>=4.44",
@@ -43,6 +43,9 @@ setup(
         # ray is in the test extra so CI runs the backend's tests: measured +79 MB download, +240 MB installed,
         # ~30 s of install time on top of torch; without it those tests skip.
         "test": ["pytest>=7", "ruff>=0.5", "ray>=2.9"],
+        # The real SentEval for --harness senteval and your own SentEval scripts (not on PyPI: from its repository;
+        # run it on today's stack through senteval_anatomy.compat, see docs/compat.md).
+        "senteval": ["senteval @ git+https://github.com/facebookresearch/SentEval"],
     },
     entry_points={
         "console_scripts": [

@@ -107,7 +107,7 @@ def _pool(x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor, pooling: str)
     x = x.float()
     if pooling == "cls":
         return x[:, 0]
-    if pooling == "last":
+    if pooling in ("last", "one-past-last"):  # one-past-last: the appended id-0 token is the last one (iter_encode)
         return x[torch.arange(x.shape[0], device=x.device), last]
     m = mask.to(x.dtype).unsqueeze(-1)
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
@@ -190,6 +190,11 @@ def iter_encode(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     ids, truncated = tokenize(encoder, sentences, max_length)
+    if pooling == "one-past-last":
+        # Transformer Anatomy's GPT position (compatibility only): an id-0 token after the sentence, attended to
+        # like the sentence's tokens, is read as the last token (docs/reproduce.md)
+        room = (min(encoder.max_length, max_length) if max_length else encoder.max_length) - 1
+        ids = [x[:room] + [0] for x in ids]
     n_truncated = int(truncated.sum())
     if n_truncated:
         limit = min(encoder.max_length, max_length) if max_length else encoder.max_length

@@ -28,12 +28,21 @@ Design decisions, and why:
 * **Sentence sets, not sequences.** Sentences are deduplicated and sorted before keying, so the same sentences in any
   order (or with repeats, as SentEval's ``prepare`` passes them) share one entry. ``StoredFeatures.rows`` maps
   sentences back to rows.
-* **Corruption is detected and repaired.** Every open checks the manifest against the request, the ``.npy`` headers
-  against the manifest, and each file's size plus a *quick checksum* (first and last MiB and 16 evenly spaced 64 KiB
-  blocks). A full SHA-256 of every file is also recorded and checked with ``verify="full"``. The quick check is the
+* **Corruption is detected and repaired, never used.** Every open checks the manifest against the request, the
+  ``.npy`` headers against the manifest, and each file's size plus a *quick checksum* (first and last MiB and 16
+  evenly spaced 64 KiB blocks). A file whose modification time differs from the one recorded at write time (anything
+  wrote to it after the entry was committed) is hashed in full instead. A full SHA-256 of every file is recorded and
+  checked with ``verify="full"`` and by ``python -m senteval_anatomy.store verify --full``. The quick check is the
   default because a full hash of a BERT-base entry (about 1.5 GB for 20k sentences) would cost seconds on every open,
-  while the failures that really happen to cache files -- truncation, a file replaced or zeroed, a disk-full write --
-  change the size or the sampled blocks. A bad entry is reported with a :class:`CacheCorruptionWarning` and rebuilt.
+  while the failures that really happen to cache files -- truncation, a file replaced, zeroed or written to, a
+  disk-full write -- change the size, the sampled blocks or the modification time. A bad entry is reported with a
+  :class:`CacheCorruptionWarning` naming the entry and the file, removed, and rebuilt.
+* **Only finite numbers are stored.** A NaN or an infinity in the encoder's output is refused at write time with
+  :class:`NonFiniteFeaturesError`, naming model, view, layer, head and sentence, so any non-finite value found later
+  is damage.
+* **Maintenance touches only the store's own entries.** ``clear`` and ``verify --repair`` remove folders named like
+  an entry (``<32 hex>-<views>``); ``clear`` only those whose manifest is present and valid. Anything else under
+  ``features/`` is reported and left alone.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -62,7 +72,11 @@ from .vocab import CACHE_ENV_VAR, VIEWS, atomic_write, check_pooling, check_view
 
 __all__ = [
     "CacheCorruptionWarning",
+    "CacheWriteError",
+    "ClearReport",
+    "EntryCheck",
     "FeatureStore",
+    "NonFiniteFeaturesError",
     "StoredFeatures",
     "default_cache_dir",
     "main",
@@ -84,10 +98,37 @@ _MIB = 1 << 20
 _SAMPLE_BLOCK = 64 << 10
 _N_SAMPLES = 16
 _STALE_TMP_SECONDS = 24 * 3600
+# Names the store gives its folders; nothing else under features/ is ever removed.
+_ENTRY_RE = re.compile(r"^[0-9a-f]{32}-(heads|layers|heads\+layers)$")
+_TMP_RE = re.compile(r"^\.tmp-[0-9a-f]{32}-(heads|layers|heads\+layers)-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+_TRASH_RE = re.compile(r"^\.trash-[0-9a-f]{32}-(heads|layers|heads\+layers)-[0-9a-f]{8}$")
 
 
 class CacheCorruptionWarning(UserWarning):
     """A cache entry failed validation (damaged, truncated or mismatched) and is being rebuilt."""
+
+
+class NonFiniteFeaturesError(ValueError):
+    """The encoder produced a NaN or an infinity; the message names model, view, layer, head and sentence.
+
+    Such features would poison every probe trained on them, and a store that accepted them could not tell them from
+    damage on disk, so they are refused before anything is committed.
+    """
+
+
+class CacheWriteError(OSError):
+    """The cache could not be written (disk full, file too large, read-only or not a folder); nothing was committed
+    and the temp folder was removed. The message names the cache folder and how to fix it."""
+
+
+def _write_error_message(cache_dir: Path, exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (
+        f"cannot write the feature cache under {cache_dir}: {what}{where}. Nothing was stored. Free disk space "
+        f"(`python -m senteval_anatomy.store clear` empties the cache), or point --cache-dir / ${CACHE_ENV_VAR} at a "
+        "writable folder with room; the run can be repeated as it is."
+    )
 
 
 class _CorruptEntry(Exception):
@@ -501,7 +542,17 @@ class FeatureStore:
             progress=progress,
         )
 
-    def _cast(self, view: str, values: np.ndarray, expected: tuple[int, ...], name: str) -> np.ndarray:
+    def _cast(
+        self,
+        view: str,
+        values: np.ndarray,
+        expected: tuple[int, ...],
+        name: str,
+        *,
+        model: str,
+        indices: np.ndarray,
+        sentences: Sequence[str],
+    ) -> np.ndarray:
         if values is None:
             raise RuntimeError(
                 f"iter_encode returned no {view!r} features although they were requested ({name})"
@@ -512,13 +563,16 @@ class FeatureStore:
                 f"[b, {', '.join(map(str, expected))}]; the encoder attributes (num_layers, num_heads, head_dim, "
                 "hidden_size) disagree with its outputs"
             )
+        values = np.asarray(values)
+        finite = np.isfinite(values)
+        if not finite.all():
+            raise NonFiniteFeaturesError(_non_finite_message(view, values, finite, model, indices, sentences))
         out = values.astype(self.dtype, copy=False)
         if self.dtype == "float16" and not np.all(np.isfinite(out)):
-            if np.all(np.isfinite(values)):
-                raise OverflowError(
-                    f"{view} features exceed the float16 range (max |x| = {np.abs(values).max():.3g}); "
-                    "use FeatureStore(dtype='float32') for this model"
-                )
+            raise OverflowError(
+                f"{view} features exceed the float16 range (max |x| = {np.abs(values).max():.3g}); "
+                "use FeatureStore(dtype='float32') for this model"
+            )
         return out
 
     def _compute_in_memory(
@@ -531,7 +585,9 @@ class FeatureStore:
         for batch in self._batches(encoder, uniq, fields, batch_size, progress):
             idx = np.asarray(batch.indices, dtype=np.int64)
             for v, arr in arrays.items():
-                arr[idx] = self._cast(v, getattr(batch, v), shapes[v][1:], name)
+                arr[idx] = self._cast(
+                    v, getattr(batch, v), shapes[v][1:], name, model=fields["model"], indices=idx, sentences=uniq
+                )
             seen[idx] = True
             n_truncated += int(batch.n_truncated)
         _check_coverage(seen, name)
@@ -550,9 +606,12 @@ class FeatureStore:
         batch_size: int,
         progress: Any,
     ) -> StoredFeatures:
-        self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f"{_TMP_PREFIX}{name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as exc:
+            raise CacheWriteError(_write_error_message(self.cache_dir, exc)) from exc
         final = self.root / name
         writers: dict[str, _NpyWriter] = {}
         try:
@@ -564,7 +623,10 @@ class FeatureStore:
             for batch in self._batches(encoder, uniq, fields, batch_size, progress):
                 idx = np.asarray(batch.indices, dtype=np.int64)
                 for v, w in writers.items():
-                    w.write_rows(idx, self._cast(v, getattr(batch, v), shapes[v][1:], name))
+                    values = self._cast(
+                        v, getattr(batch, v), shapes[v][1:], name, model=fields["model"], indices=idx, sentences=uniq
+                    )
+                    w.write_rows(idx, values)
                 seen[idx] = True
                 n_truncated += int(batch.n_truncated)
             _check_coverage(seen, name)
@@ -577,8 +639,10 @@ class FeatureStore:
             files = {}
             for fname in [f"{v}.npy" for v in shapes] + [_SENTENCES]:
                 p = tmp / fname
+                st = p.stat()
                 files[fname] = {
-                    "size": p.stat().st_size,
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
                     "quick": _quick_checksum(p),
                     "sha256": _sha256_file(p),
                 }
@@ -594,10 +658,12 @@ class FeatureStore:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 _fsync_path(self.root)
-        except BaseException:
+        except BaseException as exc:
             for w in writers.values():
                 w.abort()
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, CacheWriteError):
+                raise CacheWriteError(_write_error_message(self.cache_dir, exc)) from exc
             raise
         feats = _open_entry(final, verify="none", expect=None, sentences=uniq)
         _MEMO[self._memo_key(name)] = feats
@@ -608,7 +674,9 @@ class FeatureStore:
     def entries(self) -> list[dict]:
         """Manifests of all committed entries, each with ``key``, ``path`` and ``size_bytes`` added, oldest first.
 
-        Unreadable manifests are listed with ``"error"`` set instead of being hidden, so ``clear`` can remove them.
+        Folders whose manifest is missing or invalid are listed with ``"error"`` set instead of being hidden, and
+        folders not named like an entry with ``"foreign": True`` as well, so that ``list`` shows them and ``clear``
+        can say that it leaves them alone.
         """
         if self.memory:
             return [dict(f.manifest, key=k, path=None, size_bytes=_mem_size(f)) for k, f in self._mem.items()]
@@ -618,37 +686,105 @@ class FeatureStore:
         for p in sorted(self.root.iterdir()):
             if p.name.startswith(".") or not p.is_dir():
                 continue
-            try:
-                manifest = json.loads((p / _MANIFEST).read_text(encoding="utf-8"))
-                if not isinstance(manifest, dict):
-                    raise ValueError("manifest is not a JSON object")
-            except (OSError, ValueError) as exc:
-                manifest = {"error": f"unreadable manifest: {exc}", "created": p.stat().st_mtime}
+            if not _ENTRY_RE.match(p.name):
+                manifest = {"error": "not named like a cache entry (<32 hex>-<views>)", "foreign": True}
+            else:
+                manifest, problem = _read_manifest(p)
+                if problem is not None:
+                    manifest = {"error": problem}
+            manifest.setdefault("created", p.stat().st_mtime)
             out.append(dict(manifest, key=p.name, path=str(p), size_bytes=_dir_size(p)))
         out.sort(key=lambda e: float(e.get("created", 0)))
         return out
 
-    def clear(self, *, older_than_days: float | None = None, model: str | None = None) -> int:
-        """Remove entries (all, or those created more than ``older_than_days`` ago and/or whose model name matches
-        the glob ``model``) and leftovers of dead writers. Returns the bytes freed.
+    def clear(self, *, older_than_days: float | None = None, model: str | None = None) -> ClearReport:
+        """Remove the store's entries (all, or those created more than ``older_than_days`` ago and/or whose model
+        name matches the glob ``model``) and the leftovers of dead writers.
+
+        Only folders the store wrote are removed: named like an entry and holding a present, valid manifest. Anything
+        else under ``features/`` (a user's folder, a stray file, an entry whose manifest is damaged) is left alone
+        and listed in :attr:`ClearReport.left_alone` with the reason; damaged entries are for ``verify --repair``.
+        """
+        report = ClearReport()
+        if self.memory:
+            for k in list(self._mem):
+                if _matches(self._mem[k].manifest, older_than_days, model):
+                    report.freed += _mem_size(self._mem.pop(k))
+                    report.removed.append(k)
+            return report
+        for e in self.entries():
+            if "error" in e:
+                why = (
+                    f"not a cache entry ({e['error']})"
+                    if e.get("foreign")
+                    else f"damaged entry ({e['error']}); remove it with `verify --repair`"
+                )
+                report.left_alone.append((e["path"], why))
+                continue
+            if _matches(e, older_than_days, model):
+                report.freed += _remove_tree(Path(e["path"]))
+                report.removed.append(e["key"])
+                _MEMO.pop(self._memo_key(e["key"]), None)
+        report.freed += self._clear_leftovers()
+        if self.root.is_dir():
+            for p in sorted(self.root.iterdir()):
+                if not p.is_dir():
+                    report.left_alone.append((str(p), "not a cache entry (a file)"))
+                elif p.name.startswith(".") and not (_TMP_RE.match(p.name) or _TRASH_RE.match(p.name)):
+                    report.left_alone.append((str(p), "not a cache entry (hidden folder the store did not make)"))
+        return report
+
+    def verify_entries(self, *, full: bool = False, model: str | None = None) -> list[EntryCheck]:
+        """Check every entry (or those whose model name matches the glob ``model``); one :class:`EntryCheck` each.
+
+        Quick (default): the checks of every open -- manifest, sizes, sampled checksums (full hash of files modified
+        after the commit), ``.npy`` headers against the manifest, the sentence count -- plus the entry's name against
+        the hash of its key fields. ``full``: SHA-256 of every file against the manifest and a scan of every array
+        for NaN/inf, i.e. every byte of the cache. Folders that are not entries are reported as ``foreign``.
         """
         if self.memory:
-            freed = 0
-            for k in list(self._mem):
-                e = self._mem[k].manifest
-                if _matches(e, older_than_days, model):
-                    freed += _mem_size(self._mem.pop(k))
-            return freed
-        freed = 0
+            return [EntryCheck(k, None, "ok", None, _mem_size(f)) for k, f in self._mem.items()]
+        checks: list[EntryCheck] = []
         for e in self.entries():
-            if _matches(e, older_than_days, model):
-                freed += _remove_tree(Path(e["path"]))
-                _MEMO.pop(self._memo_key(e["key"]), None)
-        freed += self._clear_leftovers()
+            path = Path(e["path"])
+            if e.get("foreign"):
+                checks.append(EntryCheck(e["key"], path, "foreign", e["error"], e["size_bytes"]))
+                continue
+            if "error" not in e and model is not None and not _matches(e, None, model):
+                continue
+            problem = e.get("error")
+            if problem is None:
+                try:
+                    _open_entry(path, verify="full" if full else "quick", expect=None, sentences=None)
+                    # The manifest's key_fields also record views and model name, which are not part of the key.
+                    key_fields = {k: v for k, v in e["key_fields"].items() if k not in ("views", "model")}
+                    if self._key_of(key_fields)[:32] != e["key"].split("-", 1)[0]:
+                        raise _CorruptEntry(f"{_MANIFEST}: key fields do not hash to the folder's name")
+                    if _views_tag(e.get("views") or ()) != e["key"].split("-", 1)[1]:
+                        raise _CorruptEntry(f"{_MANIFEST}: views {e.get('views')} do not match the folder's name")
+                except _CorruptEntry as exc:
+                    problem = str(exc)
+            status = "ok" if problem is None else "damaged"
+            checks.append(EntryCheck(e["key"], path, status, problem, e["size_bytes"]))
+        return checks
+
+    def repair(self, checks: Sequence[EntryCheck]) -> int:
+        """Remove the damaged entries among ``checks`` (from :meth:`verify_entries`); they are recomputed on next use.
+
+        Foreign folders are never touched. Returns the bytes freed.
+        """
+        freed = 0
+        for c in checks:
+            if c.status == "damaged" and c.path is not None and _ENTRY_RE.match(c.path.name):
+                freed += _remove_tree(c.path)
+                _MEMO.pop(self._memo_key(c.key), None)
         return freed
 
     def _clear_leftovers(self) -> int:
-        """Remove temp dirs of writers that died (or are more than a day old) and abandoned trash dirs."""
+        """Remove temp dirs of writers that died (or are more than a day old) and abandoned trash dirs.
+
+        Only hidden folders named exactly as the store names them are considered.
+        """
         if not self.root.is_dir():
             return 0
         freed = 0
@@ -657,22 +793,85 @@ class FeatureStore:
         for p in self.root.iterdir():
             if not p.is_dir():
                 continue
-            if p.name.startswith(_TRASH_PREFIX):
+            if _TRASH_RE.match(p.name):
                 freed += _dir_size(p)
                 shutil.rmtree(p, ignore_errors=True)
-            elif p.name.startswith(_TMP_PREFIX):
-                parts = p.name.rsplit("-", 2)  # .tmp-<name>-<host>-<pid>-<rand>
-                stale = now - p.stat().st_mtime > _STALE_TMP_SECONDS
-                if not stale and len(parts) == 3 and parts[0].endswith(f"-{host}") and parts[1].isdigit():
-                    stale = not _pid_alive(int(parts[1]))  # only pids of this host can be checked
-                if stale:
-                    freed += _dir_size(p)
-                    shutil.rmtree(p, ignore_errors=True)
+                continue
+            m = _TMP_RE.match(p.name)
+            if m is None:
+                continue
+            stale = now - p.stat().st_mtime > _STALE_TMP_SECONDS
+            if not stale and m["host"] == host:
+                stale = not _pid_alive(int(m["pid"]))  # only pids of this host can be checked
+            if stale:
+                freed += _dir_size(p)
+                shutil.rmtree(p, ignore_errors=True)
         return freed
+
+
+@dataclass
+class ClearReport:
+    """What :meth:`FeatureStore.clear` did: bytes freed, entry keys removed, and paths left alone with the reason."""
+
+    freed: int = 0
+    removed: list[str] = field(default_factory=list)
+    left_alone: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class EntryCheck:
+    """The verdict of :meth:`FeatureStore.verify_entries` on one folder: ``ok``, ``damaged`` (``problem`` says which file and
+    what) or ``foreign`` (not a store entry; never removed)."""
+
+    key: str
+    path: Path | None
+    status: str
+    problem: str | None
+    size_bytes: int
+
+
+def _read_manifest(path: Path) -> tuple[dict, str | None]:
+    """``path/manifest.json`` and None when it is a manifest the store wrote (any format version), else ``({}, why)``."""
+    try:
+        manifest = json.loads((path / _MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, f"no {_MANIFEST}"
+    except (OSError, ValueError) as exc:
+        return {}, f"unreadable {_MANIFEST}: {exc}"
+    if not isinstance(manifest, dict):
+        return {}, f"{_MANIFEST} is not a JSON object"
+    missing = [k for k in ("format_version", "key_fields", "files", "created") if k not in manifest]
+    if missing:
+        return {}, f"{_MANIFEST} lacks {', '.join(missing)}"
+    if not isinstance(manifest["key_fields"], dict) or not isinstance(manifest["files"], dict):
+        return {}, f"{_MANIFEST}: key_fields/files are not objects"
+    return manifest, None
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # helpers used by the store
+
+
+def _non_finite_message(
+    view: str, values: np.ndarray, finite: np.ndarray, model: str, indices: np.ndarray, sentences: Sequence[str]
+) -> str:
+    """Say where the first NaN/inf of a batch is: model, view, layer, head (heads view) and sentence."""
+    pos = tuple(int(i) for i in np.argwhere(~finite)[0])
+    row = int(indices[pos[0]])
+    value = values[pos]
+    sentence = sentences[row] if 0 <= row < len(sentences) else "?"
+    shown = sentence if len(sentence) <= 80 else sentence[:77] + "..."
+    if view == "heads":
+        where = f"layer {pos[1]}, head {pos[2]}"
+    else:
+        where = f"layer {pos[1]}" + (" (the embeddings)" if pos[1] == 0 else f" (output of block {pos[1] - 1})")
+    n_bad = int((~finite).sum())
+    return (
+        f"model {model!r} produced {value} in its {view} features at {where}, sentence index {row} ({shown!r}); "
+        f"{n_bad} non-finite value(s) in this batch. Nothing was stored. Non-finite features would poison every "
+        "probe: check the model's weights (a damaged or half-converted checkpoint), or run it in float32 "
+        "(--dtype float32) if it overflows in half precision."
+    )
 
 
 def _unique_sentences(sentences: Sequence[str]) -> list[str]:
@@ -742,12 +941,19 @@ def _open_entry(
             raise _CorruptEntry(f"{fname}: missing")
         if verify == "none":
             continue
-        if p.stat().st_size != meta.get("size"):
-            raise _CorruptEntry(f"{fname}: size {p.stat().st_size} != {meta.get('size')} in manifest")
-        if verify == "quick" and _quick_checksum(p) != meta.get("quick"):
-            raise _CorruptEntry(f"{fname}: checksum mismatch")
-        if verify == "full" and _sha256_file(p) != meta.get("sha256"):
-            raise _CorruptEntry(f"{fname}: sha256 mismatch")
+        if not isinstance(meta, dict):
+            raise _CorruptEntry(f"{_MANIFEST}: the entry for {fname} is not an object")
+        st = p.stat()
+        if st.st_size != meta.get("size"):
+            raise _CorruptEntry(f"{fname}: size {st.st_size} != {meta.get('size')} in manifest")
+        # Anything that wrote to the file after the commit changed its mtime: then only a full hash can tell.
+        touched = "mtime_ns" in meta and st.st_mtime_ns != meta["mtime_ns"]
+        if verify == "full" or touched:
+            if _sha256_file(p) != meta.get("sha256"):
+                why = " (the file was modified after the entry was written)" if touched else ""
+                raise _CorruptEntry(f"{fname}: sha256 mismatch{why}")
+        elif _quick_checksum(p) != meta.get("quick"):
+            raise _CorruptEntry(f"{fname}: sampled checksum mismatch")
 
     arrays: dict[str, np.ndarray | None] = {"heads": None, "layers": None}
     for view, shape in shapes.items():
@@ -758,8 +964,15 @@ def _open_entry(
             arr = np.load(path / fname, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise _CorruptEntry(f"{fname}: {exc}") from exc
-        if list(arr.shape) != list(shape) or str(arr.dtype) != manifest.get("dtypes", {}).get(view):
-            raise _CorruptEntry(f"{fname}: array {arr.dtype}{list(arr.shape)} != manifest {shape}")
+        want_dtype = (manifest.get("dtypes") or {}).get(view)
+        if list(arr.shape) != list(shape) or str(arr.dtype) != want_dtype:
+            raise _CorruptEntry(
+                f"{fname}: .npy header says {arr.dtype}{list(arr.shape)}, manifest says {want_dtype}{list(shape)}"
+            )
+        if verify == "full":
+            bad = _first_non_finite(arr)
+            if bad is not None:
+                raise _CorruptEntry(f"{fname}: non-finite value at row {bad} (the store never writes one)")
         arrays[view] = arr
     if sentences is None:
         try:
@@ -769,6 +982,19 @@ def _open_entry(
     if not isinstance(sentences, list) or len(sentences) != manifest.get("n_sentences"):
         raise _CorruptEntry(f"{_SENTENCES}: does not hold {manifest.get('n_sentences')} sentences")
     return StoredFeatures(path.name, path, manifest, sentences, arrays["heads"], arrays["layers"])
+
+
+def _first_non_finite(arr: np.ndarray, chunk_bytes: int = 32 * _MIB) -> int | None:
+    """Row of the first NaN/inf in ``arr`` (read in chunks of about 32 MiB, so a memory map is never loaded whole),
+    or None."""
+    row_bytes = max(1, arr.dtype.itemsize * int(np.prod(arr.shape[1:], dtype=np.int64)))
+    rows_per_chunk = max(1, chunk_bytes // row_bytes)
+    for start in range(0, arr.shape[0], rows_per_chunk):
+        chunk = np.asarray(arr[start : start + rows_per_chunk])
+        ok = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+        if not ok.all():
+            return start + int(np.argmin(ok))
+    return None
 
 
 def _mem_size(f: StoredFeatures) -> int:
@@ -800,13 +1026,16 @@ def _human(n: float) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``senteval-anatomy-cache {list,clear}``: inspect or empty the feature cache. Returns the exit status."""
+    """``senteval-anatomy-cache {list,clear,verify}``: inspect, empty or check the feature cache.
+
+    Returns the exit status: 0, or 1 when ``verify`` found damage that it did not repair.
+    """
     parser = argparse.ArgumentParser(
         prog="senteval-anatomy-cache",
-        description="List or clear the senteval_anatomy feature cache "
+        description="List, clear or verify the senteval_anatomy feature cache "
         f"(default location: ${ENV_VAR} or ~/.cache/senteval_anatomy).",
     )
-    parser.add_argument("command", choices=("list", "clear"))
+    parser.add_argument("command", choices=("list", "clear", "verify"))
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -814,47 +1043,106 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"cache root (default: ${ENV_VAR} or ~/.cache/senteval_anatomy)",
     )
     parser.add_argument(
-        "--older-than", type=float, default=None, metavar="DAYS", help="only entries older than DAYS"
+        "--older-than", type=float, default=None, metavar="DAYS", help="list/clear: only entries older than DAYS"
     )
     parser.add_argument(
         "--model", default=None, metavar="NAME", help="only entries of this model (glob allowed)"
     )
-    parser.add_argument("--json", action="store_true", help="list: print the entries as JSON")
+    parser.add_argument("--json", action="store_true", help="list/verify: print the result as JSON")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="verify: SHA-256 of every file and a NaN/inf scan of every array (default: the sampled checksums "
+        "every open uses)",
+    )
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="verify: remove the damaged entries, so that the next run recomputes them",
+    )
     args = parser.parse_args(argv)
     if args.older_than is not None and args.older_than < 0:
         parser.error("--older-than must be >= 0 days")
+    if args.command != "verify" and (args.full or args.repair):
+        parser.error("--full and --repair belong to the verify command")
+    if args.command == "verify" and args.older_than is not None:
+        parser.error("--older-than belongs to list and clear")
+    root = args.cache_dir.expanduser() if args.cache_dir is not None else default_cache_dir()
+    for p in (root, root / "features"):
+        if p.exists() and not p.is_dir():
+            where = "--cache-dir" if args.cache_dir is not None else f"${ENV_VAR} / the default cache"
+            parser.error(f"{where}: {p} is not a folder")
 
     store = FeatureStore(args.cache_dir)
     if args.command == "list":
-        entries = [e for e in store.entries() if _matches(e, args.older_than, args.model)]
-        if args.json:
-            print(json.dumps(entries, indent=1, sort_keys=True, default=str))
-            return 0
-        print(f"feature cache: {store.root}")
-        if not entries:
-            print("(empty)")
-            return 0
-        print(
-            f"{'key':<45} {'model':<28} {'pooling':<7} {'maxlen':>6} {'dtype':<7} {'n':>7} {'size':>10}  created"
-        )
-        for e in entries:
-            k = e["key"]
-            inner = e.get("key_fields") if isinstance(e.get("key_fields"), dict) else {}
-            if "error" in e:
-                print(f"{k:<45} ERROR: {e['error']}")
-                continue
-            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(e.get("created", 0))))
-            print(
-                f"{k:<45} {str(e.get('model'))[:28]:<28} {str(inner.get('pooling')):<7} "
-                f"{str(inner.get('max_length')):>6} {str(inner.get('dtype')):<7} {e.get('n_sentences', '?'):>7} "
-                f"{_human(e['size_bytes']):>10}  {created}"
-            )
-        total = sum(e["size_bytes"] for e in entries)
-        print(f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}, {_human(total)}")
-        return 0
-    freed = store.clear(older_than_days=args.older_than, model=args.model)
-    print(f"freed {_human(freed)} from {store.root}")
+        return _cmd_list(store, args)
+    if args.command == "verify":
+        return _cmd_verify(store, args)
+    report = store.clear(older_than_days=args.older_than, model=args.model)
+    n = len(report.removed)
+    print(f"removed {n} {'entry' if n == 1 else 'entries'}, freed {_human(report.freed)} from {store.root}")
+    for path, why in report.left_alone:
+        print(f"left alone: {path}: {why}")
     return 0
+
+
+def _cmd_list(store: FeatureStore, args: argparse.Namespace) -> int:
+    entries = [e for e in store.entries() if _matches(e, args.older_than, args.model)]
+    if args.json:
+        print(json.dumps(entries, indent=1, sort_keys=True, default=str))
+        return 0
+    print(f"feature cache: {store.root}")
+    if not entries:
+        print("(empty)")
+        return 0
+    print(f"{'key':<45} {'model':<28} {'pooling':<7} {'maxlen':>6} {'dtype':<7} {'n':>7} {'size':>10}  created")
+    for e in entries:
+        k = e["key"]
+        inner = e.get("key_fields") if isinstance(e.get("key_fields"), dict) else {}
+        if "error" in e:
+            print(f"{k:<45} {'NOT AN ENTRY' if e.get('foreign') else 'ERROR'}: {e['error']}")
+            continue
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(e.get("created", 0))))
+        print(
+            f"{k:<45} {str(e.get('model'))[:28]:<28} {str(inner.get('pooling')):<7} "
+            f"{str(inner.get('max_length')):>6} {str(inner.get('dtype')):<7} {e.get('n_sentences', '?'):>7} "
+            f"{_human(e['size_bytes']):>10}  {created}"
+        )
+    total = sum(e["size_bytes"] for e in entries)
+    print(f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}, {_human(total)}")
+    return 0
+
+
+def _cmd_verify(store: FeatureStore, args: argparse.Namespace) -> int:
+    checks = store.verify_entries(full=args.full, model=args.model)
+    damaged = [c for c in checks if c.status == "damaged"]
+    freed = store.repair(damaged) if args.repair and damaged else 0
+    if args.json:
+        rows = [
+            {"key": c.key, "path": str(c.path), "status": c.status, "problem": c.problem, "size_bytes": c.size_bytes}
+            for c in checks
+        ]
+        print(json.dumps({"root": str(store.root), "full": args.full, "repaired": bool(args.repair and damaged),
+                          "entries": rows}, indent=1))
+    else:
+        mode = "full: sha256 of every file, every array scanned" if args.full else "quick: sampled checksums"
+        print(f"feature cache: {store.root} ({mode})")
+        if not checks:
+            print("(empty)")
+        for c in checks:
+            label = {"ok": "ok", "damaged": "DAMAGED", "foreign": "not an entry, left alone"}[c.status]
+            print(f"{label:<8} {c.key}" + (f": {c.problem}" if c.problem else ""))
+        n_ok = sum(c.status == "ok" for c in checks)
+        print(f"{n_ok} ok, {len(damaged)} damaged")
+        if damaged and args.repair:
+            print(f"removed the {len(damaged)} damaged entries ({_human(freed)}); they are recomputed on next use")
+        elif damaged:
+            print(
+                "repair: `python -m senteval_anatomy.store verify --repair"
+                + (f" --cache-dir {args.cache_dir}" if args.cache_dir else "")
+                + "` removes the damaged entries; the next run recomputes them"
+            )
+    return 1 if damaged and not args.repair else 0
 
 
 if __name__ == "__main__":

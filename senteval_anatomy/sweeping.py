@@ -257,19 +257,26 @@ def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, st
                 "pip install git+https://github.com/facebookresearch/SentEval (or use harness='builtin', whose numbers "
                 "match SentEval's; see docs/engine.md)."
             ) from exc
+        from .compat import senteval_compat
+
         engine_cls = senteval.engine.SE
-        user_params = dict(params)
+        # the unmodified SentEval on today's stack: getargspec, .cuda() on params.device, STS arrays (docs/compat.md)
+        context: Any = senteval_compat(device=params.get("device") or "auto")
     else:
+        from contextlib import nullcontext
+
         from .engine import SE as engine_cls
 
-        user_params = dict(params)
+        context = nullcontext()
+    user_params = dict(params)
     results = []
-    for layer, head in tqdm(probes, desc=f"{task_name} {view} ({harness})", disable=not show, leave=False):
-        if view == "heads":
-            adapter: Any = HeadAdapter(encoder, layer, head, pooling=pooling, store=store, max_length=limit)
-        else:
-            adapter = LayerAdapter(encoder, "embeddings" if layer < 0 else layer, pooling=pooling, store=store,
-                                   max_length=limit)
-        se = engine_cls(dict(user_params), adapter.batcher, adapter.prepare)
-        results.append(se.eval(task_name))
+    with context:
+        for layer, head in tqdm(probes, desc=f"{task_name} {view} ({harness})", disable=not show, leave=False):
+            if view == "heads":
+                adapter: Any = HeadAdapter(encoder, layer, head, pooling=pooling, store=store, max_length=limit)
+            else:
+                adapter = LayerAdapter(encoder, "embeddings" if layer < 0 else layer, pooling=pooling, store=store,
+                                       max_length=limit)
+            se = engine_cls(dict(user_params), adapter.batcher, adapter.prepare)
+            results.append(se.eval(task_name))
     return results

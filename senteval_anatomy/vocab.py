@@ -66,8 +66,10 @@ __all__ = [
 #: The two views of a model: every attention head of every block, and every layer (embeddings + block outputs).
 VIEWS: tuple[str, ...] = ("heads", "layers")
 
-#: Token poolings: first token, last real token, mean over real tokens.
-POOLINGS: tuple[str, ...] = ("cls", "last", "mean")
+#: Token poolings: first token, last real token, mean over real tokens; and ``one-past-last``, a compatibility
+#: pooling for exact reproduction of Transformer Anatomy's GPT/GPT-2 numbers only (its code read the position one past
+#: the sentence, an id-0 token; see ``docs/reproduce.md``). Never a default.
+POOLINGS: tuple[str, ...] = ("cls", "last", "mean", "one-past-last")
 
 #: How a sweep evaluates its probes: batched trainer, our SE one probe at a time, or the installed SentEval.
 HARNESSES: tuple[str, ...] = ("builtin", "engine", "senteval")

@@ -215,6 +215,71 @@ def test_truncated_file_fails_line_count_and_keeps_existing_file(server, tmp_pat
     assert not list(tmp_path.glob(".staging-*"))
 
 
+def test_file_that_differs_is_never_overwritten_without_force(server, tmp_path):
+    """A placed file edited by hand is not replaced by a later download; --force replaces it and keeps a backup."""
+    ds = _dataset(server, sha=_sha(PAYLOAD))
+    assert _run(ds, tmp_path).status == "placed"
+    placed = tmp_path / "downstream/FIX/data.txt"
+    edited = PAYLOAD.replace(b"line 7 of", b"line seven of")
+    placed.write_bytes(edited)
+
+    res = _run(ds, tmp_path)
+    assert res.status == "failed"
+    assert str(placed) in res.error and "--force" in res.error and "left unchanged" in res.error
+    assert placed.read_bytes() == edited
+    assert not (tmp_path / ".backup").exists()
+    assert len(server.requests) == 2  # it did download, compared, and refused
+
+    logs: list[str] = []
+    res = download(datasets=[ds], dest=tmp_path, force=True, backoff=0, progress=False, log=logs.append)[0]
+    assert res.status == "placed", res.error
+    assert placed.read_bytes() == PAYLOAD
+    assert len(res.backups) == 1 and res.backups[0].read_bytes() == edited
+    assert res.backups[0].is_relative_to(tmp_path / ".backup")
+    assert res.backups[0].as_posix().endswith("downstream/FIX/data.txt")
+    assert any(str(res.backups[0]) in line for line in logs)  # the user is told where the old file is
+
+    again = _run(ds, tmp_path, force=True)  # identical bytes: replaced without a backup
+    assert again.status == "placed" and again.backups == []
+    assert len(list((tmp_path / ".backup").rglob("*.txt*"))) == 1
+
+
+def test_cli_download_keeps_local_edits_and_backs_up_with_force(tmp_path, capsys):
+    """Through the real table and CLI (a probing file from a local --source): an edit that keeps the line count is
+    left alone ("present"), a file with lines removed is not overwritten, and --force keeps a backup."""
+    from senteval_anatomy.engine.tasks import SENTEVAL_FILE_LINES
+
+    n = SENTEVAL_FILE_LINES["probing/sentence_length.txt"]
+    src = tmp_path / "src" / "sentence_length.txt"
+    src.parent.mkdir()
+    src.write_bytes(b"".join(b"tr\t%d\tword %d .\n" % (i % 6, i) for i in range(n)))
+    dest = tmp_path / "data"
+    args = ["download", "--tasks", "Length", "--dest", str(dest), "--mirror-only", "--no-progress"]
+    args += ["--source", f"sentence_length.txt={src}"]
+    assert main(args) == 0
+    placed = dest / "probing/sentence_length.txt"
+    assert placed.read_bytes() == src.read_bytes()
+
+    edited = placed.read_bytes().replace(b"tr\t0\tword 0 .", b"tr\t0\tmy word 0 .", 1)
+    placed.write_bytes(edited)
+    capsys.readouterr()
+    assert main(args) == 0 and placed.read_bytes() == edited
+    assert "already present" in capsys.readouterr().err
+
+    shortened = b"".join(edited.splitlines(keepends=True)[:-5])
+    placed.write_bytes(shortened)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert str(placed) in err and "--force" in err
+    assert placed.read_bytes() == shortened
+
+    assert main([*args, "--force"]) == 0
+    err = capsys.readouterr().err
+    assert placed.read_bytes() == src.read_bytes()
+    backup = next((dest / ".backup").rglob("sentence_length.txt"))
+    assert backup.read_bytes() == shortened and str(backup) in err
+
+
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     ds = _dataset(server, mode="ignore_range", sha=_sha(PAYLOAD))
     cache = tmp_path / ".downloads"
@@ -312,6 +377,24 @@ def test_cli_argument_errors(tmp_path, capsys):
         main(["download", "--tasks", "TREC", "--dest", str(tmp_path), "--mirror", str(tmp_path / "missing")])
         == 2
     )
+
+
+def test_cli_bad_destination_and_settings_are_refused_before_any_work(tmp_path, capsys):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("mine")
+    cases = [
+        (["--dest", str(in_the_way)], f"--dest {in_the_way}: not a folder"),
+        (["--dest", str(in_the_way / "sub")], f"{in_the_way} is a file"),
+        (["--dest", str(tmp_path / "d"), "--retries", "-1"], "--retries -1: must be 0 or more"),
+        (["--dest", str(tmp_path / "d"), "--timeout", "0"], "--timeout 0.0: must be a positive number"),
+    ]
+    for extra, message in cases:
+        assert main(["download", "--tasks", "Length", "--mirror-only", "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert in_the_way.read_text() == "mine" and not (tmp_path / "d").exists()
+    assert main(["make-default", str(in_the_way)]) == 2
+    assert "not a folder" in capsys.readouterr().err and in_the_way.read_text() == "mine"
 
 
 def test_task_names_match_the_engine():

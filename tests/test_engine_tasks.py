@@ -20,7 +20,7 @@ from senteval_anatomy.engine import (
     load_task,
     pair_features,
 )
-from senteval_anatomy.engine.tasks import STS_DATASETS
+from senteval_anatomy.engine.tasks import PROBING_LABELS, STS_DATASETS
 
 FAST_CLF = {"nhid": 0, "optim": "adam", "batch_size": 16, "tenacity": 1, "epoch_size": 1, "max_epoch": 3}
 
@@ -134,10 +134,11 @@ def make_all_tasks(root):
         write_sts(root, name, {d: [(a, b, 4.0 if y else 1.0) for a, b, y in _pair_rows(10, k)]
                                for k, d in enumerate(datasets)})
     for name in PROBING_TASKS:
-        rows = [("tr", "PRES" if i % 2 else "PAST", _sent(i % 2, i)) for i in range(30)]
-        rows += [("va", "PRES" if i % 2 else "PAST", _sent(i % 2, i)) for i in range(30, 40)]
-        rows += [("te", "PRES" if i % 2 else "PAST", _sent(i % 2, i)) for i in range(40, 50)]
-        write_probing(root, name, rows)
+        # Two labels from the task's fixed label set (WordContent: a target word that the sentence contains).
+        labels = sorted(PROBING_LABELS[name] or ())[:2] or ["cat", "dog"]
+        word = name == "WordContent"
+        write_probing(root, name, [("tr" if i < 30 else "va" if i < 40 else "te", labels[i % 2],
+                                    _sent(i % 2, i) + (f" {labels[i % 2]}" if word else "")) for i in range(50)])
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -326,10 +327,10 @@ def test_mrpc_header_dropped_and_pair_order(tmp_path):
 
 
 def test_probing_labels_sorted_from_train(tmp_path):
-    rows = [("tr", "b", "x y"), ("tr", "a", "z"), ("tr", "c", "u v w"), ("va", "c", "q"), ("te", "a", "r")]
+    rows = [("tr", "5", "x y"), ("tr", "10", "z"), ("tr", "7", "u v w"), ("va", "7", "q"), ("te", "10", "r")]
     write_probing(tmp_path, "Depth", rows)
     task = load_task("Depth", tmp_path)
-    assert task.label_names == ["a", "b", "c"]
+    assert task.label_names == ["10", "5", "7"]  # sorted as strings, as SentEval does
     assert task.data["train"]["y"] == [1, 0, 2]
     assert task.data["dev"]["y"] == [2] and task.data["test"]["y"] == [0]
     assert task.n_classes == 3
@@ -533,7 +534,7 @@ def _bad(root, name, relpath, text, good=None):
 
 
 def _probing_ok(lines):
-    return "tr\tA\tx y\ntr\tB\tz\nva\tA\tq\nte\tB\tr\n" + lines
+    return "tr\tPAST\tx y\ntr\tPRES\tz\nva\tPAST\tq\nte\tPRES\tr\n" + lines
 
 
 MALFORMED = [
@@ -552,8 +553,9 @@ MALFORMED = [
      "not a number"),
     ("STSBenchmark", "downstream/STS/STSBenchmark/sts-dev.csv", "g\tf\ty\t1\t7.5\ta\tb\n", 1, "outside"),
     ("STSBenchmark", "downstream/STS/STSBenchmark/sts-dev.csv", "g\tf\ty\t1\t2.5\ta\n", 1, "need 7"),
-    ("Tense", "probing/past_present.txt", _probing_ok("te\tC\tnew label\n"), 5, "never occurs"),
-    ("Tense", "probing/past_present.txt", _probing_ok("dv\tA\tbad split\n"), 5, "unknown split"),
+    ("Tense", "probing/past_present.txt", _probing_ok("te\tFUTURE\tnew label\n"), 5, "unknown label"),
+    ("Depth", "probing/tree_depth.txt", "tr\t5\tx y\ntr\t6\tz\nva\t5\tq\nte\t7\tr\n", 4, "never occurs"),
+    ("Tense", "probing/past_present.txt", _probing_ok("dv\tPAST\tbad split\n"), 5, "unknown split"),
     ("Tense", "probing/past_present.txt", _probing_ok("tr\tno sentence\n"), 5, "need 3"),
     ("SST5", "downstream/SST/fine/sentiment-dev", "", None, "empty"),
 ]

@@ -41,7 +41,7 @@ from test_engine_tasks import (
 
 from senteval_anatomy.engine import SE
 from senteval_anatomy.engine.probes import TorchProbe
-from senteval_anatomy.engine.tasks import TREC_LABELS
+from senteval_anatomy.engine.tasks import PROBING_LABELS, TREC_LABELS
 
 SENTEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "third_party" / "SentEval"
 
@@ -63,8 +63,10 @@ def senteval():
 
         assert Path(senteval.__file__).resolve().is_relative_to(SENTEVAL.resolve())
         yield senteval
-    finally:
+    finally:  # unload it too: other tests check behaviour without SentEval installed (test_sweep's harness error)
         sys.path.remove(str(SENTEVAL))
+        for name in [n for n in sys.modules if n == "senteval" or n.startswith("senteval.")]:
+            del sys.modules[name]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -142,9 +144,13 @@ def make_noisy_tasks(root: Path) -> None:
     write_stsb(root, {s: [(a, b, round(5 * sim, 2)) for a, b, sim in _pairs(rs, n)]
                       for s, n in (("train", 90), ("dev", 30), ("test", 30))})
     for name, n_classes in (("Tense", 2), ("TopConstituents", 20), ("WordContent", 8)):
+        # Labels from the task's fixed set, in sorted order so that label id y is class y (WordContent: a word that
+        # the sentence contains, as in SentEval's data).
+        names = sorted(PROBING_LABELS[name] or (f"word{y}" for y in range(n_classes)))[:n_classes]
         rows = []
         for split, n in (("tr", 6 * n_classes + 40), ("va", 30), ("te", 30)):
-            rows += [(split, f"L{y:02d}", s) for s, y in _labelled(rs, n, n_classes)]
+            rows += [(split, names[y], f"{s} {names[y]}" if name == "WordContent" else s)
+                     for s, y in _labelled(rs, n, n_classes)]
         write_probing(root, name, rows)
 
 

@@ -64,7 +64,7 @@ def test_heads_are_attention_probabilities_times_values(arch, tiny_encoder):
     enc = tiny_encoder(arch)
     _, ref, mask, _ = _reference_heads(arch, SENTS)
     last = mask.sum(1) - 1
-    for pooling in POOLINGS:
+    for pooling in [p for p in POOLINGS if p != "one-past-last"]:  # that one reads an appended token: test_reproduce
         got = encode(enc, SENTS, pooling=pooling).heads
         B, T, L, H, d = ref.shape
         want = _pool(ref.reshape(B, T, -1), mask, last, pooling).reshape(B, L, H, d).numpy()

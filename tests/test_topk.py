@@ -59,7 +59,8 @@ def task_path(tmp_path_factory):
         for i in range(n):
             long = i % 2 == 0
             lines.append(
-                f"{split}\t{'long' if long else 'short'}\t{_sentence(rng, rng.integers(9, 12) if long else rng.integers(2, 4))}"
+                # Length bins "0" (long) and "1" (short): labels from the task's fixed set, ids as 'long' < 'short'
+                f"{split}\t{'0' if long else '1'}\t{_sentence(rng, rng.integers(9, 12) if long else rng.integers(2, 4))}"
             )
     (root / "probing").mkdir()
     (root / "probing" / "sentence_length.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

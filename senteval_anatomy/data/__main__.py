@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         "--mirror-only", action="store_true", help="use only --mirror/--source locations, no network defaults"
     )
     d.add_argument(
-        "--force", action="store_true", help="download again even when the files are present and verify"
+        "--force",
+        action="store_true",
+        help="download again even when the files are present and verify, and replace files that differ from what "
+        "the download writes (edited by hand, other data); each replaced file is kept under DEST/.backup/<UTC time>/",
     )
     d.add_argument(
         "--allow-mismatch",
@@ -107,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("make-default", help="regenerate the embedded synthetic demo data (deterministic)")
     m.add_argument("dir", nargs="?", help="output folder (default: the repository's data/default)")
+    m.add_argument(
+        "--force", action="store_true", help="overwrite files in DIR that differ from the demo data (never needed "
+        "for the repository's data/default)"
+    )
     return ap
 
 
@@ -129,6 +136,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the disk, not the data: a full or read-only destination
+        print(f"error: cannot write the data: {exc}; nothing was half-written (files are placed atomically)",
+              file=sys.stderr)
+        return 1
     failed = [r.dataset for r in results if r.status == "failed"]
     done = [r.dataset for r in results if r.status != "failed"]
     dest = Path(args.dest).expanduser() if args.dest else default_download_dir()
@@ -201,7 +212,18 @@ def _cmd_make_default(args: argparse.Namespace) -> int:
     from .grammar import write_default
 
     out = Path(args.dir) if args.dir else _repo_default()
-    files = write_default(out, progress=True, prune=not args.dir)
+    if out.exists() and not out.is_dir():
+        print(f"error: make-default {out}: not a folder (a file of that name is in the way)", file=sys.stderr)
+        return 2
+    try:
+        files = write_default(out, progress=True, prune=not args.dir, overwrite=not args.dir or args.force)
+    except FileExistsError as exc:
+        print(f"error: make-default {out}: nothing written: {exc}. Choose an empty folder, or --force to overwrite "
+              "them with the synthetic demo data", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write the demo data under {out}: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {len(files)} files under {out}")
     return 0
 

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..engine.tasks import PROBING_TASKS
+from ..engine.tasks import PROBING_LABELS, PROBING_SPLIT_SIZES, PROBING_TASKS
 from .download import MANIFEST_NAME, sha256_file
-from .sources import PROBING_SPLIT_SIZES, STS_SCORED_PAIRS, expand_tasks, task_dataset
+from .sources import STS_SCORED_PAIRS, expand_tasks, task_dataset
 
 STANDARD_SIZES: dict[str, dict[str, int]] = {
     "MR": {"all": 10662},
@@ -54,16 +54,12 @@ exact counts are not pinned down by the sources we trust (about 3.8k and 10.6k).
 APPROX_SIZES = {"CR": "about 3.8k", "MPQA": "about 10.6k"}
 
 STANDARD_CLASSES: dict[str, int] = {
-    "Length": 6,
+    **{t: len(labels) for t, labels in PROBING_LABELS.items() if labels is not None and t != "Depth"},
     "WordContent": 1000,
-    "TopConstituents": 20,
-    "BigramShift": 2,
-    "Tense": 2,
-    "SubjNumber": 2,
-    "ObjNumber": 2,
-    "OddManOut": 2,
-    "CoordinationInversion": 2,
 }
+"""Classes of each probing task in SentEval's data: the size of its fixed label set (engine.tasks.PROBING_LABELS);
+WordContent's 1000 target words. Depth is left out: its set (depths 5-12) bounds the labels, but how many of them
+SentEval's file uses is not pinned down by the sources we trust."""
 
 LATIN1_TASKS = ("CR", "MR", "MPQA", "SUBJ", "TREC")
 """Tasks whose files SentEval opens as latin-1 (all others: UTF-8)."""

@@ -12,6 +12,9 @@ How one dataset is obtained (see :mod:`.sources` for the table):
 4. The recipe's build step writes the outputs into a private staging folder inside ``dest``. The outputs are
    verified, and only if all of them pass are they moved into place with ``os.replace``. A failure at any point
    leaves ``dest`` as it was (partial downloads are kept in the cache for the next run's resume).
+5. A file already in ``dest`` that differs from what the download would write (edited by hand, or other data) is
+   never overwritten silently: the data set is not placed and the message names the file. With ``force`` it is
+   replaced, and the current file is kept under ``dest/.backup/<UTC time>/`` (the path is reported).
 
 Nothing here shells out: no curl, unzip, sed, cabextract or Moses checkout.
 """
@@ -52,11 +55,21 @@ from .sources import (
 
 USER_AGENT = "senteval_anatomy-data (python urllib)"
 MANIFEST_NAME = ".senteval_anatomy_download.json"
+BACKUP_DIR = ".backup"
+"""Where ``download --force`` keeps the files it replaces: ``<dest>/.backup/<UTC time>/<path in dest>``."""
 CHUNK = 1 << 16
 
 
 class FetchError(Exception):
     """One location could not deliver one artifact; the message says why."""
+
+
+class _WouldOverwrite(Exception):
+    """Files in the destination differ from what the download would write, and ``force`` was not given."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
 
 
 @dataclass
@@ -71,6 +84,8 @@ class DatasetResult:
     outputs: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    backups: list[Path] = field(default_factory=list)
+    """Files that ``force`` replaced, as kept under ``<dest>/.backup/``."""
 
 
 def sha256_file(path: Path) -> str:
@@ -316,6 +331,19 @@ def mirror_candidates(name: str, mirrors: Sequence[str]) -> list[str]:
     return out
 
 
+def check_dest(dest: Path) -> None:
+    """Fail early, naming ``--dest``, when it cannot become a data folder (a file in the way, or not writable)."""
+    if dest.exists() and not dest.is_dir():
+        raise ValueError(f"--dest {dest}: not a folder (a file of that name is in the way)")
+    probe = dest
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"--dest {dest}: {probe} is a file, so no folder can be made under it")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"--dest {dest}: {probe} is not writable; choose another --dest")
+
+
 def check_mirrors(mirrors: Sequence[str]) -> None:
     """Fail early, naming the argument, when a ``--mirror`` is neither a URL, a folder nor an archive."""
     for m in mirrors:
@@ -401,12 +429,43 @@ def _fetch_recipe(
     return inputs
 
 
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (size first, then content)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    return sha256_file(a) == sha256_file(b)
+
+
+def _keep_backup(final: Path, backup: Path) -> Path:
+    """Keep the current ``final`` as ``backup`` (``backup.1``, ... if taken): a hard link (instant, and ``final`` is
+    never missing) or a copy. Returns the backup's path."""
+    backup.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    while backup.exists():
+        n += 1
+        backup = backup.with_name(f"{backup.name.rsplit('.~', 1)[0]}.~{n}")
+    try:
+        os.link(final, backup)
+    except OSError:
+        shutil.copy2(final, backup)
+    return backup
+
+
 def _place(
-    dest: Path, ds: Dataset, recipe: Recipe, inputs: Mapping[str, Path], allow_mismatch: bool
-) -> tuple[list[Path], list[str]]:
+    dest: Path,
+    ds: Dataset,
+    recipe: Recipe,
+    inputs: Mapping[str, Path],
+    allow_mismatch: bool,
+    force: bool = False,
+    backup_root: Path | None = None,
+) -> tuple[list[Path], list[str], list[Path]]:
     """Build into a staging folder inside ``dest``, verify, then move every output into place.
 
-    Raises ``ValueError`` with the reasons when verification fails; the staging folder is removed either way.
+    Raises ``ValueError`` with the reasons when verification fails, and :class:`_WouldOverwrite` when a file in
+    ``dest`` differs from the one built and ``force`` is off; ``dest`` is unchanged then. With ``force`` such files
+    are first kept under ``backup_root``. The staging folder is removed either way. Returns the placed files, the
+    warnings and the backups made.
     """
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{ds.name}-", dir=dest))
@@ -423,13 +482,24 @@ def _place(
                 warnings.append(warn)
         if errors:
             raise ValueError("; ".join(errors))
-        placed = []
+        differ = [
+            out.path
+            for out in ds.outputs
+            if (dest / out.path).is_file() and not _same_bytes(dest / out.path, staging / out.path)
+        ]
+        if differ and not force:
+            raise _WouldOverwrite([str(dest / p) for p in differ])
+        if differ and backup_root is None:
+            backup_root = dest / BACKUP_DIR / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        placed, backups = [], []
         for out in ds.outputs:
             final = dest / out.path
             final.parent.mkdir(parents=True, exist_ok=True)
+            if out.path in differ:
+                backups.append(_keep_backup(final, backup_root / out.path))
             os.replace(staging / out.path, final)
             placed.append(final)
-        return placed, warnings
+        return placed, warnings, backups
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -453,6 +523,18 @@ def _failure_message(ds: Dataset, dest: Path, attempts: list[str]) -> str:
         + (" …" if len(names) > 6 else ""),
     ]
     return "\n".join(lines)
+
+
+def _conflict_message(ds: Dataset, dest: Path, paths: list[str]) -> str:
+    return "\n".join(
+        [
+            f"{ds.name} ({', '.join(ds.tasks)}) was not placed; {dest} was left unchanged, because these files differ "
+            "from what the download would write (edited by hand, or other data):",
+            *(f"    {p}" for p in paths),
+            "  to replace them, rerun with --force: the current files are then kept under "
+            f"{dest / BACKUP_DIR}/<UTC time>/ (the paths are printed).",
+        ]
+    )
 
 
 def _update_manifest(dest: Path, results: list[DatasetResult]) -> None:
@@ -499,6 +581,11 @@ def download(
         list(datasets) if datasets is not None else datasets_for(expand_tasks(list(tasks) if tasks else None))
     )
     dest = Path(dest).expanduser() if dest is not None else default_download_dir()
+    check_dest(dest)
+    if retries < 0:
+        raise ValueError(f"--retries {retries}: must be 0 or more")
+    if not timeout > 0:
+        raise ValueError(f"--timeout {timeout}: must be a positive number of seconds")
     check_mirrors(mirrors)
     overrides = {k: list(v) for k, v in (sources or {}).items()}
     known = {a.name for ds in todo for r in ds.recipes for a in r.artifacts}
@@ -511,6 +598,8 @@ def download(
     fetcher = Fetcher(
         dest / ".downloads", retries=retries, timeout=timeout, backoff=backoff, progress=progress
     )
+    # One backup folder per run, named by its start time, so that a --force run's backups stay together.
+    backup_root = dest / BACKUP_DIR / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     results: list[DatasetResult] = []
     used_cache: set[Path] = set()
     failed_cache: set[Path] = set()
@@ -523,6 +612,7 @@ def download(
             continue
         attempts: list[str] = []
         result: DatasetResult | None = None
+        conflict: _WouldOverwrite | None = None
         passes = [True] if mirror_only else ([True, False] if (mirrors or overrides) else [False])
         for local_only in passes:
             for recipe in ds.recipes:
@@ -542,9 +632,12 @@ def download(
                 if got is None:
                     continue
                 try:
-                    placed, warnings = _place(
-                        dest, ds, recipe, {k: p for k, (p, _) in got.items()}, allow_mismatch
+                    placed, warnings, backups = _place(
+                        dest, ds, recipe, {k: p for k, (p, _) in got.items()}, allow_mismatch, force, backup_root
                     )
+                except _WouldOverwrite as exc:
+                    conflict = exc  # the downloads stay in the cache: a rerun with --force needs no network
+                    break
                 except Exception as exc:  # noqa: BLE001 - a broken archive or a verification failure: try the next recipe
                     attempts.append(
                         f"[{recipe.name}] built from {', '.join(loc for _, loc in got.values())}: {exc}"
@@ -560,15 +653,21 @@ def download(
                     {k: loc for k, (_, loc) in got.items()},
                     placed,
                     warnings,
+                    backups=backups,
                 )
                 break
-            if result is not None:
+            if result is not None or conflict is not None:
                 break
-        if result is None:
+        if conflict is not None:
+            result = DatasetResult(ds.name, ds.tasks, "failed", error=_conflict_message(ds, dest, conflict.paths))
+            log(result.error)
+        elif result is None:
             result = DatasetResult(ds.name, ds.tasks, "failed", error=_failure_message(ds, dest, attempts))
             log(result.error)
         else:
             log(f"{ds.name}: placed {len(result.outputs)} file(s) in {dest} ({result.recipe})")
+            for b in result.backups:
+                log(f"  replaced a file that differed; the previous one is kept as {b}")
             for w in result.warnings:
                 log(f"  warning: {w}")
         results.append(result)

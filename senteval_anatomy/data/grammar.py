@@ -2215,15 +2215,25 @@ def default_files(seed: str = SEED, progress: bool = False) -> dict[str, str]:
 
 
 def write_default(
-    root: str | Path, seed: str = SEED, progress: bool = False, prune: bool = False
+    root: str | Path, seed: str = SEED, progress: bool = False, prune: bool = False, overwrite: bool = True
 ) -> list[Path]:
     """Write the default data set under ``root`` (SentEval layout), each file atomically. Returns the paths.
 
     ``prune`` also deletes files under ``root/probing`` and ``root/downstream`` that the generator did not write
-    (stale files of an older grammar); it is meant for the repository's own ``data/default`` only.
+    (stale files of an older grammar); it is meant for the repository's own ``data/default`` only. With
+    ``overwrite=False`` nothing is written when a file already there differs from the demo file (someone's real
+    data, say): ``FileExistsError`` lists them.
     """
     root = Path(root)
     files = default_files(seed, progress)
+    if not overwrite:
+        differ = [
+            rel for rel, text in files.items()
+            if (root / rel).is_file() and (root / rel).read_bytes() != text.encode("utf-8")
+        ]  # fmt: skip
+        if differ:
+            shown = ", ".join(str(root / rel) for rel in differ[:3]) + (" ..." if len(differ) > 3 else "")
+            raise FileExistsError(f"{len(differ)} file(s) under {root} differ from the demo data: {shown}")
     written = []
     for rel, text in files.items():
         # Everything generated is ASCII except MRPC's BOM, so utf-8 also reads right as latin-1 where SentEval does.

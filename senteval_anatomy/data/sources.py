@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.tasks import PROBING_FILES
+from ..engine.tasks import PROBING_FILES, SENTEVAL_FILE_LINES
 from ..vocab import STS_DATASETS
 from .tokenization import cat_v, cut_fields, moses_tokenize, ptb_tokenize, split_lines, strip_trec_quotes
 
@@ -267,7 +267,6 @@ QNN = "https://raw.githubusercontent.com/FreedomIntelligence/qnn/77f549372d43/da
 YANS = "https://raw.githubusercontent.com/yan-soares/research_embeddings_fine_tuning/045c5e94572a/data/downstream"
 
 
-PROBING_SPLIT_SIZES = {"tr": 100_000, "va": 10_000, "te": 10_000}
 
 STS_SCORED_PAIRS: dict[str, dict[str, int]] = {
     "STS12": {
@@ -339,7 +338,7 @@ def _probing_dataset(task: str, fname: str) -> Dataset:
     return Dataset(
         name=task,
         tasks=(task,),
-        outputs=(Output(f"probing/{fname}", lines=sum(PROBING_SPLIT_SIZES.values())),),
+        outputs=(Output(f"probing/{fname}", lines=SENTEVAL_FILE_LINES[f"probing/{fname}"]),),
         recipes=(Recipe("SentEval repository", (art,), copy_as({fname: f"probing/{fname}"})),),
         note="Ships with SentEval's git repository; 100k/10k/10k lines (tr/va/te).",
         group="probing",
@@ -348,13 +347,13 @@ def _probing_dataset(task: str, fname: str) -> Dataset:
 
 def _sst(kind: str, task: str, raw_names: dict[str, str], raw_base: str, qnn_dir: str) -> Dataset:
     outs = {s: f"SST/{kind}/sentiment-{s}" for s in ("train", "dev", "test")}
-    lines = {"binary": (67349, 872, 1821), "fine": (8544, 1101, 2210)}[kind]
     raw = tuple(Artifact(raw_names[s], (f"{raw_base}/{raw_names[s]}",), _SHA[outs[s]]) for s in outs)
     return Dataset(
         name=task,
         tasks=(task,),
         outputs=tuple(
-            Output(f"downstream/{outs[s]}", _SHA[outs[s]], n) for s, n in zip(outs, lines, strict=True)
+            Output(f"downstream/{outs[s]}", _SHA[outs[s]], SENTEVAL_FILE_LINES[f"downstream/{outs[s]}"])
+            for s in outs
         ),
         recipes=(
             Recipe("SentEval sources", raw, copy_as({raw_names[s]: f"downstream/{outs[s]}" for s in outs})),
@@ -365,15 +364,15 @@ def _sst(kind: str, task: str, raw_names: dict[str, str], raw_base: str, qnn_dir
     )
 
 
-def _nb_dataset(task: str, lines: tuple[int | None, int | None], note: str) -> Dataset:
+def _nb_dataset(task: str, note: str) -> Dataset:
     _, _, o1, o2 = _NB_MEMBERS[task]
     zip_art = Artifact("datasmall_NB_ACL12.zip", (f"{FB_BUCKET}/datasmall_NB_ACL12.zip",))
     return Dataset(
         name=task,
         tasks=(task,),
         outputs=(
-            Output(f"downstream/{o1}", lines=lines[0], exact=False),
-            Output(f"downstream/{o2}", lines=lines[1], exact=False),
+            Output(f"downstream/{o1}", lines=SENTEVAL_FILE_LINES.get(f"downstream/{o1}"), exact=False),
+            Output(f"downstream/{o2}", lines=SENTEVAL_FILE_LINES.get(f"downstream/{o2}"), exact=False),
         ),
         recipes=(
             Recipe("SentEval sources (cat -v + PTB tokenizer)", (zip_art,), _nb_classif(task)),
@@ -434,9 +433,8 @@ def _build_table() -> dict[str, Dataset]:
     table["TREC"] = Dataset(
         name="TREC",
         tasks=("TREC",),
-        outputs=(
-            Output("downstream/TREC/train_5500.label", _SHA["TREC/train_5500.label"], 5452),
-            Output("downstream/TREC/TREC_10.label", _SHA["TREC/TREC_10.label"], 500),
+        outputs=tuple(
+            Output(f"downstream/{r}", _SHA[r], SENTEVAL_FILE_LINES[f"downstream/{r}"]) for r in trec_names.values()
         ),
         recipes=(
             Recipe(
@@ -452,9 +450,8 @@ def _build_table() -> dict[str, Dataset]:
     table["MRPC"] = Dataset(
         name="MRPC",
         tasks=("MRPC",),
-        outputs=(
-            Output(f"downstream/{mrpc['train']}", _SHA[mrpc["train"]], 4077),
-            Output(f"downstream/{mrpc['test']}", _SHA[mrpc["test"]], 1726),
+        outputs=tuple(
+            Output(f"downstream/{r}", _SHA[r], SENTEVAL_FILE_LINES[f"downstream/{r}"]) for r in mrpc.values()
         ),
         recipes=(
             Recipe(
@@ -471,12 +468,12 @@ def _build_table() -> dict[str, Dataset]:
     )
 
     sick = {s: f"SICK/SICK_{s}.txt" for s in ("train", "trial", "test_annotated")}
-    sick_lines = {"train": 4501, "trial": 501, "test_annotated": 4928}
     table["SICK"] = Dataset(
         name="SICK",
         tasks=("SICKRelatedness", "SICKEntailment"),
         outputs=tuple(
-            Output(f"downstream/{r}", _SHA[r], sick_lines[s], exact=False) for s, r in sick.items()
+            Output(f"downstream/{r}", _SHA[r], SENTEVAL_FILE_LINES[f"downstream/{r}"], exact=False)
+            for r in sick.values()
         ),
         recipes=(
             Recipe(
@@ -495,11 +492,12 @@ def _build_table() -> dict[str, Dataset]:
     )
 
     stsb = {s: f"STS/STSBenchmark/sts-{s}.csv" for s in ("train", "dev", "test")}
-    stsb_lines = {"train": 5749, "dev": 1500, "test": 1379}
     table["STSBenchmark"] = Dataset(
         name="STSBenchmark",
         tasks=("STSBenchmark",),
-        outputs=tuple(Output(f"downstream/{r}", lines=stsb_lines[s], exact=False) for s, r in stsb.items()),
+        outputs=tuple(
+            Output(f"downstream/{r}", lines=SENTEVAL_FILE_LINES[f"downstream/{r}"], exact=False) for r in stsb.values()
+        ),
         recipes=(
             Recipe(
                 "SentEval sources (Moses + lowercase)",
@@ -517,14 +515,10 @@ def _build_table() -> dict[str, Dataset]:
     for task in STS_DATASETS:
         table[task] = _sts_dataset(task)
 
-    table["MR"] = _nb_dataset("MR", (5331, 5331), "5331 positive and 5331 negative snippets.")
-    table["CR"] = _nb_dataset(
-        "CR", (None, None), "About 3.8k reviews sentences in all (positive and negative)."
-    )
-    table["SUBJ"] = _nb_dataset(
-        "SUBJ", (5000, 5000), "5000 objective (label 1) and 5000 subjective sentences."
-    )
-    table["MPQA"] = _nb_dataset("MPQA", (None, None), "About 10.6k phrases in all (positive and negative).")
+    table["MR"] = _nb_dataset("MR", "5331 positive and 5331 negative snippets.")
+    table["CR"] = _nb_dataset("CR", "About 3.8k reviews sentences in all (positive and negative).")
+    table["SUBJ"] = _nb_dataset("SUBJ", "5000 objective (label 1) and 5000 subjective sentences.")
+    table["MPQA"] = _nb_dataset("MPQA", "About 10.6k phrases in all (positive and negative).")
     return table
 
 

@@ -57,6 +57,9 @@ __all__ = [
     "STS_DATASETS",
     "TREC_LABELS",
     "SICK_LABELS",
+    "PROBING_LABELS",
+    "PROBING_SPLIT_SIZES",
+    "SENTEVAL_FILE_LINES",
     "DOWNLOAD_COMMAND",
     "get_task",
     "load_task",
@@ -148,6 +151,59 @@ DOWNSTREAM_TASKS: tuple[str, ...] = tuple(
 TREC_LABELS: dict[str, int] = {"ABBR": 0, "DESC": 1, "ENTY": 2, "HUM": 3, "LOC": 4, "NUM": 5}
 #: SICK entailment labels.
 SICK_LABELS: dict[str, int] = {"CONTRADICTION": 0, "NEUTRAL": 1, "ENTAILMENT": 2}
+
+#: The label set of each probing task, fixed by the task's definition (Conneau et al., ACL 2018): a label outside it,
+#: in any split, is a typo or other data and is refused (SentEval would silently make it a new class). WordContent's
+#: 1000 target words are not listed; its defining rule is checked instead: the label is a lower-case word that occurs
+#: among its sentence's tokens (case-insensitively).
+PROBING_LABELS: dict[str, frozenset[str] | None] = {
+    "Length": frozenset(str(b) for b in range(6)),  # 6 sentence-length bins
+    "WordContent": None,
+    "Depth": frozenset(str(d) for d in range(5, 13)),  # tree depths 5-12
+    "TopConstituents": frozenset(
+        {
+            "ADVP_NP_VP_.", "CC_ADVP_NP_VP_.", "CC_NP_VP_.", "IN_NP_VP_.", "NP_ADVP_VP_.", "NP_NP_VP_.",
+            "NP_PP_.", "NP_VP_.", "PP_NP_VP_.", "RB_NP_VP_.", "SBAR_NP_VP_.", "SBAR_VP_.", "S_CC_S_.",
+            "S_NP_VP_.", "S_VP_.", "VBD_NP_VP_.", "VP_.", "WHADVP_SQ_.", "WHNP_SQ_.", "OTHER",
+        }
+    ),  # the 19 most frequent top-constituent sequences, and OTHER  # fmt: skip
+    "BigramShift": frozenset({"O", "I"}),
+    "Tense": frozenset({"PAST", "PRES"}),
+    "SubjNumber": frozenset({"NN", "NNS"}),
+    "ObjNumber": frozenset({"NN", "NNS"}),
+    "OddManOut": frozenset({"O", "C"}),
+    "CoordinationInversion": frozenset({"O", "I"}),
+}
+
+#: Lines per split of SentEval's probing files (``tr`` / ``va`` / ``te``).
+PROBING_SPLIT_SIZES: dict[str, int] = {"tr": 100_000, "va": 10_000, "te": 10_000}
+
+#: Line counts (``wc -l``, header lines included) of SentEval's data files, by path relative to ``task_path``, where
+#: they are known. They tell a file cut short (it ends mid-line with fewer lines than this) from a deliberate subset
+#: (which ends with a newline); the downloader verifies its outputs against them.
+SENTEVAL_FILE_LINES: dict[str, int] = {
+    **{f"probing/{f}": sum(PROBING_SPLIT_SIZES.values()) for f in PROBING_FILES.values()},
+    "downstream/SST/binary/sentiment-train": 67349,
+    "downstream/SST/binary/sentiment-dev": 872,
+    "downstream/SST/binary/sentiment-test": 1821,
+    "downstream/SST/fine/sentiment-train": 8544,
+    "downstream/SST/fine/sentiment-dev": 1101,
+    "downstream/SST/fine/sentiment-test": 2210,
+    "downstream/TREC/train_5500.label": 5452,
+    "downstream/TREC/TREC_10.label": 500,
+    "downstream/MRPC/msr_paraphrase_train.txt": 4077,
+    "downstream/MRPC/msr_paraphrase_test.txt": 1726,
+    "downstream/SICK/SICK_train.txt": 4501,
+    "downstream/SICK/SICK_trial.txt": 501,
+    "downstream/SICK/SICK_test_annotated.txt": 4928,
+    "downstream/STS/STSBenchmark/sts-train.csv": 5749,
+    "downstream/STS/STSBenchmark/sts-dev.csv": 1500,
+    "downstream/STS/STSBenchmark/sts-test.csv": 1379,
+    "downstream/MR/rt-polarity.pos": 5331,
+    "downstream/MR/rt-polarity.neg": 5331,
+    "downstream/SUBJ/subj.objective": 5000,
+    "downstream/SUBJ/subj.subjective": 5000,
+}
 
 _BINARY_FILES = {
     "CR": ("custrev.pos", "custrev.neg"),
@@ -284,21 +340,47 @@ def _check_folder(root: Path, spec: TaskSpec) -> None:
                         fix=_fix_hint(spec.name))
 
 
-def _read_text(path: Path, encoding: str) -> str:
-    """Decode a whole file, with universal newlines (what ``io.open(path, encoding=...)`` does in text mode)."""
+_BOM = b"\xef\xbb\xbf"
+
+
+def _task_of(rel: str) -> str:
+    """The (first) task that reads the data file ``rel``."""
+    return next((sp.name for sp in _SPECS.values() if rel in sp.files), rel)
+
+
+def _read_text(path: Path, encoding: str, rel: str | None = None) -> str:
+    """Decode a whole file, with universal newlines (what ``io.open(path, encoding=...)`` does in text mode).
+
+    A leading UTF-8 byte-order mark is dropped (SentEval would glue it to the first token or label). ``rel``, the
+    file's path relative to ``task_path``, looks up the line count of SentEval's file: a file with fewer lines whose
+    last line has no newline was cut short (an interrupted copy or download) and is refused, naming that line.
+    """
     data = path.read_bytes()
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         raise DataError(f"not valid {encoding} ({e.reason} at byte {e.start})", path=path, line=line,
                         expected=f"a {encoding} text file", fix=f"re-save the file as {encoding}") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    full = SENTEVAL_FILE_LINES.get(rel) if rel is not None else None
+    if full is not None and text and not text.endswith("\n"):
+        n = text.count("\n") + 1
+        if n < full:
+            raise DataError(
+                f"the last line is cut short: the file ends mid-line after {n} of the {full} lines of SentEval's "
+                "file (an interrupted copy or download)", path=path, line=n,
+                expected=f"complete lines, each ending with a newline ({full} in SentEval's file)",
+                fix=f"get the file again (`{DOWNLOAD_COMMAND.format(name=_task_of(rel))} --force`, or copy it "
+                "again); a deliberate subset must end with a newline")
+    return text
 
 
-def _file_lines(path: Path, encoding: str) -> list[str]:
+def _file_lines(path: Path, encoding: str, rel: str | None = None) -> list[str]:
     """The lines ``for line in io.open(path)`` yields, without their newline."""
-    text = _read_text(path, encoding)
+    text = _read_text(path, encoding, rel)
     if not text:
         raise DataError("file is empty", path=path, expected="one sample per line")
     lines = text.split("\n")
@@ -307,9 +389,9 @@ def _file_lines(path: Path, encoding: str) -> list[str]:
     return lines
 
 
-def _splitlines(path: Path, encoding: str) -> list[str]:
+def _splitlines(path: Path, encoding: str, rel: str | None = None) -> list[str]:
     """``io.open(path).read().splitlines()``."""
-    lines = _read_text(path, encoding).splitlines()
+    lines = _read_text(path, encoding, rel).splitlines()
     if not lines:
         raise DataError("file is empty", path=path, expected="one sample per line")
     return lines
@@ -332,8 +414,8 @@ def _score(value: str, path: Path, lineno: int, expected: str, lo: float = 0.0, 
 
 def _load_binary(root: Path, spec: TaskSpec):
     pos_path, neg_path = (root / f for f in spec.files)
-    pos = [line.split() for line in _splitlines(pos_path, "latin-1")]
-    neg = [line.split() for line in _splitlines(neg_path, "latin-1")]
+    pos = [line.split() for line in _splitlines(pos_path, "latin-1", spec.files[0])]
+    neg = [line.split() for line in _splitlines(neg_path, "latin-1", spec.files[1])]
     samples = pos + neg
     data = {"all": {"X": samples, "y": [1] * len(pos) + [0] * len(neg)}}
     names = ["subjective", "objective"] if spec.name == "SUBJ" else ["negative", "positive"]
@@ -346,7 +428,7 @@ def _load_sst(root: Path, spec: TaskSpec):
     for split, rel in zip(spec.splits, spec.files):
         path = root / rel
         X, y = [], []
-        for i, line in enumerate(_file_lines(path, "utf-8"), 1):
+        for i, line in enumerate(_file_lines(path, "utf-8", rel), 1):
             if n == 2:
                 expected = "'sentence<TAB>label' with label 0 or 1"
                 sample = line.strip().split("\t")
@@ -380,7 +462,7 @@ def _load_trec(root: Path, spec: TaskSpec):
     for split, rel in zip(spec.splits, spec.files):
         path = root / rel
         X, y = [], []
-        for i, line in enumerate(_file_lines(path, "latin-1"), 1):
+        for i, line in enumerate(_file_lines(path, "latin-1", rel), 1):
             parts = line.strip().split(":", 1)
             if len(parts) != 2:
                 raise DataError("no ':' after the coarse label", path=path, line=i, expected=expected)
@@ -402,7 +484,7 @@ def _load_mrpc(root: Path, spec: TaskSpec):
     data = {}
     for split, rel in zip(spec.splits, spec.files):
         path = root / rel
-        lines = _file_lines(path, "utf-8")
+        lines = _file_lines(path, "utf-8", rel)
         head = lines[0].lstrip("\ufeff").strip().split("\t")
         if head[0].strip() in ("0", "1") and len(head) >= 5:
             raise DataError("the first line looks like data, but it is dropped as the header", path=path, line=1,
@@ -436,7 +518,7 @@ def _load_sick(root: Path, spec: TaskSpec):
     data = {}
     for split, rel in zip(spec.splits, spec.files):
         path = root / rel
-        lines = _file_lines(path, "utf-8")
+        lines = _file_lines(path, "utf-8", rel)
         if len(lines) < 2:
             raise DataError("no data lines after the header", path=path, expected=expected)
         A, B, y = [], [], []
@@ -468,7 +550,7 @@ def _load_stsb(root: Path, spec: TaskSpec):
     for split, rel in zip(spec.splits, spec.files):
         path = root / rel
         A, B, y = [], [], []
-        for i, line in enumerate(_file_lines(path, "utf-8"), 1):
+        for i, line in enumerate(_file_lines(path, "utf-8", rel), 1):
             text = line.strip().split("\t")
             if len(text) < 7:
                 raise DataError(f"{len(text)} TAB-separated fields, need 7", path=path, line=i, expected=expected)
@@ -516,19 +598,32 @@ def _load_sts(root: Path, spec: TaskSpec):
 
 
 def _load_probing(root: Path, spec: TaskSpec):
-    path = root / spec.files[0]
+    rel = spec.files[0]
+    path = root / rel
     tok2split = {"tr": "train", "va": "dev", "te": "test"}
     expected = "'SPLIT<TAB>LABEL<TAB>...<TAB>SENTENCE' with SPLIT one of tr, va, te"
+    allowed = PROBING_LABELS[spec.name]
+    if allowed is not None:
+        label_rule = f"a {spec.name} label: one of {', '.join(sorted(allowed, key=_natural))}"
+    else:
+        label_rule = "a WordContent label: the one lower-case target word that the sentence contains"
     data = {s: {"X": [], "y": [], "line": []} for s in ("train", "dev", "test")}
-    for i, line in enumerate(_file_lines(path, "utf-8"), 1):
+    for i, line in enumerate(_file_lines(path, "utf-8", rel), 1):
         fields = line.rstrip().split("\t")
         if len(fields) < 3:
             raise DataError(f"{len(fields)} TAB-separated field(s), need 3", path=path, line=i, expected=expected)
         if fields[0] not in tok2split:
             raise DataError(f"unknown split {fields[0]!r}", path=path, line=i, expected=expected)
+        label, tokens = fields[1], fields[-1].split()
+        if allowed is not None and label not in allowed:
+            raise DataError(f"unknown label {label!r}", path=path, line=i, expected=label_rule,
+                            fix="correct the label (SentEval's label sets are fixed per task)")
+        if allowed is None and (label != label.lower() or label not in {t.lower() for t in tokens}):
+            raise DataError(f"label {label!r} does not occur in the sentence", path=path, line=i,
+                            expected=label_rule, fix="correct the label or the sentence")
         rec = data[tok2split[fields[0]]]
-        rec["X"].append(fields[-1].split())
-        rec["y"].append(fields[1])
+        rec["X"].append(tokens)
+        rec["y"].append(label)
         rec["line"].append(i)
     for split, tok in (("train", "tr"), ("dev", "va"), ("test", "te")):
         if not data[split]["X"]:
@@ -543,6 +638,11 @@ def _load_probing(root: Path, spec: TaskSpec):
     out = {s: {"X": d["X"], "y": [tok2label[lab] for lab in d["y"]]} for s, d in data.items()}
     samples = out["train"]["X"] + out["dev"]["X"] + out["test"]["X"]
     return out, samples, labels
+
+
+def _natural(label: str) -> tuple[int, str]:
+    """Sort key: numbers by value, then words."""
+    return (int(label), "") if label.isdigit() else (1 << 30, label)
 
 
 _LOADERS: dict[str, Callable] = {
