@@ -556,6 +556,8 @@ class RayBackend:
                         raise
                     if kind == "encode":
                         enc_bar.update(1)
+                        if enc_bar.n == n_encode:
+                            enc_bar.close()  # every shard encoded: leave the terminal to the probes bar
                         continue
                     probes = probe_index(encoder, key[1])[a:b]
                     df = unit_rows(encoder, unit_keys[key], probes, value, run_params)
