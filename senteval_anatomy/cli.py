@@ -89,6 +89,16 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     a.add_argument("--ks", default=None, help="k values for top-k, e.g. 1,2,4,8 (default: 1..12, then doubling)")
     a.add_argument("--rank-task", default=None,
                    help="rank heads on the dev scores of this task instead of each task's own")
+    f = p.add_argument_group("findings you can trust (builtin harness; senteval_anatomy.findings)")
+    f.add_argument("--controls", action="store_true",
+                   help="also train every probe on the task's control task: control accuracy and selectivity")
+    f.add_argument("--untrained-baseline", action="store_true",
+                   help="also sweep the same architecture with random weights: untrained score and gain")
+    f.add_argument("--seeds", type=int, default=1, help="probe seeds per cell: mean and standard deviation")
+    f.add_argument("--mdl", action="store_true", help="online-code minimum description length of every probe")
+    f.add_argument("--ablate", action="store_true",
+                   help="ablate each head alone and measure the change of the model's own output")
+    f.add_argument("--ablation-mode", choices=("zero", "mean"), default="zero", help="how a head is ablated")
     s = p.add_argument_group("single adapter (instead of a sweep)")
     s.add_argument("--head", default=None, metavar="L,H", help="evaluate one head, e.g. 3,7")
     s.add_argument("--layer", default=None, metavar="L", help="evaluate one layer: block index, -1, or embeddings")
@@ -202,6 +212,12 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    findings = args.controls or args.untrained_baseline or args.seeds != 1 or args.mdl or args.ablate
+    if args.seeds < 1:
+        return _fail(f"--seeds {args.seeds}: give a positive number of probe seeds")
+    if findings and args.harness != "builtin":
+        return _fail("--controls/--untrained-baseline/--seeds/--mdl/--ablate run on the batched trainer: use "
+                     "--harness builtin")
     store = FeatureStore(args.cache_dir, dtype=args.cache_dtype)
     params = _params(args, task_path)
     if args.head is not None or args.layer is not None:
@@ -234,6 +250,17 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
         )
         print(report.summary_text)
         print(f"\nreport: {report.path}")
+    if findings:
+        from .findings import findings_report, findings_sweep
+
+        views = "heads" if args.ablate and "heads" not in args.views else args.views
+        ftable = findings_sweep(
+            encoder, tasks, task_path=task_path, views=views, params=params, pooling=args.pooling,
+            max_length=args.max_length, store=store, controls=args.controls, untrained_baseline=args.untrained_baseline,
+            seeds=args.seeds, mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode, out_dir=out,
+            progress=not args.quiet,
+        )
+        print(f"findings: {len(ftable)} rows -> {out / 'findings.csv'}; report: {findings_report(ftable, out)}")
     print(f"output folder: {out.resolve()}")
     return 0
 

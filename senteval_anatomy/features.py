@@ -131,32 +131,89 @@ class _Hooks:
         assert self.mask is not None and self.last is not None
         return _pool(x, self.mask, self.last, self.pooling)
 
+    def _check_shape(self, x: torch.Tensor, where: str) -> None:
+        assert self.mask is not None
+        if x.dim() != 3 or tuple(x.shape[:2]) != tuple(self.mask.shape):
+            raise RuntimeError(
+                f"{self.encoder.model_type}: {where} got a tensor of shape {tuple(x.shape)} for a padded batch of "
+                f"shape {tuple(self.mask.shape)}: the model unpads or reshapes batches (e.g. a flash-attention path), "
+                "so positions cannot be mapped back to tokens. Load it with attn_implementation='sdpa' or 'eager'."
+            )
+
     def __enter__(self) -> _Hooks:
         enc = self.encoder
-        blocks = enc.blocks
+        shared = enc.spec.shared_blocks
+        # Layer of each call: the block's index, or, where one module serves several layers (ALBERT), the call's
+        # position in this forward pass (counters reset per batch).
+        self.calls = {"heads": 0, "layers": 0}
+
+        def layer_of(kind: str, fixed: int) -> int:
+            if not shared:
+                return fixed
+            k = self.calls[kind]
+            self.calls[kind] = k + 1
+            return k
+
+        targets = list(enumerate(enc.distinct_blocks()))
         if "heads" in self.views:
-            for layer in range(enc.num_layers):
+            spec = enc.spec
+            for index, block in targets:
 
-                def pre(module: Any, args: tuple, kwargs: dict, layer: int = layer) -> None:
+                def pre(module: Any, args: tuple, kwargs: dict, index: int = index) -> None:
                     x = args[0] if args else next(iter(kwargs.values()))
-                    self.heads[layer] = self._p(x)
+                    self._check_shape(x, f"o_proj ({spec.o_proj})")
+                    self.heads[layer_of("heads", index)] = self._p(x)
 
-                self.handles.append(enc.o_proj(layer).register_forward_pre_hook(pre, with_kwargs=True))
+                o_proj = block.get_submodule(spec.o_proj)
+                self.handles.append(o_proj.register_forward_pre_hook(pre, with_kwargs=True))
         if "layers" in self.views:
+            first = targets[0][1]
 
             def embed(module: Any, args: tuple, kwargs: dict) -> None:
-                x = args[0] if args else kwargs.get("hidden_states", kwargs.get("x"))
+                if shared and self.calls["layers"] > 0:
+                    return  # a shared block runs again for later layers; only its first input is the embedding
+                x = args[0] if args else kwargs.get("hidden_states")
+                if x is None:  # called with other keyword names: the first tensor is the hidden states
+                    x = next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
+                self._check_shape(x, "block 0's input")
                 self.layers[0] = self._p(x)
 
-            self.handles.append(blocks[0].register_forward_pre_hook(embed, with_kwargs=True))
-            for layer in range(enc.num_layers):
+            self.handles.append(first.register_forward_pre_hook(embed, with_kwargs=True))
+            for index, block in targets:
 
-                def post(module: Any, args: tuple, output: Any, layer: int = layer) -> None:
+                def post(module: Any, args: tuple, output: Any, index: int = index) -> None:
                     out = output[0] if isinstance(output, (tuple, list)) else output
-                    self.layers[layer + 1] = self._p(out)
+                    self._check_shape(out, "a block's output")
+                    self.layers[layer_of("layers", index) + 1] = self._p(out)
 
-                self.handles.append(blocks[layer].register_forward_hook(post))
+                self.handles.append(block.register_forward_hook(post))
         return self
+
+    def collect(self, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Stack this batch's pooled features and reset; raise if a layer's hook did not fire exactly once."""
+        enc = self.encoder
+        heads = layers = None
+        if "heads" in self.views:
+            missing = [i for i, x in enumerate(self.heads) if x is None]
+            if missing or (enc.spec.shared_blocks and self.calls["heads"] != enc.num_layers):
+                raise RuntimeError(
+                    f"{enc.model_type}: the attention output projection did not run once per layer in this forward "
+                    f"pass (no heads for layers {missing}); the layout ({enc.layout}) does not describe this model. "
+                    "Run `python -m senteval_anatomy.models --check MODEL`."
+                )
+            heads = torch.stack(self.heads, 1).reshape(n, enc.num_layers, enc.num_heads, enc.head_dim)  # type: ignore[arg-type]
+        if "layers" in self.views:
+            missing = [i for i, x in enumerate(self.layers) if x is None]
+            if missing:
+                raise RuntimeError(
+                    f"{enc.model_type}: no block output for layers {missing} in this forward pass; the layout "
+                    f"({enc.layout}) does not describe this model."
+                )
+            layers = torch.stack(self.layers, 1)  # type: ignore[arg-type]
+        self.heads = [None] * enc.num_layers
+        self.layers = [None] * (enc.num_layers + 1)
+        self.calls = {"heads": 0, "layers": 0}
+        return heads, layers
 
     def __exit__(self, *exc: Any) -> None:
         for h in self.handles:
@@ -206,7 +263,6 @@ def iter_encode(
     order = np.argsort(-lengths, kind="stable")
     pad_id = encoder.tokenizer.pad_token_id
     pad_id = 0 if pad_id is None else int(pad_id)
-    L, H, d = encoder.num_layers, encoder.num_heads, encoder.head_dim
     show = progress if progress is not None else len(sentences) >= 1000
     model = encoder.model
     model.eval()
@@ -227,13 +283,9 @@ def iter_encode(
                 hooks.mask = mask
                 hooks.last = mask.sum(1) - 1
                 model(input_ids=input_ids, attention_mask=mask)
-                heads = layers = None
-                if "heads" in views:
-                    heads = torch.stack(hooks.heads, 1).reshape(len(idx), L, H, d).cpu().numpy()  # type: ignore[arg-type]
-                if "layers" in views:
-                    layers = torch.stack(hooks.layers, 1).cpu().numpy()  # type: ignore[arg-type]
-                hooks.heads = [None] * L
-                hooks.layers = [None] * (L + 1)
+                heads_t, layers_t = hooks.collect(len(idx))
+                heads = heads_t.cpu().numpy() if heads_t is not None else None
+                layers = layers_t.cpu().numpy() if layers_t is not None else None
                 yield EncodedBatch(
                     indices=idx.astype(np.int64), heads=heads, layers=layers, n_truncated=int(truncated[idx].sum())
                 )

@@ -49,7 +49,7 @@ from .identity import (
 )
 from .models import Encoder
 from .store import FeatureStore
-from .units import StoreBatcher, probe_chunk_size, probe_index, unit_rows
+from .units import StoreBatcher, probe_chunk_size, probe_index, result_rows
 from .vocab import (
     HARNESSES,
     PAPER_PARAMS,
@@ -205,7 +205,7 @@ def sweep(
             else:
                 results = _run_one_by_one(encoder, task_name, view, probes, run_params, pooling, limit, store,
                                           harness, show)
-            df = unit_rows(encoder, key, probes, results, run_params)
+            df = result_rows(encoder, key, probes, results, run_params)
             if unit is not None:
                 write_unit(unit, key, df)
             frames.append(df)

@@ -22,7 +22,7 @@ from .models import Encoder
 from .store import StoredFeatures
 from .vocab import RESULT_COLUMNS, main_scores, vector_name
 
-__all__ = ["StoreBatcher", "probe_chunk_size", "probe_index", "unit_rows"]
+__all__ = ["StoreBatcher", "probe_chunk_size", "probe_index", "result_rows"]
 
 
 def probe_index(encoder: Encoder, view: str) -> list[tuple[int, int]]:
@@ -63,7 +63,7 @@ def probe_chunk_size(n_sentences: int, n_probes: int, dim: int, pair: bool, budg
 
 
 
-def unit_rows(encoder: Encoder, key: dict, probes: Sequence[tuple[int, int]], results: Sequence[dict],
+def result_rows(encoder: Encoder, key: dict, probes: Sequence[tuple[int, int]], results: Sequence[dict],
               params: Any) -> pd.DataFrame:
     """The tidy rows (:data:`~senteval_anatomy.vocab.RESULT_COLUMNS`) of ``probes`` of the unit ``key``, from their
     SentEval result dicts."""

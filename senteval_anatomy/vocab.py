@@ -191,6 +191,15 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "package_version", "dtype", "cache_dtype", "max_length", "preset", "data_path", "data_hash", "protocol", "setting",
 )  # fmt: skip
 
+#: Columns :func:`senteval_anatomy.findings.findings_sweep` appends to :data:`RESULT_COLUMNS` (controls, untrained
+#: baseline, seeds, intervals, paired tests, MDL, ablation); their meaning is in that module's docstring. NaN where an
+#: option was not run or does not apply to the task.
+FINDINGS_COLUMNS: tuple[str, ...] = (
+    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "control_acc", "selectivity", "untrained_acc",
+    "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank", "p_vs_best",
+    "p_vs_next", "p_vs_layer_best", "tied_with_layer_best",
+)  # fmt: skip
+
 
 class Scores(NamedTuple):
     """The main scores of one SentEval result dict: ``metric`` is ``acc`` (percent) or ``pearson`` ([-1, 1])."""

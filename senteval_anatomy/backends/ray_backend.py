@@ -449,7 +449,7 @@ class RayBackend:
 
         from ..engine.tasks import load_task
         from ..identity import write_unit
-        from ..units import probe_chunk_size, probe_index, unit_rows
+        from ..units import probe_chunk_size, probe_index, result_rows
 
         if harness != "builtin":
             raise ValueError(f'backend="ray" runs the batched trainer (harness="builtin"), not harness={harness!r}; '
@@ -560,7 +560,7 @@ class RayBackend:
                             enc_bar.close()  # every shard encoded: leave the terminal to the probes bar
                         continue
                     probes = probe_index(encoder, key[1])[a:b]
-                    df = unit_rows(encoder, unit_keys[key], probes, value, run_params)
+                    df = result_rows(encoder, unit_keys[key], probes, value, run_params)
                     path = paths[key]
                     if path is not None:
                         write_unit(_parts_dir(path) / f"{a:06d}-{b:06d}.json", _part_key(unit_keys[key], a, b), df)

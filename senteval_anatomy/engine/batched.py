@@ -595,6 +595,17 @@ class BatchedMLP:
             out[s0:s1, i0:i1] = logits.max(2)[1]
         return out.cpu().numpy()
 
+    def predict_log_proba(self, X: torch.Tensor, rows: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
+        """Natural-log class probabilities of the best snapshot of ``slots`` (default: every slot) on ``rows``:
+        float64 (n_slots, n_rows, nclasses). Used for codelengths (online-code MDL), where a probability matters,
+        not only the argmax."""
+        rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        params, probe_pos, full = self._slot_view(slots)
+        out = np.empty((params[0].shape[0], len(rows_t), self.nclasses), dtype=np.float64)
+        for s0, s1, i0, i1, logits in _iter_blocks(params, probe_pos, full, X, rows_t, self.batch_size):
+            out[s0:s1, i0:i1] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+        return out
+
 
 class BatchedRelatedness:
     """S SentEval relatedness regressions (``Linear(d, 5) -> Softmax``, MSE on 5-bin targets) trained in lock-step,
@@ -811,7 +822,8 @@ def _grid_slots(n_probes: int, regs: Sequence[float]) -> tuple[np.ndarray, np.nd
     return np.tile(np.arange(n_probes), len(regs)), np.repeat(np.asarray(regs, dtype=np.float64), n_probes)
 
 
-def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar) -> list[dict[str, Any]]:
+def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar,
+                 predictions=False) -> list[dict[str, Any]]:
     tr, dv, te = rows
     n_probes = X.shape[0]
     regs = reg_grid("split", True, noreg)
@@ -830,8 +842,11 @@ def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar) 
     # SplitClassifier refits the chosen value with the same seed on the same data, which replays the grid run of
     # that value exactly (training is a pure function of seed, data and reg); its snapshot is the refit model.
     test_acc = bm.score(X, y, te, slots=np.asarray(chosen)).tolist()
+    yhat = bm.predict(X, te, slots=np.asarray(chosen)) if predictions else None
     for p in range(n_probes):
         out[p]["acc"] = float(split_score(test_acc[p]))
+        if yhat is not None:
+            out[p]["yhat"] = yhat[p]
     return out
 
 
@@ -993,11 +1008,12 @@ def split_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test: Sour
                     seed: int = 1111, usepytorch: bool = True, classifier: dict[str, Any] | None = None,
                     device: Any = "auto", noreg: bool = False, max_probes: int | None = None,
                     progress: bool | None = None, n_jobs: int | None = None,
-                    num_threads: int | None = DEFAULT_CPU_THREADS) -> list[dict[str, Any]]:
+                    num_threads: int | None = DEFAULT_CPU_THREADS, predictions: bool = False) -> list[dict[str, Any]]:
     """:func:`~senteval_anatomy.engine.evaluators.split_eval` for P probes at once.
 
     ``X_*`` are ``[n, P, f]`` arrays (or ``(A, B)`` pairs of ``[n, P, d]`` arrays for pair features). Returns P
-    dicts with the keys of ``split_eval`` (``devacc``, ``acc``, ``reg``, ``regs``, ``dev_scores``).
+    dicts with the keys of ``split_eval`` (``devacc``, ``acc``, ``reg``, ``regs``, ``dev_scores``); with
+    ``predictions=True`` (pytorch probes) also ``yhat``, the chosen probe's test predictions.
     """
     sources = [X_train, X_dev, X_test]
     _, n_probes, _ = _check_sources(sources, ["X_train", "X_dev", "X_test"])
@@ -1008,7 +1024,7 @@ def split_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test: Sour
     labels = np.concatenate([np.asarray(y_train), np.asarray(y_dev), np.asarray(y_test)]).astype(np.int64)
     return _run_chunks("split", sources, labels, max_probes=max_probes, progress=progress, desc="split probes",
                        device=device, num_threads=num_threads, nclasses=nclasses, seed=seed, classifier=classifier,
-                       noreg=noreg)
+                       noreg=noreg, predictions=predictions)
 
 
 def kfold_eval_many(X_train: Source, y_train, X_test: Source, y_test, *, nclasses: int, kfold: int = 5,
@@ -1142,7 +1158,7 @@ def _n_probes(embeddings: Any, splits: Sequence[str], task_name: str) -> int:
 
 def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | None = None,
                   progress: bool | None = None, device: Any = None, n_jobs: int | None = None,
-                  num_threads: int | None | str = "auto") -> list[dict[str, Any]]:
+                  num_threads: int | None | str = "auto", predictions: bool = False) -> list[dict[str, Any]]:
     """Evaluate P probes of one task at once; result ``i`` equals ``task.evaluate`` on probe ``i``'s features.
 
     Parameters
@@ -1171,6 +1187,10 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
         process setting. ``"auto"``: ``params.probe_threads`` when set (the engine's key for the same thing), else
         :data:`DEFAULT_CPU_THREADS` (1). Results do not depend on it in our tests; speed does, see
         :data:`DEFAULT_CPU_THREADS`.
+    predictions : bool
+        Also return each probe's test predictions as ``yhat`` (int64, in the order of ``embeddings['test']``) for
+        the pytorch classification evaluators ``split`` and ``kfold`` (per-sentence correctness for bootstrap
+        intervals and paired tests). Off by default: the result dicts then equal ``task.evaluate``'s.
 
     Returns
     -------
@@ -1208,6 +1228,11 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
     call = evaluator_call(spec, embeddings, p, seed, task.n_classes, features)
     evaluate = {"split": split_eval_many, "kfold": kfold_eval_many, "innerkfold": innerkfold_eval_many,
                 "relatedness": relatedness_eval_many}[call.evaluator]
+    extra = {"predictions": True} if predictions and call.evaluator == "split" else {}
     rs = evaluate(*call.args, **dict(call.kwargs, device=dev), max_probes=max_probes, progress=progress,
-                  num_threads=num_threads)
-    return [result_dict(spec, r, embeddings) for r in rs]
+                  num_threads=num_threads, **extra)
+    out = [result_dict(spec, r, embeddings) for r in rs]
+    if predictions and call.evaluator in ("split", "kfold"):
+        for o, r in zip(out, rs, strict=True):
+            o["yhat"] = r["yhat"]
+    return out

@@ -1,0 +1,453 @@
+"""Findings you can trust: every head's probing score with its controls, baseline, uncertainty and utilisation.
+
+:func:`findings_sweep` runs the sweep's own steps (features from the :class:`~senteval_anatomy.store.FeatureStore`,
+the task's ``embed``, the batched trainer) and adds, per head / layer, in the same tidy table
+(:data:`~senteval_anatomy.vocab.RESULT_COLUMNS` followed by :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`):
+
+=========================  ========================================================================================
+column                     meaning
+=========================  ========================================================================================
+``acc_low``, ``acc_high``  95% percentile bootstrap interval of test accuracy (same resamples for every head)
+``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
+``control_acc``            test accuracy on the control task (:mod:`senteval_anatomy.controls`)
+``selectivity``            ``acc - control_acc`` (Hewitt & Liang 2019)
+``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)
+``untrained_gain``         ``acc - untrained_acc``: what training put there
+``mdl``, ``compression``   online codelength of the training labels, bits, and ``N log2 K / mdl`` (:mod:`.engine.mdl`)
+``ablation_delta``         change of the model's own output when this head alone is ablated (:mod:`.ablation`)
+``dev_rank``               rank by dev score within the task and view (1 = selected)
+``p_vs_best``              McNemar p-value of this probe's test predictions against the dev-selected best
+``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``)
+``p_vs_layer_best``        McNemar p against the dev-best head of the same layer
+``tied_with_layer_best``   ``p_vs_layer_best >= alpha`` (or the layer best itself): not distinguishable from it
+=========================  ========================================================================================
+
+Columns of options that were not requested are NaN. Selection is on dev throughout; test predictions are only used
+to say how sure a finding is. Controls, MDL, intervals and paired tests apply to classification tasks (accuracy);
+relatedness and STS tasks get NaN there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .models import Encoder
+from .vocab import (
+    FINDINGS_COLUMNS,
+    PAPER_PARAMS,
+    RESULT_COLUMNS,
+    VIEWS,
+    atomic_write,
+    check_pooling,
+    check_views,
+    main_scores,
+)
+
+__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_report", "findings_sweep",
+           "selectivity_heatmap", "tied_heatmap", "utilisation_plot"]
+
+
+
+def _embeddings(task: Any, feats: Any, view: str, params: Any) -> dict:
+    """The task's embeddings for every probe of ``view`` (``[n, P, d]`` arrays), read from stored features through
+    the sweep's own store batcher."""
+    from .units import StoreBatcher
+
+    n_probes = feats.heads.shape[1] * feats.heads.shape[2] if view == "heads" else feats.layers.shape[1]
+    return task.embed(params, StoreBatcher(feats, view, slice(0, n_probes)))
+
+
+def _features(encoder: Encoder, task: Any, store: Any, pooling: str, limit: int, params: Any, show: bool) -> Any:
+    sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
+    return store.get(encoder, sentences, pooling=pooling, max_length=limit, views=VIEWS,
+                     batch_size=int(params.get("encode_batch_size") or 64), progress=show)
+
+
+def _paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[int, int]], view: str, *,
+                    alpha: float, top_k: int, n_boot: int, seed: int) -> pd.DataFrame:
+    from .stats import mcnemar, rank_tests
+
+    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=seed)
+    p_layer = np.full(len(probes), np.nan)
+    tied = np.full(len(probes), None, dtype=object)  # layers view: no "layer best"
+    if view == "heads":
+        layers = np.array([lay for lay, _ in probes])
+        for lay in np.unique(layers):
+            idx = np.flatnonzero(layers == lay)
+            best = idx[np.argmax(devacc[idx])]  # first maximum: ties keep head order, as the sweep's selection
+            for i in idx:
+                if i == best:
+                    tied[i] = True
+                else:
+                    p_layer[i] = mcnemar(correct[best], correct[i])
+                    tied[i] = p_layer[i] >= alpha
+    return pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
+                         "p_vs_best": ranked["p_vs_best"], "p_vs_next": ranked["p_vs_next"],
+                         "p_vs_layer_best": p_layer, "tied_with_layer_best": tied})
+
+
+def findings_sweep(
+    encoder: Encoder,
+    tasks: Sequence[str] | str,
+    *,
+    task_path: str | os.PathLike[str],
+    views: Sequence[str] | str = ("heads",),
+    params: Mapping[str, Any] | None = None,
+    pooling: str | None = None,
+    max_length: int | None = None,
+    store: Any = None,
+    controls: bool = True,
+    control_seed: int = 0,
+    untrained_baseline: bool = False,
+    untrained_seed: int = 0,
+    seeds: int = 1,
+    mdl: bool = False,
+    ablate: bool = False,
+    ablation_mode: str = "zero",
+    ablation_sentences: int = 200,
+    ablation_ks: Sequence[int] = (1, 2, 4, 8, 16),
+    lm_model: Any = None,
+    alpha: float = 0.05,
+    top_k: int = 5,
+    n_boot: int = 1000,
+    out_dir: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Sweep ``tasks`` like :func:`~senteval_anatomy.sweeping.sweep` (builtin harness) and add the columns of
+    :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS` (see the module docstring).
+
+    Parameters
+    ----------
+    controls : also train every probe on the task's control task (one more batched run per task and view).
+    untrained_baseline : also sweep the untrained twin of ``encoder`` (``untrained_seed``).
+    seeds : number of probe seeds (``params.seed``, ``+1``, ...): ``acc_mean`` / ``acc_std``; the main ``acc``
+        stays the one of ``params.seed``.
+    mdl : online-code MDL of every probe (classification tasks).
+    ablate : ablate every head alone (``ablation_mode``) on the first ``ablation_sentences`` test sentences of the
+        task and record the change of the model's own output (masked-LM / next-token loss with ``lm_model``, else
+        the sentence-embedding shift).
+        Also the top-k ablation curve per task (:func:`~senteval_anatomy.ablation.topk_ablation_curve`: the
+        ``ablation_ks`` heads ranked first on dev ablated together, against random sets of as many heads), kept in
+        ``table.attrs["ablation_curves"]`` (records: ``pd.DataFrame(table.attrs["ablation_curves"])``) and written
+        to ``out_dir/ablation_curves.csv``.
+    out_dir : if given, the table is written atomically to ``out_dir/findings.csv`` (no per-unit resume yet: a rerun
+        recomputes everything).
+
+    Notes
+    -----
+    Unlike :func:`~senteval_anatomy.sweeping.sweep`, the embeddings of all probes of a task and view are held at
+    once (``[n, P, d]`` float32: 10k sentences x 384 heads x 64 dims is ~1 GB); the batched trainer still chunks
+    its own stacked copy by ``CHUNK_BYTES``.
+
+    Returns
+    -------
+    DataFrame
+        One row per model x task x view x layer x head, columns ``RESULT_COLUMNS + FINDINGS_COLUMNS``.
+    """
+    from tqdm.auto import tqdm
+
+    from .ablation import ablation_scan, topk_ablation_curve
+    from .baselines import untrained_encoder
+    from .controls import control_task
+    from .engine.batched import evaluate_many
+    from .engine.mdl import mdl_many
+    from .engine.params import apply_defaults
+    from .engine.tasks import load_task
+    from .identity import data_hash, setting_fields, unit_key
+    from .stats import correctness
+    from .store import FeatureStore
+    from .units import probe_index, result_rows
+
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("No tasks given.")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive int (number of probe seeds), got {seeds!r}.")
+    views = check_views(views)
+    pooling = check_pooling(pooling, encoder)
+    base = dict(PAPER_PARAMS if params is None else params)
+    base["task_path"] = str(task_path)
+    run_params = apply_defaults(base)
+    limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
+    store = store if store is not None else FeatureStore()
+    show = True if progress is None else bool(progress)
+    untrained = untrained_encoder(encoder, untrained_seed) if untrained_baseline else None
+    setting = setting_fields(encoder, params=run_params, pooling=pooling, max_length=limit, harness="builtin",
+                             cache_dtype=store.dtype, data_path=task_path)
+    frames = []
+    curves = []
+    for task_name in tqdm(tasks, desc="findings", unit="task", disable=not show):
+        task = load_task(task_name, run_params.task_path, seed=run_params.seed)
+        run_params.current_task = task_name
+        classification = task.spec.kind in ("classification", "pair_classification")
+        paired_ok = classification and task.spec.evaluator in ("split", "kfold") and bool(run_params.usepytorch)
+        feats = _features(encoder, task, store, pooling, limit, run_params, show)
+        ufeats = _features(untrained, task, store, pooling, limit, run_params, show) if untrained else None
+        ctask = control_task(task, control_seed) if controls and classification else None
+        for view in views:
+            probes = probe_index(encoder, view)
+            emb = _embeddings(task, feats, view, run_params)
+            results = evaluate_many(task, emb, run_params, progress=show, predictions=paired_ok)
+            key = unit_key(setting, task_name, data_hash(task), view)
+            df = result_rows(encoder, key, probes, results, run_params)
+            extra = pd.DataFrame(np.nan, index=df.index, columns=list(FINDINGS_COLUMNS), dtype=object)
+            acc = df["acc"].to_numpy(dtype=float)
+            if paired_ok:
+                y_test = np.asarray(emb["test"]["y"])
+                correct = correctness(np.stack([r["yhat"] for r in results]), y_test)
+                paired = _paired_columns(df["devacc"].to_numpy(dtype=float), correct, probes, view, alpha=alpha,
+                                         top_k=top_k, n_boot=n_boot, seed=int(run_params.seed))
+                for c in paired.columns:
+                    extra[c] = paired[c].to_numpy()
+            per_seed = [acc]
+            for k in range(1, seeds):
+                p_k = apply_defaults({**run_params, "seed": int(run_params.seed) + k})
+                per_seed.append(np.array([main_scores(r).acc for r in evaluate_many(task, emb, p_k, progress=show)]))
+            stacked = np.stack(per_seed)
+            extra["n_seeds"] = seeds
+            extra["acc_mean"] = stacked.mean(0)
+            extra["acc_std"] = stacked.std(0, ddof=1) if seeds > 1 else np.nan
+            if ctask is not None:
+                cres = evaluate_many(ctask, _embeddings(ctask, feats, view, run_params), run_params, progress=show)
+                extra["control_acc"] = [float(r["acc"]) for r in cres]
+                extra["selectivity"] = acc - extra["control_acc"].to_numpy(dtype=float)
+            if ufeats is not None:
+                ures = evaluate_many(task, _embeddings(task, ufeats, view, run_params), run_params, progress=show)
+                extra["untrained_acc"] = [main_scores(r).acc for r in ures]
+                extra["untrained_gain"] = acc - extra["untrained_acc"].to_numpy(dtype=float)
+            if mdl and classification:
+                m = mdl_many(task, emb, run_params, progress=show)
+                extra["mdl"] = [r["mdl"] for r in m]
+                extra["compression"] = [r["compression"] for r in m]
+            if ablate and view == "heads":
+                test = task.data.get("test") or next(iter(task.data.values()))
+                side = test["X"] if "X" in test else test["A"]
+                sents = list(dict.fromkeys(" ".join(s) for s in side))[:ablation_sentences]
+                scan = ablation_scan(encoder, sents, mode=ablation_mode, lm_model=lm_model, progress=show)
+                delta = {(int(r.layer), int(r.head)): float(r.delta) for r in scan.itertuples()}
+                extra["ablation_delta"] = [delta[p] for p in probes]
+                extra["ablation_measure"] = scan["measure"].iloc[0]
+                ranked = [probes[i] for i in np.argsort(-df["devacc"].to_numpy(dtype=float), kind="stable")]
+                ks = [k for k in ablation_ks if 1 <= k <= len(ranked)]
+                if ks:
+                    curve = topk_ablation_curve(encoder, sents, ranked, ks, mode=ablation_mode, lm_model=lm_model,
+                                                seed=int(run_params.seed))
+                    curve.insert(0, "task", task_name)
+                    curves.append(curve)
+            frames.append(pd.concat([df, extra], axis=1))
+    table = pd.concat(frames, ignore_index=True)
+    for c in ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
+              "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best"):
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    table = table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
+    curve_table = pd.concat(curves, ignore_index=True) if curves else None
+    if out_dir is not None:
+        out = Path(out_dir)
+        atomic_write(out / "findings.csv", lambda p: table.to_csv(p, index=False))
+        if curve_table is not None:
+            atomic_write(out / "ablation_curves.csv", lambda p: curve_table.to_csv(p, index=False))
+    if curve_table is not None:
+        # records, not a DataFrame: pandas compares attrs when concatenating, and DataFrames cannot be compared
+        table.attrs["ablation_curves"] = curve_table.to_dict("records")
+    return table
+
+
+def _best(rows: pd.DataFrame) -> pd.Series:
+    """The dev-selected row (first maximum of ``devacc``)."""
+    return rows.loc[rows["devacc"].astype(float).idxmax()]
+
+
+def claims_section(table: pd.DataFrame, *, alpha: float = 0.05) -> str:
+    """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
+    distinguishable from the next best and what ablating it does; then the paper's layer claim re-tested."""
+    heads = table[table["view"] == "heads"]
+    lines = ["## Findings with controls, baselines and intervals", "",
+             "Per task, the head selected on **dev**; test accuracy with its 95% bootstrap interval; selectivity = "
+             "accuracy - control-task accuracy; gain = accuracy - the same head of the untrained model; "
+             f"\"separable from #2\" = McNemar p < {alpha} against the second head on dev; ablation = change of the "
+             "model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).", ""]
+    rows = []
+    for task, t in heads.groupby("task", sort=False):
+        b = _best(t)
+        second = t[t["dev_rank"] == 2]
+        p_next = float(b["p_vs_next"]) if pd.notna(b.get("p_vs_next")) else np.nan
+        abl_rank = np.nan
+        if t["ablation_delta"].notna().any():
+            abl_rank = int((t["ablation_delta"] > b["ablation_delta"]).sum() + 1)
+        rows.append({
+            "task": task, "head": f"L{int(b['layer'])}H{int(b['head'])}", "acc": b["acc"],
+            "95% CI": f"[{b['acc_low']:.1f}, {b['acc_high']:.1f}]" if pd.notna(b["acc_low"]) else "n/a",
+            "seed s.d.": b["acc_std"], "selectivity": b["selectivity"], "untrained": b["untrained_acc"],
+            "gain": b["untrained_gain"],
+            "#2": (f"L{int(second.iloc[0]['layer'])}H{int(second.iloc[0]['head'])} {second.iloc[0]['acc']:.1f}"
+                   if len(second) else "n/a"),
+            "separable from #2": ("n/a" if np.isnan(p_next) else f"{'yes' if p_next < alpha else 'no'} "
+                                  f"(p={p_next:.2g})"),
+            "ablation": b["ablation_delta"], "ablation rank": abl_rank,
+        })
+    from .report import markdown_table
+
+    lines += [markdown_table(pd.DataFrame(rows), floatfmt=".3g"), ""]
+    # Claim: surface / syntactic tasks peak low, semantic tasks high - with the set of layers that hold a head
+    # statistically tied with the task's best.
+    lines += ["### Claim: surface and syntactic information sits in lower layers, semantic in higher ones", "",
+              "For each task: the layer of the dev-selected head, and every layer holding a head not separable from "
+              f"it (McNemar p >= {alpha} on test). A claim about *the* layer of a task holds only if that set is "
+              "narrow.", ""]
+    claim_rows = []
+    for task, t in heads.groupby("task", sort=False):
+        b = _best(t)
+        tied = t[(t["p_vs_best"] >= alpha) | (t["dev_rank"] == 1)]
+        layers = sorted(int(v) for v in tied["layer"].unique())
+        claim_rows.append({"task": task, "best layer": int(b["layer"]),
+                           "layers with a tied head": ", ".join(map(str, layers)) if len(tied) else "n/a",
+                           "tied heads": len(tied), "heads": len(t)})
+    lines += [markdown_table(pd.DataFrame(claim_rows)), ""]
+    # Claim: top heads transfer across tasks - is the dev-best head of one task tied with the best of another?
+    tasks = list(heads["task"].unique())
+    if len(tasks) > 1:
+        lines += ["### Claim: the top heads of one task are top heads of other tasks", "",
+                  "Row task's dev-selected head, evaluated in the column task: its test accuracy there, and whether "
+                  f"it is statistically tied with the column task's own dev-selected head (McNemar p >= {alpha}).",
+                  ""]
+        cells = []
+        for a in tasks:
+            ba = _best(heads[heads["task"] == a])
+            row: dict[str, Any] = {"best head of": f"{a} (L{int(ba['layer'])}H{int(ba['head'])})"}
+            for b in tasks:
+                tb = heads[(heads["task"] == b) & (heads["layer"] == ba["layer"]) & (heads["head"] == ba["head"])]
+                if tb.empty or a == b:
+                    row[b] = "-"
+                    continue
+                r = tb.iloc[0]
+                tied = r["dev_rank"] == 1 or (pd.notna(r["p_vs_best"]) and r["p_vs_best"] >= alpha)
+                row[b] = f"{r['acc']:.1f} ({'tied' if tied else 'worse'})"
+            cells.append(row)
+        lines += [markdown_table(pd.DataFrame(cells)), ""]
+    lines += ["Not re-tested here: \"top-k heads beat the best layer\" (it needs the top-k representation's test "
+              "predictions; see the top-k table of the main report for its point estimates).", ""]
+    return "\n".join(lines)
+
+
+def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
+    """The paper's head heatmap (layers x heads, heads sorted within each layer, dev-best outlined) coloured by
+    selectivity instead of accuracy, drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    from .plots import heatmap
+    from .results import Results
+
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    if rows.empty or rows["selectivity"].isna().all():
+        raise ValueError(f"no selectivity for task {task!r}: run findings_sweep(..., controls=True) on it.")
+    shown = rows.copy()
+    shown["acc"] = shown["selectivity"]  # the heatmap colours 'acc'; selection (red box) still reads devacc
+    fig = heatmap(Results(shown[list(RESULT_COLUMNS)], model=model), task,
+                  title=f"{task}: selectivity (accuracy - control accuracy, points)")
+    fig.axes[-1].set_ylabel("selectivity (points)")
+    return fig
+
+
+def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
+    """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
+    is not distinguishable from the dev-best head of its layer (McNemar p >= alpha on test): how much the within-layer
+    ordering of the paper's sorted heatmap can be trusted."""
+    from .plots import heatmap
+    from .results import Results
+
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    if rows.empty or rows["tied_with_layer_best"].isna().all():
+        raise ValueError(f"no paired tests for task {task!r}: findings_sweep computes them for classification tasks "
+                         "with the split or k-fold evaluator and PyTorch probes.")
+    fig = heatmap(Results(rows[list(RESULT_COLUMNS)], model=model), task, sort=False, annotate=False,
+                  title=f"{task}: test accuracy; dot = tied with its layer's best head")
+    ax = fig.axes[0]
+    tied = rows[rows["tied_with_layer_best"].astype(str).str.lower() == "true"]
+    ax.scatter(tied["head"].astype(int) + 0.3, tied["layer"].astype(int) - 0.3, s=10, c="black", edgecolors="white",
+               linewidths=0.5, zorder=3)
+    return fig
+
+
+def utilisation_plot(table: pd.DataFrame, task: str) -> Any:
+    """One point per head: probing accuracy (x) against the change of the model's output when the head alone is
+    ablated (y), coloured by layer; the dev-selected head is circled. Does the model use what the probe finds?"""
+    from matplotlib.figure import Figure
+
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    if rows.empty or rows["ablation_delta"].isna().all():
+        raise ValueError(f"no ablation results for task {task!r}: run findings_sweep(..., ablate=True) on it.")
+    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    sc = ax.scatter(rows["acc"], rows["ablation_delta"], c=rows["layer"], cmap="viridis", s=18)
+    b = _best(rows)
+    ax.scatter([b["acc"]], [b["ablation_delta"]], s=120, facecolors="none", edgecolors="red", linewidths=1.5,
+               label=f"best on dev (L{int(b['layer'])}H{int(b['head'])})")
+    measure = str(rows["ablation_measure"].dropna().iloc[0])
+    ax.set_xlabel("probing accuracy (test, %)")
+    ax.set_ylabel({"mlm": "masked-LM loss increase (nats)", "clm": "next-token loss increase (nats)",
+                   "embedding": "sentence-embedding shift (1 - cos)"}.get(measure, measure))
+    ax.set_title(f"{task}: probing accuracy vs. ablation effect per head", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.colorbar(sc, ax=ax, label="layer")
+    return fig
+
+
+def ablation_curve_plot(curves: pd.DataFrame, task: str) -> Any:
+    """Top-k ablation curve of one task: the change of the model's output when the k heads ranked first on dev are
+    ablated together, against random sets of k heads (mean +- s.d. over draws)."""
+    from matplotlib.figure import Figure
+
+    c = curves[curves["task"] == task]
+    if c.empty:
+        raise ValueError(f"no ablation curve for task {task!r}.")
+    fig = Figure(figsize=(5.0, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    top, rnd = c[c["kind"] == "top"], c[c["kind"] == "random"]
+    ax.plot(top["k"], top["delta"], "o-", color="tab:red", label="top-k heads (ranked on dev)")
+    ax.errorbar(rnd["k"], rnd["delta"], yerr=rnd["delta_sd"].fillna(0), fmt="s--", color="tab:gray", capsize=3,
+                label="k random heads")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(top["k"]), [str(k) for k in top["k"]])
+    ax.set_xlabel("heads ablated together (k)")
+    measure = str(c["measure"].iloc[0])
+    ax.set_ylabel({"mlm": "masked-LM loss increase", "clm": "next-token loss increase",
+                   "embedding": "embedding shift (1 - cos)"}.get(measure, measure))
+    ax.set_title(f"{task}: ablating the top-k heads vs random heads", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05,
+                    curves: pd.DataFrame | None = None) -> Path:
+    """Write ``out_dir/findings/report.md``: the claims section, the findings table of the selected heads, the
+    selectivity heatmaps, the utilisation plots and the top-k ablation curves (those there is data for;
+    ``curves`` defaults to ``table.attrs["ablation_curves"]``)."""
+    from .plots import save_figure
+    from .report import write_report
+
+    out = Path(out_dir) / "findings"
+    figures: dict[str, list[Path]] = {}
+    for task in table.loc[table["view"] == "heads", "task"].unique():
+        rows = table[(table["task"] == task) & (table["view"] == "heads")]
+        if rows["tied_with_layer_best"].notna().any():
+            figures[f"{task}: heads tied with their layer's best"] = save_figure(tied_heatmap(table, task),
+                                                                              out / "figures" / f"tied_{task}")
+        if rows["selectivity"].notna().any():
+            figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
+                                                                   out / "figures" / f"selectivity_{task}")
+        if rows["ablation_delta"].notna().any():
+            figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
+                                                                            out / "figures" / f"utilisation_{task}")
+        if curves is None and table.attrs.get("ablation_curves"):
+            curves = pd.DataFrame(table.attrs["ablation_curves"])
+        if curves is not None and (curves["task"] == task).any():
+            figures[f"{task}: top-k ablation"] = save_figure(ablation_curve_plot(curves, task),
+                                                             out / "figures" / f"ablation_topk_{task}")
+    return write_report(out, None, figures=figures, title="Findings: controls, baselines, uncertainty, utilisation",
+                        notes=claims_section(table, alpha=alpha))

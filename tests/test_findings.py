@@ -1,0 +1,96 @@
+"""findings_sweep: the sweep's own table plus controls, untrained baseline, seeds, intervals, MDL and ablation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_sweep import FAST, make_tiny_data
+
+from senteval_anatomy.findings import (
+    claims_section,
+    findings_report,
+    findings_sweep,
+    selectivity_heatmap,
+)
+from senteval_anatomy.store import FeatureStore
+from senteval_anatomy.sweeping import sweep
+from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_data(tmp_path_factory.mktemp("senteval-data"))
+
+
+def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_path):
+    enc = tiny_encoder("bert")
+    store = FeatureStore()
+    table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, controls=True,
+                           untrained_baseline=True, untrained_seed=1, seeds=2, mdl=True, ablate=True,
+                           ablation_sentences=12, out_dir=tmp_path, progress=False)
+    assert list(table.columns) == list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)
+    assert len(table) == enc.num_layers * enc.num_heads
+    # the main columns are the plain sweep's, bit for bit
+    plain = sweep(enc, ["Tense"], task_path=tiny_data, views=("heads",), params=FAST, store=store, progress=False)
+    pd.testing.assert_frame_equal(table[list(RESULT_COLUMNS)], plain[list(RESULT_COLUMNS)], check_dtype=False)
+    acc = table["acc"].to_numpy()
+    np.testing.assert_allclose(table["selectivity"], acc - table["control_acc"], atol=1e-9)
+    np.testing.assert_allclose(table["untrained_gain"], acc - table["untrained_acc"], atol=1e-9)
+    assert (table["acc_low"] <= acc + 1e-9).all() and (acc <= table["acc_high"] + 1e-9).all()
+    assert (table["n_seeds"] == 2).all() and table["acc_std"].notna().all()
+    assert table["mdl"].gt(0).all() and table["compression"].notna().all()
+    assert table["ablation_delta"].gt(0).all() and (table["ablation_measure"] == "embedding").all()
+    assert sorted(table["dev_rank"]) == list(range(1, len(table) + 1))
+    best = table[table["dev_rank"] == 1].iloc[0]
+    assert best["devacc"] == table["devacc"].max() and np.isnan(best["p_vs_best"])
+    assert table.groupby("layer")["tied_with_layer_best"].apply(lambda s: s.astype(bool).any()).all()
+    on_disk = pd.read_csv(tmp_path / "findings.csv")
+    assert len(on_disk) == len(table)
+    text = claims_section(table)
+    assert "Tense" in text and "95% CI" in text and "layers with a tied head" in text
+    fig = selectivity_heatmap(table, "Tense")
+    assert "selectivity" in fig.axes[0].get_title()
+    report = findings_report(table, tmp_path)
+    md = report.read_text()
+    assert "## Findings with controls" in md and "selectivity_Tense.png" in md and "utilisation_Tense.png" in md
+    assert (report.parent / "figures" / "utilisation_Tense.png").is_file()
+    assert "tied_Tense.png" in md
+    curves = pd.read_csv(tmp_path / "ablation_curves.csv")
+    assert list(curves["k"].unique()) == [1, 2, 4, 8] and set(curves["kind"]) == {"top", "random"}
+    assert "ablation_topk_Tense.png" in md
+    pd.testing.assert_frame_equal(pd.DataFrame(table.attrs["ablation_curves"]), curves, check_dtype=False)
+    assert len(pd.concat([table, table])) == 2 * len(table)  # attrs never break pandas operations
+
+
+def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
+    enc = tiny_encoder("bert")
+    table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, controls=False, progress=False)
+    for c in ("control_acc", "selectivity", "untrained_acc", "mdl", "ablation_delta", "acc_std"):
+        assert table[c].isna().all(), c
+    with pytest.raises(ValueError, match="seeds"):
+        findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, seeds=0)
+    with pytest.raises(ValueError, match="control"):
+        selectivity_heatmap(table, "Tense")
+
+
+def test_claims_section_on_a_known_table():
+    """Two tasks x 2 layers x 2 heads with known tests: A's best head is tied with B's best; B's best is worse in A."""
+    rows = []
+    spec = {  # (task, layer, head): (devacc, acc, dev_rank, p_vs_best)
+        ("A", 0, 1): (90, 88, 1, np.nan), ("A", 1, 0): (80, 79, 2, 0.001), ("A", 0, 0): (70, 70, 3, 0.0001),
+        ("A", 1, 1): (60, 61, 4, 0.0001),
+        ("B", 1, 0): (75, 74, 1, np.nan), ("B", 0, 1): (74, 73, 2, 0.5), ("B", 0, 0): (60, 60, 3, 0.01),
+        ("B", 1, 1): (50, 50, 4, 0.001),
+    }
+    for (task, layer, head), (dev, acc, rank, p) in spec.items():
+        rows.append({"task": task, "view": "heads", "layer": layer, "head": head, "devacc": dev, "acc": acc,
+                     "acc_low": acc - 3, "acc_high": acc + 3, "acc_std": 0.5, "selectivity": 20.0,
+                     "untrained_acc": 50.0, "untrained_gain": acc - 50, "dev_rank": rank, "p_vs_best": p,
+                     "p_vs_next": 0.01 if rank == 1 else np.nan, "ablation_delta": float(rank)})
+    text = claims_section(pd.DataFrame(rows))
+    assert "| A | L0H1 | 88 | [85.0, 91.0] |" in text
+    assert "yes (p=0.01)" in text  # separable from #2
+    assert "| A (L0H1) | - | 73.0 (tied) |" in text
+    assert "| B (L1H0) | 79.0 (worse) | - |" in text
+    assert "| A | 0 | 0 | 1 | 4 |" in text  # layer claim: only the best itself is tied in A
