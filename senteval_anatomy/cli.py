@@ -51,6 +51,15 @@ def _parser(kind: str) -> argparse.ArgumentParser:
     p.add_argument("--harness", choices=("builtin", "engine", "senteval"), default="builtin",
                    help="builtin: batched probes (fast); engine: one probe at a time through our SE; "
                         "senteval: one run per probe of an installed SentEval")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: fan the sweep out over a Ray cluster (pip install "
+                        "'senteval_anatomy[ray]'), same table and resume rules")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join with --backend ray (host:port, ray://host:port, auto); "
+                        "default $RAY_ADDRESS, else a local cluster")
+    p.add_argument("--ray-features", choices=("store", "object"), default=None,
+                   help="how features reach the training units: store = the feature cache folder, which must be "
+                        "shared storage on a cluster (default); object = Ray's object store (no shared storage)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"), help="model weights' dtype")
     p.add_argument("--max-length", type=int, default=None, help="truncate inputs to this many tokens")
@@ -112,6 +121,15 @@ def _params(args: argparse.Namespace, task_path: Path) -> dict[str, Any]:
             "dropout": args.dropout,
         },
     }
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    """``--backend`` and its Ray options as ``sweep``'s ``backend`` argument (Ray is imported only when it runs)."""
+    if args.backend == "local":
+        return "local"
+    from .backends.ray_backend import RayBackend
+
+    return RayBackend(address=args.ray_address, features=args.ray_features)
 
 
 def _fail(msg: str) -> int:
@@ -176,6 +194,8 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
         return _fail(f"--tasks: unknown task(s) {unknown}. Valid names: {', '.join(TASK_NAMES)}")
     if args.head is not None and args.layer is not None:
         return _fail("give either --head or --layer, not both")
+    if args.backend == "ray" and args.harness != "builtin":
+        return _fail(f"--backend ray runs the batched probes (--harness builtin), not --harness {args.harness}")
     try:
         task_path, where = resolve_task_path(args.task_path)
     except (FileNotFoundError, ValueError) as exc:
@@ -211,10 +231,14 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
         table = sweep(
             encoder, tasks, task_path=task_path, views=args.views, out_dir=out, params=params,
             pooling=args.pooling, max_length=args.max_length, store=store, harness=args.harness,
-            resume=not args.no_resume, progress=not args.quiet,
+            resume=not args.no_resume, progress=not args.quiet, backend=_backend(args),
         )
-    except DataError as exc:
+    except (DataError, ConnectionError) as exc:  # ConnectionError: a Ray cluster out of reach
         return _fail(str(exc))
+    except ImportError as exc:
+        if args.backend != "ray":
+            raise
+        return _fail(str(exc))  # Ray, an optional extra, is not installed
     print(f"sweep: {len(table)} rows in {time.time() - started:.1f} s -> {out / 'results.csv'}", file=sys.stderr)
     if not args.no_plots:
         from .analysis import analyse
