@@ -148,6 +148,15 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--harness", choices=HARNESSES, default="builtin",
                    help="builtin: batched probes (fast); engine: one probe at a time through our SE; "
                         "senteval: one run per probe of an installed SentEval")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: fan the sweep out over a Ray cluster (pip install "
+                        "'senteval_anatomy[ray]'), same table and resume rules")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join with --backend ray (host:port, ray://host:port, auto); "
+                        "default $RAY_ADDRESS, else a local cluster")
+    p.add_argument("--ray-features", choices=("store", "object"), default=None,
+                   help="how features reach the training units: store = the feature cache folder, which must be "
+                        "shared storage on a cluster (default); object = Ray's object store (no shared storage)")
     p.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
                    help="model weights' dtype (default: float32)")
@@ -217,6 +226,15 @@ def _default_tasks(kind: str) -> str:
     from .vocab import PAPER_DOWNSTREAM_TASKS
 
     return "probing" if kind == "probing" else ",".join(PAPER_DOWNSTREAM_TASKS)
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    """``--backend`` and its Ray options as ``sweep``'s ``backend`` argument (Ray is imported only when it runs)."""
+    if args.backend == "local":
+        return "local"
+    from .backends.ray_backend import RayBackend
+
+    return RayBackend(address=args.ray_address, features=args.ray_features)
 
 
 _NEGATIVE_VALUE = re.compile(r"^-\d+(,\s*-?\d+)*$")
@@ -476,6 +494,19 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     if findings and single:
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate work on a sweep; drop them, or drop "
                          "--head/--layer")
+    if args.backend == "ray":
+        import importlib.util
+
+        if single:
+            raise UsageError("--backend ray fans a sweep out; drop it, or drop --head/--layer")
+        if harness != "builtin":
+            raise UsageError(f"--backend ray runs the batched probes (--harness builtin), not --harness {harness}")
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--backend ray needs Ray: pip install 'senteval_anatomy[ray]'; or drop --backend ray")
+    else:
+        given = [f for f, v in (("--ray-address", args.ray_address), ("--ray-features", args.ray_features)) if v]
+        if given:
+            raise UsageError(f"{given[0]} is for --backend ray; add --backend ray, or drop {given[0]}")
     if findings and harness != "builtin":
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate run on the batched trainer: use "
                          "--harness builtin")
@@ -627,7 +658,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     table = sweep(
         encoder, plan.tasks, task_path=plan.task_path, views=plan.views, out_dir=plan.out, params=plan.params,
         pooling=plan.pooling, max_length=plan.max_length, store=store, harness=plan.harness,
-        resume=not args.no_resume, progress=not args.quiet, batch_size=plan.batch_size,
+        resume=not args.no_resume, progress=not args.quiet, batch_size=plan.batch_size, backend=_backend(args),
     )
     print(f"sweep: {len(table)} rows in {time.time() - started:.1f} s -> {plan.out / 'results.csv'}", file=sys.stderr)
     from .analysis import analyse

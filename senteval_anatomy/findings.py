@@ -57,7 +57,7 @@ __all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "finding
 def _embeddings(task: Any, feats: Any, view: str, params: Any) -> dict:
     """The task's embeddings for every probe of ``view`` (``[n, P, d]`` arrays), read from stored features through
     the sweep's own store batcher."""
-    from .sweeping import StoreBatcher
+    from .units import StoreBatcher
 
     n_probes = feats.heads.shape[1] * feats.heads.shape[2] if view == "heads" else feats.layers.shape[1]
     return task.embed(params, StoreBatcher(feats, view, slice(0, n_probes)))
@@ -162,7 +162,7 @@ def findings_sweep(
     from .identity import data_hash, setting_fields, unit_key
     from .stats import correctness
     from .store import FeatureStore
-    from .sweeping import probe_index, result_rows
+    from .units import probe_index, result_rows
 
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]

@@ -191,11 +191,13 @@ PROTOCOL_VERSION = 1
 #: The one result schema: every column of the tidy table, in the order the sweep writes them. ``model``..``metric``
 #: say what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance: ``setting`` is the
 #: short hash of every run setting that determines the numbers (see :mod:`senteval_anatomy.identity`) and
-#: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read.
+#: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read;
+#: ``layout`` says where the heads were read (``table:<model_type>``, ``discovered``, ``user`` or ``user:<file>``).
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "fingerprint", "task", "view", "layer", "head", "name", "pooling", "metric", "devacc", "acc",
     "ndev", "ntest", "f1", "harness", "usepytorch", "classifier", "kfold", "seed", "num_layers", "num_heads",
     "package_version", "dtype", "cache_dtype", "max_length", "preset", "data_path", "data_hash", "protocol", "setting",
+    "layout",
 )  # fmt: skip
 
 #: Columns :func:`senteval_anatomy.findings.findings_sweep` appends to :data:`RESULT_COLUMNS` (controls, untrained
