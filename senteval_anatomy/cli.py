@@ -744,6 +744,11 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     except BrokenPipeError:  # the reader went away (`... | head`): nothing to report to it
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
         return EXIT_FAILURE
+    except ConnectionError as exc:  # a cluster out of reach (--ray-address): the address is the user's to fix
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         if debug:
             raise
