@@ -252,3 +252,42 @@ def test_figures_never_touch_pyplot(tmp_path):
     plots.save_figure(figs[0], tmp_path / "h")
     assert plt.get_fignums() == [mine.number] and plt.gcf() is mine
     plt.close("all")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# docs/batched-probes.md: every slot is its solo probe, down to the weights
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _optimizer_configs():
+    from senteval_anatomy.engine.probes import OPTIMIZER_NAMES
+
+    return [dict(FAST, optim="sgd,lr=0.1" if name == "sgd" else name, max_epoch=4) for name in OPTIMIZER_NAMES]
+
+
+@pytest.mark.parametrize("config", _optimizer_configs(), ids=lambda c: c["optim"].split(",")[0])
+def test_every_slot_ends_with_its_solo_probes_weights(config):
+    """Each (probe, weight decay) slot's restored weights equal the solo TorchProbe's, for every optimizer SentEval
+    accepts. Predictions alone (tests/test_batched.py) can hide a wrong weight decay on easy data; the weights
+    cannot."""
+    import torch
+
+    from senteval_anatomy.engine.batched import BatchedMLP
+    from senteval_anatomy.engine.probes import TorchProbe
+    from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
+
+    rng = np.random.RandomState(3)
+    n_probes, d = 2, 5
+    y = np.arange(90) % 3
+    X = (rng.randn(3, n_probes, d)[y] + rng.randn(90, n_probes, d)).astype(np.float32)
+    slot_probe = np.tile(np.arange(n_probes), len(PYTORCH_L2_GRID))
+    slot_reg = np.repeat(PYTORCH_L2_GRID, n_probes)
+    bm = BatchedMLP(d, 3, slot_probe, slot_reg, n_probes=n_probes, seed=5, config=config, device="cpu")
+    bm.fit(torch.from_numpy(X.transpose(1, 0, 2).copy()), torch.from_numpy(y), np.arange(60),
+           val_rows=np.arange(60, 90))
+    for s in range(len(slot_probe)):
+        solo = TorchProbe(d, 3, l2reg=slot_reg[s], seed=5, config=config, device="cpu")
+        solo.fit(X[:60, slot_probe[s]], y[:60], validation_data=(X[60:, slot_probe[s]], y[60:]))
+        for mine, theirs in zip(bm._stack.best, solo.model.parameters(), strict=True):
+            np.testing.assert_allclose(mine[s].numpy(), theirs.detach().numpy(), rtol=1e-6, atol=1e-7,
+                                       err_msg=f"slot {s} (probe {slot_probe[s]}, weight decay {slot_reg[s]})")
