@@ -291,3 +291,47 @@ def test_every_slot_ends_with_its_solo_probes_weights(config):
         for mine, theirs in zip(bm._stack.best, solo.model.parameters(), strict=True):
             np.testing.assert_allclose(mine[s].numpy(), theirs.detach().numpy(), rtol=1e-6, atol=1e-7,
                                        err_msg=f"slot {s} (probe {slot_probe[s]}, weight decay {slot_reg[s]})")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# docs/compat.md: the sweep's SentEval harness
+# ------------------------------------------------------------------------------------------------------------------
+
+SENTEVAL_DIR = REPO.parent / "shared" / "third_party" / "SentEval"
+
+
+@pytest.mark.skipif(not (SENTEVAL_DIR / "senteval" / "engine.py").is_file(),
+                    reason="the real SentEval (../shared/third_party/SentEval) is not here")
+def test_sweep_with_the_senteval_harness_equals_the_engine_and_leaves_senteval_unpatched(tiny_encoder, tmp_path):
+    """docs/compat.md: sweep(..., harness="senteval") with usepytorch=True runs the unmodified SentEval inside
+    senteval_compat, gives the same table as harness="engine", and leaves SentEval unpatched afterwards."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_sweep import FAST as SWEEP_FAST
+    from test_sweep import make_tiny_data
+
+    from senteval_anatomy import compat, sweep
+    from senteval_anatomy.store import FeatureStore
+
+    data = make_tiny_data(tmp_path / "data")
+    enc = tiny_encoder("bert")
+    store = FeatureStore(tmp_path / "cache")
+    params = dict(SWEEP_FAST, device="cpu")
+    sys.path.insert(0, str(SENTEVAL_DIR))
+    try:
+        import senteval.utils
+
+        getargspec_before = senteval.utils.inspect
+        theirs = sweep(enc, ["Tense"], task_path=data, views="layers", params=params, store=store, progress=False,
+                       harness="senteval")
+        assert compat.active() is None and senteval.utils.inspect is getargspec_before
+    finally:
+        sys.path.remove(str(SENTEVAL_DIR))
+        for name in [n for n in sys.modules if n == "senteval" or n.startswith("senteval.")]:
+            del sys.modules[name]
+    ours = sweep(enc, ["Tense"], task_path=data, views="layers", params=params, store=store, progress=False,
+                 harness="engine")
+    key = ["task", "view", "layer", "head"]
+    merged = theirs.merge(ours, on=key, suffixes=("_senteval", "_engine"))
+    assert len(merged) == len(ours) == enc.num_layers + 1
+    assert (merged.devacc_senteval == merged.devacc_engine).all() and (merged.acc_senteval == merged.acc_engine).all()
+    assert set(theirs.harness) == {"senteval"}
