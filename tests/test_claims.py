@@ -357,3 +357,16 @@ def test_albert_with_several_layers_per_shared_group_is_refused():
     with pytest.raises(UnsupportedModelError, match="inner_group_num=2"):
         Encoder.from_model(AlbertModel(AlbertConfig(**base, inner_group_num=2)), tok, name="tiny-albert-2",
                            device="cpu")
+
+
+def test_open_entries_stay_readable_after_another_store_clears_them(tiny_encoder, tmp_path):
+    """docs/store.md (Concurrency): readers keep their memory maps valid when the entry is deleted under them."""
+    from senteval_anatomy.store import FeatureStore
+
+    sentences = ["A cat sat on the mat .", "Dogs bark .", "It rains ."]
+    f = FeatureStore(tmp_path).get(tiny_encoder("bert"), sentences)
+    heads, layers = np.array(f.heads), np.array(f.layers)
+    report = FeatureStore(tmp_path).clear()  # another store object, as another process would
+    assert f.key in report.removed and not f.path.exists()
+    np.testing.assert_array_equal(np.asarray(f.heads), heads)
+    np.testing.assert_array_equal(np.asarray(f.layers), layers)
