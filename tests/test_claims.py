@@ -58,7 +58,8 @@ def test_every_claims_row_names_a_test_or_says_why_not():
     """A row of a claims table with neither a test id nor a benchmark nor an explicit 'no test' reason is a claim
     someone forgot to back."""
     bad = []
-    for line in CLAIMS.read_text(encoding="utf-8").splitlines():
+    claims_part = CLAIMS.read_text(encoding="utf-8").split("## Checked by breaking the code")[0]
+    for line in claims_part.splitlines():
         if not line.startswith("| ") or line.startswith("| claim") or line.startswith("|---"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
