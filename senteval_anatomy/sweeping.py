@@ -137,6 +137,16 @@ def _chunk_size(n_sentences: int, n_probes: int, dim: int, pair: bool, budget_by
     return max(1, min(n_probes, int(budget_bytes // max(per_probe, 1))))
 
 
+def probe_slices(encoder: Encoder, task: Any, view: str, n_probes: int, budget_gb: float) -> list[slice]:
+    """The probe chunks of one task and view whose embeddings (``[n, chunk, d]`` float32, sorted copy and pair
+    features) fit in ``budget_gb``: the sweep, and every run that streams stored features like it, embeds and
+    trains one chunk at a time."""
+    dim = encoder.head_dim if view == "heads" else encoder.hidden_size
+    pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
+    chunk = _chunk_size(len(task.samples), n_probes, dim, pair, budget_gb * 1024**3)
+    return [slice(start, min(start + chunk, n_probes)) for start in range(0, n_probes, chunk)]
+
+
 def sweep(
     encoder: Encoder,
     tasks: Sequence[str] | str,
@@ -251,12 +261,8 @@ def _run_batched(encoder, task, view, probes, params, pooling, limit, store, bud
     sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
     feats = store.get(encoder, sentences, pooling=pooling, max_length=limit, views=VIEWS,
                       batch_size=int(params.get("encode_batch_size") or 64), progress=show)
-    dim = encoder.head_dim if view == "heads" else encoder.hidden_size
-    pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
-    chunk = _chunk_size(len(task.samples), len(probes), dim, pair, budget_gb * 1024**3)
     results: list[dict] = []
-    for start in range(0, len(probes), chunk):
-        sl = slice(start, min(start + chunk, len(probes)))
+    for sl in probe_slices(encoder, task, view, len(probes), budget_gb):
         batcher = StoreBatcher(feats, view, sl)
         emb = task.embed(params, batcher)
         results.extend(evaluate_many(task, emb, params, progress=show))
