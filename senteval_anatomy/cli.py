@@ -216,6 +216,17 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
     except DataError as exc:
         return _fail(str(exc))
     print(f"sweep: {len(table)} rows in {time.time() - started:.1f} s -> {out / 'results.csv'}", file=sys.stderr)
+    if findings:  # before the report: analyse() reads findings.csv into the main report
+        from .findings import findings_report, findings_sweep
+
+        views = "heads" if args.ablate and "heads" not in args.views else args.views
+        ftable = findings_sweep(
+            encoder, tasks, task_path=task_path, views=views, params=params, pooling=args.pooling,
+            max_length=args.max_length, store=store, controls=args.controls, untrained_baseline=args.untrained_baseline,
+            seeds=args.seeds, mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode, out_dir=out,
+            resume=not args.no_resume, progress=not args.quiet,
+        )
+        print(f"findings: {len(ftable)} rows -> {out / 'findings.csv'}; report: {findings_report(ftable, out)}")
     if not args.no_plots:
         from .analysis import analyse
 
@@ -226,17 +237,6 @@ def run(kind: str, argv: Sequence[str] | None = None) -> int:
         )
         print(report.summary_text)
         print(f"\nreport: {report.path}")
-    if findings:
-        from .findings import findings_report, findings_sweep
-
-        views = "heads" if args.ablate and "heads" not in args.views else args.views
-        ftable = findings_sweep(
-            encoder, tasks, task_path=task_path, views=views, params=params, pooling=args.pooling,
-            max_length=args.max_length, store=store, controls=args.controls, untrained_baseline=args.untrained_baseline,
-            seeds=args.seeds, mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode, out_dir=out,
-            progress=not args.quiet,
-        )
-        print(f"findings: {len(ftable)} rows -> {out / 'findings.csv'}; report: {findings_report(ftable, out)}")
     print(f"output folder: {out.resolve()}")
     return 0
 

@@ -50,8 +50,8 @@ from .vocab import (
     main_scores,
 )
 
-__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_report", "findings_sweep",
-           "selectivity_heatmap", "tied_heatmap", "utilisation_plot"]
+__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_figures", "findings_report",
+           "findings_sweep", "load_findings", "selectivity_heatmap", "tied_heatmap", "topk_claim", "utilisation_plot"]
 
 
 
@@ -329,9 +329,10 @@ def _best(rows: pd.DataFrame) -> pd.Series:
     return rows.loc[rows["devacc"].astype(float).idxmax()]
 
 
-def claims_section(table: pd.DataFrame, *, alpha: float = 0.05) -> str:
+def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataFrame | None = None) -> str:
     """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
-    distinguishable from the next best and what ablating it does; then the paper's layer claim re-tested."""
+    distinguishable from the next best and what ablating it does; then the paper's claims re-tested (layers; top
+    heads across tasks; top-k against the best layer, from ``curves`` = top-k curves with intervals)."""
     heads = table[table["view"] == "heads"]
     lines = ["## Findings with controls, baselines and intervals", "",
              "Per task, the head selected on **dev**; test accuracy with its 95% bootstrap interval; selectivity = "
@@ -396,9 +397,42 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05) -> str:
                 row[b] = f"{r['acc']:.1f} ({'tied' if tied else 'worse'})"
             cells.append(row)
         lines += [markdown_table(pd.DataFrame(cells)), ""]
-    lines += ["Not re-tested here: \"top-k heads beat the best layer\" (it needs the top-k representation's test "
-              "predictions; see the top-k table of the main report for its point estimates).", ""]
+    lines += topk_claim(curves, alpha=alpha)
     return "\n".join(lines)
+
+
+def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]:
+    """Markdown lines: "top-k heads beat the best layer" re-tested per task, from top-k curves computed with
+    intervals (:func:`senteval_anatomy.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
+    chosen on dev, each test score with its bootstrap interval, and McNemar's p of the two."""
+    from .report import markdown_table
+    from .topk import INTERVAL_COLUMNS
+
+    head = ["### Claim: the top-k heads beat the best layer", ""]
+    if curves is None or not set(INTERVAL_COLUMNS) <= set(curves.columns):
+        return head + ["Not re-tested: it needs the top-k curves with test predictions (`analyse(..., topk=True)` "
+                       "with a findings table, or `topk_curve(..., intervals=True)`).", ""]
+    rows = []
+    for task, c in curves.groupby("task", sort=False):
+        sel = c[c["selected"].astype(str).str.lower() == "true"]
+        layer = c[c["kind"] == "best_layer"]
+        if sel.empty or layer.empty or pd.isna(sel.iloc[0]["p_vs_best_layer"]):
+            continue
+        s_, b_ = sel.iloc[0], layer.iloc[0]
+        p = float(s_["p_vs_best_layer"])
+        diff = float(s_["acc"]) - float(b_["acc"])
+        verdict = ("not separable" if p >= alpha else "holds" if diff > 0 else "reversed: the layer is better")
+        rows.append({"task": task, "k (dev)": int(s_["k"]),
+                     "top-k": f"{s_['acc']:.1f} [{s_['acc_low']:.1f}, {s_['acc_high']:.1f}]",
+                     "best layer (dev)": f"L{int(b_['layer'])} {b_['acc']:.1f} [{b_['acc_low']:.1f}, "
+                                         f"{b_['acc_high']:.1f}]",
+                     "difference": round(diff, 2), "McNemar p": f"{p:.2g}", "claim": verdict})
+    if not rows:
+        return head + ["Not re-tested: no task has test predictions for both its top-k and its best layer "
+                       "(relatedness, STS and inner-k-fold tasks have none).", ""]
+    return head + ["k and the layer are chosen on dev; test accuracy with its 95% bootstrap interval; the claim "
+                   f"holds for a task only if the top-k representation is better and McNemar p < {alpha}.", "",
+                   markdown_table(pd.DataFrame(rows)), ""]
 
 
 def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
@@ -421,21 +455,18 @@ def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = N
 def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
     """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
     is not distinguishable from the dev-best head of its layer (McNemar p >= alpha on test): how much the within-layer
-    ordering of the paper's sorted heatmap can be trusted."""
-    from .plots import heatmap
+    ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
+    (:func:`senteval_anatomy.plots.heatmap`, ``tied``)."""
+    from .plots import heatmap, tied_cells
     from .results import Results
 
-    rows = table[(table["task"] == task) & (table["view"] == "heads")]
-    if rows.empty or rows["tied_with_layer_best"].isna().all():
+    tied = tied_cells(table, task)
+    if tied is None:
         raise ValueError(f"no paired tests for task {task!r}: findings_sweep computes them for classification tasks "
                          "with the split or k-fold evaluator and PyTorch probes.")
-    fig = heatmap(Results(rows[list(RESULT_COLUMNS)], model=model), task, sort=False, annotate=False,
-                  title=f"{task}: test accuracy; dot = tied with its layer's best head")
-    ax = fig.axes[0]
-    tied = rows[rows["tied_with_layer_best"].astype(str).str.lower() == "true"]
-    ax.scatter(tied["head"].astype(int) + 0.3, tied["layer"].astype(int) - 0.3, s=10, c="black", edgecolors="white",
-               linewidths=0.5, zorder=3)
-    return fig
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    return heatmap(Results(rows[list(RESULT_COLUMNS)], model=model), task, sort=False, annotate=False, tied=tied,
+                   title=f"{task}: test accuracy")
 
 
 def utilisation_plot(table: pd.DataFrame, task: str) -> Any:
@@ -487,31 +518,69 @@ def ablation_curve_plot(curves: pd.DataFrame, task: str) -> Any:
     return fig
 
 
-def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05,
-                    curves: pd.DataFrame | None = None) -> Path:
-    """Write ``out_dir/findings/report.md``: the claims section, the findings table of the selected heads, the
-    selectivity heatmaps, the utilisation plots and the top-k ablation curves (those there is data for;
-    ``curves`` defaults to ``table.attrs["ablation_curves"]``)."""
+def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
+                     curves: pd.DataFrame | None = None) -> dict[str, list[Path]]:
+    """Save the findings figures of every task there is data for under ``figdir`` (tied heads, selectivity,
+    utilisation, top-k ablation; ``curves`` defaults to ``table.attrs["ablation_curves"]``) and return them by
+    caption, for :func:`senteval_anatomy.report.write_report`."""
     from .plots import save_figure
-    from .report import write_report
 
-    out = Path(out_dir) / "findings"
+    figdir = Path(figdir)
+    if curves is None and table.attrs.get("ablation_curves"):
+        curves = pd.DataFrame(table.attrs["ablation_curves"])
     figures: dict[str, list[Path]] = {}
     for task in table.loc[table["view"] == "heads", "task"].unique():
         rows = table[(table["task"] == task) & (table["view"] == "heads")]
         if rows["tied_with_layer_best"].notna().any():
             figures[f"{task}: heads tied with their layer's best"] = save_figure(tied_heatmap(table, task),
-                                                                              out / "figures" / f"tied_{task}")
+                                                                              figdir / f"tied_{task}")
         if rows["selectivity"].notna().any():
             figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
-                                                                   out / "figures" / f"selectivity_{task}")
+                                                                   figdir / f"selectivity_{task}")
         if rows["ablation_delta"].notna().any():
             figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
-                                                                            out / "figures" / f"utilisation_{task}")
-        if curves is None and table.attrs.get("ablation_curves"):
-            curves = pd.DataFrame(table.attrs["ablation_curves"])
+                                                                            figdir / f"utilisation_{task}")
         if curves is not None and (curves["task"] == task).any():
             figures[f"{task}: top-k ablation"] = save_figure(ablation_curve_plot(curves, task),
-                                                             out / "figures" / f"ablation_topk_{task}")
+                                                             figdir / f"ablation_topk_{task}")
+    return figures
+
+
+def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05,
+                    curves: pd.DataFrame | None = None) -> Path:
+    """Write ``out_dir/findings/report.md``: the claims section and the findings figures
+    (:func:`findings_figures`). The main report (:func:`senteval_anatomy.analysis.analyse`) carries the same
+    section and figures when it is given, or finds, the findings table."""
+    from .report import write_report
+
+    out = Path(out_dir) / "findings"
+    figures = findings_figures(table, out / "figures", curves=curves)
     return write_report(out, None, figures=figures, title="Findings: controls, baselines, uncertainty, utilisation",
                         notes=claims_section(table, alpha=alpha))
+
+
+def load_findings(out_dir: str | os.PathLike[str], table: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The findings table written by :func:`findings_sweep` in ``out_dir`` (``findings.csv``, with
+    ``ablation_curves.csv`` in ``attrs``), or ``None`` when there is none. With ``table`` (a sweep's results), only
+    the rows of the same setting and of the same data (task, data hash) are kept, so a report never mixes findings
+    of another run into its own numbers."""
+    out = Path(out_dir)
+    path = out / "findings.csv"
+    if not path.is_file():
+        return None
+    found = pd.read_csv(path)
+    if table is not None and len(table):
+        keys = set(zip(table["setting"].astype(str), table["task"].astype(str), table["data_hash"].astype(str),
+                       strict=True))
+        mine = [(s, t, d) in keys for s, t, d in zip(found["setting"].astype(str), found["task"].astype(str),
+                                                      found["data_hash"].astype(str), strict=True)]
+        found = found[np.asarray(mine, dtype=bool)].reset_index(drop=True)
+    if found.empty:
+        return None
+    curves = out / "ablation_curves.csv"
+    if curves.is_file():
+        c = pd.read_csv(curves)
+        c = c[c["task"].isin(set(found["task"]))]
+        if len(c):
+            found.attrs["ablation_curves"] = c.to_dict("records")
+    return found

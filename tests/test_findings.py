@@ -129,3 +129,28 @@ def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data
     # streaming: one probe per chunk gives the same numbers (paired tests need all chunks' predictions)
     small = findings_sweep(enc, ["Tense"], memory_budget_gb=1e-9, **kw)
     pd.testing.assert_frame_equal(small, first, check_dtype=False)
+
+
+def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
+    """analyse() on a sweep folder that also holds findings.csv: the main report.md has the findings section, the
+    top-k claim re-tested with intervals, the findings figures, and dots on the sorted heatmaps."""
+    from senteval_anatomy.analysis import analyse
+    from senteval_anatomy.plots import TIED_NOTE
+
+    enc = tiny_encoder("bert")
+    store = FeatureStore()
+    table = sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, out_dir=tmp_path, progress=False)
+    findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, controls=True, out_dir=tmp_path,
+                   progress=False)
+    rep = analyse(table, tmp_path, encoder=enc, task_path=tiny_data, params=dict(FAST, task_path=str(tiny_data)),
+                  store=store, topk=True, ks=[1, 2], progress=False, formats=("png",))
+    md = rep.path.read_text()
+    assert rep.path == tmp_path / "report.md"
+    assert "## Findings with controls" in md and "selectivity_Tense.png" in md
+    assert "### Claim: the top-k heads beat the best layer" in md and "McNemar p" in md
+    assert TIED_NOTE in md
+    assert {"acc_low", "acc_high", "p_vs_best_layer"} <= set(rep.curves.columns)
+    # findings of another setting in the folder are never mixed in
+    other = sweep(enc, ["Tense"], task_path=tiny_data, params=dict(FAST, seed=99), store=store, progress=False)
+    rep2 = analyse(other, tmp_path, progress=False, formats=("png",))
+    assert "## Findings with controls" not in rep2.path.read_text()
