@@ -96,9 +96,13 @@ def analyse(
     progress: bool | None = None,
     data_note: str | None = None,
     formats: Sequence[str] = ("png", "svg"),
+    draw_figures: bool = True,
     findings: pd.DataFrame | None = None,
 ) -> AnalysisReport:
     """Draw the figures, evaluate top-k heads (optional), build the tables and write ``report.md`` in ``out_dir``.
+
+    ``draw_figures=False`` (``--no-plots``) only skips drawing: top-k is still evaluated and the tables and the
+    report are still written, so skipping figures never changes which numbers a run produces.
 
     ``findings``: a :func:`~senteval_anatomy.findings.findings_sweep` table of the same run (default: the
     ``findings.csv`` in ``out_dir``, rows of this setting and data only). With it the report gets the findings
@@ -132,7 +136,7 @@ def analyse(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        if has_heads:
+        if has_heads and draw_figures:
             fig = plots.heatmap_grid(res, tasks, sort=True, tied=tied or None)
             plots.save_figure(fig, figdir / "heads_sorted_grid", formats)
             caption = "Every head, sorted within each layer (colour = test score; red box = head chosen on dev"
@@ -144,7 +148,7 @@ def analyse(
             for task in tasks:
                 fig = plots.heatmap(res, task, sort=True, tied=tied.get(task))
                 plots.save_figure(fig, figdir / f"heatmap_{task}", formats)
-        if has_layers:
+        if has_layers and draw_figures:
             fig = plots.layer_curves(res, tasks)
             plots.save_figure(fig, figdir / "layer_curves", formats)
             figures["Score by layer (solid: test, dashed: dev), mean head and dev-chosen best head per layer"] = (
@@ -178,6 +182,7 @@ def analyse(
             frames.append(curve)
         if frames:
             curves = pd.concat(frames, ignore_index=True)
+        if frames and draw_figures:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 fig = plots.topk_plot(curves)
@@ -216,7 +221,8 @@ def analyse(
         from .findings import claims_section, findings_figures
 
         notes.append(claims_section(findings, curves=curves))
-        figures.update(findings_figures(findings, figdir / "findings"))
+        if draw_figures:
+            figures.update(findings_figures(findings, figdir / "findings"))
     report_path = write_report(out, res, {k: v for k, v in figures.items()}, tables,
                                title=f"senteval_anatomy {kind} report", notes="\n\n".join(notes) or None)
     main = next(iter(tables.values()), None)

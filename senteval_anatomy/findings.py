@@ -175,7 +175,7 @@ def findings_sweep(
     from .identity import data_hash, read_unit, setting_fields, unit_key, unit_path, write_unit
     from .stats import correctness
     from .store import FeatureStore
-    from .sweeping import StoreBatcher, probe_index, probe_slices, result_rows
+    from .units import StoreBatcher, probe_index, probe_slices, result_rows
 
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]

@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .engine.tasks import PROBING_TASKS as ENGINE_PROBING_TASKS
 from .results import Results, TestSelectionWarning
-from .vocab import POOLINGS, VIEWS, atomic_write, preset_params, slug
+from .vocab import PAPER_DOWNSTREAM_TASKS, POOLINGS, VIEWS, atomic_write, preset_params, slug
 
 __all__ = [
     "REFERENCE_FILE",
@@ -65,10 +66,9 @@ REFERENCE_FILE = REFERENCE_DIR / "jo_myaeng_2020.csv.gz"
 REFERENCE_COLUMNS = ("model", "experiment", "task", "layer", "head", "k", "metric", "dev", "test", "flags")
 
 #: The paper's probing tasks (SentEval's 10, in its order).
-PROBING_TASKS = ("Length", "WordContent", "Depth", "TopConstituents", "BigramShift", "Tense", "SubjNumber",
-                 "ObjNumber", "OddManOut", "CoordinationInversion")
+PROBING_TASKS = ENGINE_PROBING_TASKS
 #: The downstream tasks on which the paper evaluated the top-k heads representation.
-TOPK_TASKS = ("SST5", "TREC", "SICKEntailment", "MRPC")
+TOPK_TASKS = PAPER_DOWNSTREAM_TASKS
 
 #: Reference experiments whose numbers involve a choice made on test, and what it was.
 TEST_SELECTED = {
@@ -549,8 +549,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="the released model every --models entry without '=REFERENCE' is compared with")
     p.add_argument("--task-path", default=None, help="SentEval data folder (probing/, downstream/); default: "
                    "$SENTEVAL_ANATOMY_DATA, else the downloaded data")
-    p.add_argument("--tasks", default=None, help=f"subset of the paper's tasks (default: all {len(PROBING_TASKS)} "
-                   f"probing tasks and {', '.join(TOPK_TASKS)})")
+    p.add_argument("--tasks", nargs="+", metavar="T", default=None,
+                   help="subset of the paper's tasks, separated by commas or spaces, as in every command (names in any "
+                        f"case, or groups such as probing; default: all {len(PROBING_TASKS)} probing tasks and "
+                        f"{', '.join(TOPK_TASKS)})")
     p.add_argument("--ks", default=None, help="top-k values, comma-separated (default: 1..12, then doubling, all "
                    "heads; the paper's k is always added)")
     p.add_argument("--out", default="reproduce", help="output folder (resumable)")
@@ -587,9 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         models = _parse_models(args.models, args.reference_model)
+        from .data.sources import expand_tasks
         from .engine import TASK_NAMES
 
-        tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else [*PROBING_TASKS, *TOPK_TASKS]
+        tasks = expand_tasks([",".join(args.tasks)]) if args.tasks else [*PROBING_TASKS, *TOPK_TASKS]
         bad = [t for t in tasks if t not in TASK_NAMES]
         if bad:
             raise ValueError(f"--tasks: unknown task(s) {bad}; the paper's are {', '.join(PROBING_TASKS + TOPK_TASKS)}")

@@ -28,22 +28,19 @@ settings; rows tell them apart by their ``setting`` column.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ._version import __version__
 from .adapters import HeadAdapter, LayerAdapter
+from .backends import check_backend
 from .identity import (
     UnitFileWarning,
     data_hash,
-    key_hash,
     read_unit,
     setting_fields,
     unit_key,
@@ -51,8 +48,10 @@ from .identity import (
     write_unit,
 )
 from .models import Encoder
-from .store import FeatureStore, StoredFeatures
+from .store import FeatureStore
+from .units import StoreBatcher, probe_index, probe_slices, result_rows
 from .vocab import (
+    ENCODE_BATCH_SIZE,
     HARNESSES,
     PAPER_PARAMS,
     RESULT_COLUMNS,
@@ -60,9 +59,7 @@ from .vocab import (
     atomic_write,
     check_pooling,
     check_views,
-    main_scores,
     preset_params,
-    vector_name,
 )
 
 __all__ = ["merge_units", "sweep"]
@@ -104,49 +101,6 @@ def merge_units(out_dir: str | Path) -> pd.DataFrame:
     return df
 
 
-def probe_index(encoder: Encoder, view: str) -> list[tuple[int, int]]:
-    """(layer, head) of each probe in the order of the flattened feature axis."""
-    if view == "heads":
-        return [(lay, h) for lay in range(encoder.num_layers) for h in range(encoder.num_heads)]
-    return [(lay - 1, -1) for lay in range(encoder.num_layers + 1)]  # -1 = embeddings, then blocks 0..L-1
-
-
-class StoreBatcher:
-    """A SentEval batcher returning ``[len(batch), n_probes, d]``: a chunk of probes' vectors from the store.
-
-    ``Task.embed`` stacks such 3-D batches as they are, which is the layout ``evaluate_many`` takes.
-    """
-
-    def __init__(self, feats: StoredFeatures, view: str, probes: slice) -> None:
-        self.feats = feats
-        self.view = view
-        self.probes = probes
-
-    def __call__(self, params: Any, batch: Sequence[Sequence[str]]) -> np.ndarray:
-        rows = self.feats.rows([" ".join(tokens) for tokens in batch])
-        if self.view == "heads":
-            arr = np.asarray(self.feats.heads[rows])
-            arr = arr.reshape(arr.shape[0], -1, arr.shape[-1])[:, self.probes]
-        else:
-            arr = np.asarray(self.feats.layers[rows])[:, self.probes]
-        return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def _chunk_size(n_sentences: int, n_probes: int, dim: int, pair: bool, budget_bytes: float) -> int:
-    per_probe = n_sentences * dim * 4 * (2 if pair else 1) * 2  # float32, sorted copy + pair features
-    return max(1, min(n_probes, int(budget_bytes // max(per_probe, 1))))
-
-
-def probe_slices(encoder: Encoder, task: Any, view: str, n_probes: int, budget_gb: float) -> list[slice]:
-    """The probe chunks of one task and view whose embeddings (``[n, chunk, d]`` float32, sorted copy and pair
-    features) fit in ``budget_gb``: the sweep, and every run that streams stored features like it, embeds and
-    trains one chunk at a time."""
-    dim = encoder.head_dim if view == "heads" else encoder.hidden_size
-    pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
-    chunk = _chunk_size(len(task.samples), n_probes, dim, pair, budget_gb * 1024**3)
-    return [slice(start, min(start + chunk, n_probes)) for start in range(0, n_probes, chunk)]
-
-
 def sweep(
     encoder: Encoder,
     tasks: Sequence[str] | str,
@@ -163,6 +117,9 @@ def sweep(
     resume: bool = True,
     progress: bool | None = None,
     memory_budget_gb: float = 1.0,
+    batch_size: int = ENCODE_BATCH_SIZE,
+    backend: Any = "local",
+    ray_address: str | None = None,
 ) -> pd.DataFrame:
     """Evaluate every head and/or every layer of ``encoder`` on ``tasks``; return the tidy results table.
 
@@ -183,6 +140,10 @@ def sweep(
         (one run per probe of the installed SentEval).
     memory_budget_gb : how much stacked probe data the batched trainer may hold at once; probes are processed in
         chunks that fit.
+    batch_size : sentences per forward pass when encoding (``--batch-size``): speed and memory only.
+    backend : ``"local"`` (this process), ``"ray"`` (a Ray cluster: same table, same resume rules; see
+        :mod:`senteval_anatomy.backends.ray_backend`) or a configured ``RayBackend``.
+    ray_address : the Ray cluster to join with ``backend="ray"``; default ``$RAY_ADDRESS``, else a local cluster.
     """
     from tqdm.auto import tqdm
 
@@ -201,6 +162,8 @@ def sweep(
     if unknown:
         raise ValueError(f"Unknown task(s) {unknown}; valid names: {', '.join(TASK_NAMES)}.")
     views = check_views(views)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: give a positive number of sentences per forward pass.")
     pooling = check_pooling(pooling, encoder)
     if preset is None:
         base = dict(PAPER_PARAMS if params is None else params)
@@ -215,8 +178,10 @@ def sweep(
     out = Path(out_dir) if out_dir is not None else None
     show = True if progress is None else progress
     frames: list[pd.DataFrame] = []
+    backend = check_backend(backend)
+    remote: list[tuple[str, str, Path | None, dict]] = []  # units for the Ray backend, run after planning
 
-    task_bar = tqdm(tasks, desc="tasks", unit="task", disable=not show)
+    task_bar = tqdm(tasks, desc="tasks", unit="task", disable=not show or backend != "local")
     for task_name in task_bar:
         task_bar.set_postfix_str(task_name)
         task = load_task(task_name, run_params.task_path, seed=run_params.seed)
@@ -233,20 +198,32 @@ def sweep(
             pending.append((view, unit, key))
         if not pending:
             continue
+        if backend != "local":
+            remote += [(task_name, view, unit, key) for view, unit, key in pending]
+            continue
         run_params.current_task = task_name
         for view, unit, key in pending:
             probes = probe_index(encoder, view)
             if harness == "builtin":
                 results = _run_batched(encoder, task, view, probes, run_params, pooling, limit, store,
-                                       memory_budget_gb, show)
+                                       memory_budget_gb, show, batch_size)
             else:
                 results = _run_one_by_one(encoder, task_name, view, probes, run_params, pooling, limit, store,
-                                          harness, show)
+                                          harness, show, batch_size)
             df = result_rows(encoder, key, probes, results, run_params)
             if unit is not None:
                 write_unit(unit, key, df)
             frames.append(df)
     task_bar.close()
+    if remote:
+        from .backends.ray_backend import PendingUnit, RayBackend
+
+        runner = backend if isinstance(backend, RayBackend) else RayBackend(address=ray_address)
+        units = [PendingUnit(t, v, u, k) for t, v, u, k in remote]
+        done = runner.run(encoder, units, run_params=run_params, pooling=pooling, limit=limit, store=store,
+                          memory_budget_gb=memory_budget_gb, progress=show, harness=harness, resume=resume,
+                          encode_batch_size=batch_size)
+        frames += [done[(u.task, u.view)] for u in units]
     mine = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
     if out is not None:
         merge_units(out)
@@ -255,12 +232,12 @@ def sweep(
         drop=True)
 
 
-def _run_batched(encoder, task, view, probes, params, pooling, limit, store, budget_gb, show) -> list[dict]:
+def _run_batched(encoder, task, view, probes, params, pooling, limit, store, budget_gb, show, batch_size) -> list[dict]:
     from .engine.batched import evaluate_many
 
     sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
     feats = store.get(encoder, sentences, pooling=pooling, max_length=limit, views=VIEWS,
-                      batch_size=int(params.get("encode_batch_size") or 64), progress=show)
+                      batch_size=batch_size, progress=show)
     results: list[dict] = []
     for sl in probe_slices(encoder, task, view, len(probes), budget_gb):
         batcher = StoreBatcher(feats, view, sl)
@@ -269,7 +246,8 @@ def _run_batched(encoder, task, view, probes, params, pooling, limit, store, bud
     return results
 
 
-def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, store, harness, show) -> list[dict]:
+def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, store, harness, show,
+                    batch_size) -> list[dict]:
     from tqdm.auto import tqdm
 
     if harness == "senteval":
@@ -297,33 +275,11 @@ def _run_one_by_one(encoder, task_name, view, probes, params, pooling, limit, st
     with context:
         for layer, head in tqdm(probes, desc=f"{task_name} {view} ({harness})", disable=not show, leave=False):
             if view == "heads":
-                adapter: Any = HeadAdapter(encoder, layer, head, pooling=pooling, store=store, max_length=limit)
+                adapter: Any = HeadAdapter(encoder, layer, head, pooling=pooling, store=store, max_length=limit,
+                                           batch_size=batch_size)
             else:
                 adapter = LayerAdapter(encoder, "embeddings" if layer < 0 else layer, pooling=pooling, store=store,
-                                       max_length=limit)
+                                       max_length=limit, batch_size=batch_size)
             se = engine_cls(dict(user_params), adapter.batcher, adapter.prepare)
             results.append(se.eval(task_name))
     return results
-
-
-def result_rows(encoder, key, probes, results, params) -> pd.DataFrame:
-    """The tidy rows (:data:`~senteval_anatomy.vocab.RESULT_COLUMNS`) of one unit (``key``): one per probe."""
-    setting = key["setting"]
-    classifier = json.dumps(dict(params.classifier or {}), sort_keys=True)
-    common = {
-        "model": setting["model"], "fingerprint": setting["fingerprint"], "task": key["task"], "view": key["view"],
-        "pooling": setting["pooling"], "harness": setting["harness"], "usepytorch": bool(params.usepytorch),
-        "classifier": classifier, "kfold": params.kfold, "seed": params.seed, "num_layers": encoder.num_layers,
-        "num_heads": encoder.num_heads, "package_version": __version__, "dtype": setting["dtype"],
-        "cache_dtype": setting["cache_dtype"], "max_length": setting["max_length"], "preset": setting["preset"],
-        "data_path": setting["data_path"], "data_hash": key["data_hash"], "protocol": setting["protocol"],
-        "setting": key_hash(setting, 16),
-    }
-    rows = []
-    for (layer, head), result in zip(probes, results):
-        metric, dev, test, ndev, ntest, f1 = main_scores(result)
-        rows.append({
-            **common, "layer": layer, "head": head, "name": vector_name(key["view"], layer, head),
-            "metric": metric, "devacc": dev, "acc": test, "ndev": ndev, "ntest": ntest, "f1": f1,
-        })
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))

@@ -19,7 +19,9 @@ Probe settings
 Results
     :data:`PROTOCOL_VERSION`, :data:`RESULT_COLUMNS`, :class:`Scores` and :func:`main_scores`.
 Validation
-    :func:`check_views`, :func:`check_pooling`.
+    :func:`check_views`, :func:`check_pooling`, :func:`check_probe_params` (:class:`ParamError`).
+Command defaults
+    :data:`DEFAULT_PRESET`, :data:`PAPER_DOWNSTREAM_TASKS`, :data:`ENCODE_BATCH_SIZE`.
 Policy
     :func:`resolve_device`, :func:`default_cache_dir` (``$SENTEVAL_ANATOMY_CACHE``), :func:`slug`,
     :func:`atomic_write`.
@@ -39,8 +41,11 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "CACHE_ENV_VAR",
+    "DEFAULT_PRESET",
+    "ENCODE_BATCH_SIZE",
     "HARNESSES",
     "NO_DEV_TASKS",
+    "PAPER_DOWNSTREAM_TASKS",
     "PAPER_PARAMS",
     "POOLINGS",
     "PRESETS",
@@ -48,9 +53,11 @@ __all__ = [
     "PROTOCOL_VERSION",
     "RESULT_COLUMNS",
     "STS_DATASETS",
+    "ParamError",
     "Scores",
     "VIEWS",
     "atomic_write",
+    "check_probe_params",
     "check_pooling",
     "check_views",
     "default_cache_dir",
@@ -184,11 +191,13 @@ PROTOCOL_VERSION = 1
 #: The one result schema: every column of the tidy table, in the order the sweep writes them. ``model``..``metric``
 #: say what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance: ``setting`` is the
 #: short hash of every run setting that determines the numbers (see :mod:`senteval_anatomy.identity`) and
-#: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read.
+#: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read;
+#: ``layout`` says where the heads were read (``table:<model_type>``, ``discovered``, ``user`` or ``user:<file>``).
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "fingerprint", "task", "view", "layer", "head", "name", "pooling", "metric", "devacc", "acc",
     "ndev", "ntest", "f1", "harness", "usepytorch", "classifier", "kfold", "seed", "num_layers", "num_heads",
     "package_version", "dtype", "cache_dtype", "max_length", "preset", "data_path", "data_hash", "protocol", "setting",
+    "layout",
 )  # fmt: skip
 
 #: Columns :func:`senteval_anatomy.findings.findings_sweep` appends to :data:`RESULT_COLUMNS` (controls, untrained
@@ -397,3 +406,73 @@ def atomic_write(
             os.unlink(tmp)
         raise
     return target
+
+
+# ------------------------------------------------------------------------------------------------ command defaults
+
+#: The preset every sweep, top-k evaluation and command uses when none is named.
+DEFAULT_PRESET = "paper"
+
+#: The downstream tasks of the paper's top-k experiments (Jo & Myaeng 2020): the default of
+#: ``senteval-anatomy downstream``.
+PAPER_DOWNSTREAM_TASKS: tuple[str, ...] = ("SST5", "TREC", "SICKEntailment", "MRPC")
+
+#: Sentences per forward pass when encoding: a speed and memory knob (``--batch-size``), not part of any key.
+ENCODE_BATCH_SIZE = 64
+
+
+# ------------------------------------------------------------------------------------------------ probe settings check
+
+
+class ParamError(ValueError):
+    """A probe setting that cannot give a meaningful number; ``setting`` names it (``kfold``, ``classifier.optim``)."""
+
+    def __init__(self, setting: str, value: Any, rule: str) -> None:
+        self.setting, self.value, self.rule = setting, value, rule
+        super().__init__(f"{setting}={value!r}: {rule}")
+
+
+def check_probe_params(params: Mapping[str, Any]) -> None:
+    """Refuse SentEval params that SentEval itself would run but that cannot give a meaningful number.
+
+    Why: SentEval accepts ``epoch_size=0`` or ``max_epoch=0`` and returns a chance-level table with exit code 0.
+    Checking up front (the commands do, before any encoding) turns those into an immediate, named error. Keys that
+    are absent are not checked (the engine's defaults are valid). The ``optim`` string has its own grammar and
+    check, :func:`senteval_anatomy.engine.probes.parse_optimizer`.
+
+    >>> check_probe_params({"kfold": 5, "classifier": {"nhid": 0, "optim": "rmsprop", "epoch_size": 2}})
+    >>> check_probe_params({"classifier": {"nhid": 0, "epoch_size": 0}})
+    Traceback (most recent call last):
+    ...
+    senteval_anatomy.vocab.ParamError: classifier.epoch_size=0: must be >= 1 (with 0 the probe never trains)
+    """
+
+    def whole(setting: str, value: Any, low: int, why: str, high: int | None = None) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamError(setting, value, "must be a whole number")
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"between {low} and {high}"
+            raise ParamError(setting, value, f"must be {bounds} ({why})")
+
+    if "kfold" in params:
+        whole("kfold", params["kfold"], 2, "cross-validation needs at least 2 folds")
+    if "seed" in params and params["seed"] is not None:
+        whole("seed", params["seed"], 0, "NumPy's seeds are 32-bit", 2**32 - 1)
+    if "batch_size" in params:
+        whole("batch_size", params["batch_size"], 1, "sentences per batcher call")
+    if "usepytorch" in params and not isinstance(params["usepytorch"], bool):
+        raise ParamError("usepytorch", params["usepytorch"], "must be True or False")
+    clf = params.get("classifier") or {}
+    for key, low, why in (
+        ("nhid", 0, "0 = logistic regression"),
+        ("batch_size", 1, "sentences per probe mini-batch"),
+        ("tenacity", 0, "validations without improvement before training stops"),
+        ("epoch_size", 1, "with 0 the probe never trains"),
+        ("max_epoch", 1, "with 0 the probe never trains"),
+    ):
+        if key in clf:
+            whole(f"classifier.{key}", clf[key], low, why)
+    if "dropout" in clf:
+        d = clf["dropout"]
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise ParamError("classifier.dropout", d, "must be a number in [0, 1)")

@@ -1,4 +1,6 @@
-"""The two run scripts, end to end, in real subprocesses (tiny model saved to disk, tiny SentEval-format data)."""
+"""The command line: the two run scripts end to end in real subprocesses (tiny model saved to disk, tiny
+SentEval-format data), the one ``senteval-anatomy`` command and its dispatch, presets, the one ``--tasks``
+convention. Bad inputs: ``test_cli_errors.py``; faults: ``test_faults.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import pandas as pd
 import pytest
 from conftest import build_tiny
 from test_sweep import make_tiny_data
+
+from senteval_anatomy import cli
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = ["--seed", "7", "--kfold", "2", "--tenacity", "2", "--epoch-size", "1", "--max-epoch", "8",
@@ -99,18 +103,80 @@ def test_single_adapter_mode(tiny_model_dir, tiny_data, tmp_path):
     assert r.returncode == 2 and "SentEval" in r.stderr
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--tasks", "Lenght"], "unknown task"),
-        (["--model", "/no/such/model/dir"], "Could not load"),
-        (["--task-path", "/no/such/data"], "/no/such/data"),
-        (["--head", "x"], "--head"),
-    ],
-)
-def test_cli_errors_are_clear(args, message, tmp_path, tiny_data):
-    base = ["--task-path", str(tiny_data)] if "--task-path" not in args else []
-    r = run("run_probing.py", *base, *args, cwd=tmp_path)
-    assert r.returncode == 2
-    assert message in r.stderr
-    assert "Traceback" not in r.stderr
+def test_one_command_help_lists_every_command(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "senteval_anatomy", "--help"], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=tmp_path, timeout=120)
+    assert r.returncode == 0
+    for name in cli.COMMANDS:
+        assert f"  {name} " in r.stdout
+
+
+def test_console_scripts_point_at_real_functions():
+    """setup.py installs `senteval-anatomy` (and the data/cache aliases); every target is a callable main."""
+    import ast
+    import importlib
+
+    tree = ast.parse((REPO / "setup.py").read_text())
+    scripts = next(ast.literal_eval(kw.value)["console_scripts"] for node in ast.walk(tree)
+                   if isinstance(node, ast.Call) for kw in node.keywords if kw.arg == "entry_points")
+    targets = dict(s.split("=") for s in scripts)
+    assert targets["senteval-anatomy"] == "senteval_anatomy.cli:main"
+    for target in targets.values():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_help_shows_defaults_from_the_one_source(capsys):
+    from senteval_anatomy.vocab import ENCODE_BATCH_SIZE, PRESETS
+
+    with pytest.raises(SystemExit):
+        cli.main(["probing", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, params in PRESETS.items():
+        assert f"{name}: {params['kfold']}" in text
+        assert f"{name}: {params['classifier']['optim']}" in text
+    assert f"(speed and memory only) (default: {ENCODE_BATCH_SIZE})" in text
+
+
+def test_data_and_cache_dispatch_with_the_same_tasks_convention(tmp_path, capsys):
+    assert cli.main(["data", "sources", "--tasks", "length,TENSE"]) == 0
+    out = capsys.readouterr().out
+    assert "sentence_length.txt" in out and "past_present.txt" in out and "tree_depth.txt" not in out
+    assert cli.main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    assert str(tmp_path) in capsys.readouterr().out
+
+
+def test_a_command_whose_module_is_absent_says_so(monkeypatch, capsys):
+    monkeypatch.setitem(cli.COMMANDS, "nope", ("senteval_anatomy.no_such_module:main", "test"))
+    assert cli.main(["nope"]) == 2
+    err = capsys.readouterr().err
+    assert "not part of this version" in err and "Traceback" not in err
+
+
+def test_preset_flags_override_and_no_plots_keeps_topk(tiny_model_dir, tiny_data, tmp_path, capsys):
+    """--preset senteval-default with an explicit --kfold: the rows record the preset's probe and the override;
+    task names in any case, separated by spaces (or commas); --no-plots skips figures but still evaluates top-k."""
+    out = tmp_path / "out"
+    status = cli.main(["probing", "--model", str(tiny_model_dir), "--task-path", str(tiny_data), "--tasks",
+                       "length", "TENSE", "--views", "heads", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--preset",
+                       "senteval-default", "--kfold", "2", "--max-epoch", "8", "--no-plots", "--topk", "--ks", "1,2",
+                       "-q"])
+    assert status == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "results.csv")
+    assert set(table.task) == {"Length", "Tense"} and set(table.kfold) == {2}
+    clf = json.loads(table.classifier.iloc[0])
+    assert (clf["optim"], clf["batch_size"], clf["tenacity"], clf["epoch_size"]) == ("adam", 64, 5, 4)
+    assert set(table.seed) == {1111}
+    assert set(table.preset) == {"custom"}  # the rows name a preset only when the settings are exactly its own
+    assert not (out / "figures").exists()
+    curve = pd.read_csv(next((out / "topk").glob("Length__*.csv")))
+    assert set(curve[curve.kind == "topk"].k) == {1, 2}
+
+
+def test_negative_layer_index_for_a_head(tiny_model_dir, tiny_data, tmp_path, capsys):
+    """--head -1,0 is head 0 of the last block; the output names the preset whose settings were used."""
+    status = cli.main(["probing", "--model", str(tiny_model_dir), "--task-path", str(tiny_data), "--tasks", "Tense",
+                       "--head", "-1,0", "--cache-dir", str(tmp_path / "cache"), "--preset", "prototyping", "-q"])
+    assert status == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["vector"] == "blocks.1.attn.head.0" and payload["preset"] == "prototyping"

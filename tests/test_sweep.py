@@ -78,6 +78,7 @@ def test_batched_sweep_equals_one_head_at_a_time(tiny_encoder, tiny_data, tmp_pa
     slow = sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=store, progress=False,
                  harness="engine")
     assert list(fast.columns) == list(RESULT_COLUMNS)
+    assert set(fast.layout) == {"table:bert"}  # the results say where the heads were read
     L, H = enc.num_layers, enc.num_heads
     for task in ("Tense", "TREC"):
         f = fast[fast.task == task]

@@ -1,0 +1,255 @@
+"""The bad-input table of ``docs/reliability.md``: one test per row.
+
+Each row is a command line with one mistake. The command must end with one line on stderr that names the mistake
+(the fragment below), exit status 2, no traceback, and nothing written into ``--out`` or ``--cache-dir``: every
+setting is checked before any encoding starts. The rows run in-process through :func:`senteval_anatomy.cli.main`
+(the very function the console script and ``python -m senteval_anatomy`` call) because each subprocess would pay
+seconds of imports; ``test_bad_input_in_a_real_process`` repeats a representative set as real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import build_tiny
+from test_sweep import make_tiny_data
+
+from senteval_anatomy import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (id, extra arguments, fragment the one-line message must contain). Placeholders: {file} an ordinary file,
+# {empty} an empty folder, {ro} a read-only file system, {broken} data with a malformed line, {notok} a model folder
+# without tokenizer files, {wrongtok} one with another model's tokenizer, {resnet} a model without attention heads. Later flags override the base command's.
+BAD_INPUTS: list[tuple[str, list[str], str]] = [
+    # layers and heads (the tiny model has 2 layers x 4 heads)
+    ("head-layer-out-of-range", ["--head", "2,0"], "out of range"),
+    ("head-index-out-of-range", ["--head", "0,4"], "out of range"),
+    ("head-negative-layer-too-far", ["--head", "-3,0"], "out of range"),
+    ("head-not-numbers", ["--head", "x"], "expected two integers"),
+    ("head-one-number", ["--head", "1"], "expected two integers"),
+    ("head-three-numbers", ["--head", "1,2,3"], "expected two integers"),
+    ("layer-out-of-range", ["--layer", "99"], "out of range"),
+    ("layer-negative-too-far", ["--layer", "-3"], "out of range"),
+    ("layer-not-a-number", ["--layer", "foo"], "give a block index"),
+    ("head-and-layer", ["--head", "0,0", "--layer", "0"], "either --head or --layer"),
+    ("head-with-topk", ["--head", "0,0", "--topk"], "--topk works on a sweep"),
+    ("head-with-no-plots", ["--head", "0,0", "--no-plots"], "--no-plots has no effect with --head/--layer"),
+    # views and tasks
+    ("views-singular", ["--views", "head"], "unknown: head"),
+    ("views-empty", ["--views", ""], "give one or more of heads, layers"),
+    ("tasks-snli", ["--tasks", "SNLI"], "unknown task 'SNLI'"),
+    ("tasks-typo", ["--tasks", "Lenght"], "unknown task 'Lenght'"),
+    ("tasks-empty", ["--tasks", ","], "names no task"),
+    ("task-files-missing", ["--tasks", "SST5"], "sentiment-train"),
+    # devices
+    ("device-unknown", ["--device", "gpu0"], "is not a device"),
+    ("device-cuda-absent", ["--device", "cuda"], "CUDA is not available"),
+    ("device-cuda-index-absent", ["--device", "cuda:3"], "CUDA is not available"),
+    ("probe-device-unknown", ["--probe-device", "gpu"], "--probe-device='gpu' is not a device"),
+    ("probe-device-cuda-absent", ["--probe-device", "cuda"], "CUDA is not available"),
+    # probe settings
+    ("optim-unknown", ["--optim", "adamw"], "Unknown optimization method"),
+    ("optim-sgd-without-lr", ["--optim", "sgd"], "sgd needs a learning rate"),
+    ("optim-unknown-option", ["--optim", "adam,foo=1"], "Unexpected parameters ['foo']"),
+    ("optim-option-not-a-number", ["--optim", "adam,lr=x"], "must be a number"),
+    ("probe-batch-size-zero", ["--probe-batch-size", "0"], "--probe-batch-size"),
+    ("batch-size-zero", ["--batch-size", "0"], "--batch-size"),
+    ("batch-size-negative", ["--batch-size", "-7"], "--batch-size"),
+    ("dropout-above-one", ["--nhid", "8", "--dropout", "1.5"], "--dropout 1.5: must be a number in [0, 1)"),
+    ("dropout-negative", ["--nhid", "8", "--dropout", "-0.1"], "--dropout -0.1: must be a number in [0, 1)"),
+    ("epoch-size-zero", ["--epoch-size", "0"], "--epoch-size"),
+    ("max-epoch-zero", ["--max-epoch", "0"], "--max-epoch"),
+    ("tenacity-negative", ["--tenacity", "-1"], "--tenacity"),
+    ("kfold-one", ["--kfold", "1"], "--kfold"),
+    ("nhid-negative", ["--nhid", "-1"], "--nhid"),
+    ("threads-zero", ["--threads", "0"], "--threads 0"),
+    ("max-length-zero", ["--max-length", "0"], "--max-length 0"),
+    ("max-length-too-small", ["--max-length", "1"], "too small"),
+    ("dropout-without-hidden-layer", ["--dropout", "0.3"], "no effect on a logistic-regression probe"),
+    ("torch-flag-with-sklearn", ["--sklearn", "--optim", "adam"], "--optim sets the PyTorch probe"),
+    # top-k
+    ("ks-zero", ["--topk", "--ks", "0"], "every k must be >= 1"),
+    ("ks-not-numbers", ["--topk", "--ks", "1,x"], "expected comma-separated integers"),
+    ("ks-more-than-heads", ["--topk", "--ks", "1,1000"], "more than the 8 heads"),
+    ("ks-without-topk", ["--ks", "1,2"], "add --topk"),
+    ("rank-task-not-swept", ["--topk", "--rank-task", "Depth"], "must be one of --tasks"),
+    ("rank-task-unknown", ["--topk", "--rank-task", "Foo"], "unknown task 'Foo'"),
+    ("rank-task-two-tasks", ["--tasks", "Length,Tense", "--topk", "--rank-task", "Length,Tense"], "give one task"),
+    ("rank-task-without-topk", ["--rank-task", "Length"], "add --topk"),
+    ("topk-without-heads", ["--topk", "--views", "layers"], "needs the heads view"),
+    # findings
+    ("seeds-zero", ["--seeds", "0"], "--seeds 0: give a positive number of probe seeds"),
+    ("controls-not-batched", ["--controls", "--harness", "engine"], "run on the batched trainer"),
+    ("controls-with-head", ["--head", "0,0", "--controls"], "work on a sweep"),
+    # backends
+    ("ray-address-without-ray", ["--ray-address", "auto"], "--ray-address is for --backend ray"),
+    ("ray-with-engine-harness", ["--backend", "ray", "--harness", "engine"], "(--harness builtin)"),
+    # paths
+    ("out-is-a-file", ["--out", "{file}"], "this is a file, not a folder"),
+    ("out-under-a-file", ["--out", "{file}/sub"], "is a file, so no folder can be made"),
+    ("cache-dir-is-a-file", ["--cache-dir", "{file}"], "this is a file, not a folder"),
+    ("out-read-only", ["--out", "{ro}/out"], "cannot write"),
+    ("cache-dir-read-only", ["--cache-dir", "{ro}/cache"], "cannot write"),
+    ("task-path-missing", ["--task-path", "/no/such/data"], "no such folder"),
+    ("task-path-is-a-file", ["--task-path", "{file}"], "not a folder"),
+    ("task-path-holds-no-data", ["--task-path", "{empty}"], "holds neither probing/ nor downstream/"),
+    ("data-line-malformed", ["--task-path", "{broken}"], "sentence_length.txt:3"),
+    # models
+    ("model-folder-missing", ["--model", "/no/such/model"], "no such folder"),
+    ("model-hub-id-unknown", ["--model", "no-such-org/no-such-model-xyz"], "Could not load"),
+    ("model-folder-without-config", ["--model", "{empty}"], "no config.json"),
+    ("model-folder-without-tokenizer", ["--model", "{notok}"], "not this model's tokenizer"),
+    ("model-tokenizer-of-another-model", ["--model", "{wrongtok}"], "not this model's tokenizer"),
+    ("model-without-attention-heads", ["--model", "{resnet}"], "Could not find where 'resnet' keeps its attention"),
+    ("arch-spec-missing", ["--arch-spec", "/no/such/spec.json"], "--arch-spec /no/such/spec.json: no such file"),
+    ("arch-spec-malformed", ["--arch-spec", "{file}"], "--arch-spec: "),
+    # flags argparse refuses (one line too)
+    ("dtype-unknown", ["--dtype", "float8"], "invalid choice: 'float8'"),
+    ("pooling-unknown", ["--pooling", "max"], "invalid choice: 'max'"),
+    ("preset-unknown", ["--preset", "fast"], "invalid choice: 'fast'"),
+    ("harness-unknown", ["--harness", "fast"], "invalid choice: 'fast'"),
+    ("harness-senteval-absent", ["--harness", "senteval"], "needs facebookresearch/SentEval"),
+    ("seed-not-an-int", ["--seed", "x"], "invalid int value: 'x'"),
+    ("seed-negative", ["--seed", "-5"], "--seed -5: must be between 0 and 4294967295"),
+    ("flag-unknown", ["--colour", "red"], "unrecognized arguments"),
+]
+
+ROW_IDS = [row[0] for row in BAD_INPUTS]
+
+
+def _needs_skip(row_id: str) -> str | None:
+    import importlib.util
+
+    import torch
+
+    if "cuda" in row_id and torch.cuda.is_available():
+        return "this machine has CUDA"
+    if row_id == "harness-senteval-absent" and importlib.util.find_spec("senteval") is not None:
+        return "SentEval is installed here"
+    return None
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, str]:
+    """Everything the rows point at: a tiny model, tiny data, a file, an empty folder, broken data, odd models."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    model_dir = root / "tiny-bert"
+    model, tok = build_tiny("bert", seed=1)
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    notok = root / "no-tokenizer"
+    model.save_pretrained(notok)
+    from transformers import ResNetConfig, ResNetModel
+
+    resnet = root / "resnet"  # a model without attention heads
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(resnet)
+    tok.save_pretrained(resnet)
+    wrongtok = root / "wrong-tokenizer"  # BERT weights, GPT-2's byte-level BPE tokenizer (400 tokens)
+    model.save_pretrained(wrongtok)
+    build_tiny("gpt2")[1].save_pretrained(wrongtok)
+    data = make_tiny_data(root / "data")
+    broken = make_tiny_data(root / "broken")
+    lines = (broken / "probing" / "sentence_length.txt").read_text(encoding="utf-8").splitlines()
+    lines[2] = "tr\tonly-two-fields"
+    (broken / "probing" / "sentence_length.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "a-file.txt").write_text("not a folder\n")
+    (root / "empty").mkdir()
+    return {"model": str(model_dir), "data": str(data), "file": str(root / "a-file.txt"), "empty": str(root / "empty"),
+            "broken": str(broken), "notok": str(notok), "resnet": str(resnet),
+            "wrongtok": str(wrongtok)}
+
+
+@pytest.fixture(scope="module")
+def read_only_dir(tmp_path_factory):
+    """A read-only file system (a tmpfs mounted ``ro``): root ignores file modes, but not a read-only mount."""
+    path = tmp_path_factory.mktemp("ro")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        if os.geteuid() == 0:
+            pytest.skip(f"cannot mount a read-only tmpfs here: {r.stderr.decode().strip()}")
+        path.chmod(0o555)  # an ordinary user is refused by the mode bits
+        yield path
+        path.chmod(0o755)
+        return
+    yield path
+    subprocess.run(["umount", str(path)], check=False)
+
+
+def _fill(args: list[str], world: dict[str, str], tmp: Path, ro: Path | None) -> list[str]:
+    values = {**world, "tmp": str(tmp), "ro": str(ro) if ro else ""}
+    return [re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], a) for a in args]
+
+
+def _base(world: dict[str, str], tmp: Path, extra: list[str]) -> list[str]:
+    """The command each row changes; a sweep writes to ``tmp/out``, one adapter (--head/--layer) prints JSON."""
+    out = [] if {"--head", "--layer"} & set(extra) else ["--out", str(tmp / "out")]
+    return ["probing", "--model", world["model"], "--task-path", world["data"], "--tasks", "Length", *out,
+            "--cache-dir", str(tmp / "cache"), "-q"]
+
+
+def _written(tmp: Path) -> list[Path]:
+    return [p for d in ("out", "cache") for p in (tmp / d).rglob("*") if p.is_file()] if tmp.exists() else []
+
+
+@pytest.mark.parametrize("row_id, extra, fragment", BAD_INPUTS, ids=ROW_IDS)
+def test_bad_input(row_id, extra, fragment, world, tmp_path, capsys, request):
+    reason = _needs_skip(row_id)
+    if reason:
+        pytest.skip(reason)
+    ro = request.getfixturevalue("read_only_dir") if "{ro}" in " ".join(extra) else None
+    argv = _base(world, tmp_path, extra) + _fill(extra, world, tmp_path, ro)
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:  # argparse's own refusals
+        status = exc.code
+    captured = capsys.readouterr()
+    lines = [x for x in captured.err.splitlines() if x.strip() and not x.startswith(("data: ", "model: "))]
+    assert status == 2, captured.err
+    assert len(lines) == 1, captured.err
+    assert "error: " in lines[0] and fragment in lines[0], lines[0]
+    assert "Traceback" not in captured.err
+    assert _written(tmp_path) == []  # checked before anything was written
+
+
+def test_unknown_command_says_what_was_meant(capsys):
+    assert cli.main(["probe", "--tasks", "Length"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'probe'" in err and "Did you mean `probing`?" in err and len(err.splitlines()) == 1
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), SENTEVAL_ANATOMY_CACHE=str(cwd / "cache"))
+    env.pop("SENTEVAL_ANATOMY_DATA", None)
+    return subprocess.run([sys.executable, "-m", "senteval_anatomy", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("row_id", ["head-layer-out-of-range", "tasks-snli", "device-unknown", "out-is-a-file"])
+def test_bad_input_in_a_real_process(row_id, world, tmp_path):
+    """The same rows through ``python -m senteval_anatomy``: exit 2, one line, no traceback, nothing written."""
+    _, extra, fragment = BAD_INPUTS[ROW_IDS.index(row_id)]
+    r = _run(*_base(world, tmp_path, extra), *_fill(extra, world, tmp_path, None), cwd=tmp_path)
+    lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith(("data: ", "model: "))]
+    assert r.returncode == 2, r.stderr
+    assert len(lines) == 1 and fragment in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert _written(tmp_path) == []
+
+
+def test_debug_shows_the_traceback(world, tmp_path):
+    r = _run(*_base(world, tmp_path, ["--layer"]), "--layer", "99", "--debug", cwd=tmp_path)
+    assert r.returncode != 0 and "Traceback" in r.stderr and "out of range" in r.stderr
+
+
+def test_reliability_doc_lists_every_row():
+    """docs/reliability.md's bad-input table and this file's rows are the same set."""
+    doc = (REPO / "docs" / "reliability.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"test_bad_input\[([\w-]+)\]", doc))
+    assert listed == set(ROW_IDS)
+    assert len(ROW_IDS) >= 40
