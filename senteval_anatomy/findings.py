@@ -155,7 +155,7 @@ def findings_sweep(
     resume : reuse the units in ``out_dir`` whose key matches exactly (a damaged or foreign unit is named and
         recomputed), as the sweep does.
     memory_budget_gb : like the sweep, the embeddings of a task are built and trained one chunk of probes at a
-        time (:func:`~senteval_anatomy.sweeping.probe_slices`); only per-probe numbers and the test predictions
+        time (:func:`~senteval_anatomy.units.probe_slices`); only per-probe numbers and the test predictions
         (``[probes, test sentences]``, for the paired tests) are kept across chunks.
 
     Returns
