@@ -371,3 +371,19 @@ def test_open_entries_stay_readable_after_another_store_clears_them(tiny_encoder
     assert f.key in report.removed and not f.path.exists()
     np.testing.assert_array_equal(np.asarray(f.heads), heads)
     np.testing.assert_array_equal(np.asarray(f.layers), layers)
+
+
+def test_relatedness_whose_dev_pearson_never_beats_minus_one_keeps_its_last_model(monkeypatch):
+    """docs/engine.md, difference 12: SentEval raises NameError when no epoch beats its initial best of -1; the
+    engine keeps the last model and still predicts."""
+    from senteval_anatomy.engine import probes
+    from senteval_anatomy.engine.evaluators import encode_relatedness_labels
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(30, 4).astype(np.float32)
+    y = rng.uniform(1, 5, 30)
+    monkeypatch.setattr(probes, "pearson_or_zero", lambda a, b: -1.0)  # a dev score that never improves on -1
+    reg = probes.RelatednessRegressor(4, seed=0, device="cpu").fit(X, encode_relatedness_labels(y), X, y)
+    assert reg.best_score_ == -1.0 and reg.n_epochs_ > 1
+    yhat = reg.predict(X)
+    assert yhat.shape == (30,) and np.isfinite(yhat).all()
