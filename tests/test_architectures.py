@@ -626,6 +626,37 @@ def test_discovery_failure_lists_what_was_tried_and_how_to_write_a_spec():
     assert "spec=ArchSpec(" in msg and "--arch-spec" in msg
 
 
+#: Models whose heads cannot be read the same way in every layer, or whose attention runs time-major: a clear
+#: refusal with the reason, never a crash (both crashed with AttributeError before).
+REFUSED = {
+    # MiniMax: softmax attention in some layers, linear ("lightning") attention in others.
+    "minimax": ("MiniMaxConfig", dict(_DEC, head_dim=8, num_local_experts=2, num_experts_per_tok=1,
+                                      layer_types=["full_attention", "linear_attention"]),
+                "not every layer of this model is softmax attention"),
+    # FSMT: its encoder holds no config of its own and runs [tokens, batch, features].
+    "fsmt": ("FSMTConfig", dict(langs=["en", "de"], d_model=32, encoder_layers=2, decoder_layers=1,
+                                encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                                decoder_ffn_dim=64, max_position_embeddings=64),
+             "o_proj's input has shape"),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(REFUSED))
+def test_hybrid_and_time_major_models_are_refused_with_the_reason(model_type):
+    import transformers
+
+    cls_name, kwargs, reason = REFUSED[model_type]
+    tok = tokenizer("wordpiece")
+    sizes = dict(src_vocab_size=len(tok), tgt_vocab_size=len(tok)) if model_type == "fsmt" else dict(vocab_size=len(tok))
+    config = getattr(transformers, cls_name)(**sizes, **kwargs)
+    torch.manual_seed(0)
+    model = transformers.AutoModel.from_config(config)
+    assert model_type not in ARCHITECTURES
+    with pytest.raises(UnsupportedModelError) as err:
+        Encoder.from_model(model, tok, device="cpu")
+    assert reason in str(err.value) and "spec=ArchSpec(" in str(err.value)
+
+
 def test_user_spec_is_validated_and_recorded(tmp_path):
     model, tok = tiny("bert")
     good = {"blocks": "encoder.layer", "o_proj": "attention.output.dense", "attn": "attention",
