@@ -580,6 +580,23 @@ def _config_int(config: Any, *names: str) -> int:
     )
 
 
+def _config_head_dim(config: Any) -> int | None:
+    """The width of one head's context (what W_O reads per head) as the config states it, or None.
+
+    Multi-head latent attention (DeepSeek-V2/V3, MiniCPM3, GLM-4-MoE-Lite, …) gives queries and keys another width
+    (``qk_nope_head_dim + qk_rope_head_dim``; ``head_dim`` is only the rotary part there) than values
+    (``v_head_dim``); the contexts W_O reads have the value width.
+    """
+    for name in ("v_head_dim", "head_dim", "d_kv"):
+        try:
+            value = getattr(config, name, None)
+        except Exception:  # noqa: BLE001 - per-layer configs refuse a global value (transformers raises its own error)
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def _dims(model: torch.nn.Module, spec: ArchSpec, model_type: str) -> tuple[int, int, int, int]:
     """``(L, H, d, D)`` of ``model`` under ``spec``; ``d`` from the config or from W_O's width, never D / H."""
     config = model.config
@@ -623,7 +640,7 @@ def _dims(model: torch.nn.Module, spec: ArchSpec, model_type: str) -> tuple[int,
             "layers; layers with different head counts or widths are not supported."
         )
     o_in = _in_features(o_proj)
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "d_kv", None) or o_in // num_heads
+    head_dim = _config_head_dim(config) or o_in // num_heads
     if num_heads * int(head_dim) != o_in:
         raise UnsupportedModelError(
             f"{model_type}: {num_heads} heads × head_dim {head_dim} = {num_heads * head_dim}, but the output "
@@ -873,7 +890,7 @@ def _candidate_specs(model: torch.nn.Module, tried: list[str]) -> list[ArchSpec]
     except UnsupportedModelError as exc:
         tried.append(str(exc))
         return []
-    d = getattr(config, "head_dim", None) or getattr(config, "d_kv", None)
+    d = _config_head_dim(config)
     enc_dec = bool(getattr(config, "is_encoder_decoder", False))
     lists = _module_lists(model, L, skip_decoder=enc_dec)
     if not lists:

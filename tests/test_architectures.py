@@ -544,6 +544,10 @@ def test_layout_recorded_and_default_pooling_fits_attention(model_type):
 
 
 # ---------------------------------------------------------------------------------------------- discovery
+_MLA = dict(_DEC, num_key_value_heads=4, kv_lora_rank=16, q_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4,
+            v_head_dim=10, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, moe_intermediate_size=16,
+            first_k_dense_replace=1, n_group=1, topk_group=1)
+
 #: Types that are *not* in the table, found by structure and validated on the probe sentence.
 DISCOVERED = {
     "granite": ("GraniteConfig", "llama", dict(_DEC), "layers", "self_attn.o_proj", "last"),
@@ -555,6 +559,9 @@ DISCOVERED = {
              "last"),
     "gpt_bigcode": ("GPTBigCodeConfig", "gpt", dict(n_embd=32, n_layer=2, n_head=4, n_positions=64,
                                                     multi_query=True), "h", "attn.c_proj", "last"),
+    # Multi-head latent attention: queries/keys 8 + 4 (rotary) wide, values 10 wide; W_O reads H × v_head_dim.
+    "deepseek_v2": ("DeepseekV2Config", "llama", _MLA, "layers", "self_attn.o_proj", "last"),
+    "deepseek_v3": ("DeepseekV3Config", "llama", _MLA, "layers", "self_attn.o_proj", "last"),
 }
 
 
@@ -609,6 +616,15 @@ def test_discovery_finds_and_validates_layouts_not_in_the_table(model_type):
     # and a sentence gets the same vector alone as in a padded batch
     alone = encode(enc, [SENTS[0]], pooling="last").heads[0]
     np.testing.assert_allclose(alone, heads[0], atol=3e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_type", ["deepseek_v2", "deepseek_v3"])
+def test_latent_attention_heads_have_the_value_width(model_type):
+    """MLA: q/k heads are qk_nope + qk_rope wide, the contexts W_O reads are v_head_dim wide (config.head_dim is the
+    rotary part there): every head is one v_head_dim slice of W_O's input."""
+    enc, _ = discovered(model_type)
+    assert (enc.num_heads, enc.head_dim) == (4, _MLA["v_head_dim"])
+    assert encode(enc, SENTS[:2], pooling="last").heads.shape[1:] == (2, 4, _MLA["v_head_dim"])
 
 
 def test_discovery_failure_lists_what_was_tried_and_how_to_write_a_spec():
