@@ -569,9 +569,18 @@ def _get_path(root: torch.nn.Module, path: str, what: str, model_type: str) -> t
     return module
 
 
+def _config_attr(config: Any, name: str) -> Any:
+    """``getattr(config, name, None)``, also None where transformers refuses a model-wide value (configs whose
+    heads or widths vary per layer raise their own error for the global attribute)."""
+    try:
+        return getattr(config, name, None)
+    except Exception:  # noqa: BLE001 - e.g. transformers' AmbiguousGlobalPerLayerAttributeError
+        return None
+
+
 def _config_int(config: Any, *names: str) -> int:
     for name in names:
-        value = getattr(config, name, None)
+        value = _config_attr(config, name)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     raise UnsupportedModelError(
@@ -588,10 +597,7 @@ def _config_head_dim(config: Any) -> int | None:
     (``v_head_dim``); the contexts W_O reads have the value width.
     """
     for name in ("v_head_dim", "head_dim", "d_kv"):
-        try:
-            value = getattr(config, name, None)
-        except Exception:  # noqa: BLE001 - per-layer configs refuse a global value (transformers raises its own error)
-            value = None
+        value = _config_attr(config, name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
@@ -831,6 +837,13 @@ def verify_layout(encoder: Encoder, *, check_causal: bool = True) -> LayoutRepor
                     "describe this model."
                 )
                 break
+        if not problems and finals and tuple(finals[0].shape) != (1, len(ids), encoder.hidden_size):
+            # Layers are read at the blocks' outputs: they must be one residual stream [batch, tokens, hidden].
+            problems.append(
+                f"the last block returns a tensor of shape {tuple(finals[0].shape)}, expected (1, {len(ids)}, "
+                f"{encoder.hidden_size}); the model keeps several residual streams (hyper-connections) or reshapes "
+                "the batch, so its layers cannot be read as one vector per token."
+            )
         if check_causal and not problems and finals:
             # Every position before the last, not only the first: under local or block-sparse attention the first
             # token may not see the last one in a few layers, while its neighbours do.
@@ -972,7 +985,12 @@ def discover_spec(model: torch.nn.Module, tokenizer: Any) -> ArchSpec:
     """
     tried: list[str] = []
     model_type = getattr(model.config, "model_type", type(model).__name__)
-    for spec in _candidate_specs(model, tried):
+    try:
+        candidates = _candidate_specs(model, tried)
+    except Exception as exc:  # noqa: BLE001 - an unusual structure is a reason to refuse, not a crash
+        tried.append(f"reading the model's structure failed: {type(exc).__name__}: {exc}")
+        candidates = []
+    for spec in candidates:
         try:
             root = _base_module(model, spec.base, model_type) if spec.base else model
             L, H, d, D = _dims(root, spec, model_type)
@@ -1052,7 +1070,7 @@ def load_arch_spec(path: str | os.PathLike[str]) -> ArchSpec:
 
 def _max_positions(config: Any, spec: ArchSpec, tokenizer: Any) -> int:
     limits = []
-    mpe = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    mpe = _config_attr(config, "max_position_embeddings") or _config_attr(config, "n_positions")
     if mpe:
         limits.append(int(mpe) - spec.position_offset)
     tml = getattr(tokenizer, "model_max_length", None)
