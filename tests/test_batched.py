@@ -367,19 +367,20 @@ def _variants(task_y: dict, n_classes: int):
     return [Variant(), Variant(labels=control), Variant(seed=6), Variant(labels=control, seed=6)], control
 
 
-@pytest.mark.parametrize("name", ["SST5", "TREC", "CR"])
+@pytest.mark.parametrize("name", ["SST5", "TREC", "CR", "TopConstituents"])
 def test_evaluate_many_variants_equal_solo(name):
     """Task + control labels x 2 seeds in one pass of evaluate_many: each variant's results equal the engine's solo
-    results with those labels and that seed (split, kfold with per-variant folds, innerkfold), test predictions too."""
-    n_classes = {"SST5": 5, "TREC": 6, "CR": 2}[name]
+    results with those labels and that seed (split, kfold with per-variant folds, innerkfold), test predictions too.
+    TopConstituents (20 classes) takes the many-class loss path with a label set per slot."""
+    n_classes = {"SST5": 5, "TREC": 6, "CR": 2, "TopConstituents": 20}[name]
     X, y = _classes(150 if name != "CR" else 90, n_classes, 6, seed=4)
-    if name == "SST5":
+    if name in ("SST5", "TopConstituents"):
         emb = _split_embeddings(X, y, (90, 120))
     elif name == "TREC":
         emb = {"train": {"X": X[:120], "y": y[:120]}, "test": {"X": X[120:], "y": y[120:]}}
     else:
         emb = {"all": {"X": X, "y": y}}
-    task = _task(name)
+    task = _task(name, label_names=[f"c{k}" for k in range(n_classes)]) if name == "TopConstituents" else _task(name)
     variants, control = _variants({s: r["y"] for s, r in emb.items()}, n_classes)
     many = evaluate_many(task, emb, PARAMS, variants=variants, predictions=True)
     assert len(many) == len(variants)

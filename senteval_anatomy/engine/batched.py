@@ -161,7 +161,8 @@ _FAST_CE_OK: dict[tuple[int, int], bool] = {}
 def _ce_reference(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     """Sum over slots of each slot's mean cross-entropy, with the solo probe's kernel (``[S*m, C]`` rows)."""
     s, m, c = out.shape
-    return F.cross_entropy(out.reshape(s * m, c), yb.repeat(s), reduction="none").view(s, m).mean(1).sum()
+    labels = yb.expand(s, m).reshape(s * m)  # ``yb`` is [m] (one label set) or [S, m] (a label set per slot)
+    return F.cross_entropy(out.reshape(s * m, c), labels, reduction="none").view(s, m).mean(1).sum()
 
 
 def _ce_classes_mid(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -207,7 +208,7 @@ def _fast_ce_ok(nclasses: int, padded_rows: int) -> bool:
 
 
 def _slot_cross_entropy(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-    """Sum over slots of each slot's mean cross-entropy of ``out`` ``[S, m, C]`` against ``yb`` ``[m]``: the fast
+    """Sum over slots of each slot's mean cross-entropy of ``out`` ``[S, m, C]`` against ``yb`` ``[m]`` or ``[S, m]``: the fast
     layout where it is verified to equal the solo kernel (CPU), the solo formulation everywhere else."""
     _, m, c = out.shape
     if out.device.type == "cpu" and _fast_ce_ok(c, -(-m // _LSM_ROW_PAD) * _LSM_ROW_PAD):
