@@ -68,7 +68,15 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .vocab import CACHE_ENV_VAR, VIEWS, atomic_write, check_pooling, check_views, default_cache_dir
+from .vocab import (
+    CACHE_ENV_VAR,
+    ENCODE_BATCH_SIZE,
+    VIEWS,
+    atomic_write,
+    check_pooling,
+    check_views,
+    default_cache_dir,
+)
 
 __all__ = [
     "CacheCorruptionWarning",
@@ -426,7 +434,7 @@ class FeatureStore:
         *,
         pooling: str | None = None,
         max_length: int | None = None,
-        batch_size: int = 64,
+        batch_size: int = ENCODE_BATCH_SIZE,
         views: Sequence[str] = VIEWS,
         progress: Any = None,
     ) -> StoredFeatures:
