@@ -807,7 +807,7 @@ def _dispatch(name: str, argv: list[str], debug: bool) -> int:
         if func is None:
             raise UsageError(f"the `{name}` command is not part of this version of senteval_anatomy "
                              f"({module_name} has no {func_name}()); upgrade the package")
-        return int(func(argv) or 0)
+        return int(func(argv, prog=f"{PROG} {name}") or 0)  # usage lines name the command as typed
 
     return _guarded(work, debug=debug, prog=f"{PROG} {name}")
 

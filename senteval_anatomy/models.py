@@ -1238,7 +1238,7 @@ def self_check(encoder: Encoder) -> list[tuple[str, bool, str]]:
     return checks
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``python -m senteval_anatomy.models [--check MODEL]``: list supported types, or self-check one model.
 
     Exit codes: 0 listed / all checks passed, 1 a check failed, 2 the model could not be loaded.
@@ -1247,7 +1247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(
-        prog="python -m senteval_anatomy.models",
+        prog=prog or "python -m senteval_anatomy.models",
         description="List the model types senteval_anatomy reads and how, or self-check a model.",
     )
     parser.add_argument("--check", metavar="MODEL", help="bundled name, local folder or Hub id to self-check")

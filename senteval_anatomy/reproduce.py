@@ -537,9 +537,9 @@ def reproduce(
     return comparison, correlation
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m senteval_anatomy.reproduce",
+        prog=prog or "python -m senteval_anatomy.reproduce",
         description="Run Jo & Myaeng (2020)'s experiments with its settings and compare with its released numbers.",
     )
     p.add_argument("--models", default="bert-base-uncased",
@@ -584,9 +584,9 @@ def _resolve_task_path(arg: str | None) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Command line entry point; returns the exit status. ``prog``: the name usage lines show."""
+    args = _parser(prog).parse_args(argv)
     try:
         models = _parse_models(args.models, args.reference_model)
         from .data.sources import expand_tasks

@@ -1033,13 +1033,14 @@ def _human(n: float) -> str:
     return f"{n:.1f} GiB"  # pragma: no cover
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``senteval-anatomy-cache {list,clear,verify}``: inspect, empty or check the feature cache.
 
-    Returns the exit status: 0, or 1 when ``verify`` found damage that it did not repair.
+    Returns the exit status: 0, or 1 when ``verify`` found damage that it did not repair. ``prog`` is the program
+    name usage lines show (``senteval-anatomy cache`` when the umbrella command dispatches here).
     """
     parser = argparse.ArgumentParser(
-        prog="senteval-anatomy-cache",
+        prog=prog or "senteval-anatomy-cache",
         description="List, clear or verify the senteval_anatomy feature cache "
         f"(default location: ${ENV_VAR} or ~/.cache/senteval_anatomy).",
     )

@@ -32,9 +32,9 @@ def _tasks_arg(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m senteval_anatomy.data",
+        prog=prog or "python -m senteval_anatomy.data",
         description="Get SentEval's data in SentEval's layout, check a data folder, or regenerate the demo data.",
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -228,9 +228,9 @@ def _cmd_make_default(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit code."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Console entry point; returns the exit code. ``prog``: the name usage lines show (``senteval-anatomy data``)."""
+    args = _parser(prog).parse_args(argv)
     handler = {
         "download": _cmd_download,
         "check": _cmd_check,
