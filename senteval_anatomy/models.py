@@ -1060,6 +1060,11 @@ def load_encoder(
 
     raw = os.fspath(name_or_path)
     source = raw
+    if not raw.strip():
+        raise UnsupportedModelError(
+            f"an empty model name ({raw!r}); give 'minilm' (bundled), a folder written by save_pretrained(), or a "
+            "Hugging Face Hub id such as bert-base-uncased"
+        )
     if raw in BUNDLED_MODELS:
         module_name = BUNDLED_MODELS[raw]
         try:
@@ -1073,10 +1078,16 @@ def load_encoder(
         local_files_only = True
     elif Path(raw).expanduser().exists():
         path = Path(raw).expanduser()
+        if not path.is_dir():
+            raise UnsupportedModelError(
+                f"{path} is a file, not a model folder; point at the folder written by save_pretrained() (the one "
+                "holding config.json and the weights)."
+            )
         if not (path / "config.json").is_file():
             raise UnsupportedModelError(
                 f"{path} exists but holds no config.json; point at a folder written by save_pretrained()."
             )
+        _check_config_file(path / "config.json")
         source = str(path)
         local_files_only = True
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -1087,6 +1098,11 @@ def load_encoder(
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
+        if local_files_only and raw not in BUNDLED_MODELS:  # a local folder: its config.json is what is wrong
+            raise UnsupportedModelError(
+                f"{Path(source) / 'config.json'}: transformers cannot read it as a model config "
+                f"({_one_line(str(exc))}); re-save the model with save_pretrained() or fix its model_type"
+            ) from exc
         raise UnsupportedModelError(
             f"Could not load a model from {raw!r}: it is not a bundled short name ({', '.join(BUNDLED_MODELS)}), "
             "not a local model directory, and the Hugging Face Hub did not provide it (check the id, or your "
@@ -1118,8 +1134,11 @@ def load_encoder(
         try:
             try:
                 model = model_class.from_pretrained(source, config=config, **model_kwargs)
-            except (OSError, ValueError, KeyError) as exc:
-                raise UnsupportedModelError(f"{raw}: could not load the model's weights: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - damaged weights fail with many types (SafetensorError, ...)
+                raise UnsupportedModelError(
+                    f"{raw}: could not load the model's weights ({type(exc).__name__}: {_one_line(str(exc))}); the "
+                    "weight files may be damaged, truncated or not match config.json: save or download them again"
+                ) from exc
             try:
                 tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             except Exception as exc:  # noqa: BLE001 - tokenizers fail with many exception types
@@ -1140,6 +1159,30 @@ def load_encoder(
         model, tokenizer, name=raw, device=device, max_length=max_length, revision=revision, spec=spec,
         layout=layout,
     )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """The first line of ``text``, cut to ``limit`` characters: error messages of the CLI are one line."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def _check_config_file(path: Path) -> None:
+    """A local ``config.json`` is a JSON object naming its ``model_type``; else say where it is wrong."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnsupportedModelError(f"{path}: not UTF-8 text ({exc.reason}); re-save the model with "
+                                    "save_pretrained()") from exc
+    except json.JSONDecodeError as exc:
+        raise UnsupportedModelError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); re-save the model "
+                                    "with save_pretrained()") from exc
+    if not isinstance(config, dict):
+        raise UnsupportedModelError(f"{path}: a model config is a JSON object, got {type(config).__name__}; re-save "
+                                    "the model with save_pretrained()")
+    if not config.get("model_type") and not config.get("architectures"):
+        raise UnsupportedModelError(f"{path}: names no model_type; add \"model_type\" (e.g. \"bert\"), or re-save "
+                                    "the model with save_pretrained()")
 
 
 def describe_architectures() -> Sequence[str]:
