@@ -72,11 +72,7 @@ class _Terminated(BaseException):
 # ------------------------------------------------------------------------------------------------ parsing
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (what is wrong, and where the help is) instead of the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+from .vocab import OneLineParser as _Parser  # noqa: E402 - one-line argparse errors, shared by every command
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -112,6 +108,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
         POOLINGS,
         PRESETS,
         VIEWS,
+        path_arg,
     )
 
     default_tasks = _default_tasks(kind)
@@ -127,7 +124,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", "-m", default="minilm",
                    help="'minilm' (bundled, offline), a local model folder, or a Hugging Face Hub id")
-    p.add_argument("--arch-spec", default=None, metavar="FILE.json",
+    p.add_argument("--arch-spec", type=path_arg, default=None, metavar="FILE.json",
                    help="where a model type not in the table keeps its heads, when discovery cannot tell "
                         "(docs/models.md)")
     p.add_argument("--tasks", "-t", nargs="+", metavar="T", default=None,
@@ -136,10 +133,11 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                         f"(default: {default_tasks})")
     p.add_argument("--views", default=None,
                    help=f"comma-separated views: {', '.join(VIEWS)} (default: {','.join(VIEWS)})")
-    p.add_argument("--task-path", default=None,
+    p.add_argument("--task-path", type=path_arg, default=None,
                    help="SentEval data folder (holding probing/ and downstream/); default: $SENTEVAL_ANATOMY_DATA, "
                         "then downloaded data, then the embedded demo data")
-    p.add_argument("--out", "-o", default=None, help=f"output folder (default: results/<model>/{kind})")
+    p.add_argument("--out", "-o", type=path_arg, default=None,
+                   help=f"output folder (default: results/<model>/{kind})")
     p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                    help="named probe settings (paper: Jo & Myaeng 2020; senteval-default and prototyping: SentEval's "
                         "README configs); any probe flag given explicitly overrides the preset's value")
@@ -166,7 +164,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                    help="sentences per forward pass when encoding (speed and memory only)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for encoding (default: torch's); 1 is faster on a busy shared machine")
-    p.add_argument("--cache-dir", default=None,
+    p.add_argument("--cache-dir", type=path_arg, default=None,
                    help="feature cache folder (default: $SENTEVAL_ANATOMY_CACHE or ~/.cache/senteval_anatomy)")
     p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32", help="dtype of cached features")
     g = p.add_argument_group("probe settings (SentEval's params; defaults from --preset)")

@@ -1065,6 +1065,11 @@ def load_encoder(
             f"an empty model name ({raw!r}); give 'minilm' (bundled), a folder written by save_pretrained(), or a "
             "Hugging Face Hub id such as bert-base-uncased"
         )
+    if raw.startswith((os.sep, "~", ".")) and not Path(raw).expanduser().exists():  # a path, not a Hub id
+        raise UnsupportedModelError(
+            f"{raw}: no such folder; give 'minilm' (bundled), a folder written by save_pretrained(), or a Hugging "
+            "Face Hub id such as bert-base-uncased"
+        )
     if raw in BUNDLED_MODELS:
         module_name = BUNDLED_MODELS[raw]
         try:

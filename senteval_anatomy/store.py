@@ -72,10 +72,12 @@ from .vocab import (
     CACHE_ENV_VAR,
     ENCODE_BATCH_SIZE,
     VIEWS,
+    OneLineParser,
     atomic_write,
     check_pooling,
     check_views,
     default_cache_dir,
+    path_arg,
 )
 
 __all__ = [
@@ -1039,7 +1041,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     Returns the exit status: 0, or 1 when ``verify`` found damage that it did not repair. ``prog`` is the program
     name usage lines show (``senteval-anatomy cache`` when the umbrella command dispatches here).
     """
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog or "senteval-anatomy-cache",
         description="List, clear or verify the senteval_anatomy feature cache "
         f"(default location: ${ENV_VAR} or ~/.cache/senteval_anatomy).",
@@ -1047,7 +1049,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("command", choices=("list", "clear", "verify"))
     parser.add_argument(
         "--cache-dir",
-        type=Path,
+        type=lambda text: Path(path_arg(text)),
         default=None,
         help=f"cache root (default: ${ENV_VAR} or ~/.cache/senteval_anatomy)",
     )
@@ -1070,8 +1072,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         help="verify: remove the damaged entries, so that the next run recomputes them",
     )
     args = parser.parse_args(argv)
-    if args.older_than is not None and args.older_than < 0:
-        parser.error("--older-than must be >= 0 days")
+    if args.older_than is not None and not args.older_than >= 0:  # also refuses nan
+        parser.error(f"--older-than {args.older_than}: give a number of days >= 0, e.g. --older-than 30")
     if args.command != "verify" and (args.full or args.repair):
         parser.error("--full and --repair belong to the verify command")
     if args.command == "verify" and args.older_than is not None:
@@ -1081,6 +1083,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if p.exists() and not p.is_dir():
             where = "--cache-dir" if args.cache_dir is not None else f"${ENV_VAR} / the default cache"
             parser.error(f"{where}: {p} is not a folder")
+    if not (root / "features").is_dir():
+        if args.cache_dir is not None:  # a folder the user named: most likely not the one the runs used
+            what = "no such folder" if not root.exists() else "holds no feature cache (no features/ folder)"
+            parser.error(f"--cache-dir {root}: {what}; give the --cache-dir your runs used (default: "
+                         f"${ENV_VAR} or ~/.cache/senteval_anatomy)")
+        print(f"no feature cache yet at {root / 'features'} (nothing has been encoded with this cache)")
+        return 0
 
     store = FeatureStore(args.cache_dir)
     if args.command == "list":
