@@ -1083,12 +1083,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if p.exists() and not p.is_dir():
             where = "--cache-dir" if args.cache_dir is not None else f"${ENV_VAR} / the default cache"
             parser.error(f"{where}: {p} is not a folder")
-    if not (root / "features").is_dir():
-        if args.cache_dir is not None:  # a folder the user named: most likely not the one the runs used
-            what = "no such folder" if not root.exists() else "holds no feature cache (no features/ folder)"
-            parser.error(f"--cache-dir {root}: {what}; give the --cache-dir your runs used (default: "
-                         f"${ENV_VAR} or ~/.cache/senteval_anatomy)")
-        print(f"no feature cache yet at {root / 'features'} (nothing has been encoded with this cache)")
+    if args.cache_dir is not None and not root.exists():  # a folder the user named: a typo, or not the runs' one
+        parser.error(f"--cache-dir {root}: no such folder; give the --cache-dir your runs used (default: "
+                     f"${ENV_VAR} or ~/.cache/senteval_anatomy)")
+    if not (root / "features").is_dir():  # say so, rather than list an "(empty)" cache or "remove 0 entries"
+        print(f"no feature cache in {root} (no features/ folder: nothing was encoded with this cache folder); "
+              f"nothing to {args.command}")
         return 0
 
     store = FeatureStore(args.cache_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,8 +101,19 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("task-path-is-a-file", ["--task-path", "{file}"], "not a folder"),
     ("task-path-holds-no-data", ["--task-path", "{empty}"], "holds neither probing/ nor downstream/"),
     ("data-line-malformed", ["--task-path", "{broken}"], "sentence_length.txt:3"),
+    ("data-header-line", ["--task-path", "{header}"], "sentence_length.txt:1: unknown split 'split'"),
+    ("data-latin1-bytes", ["--task-path", "{latin1}"], "sentence_length.txt:2: not valid utf-8"),
+    ("out-empty", ["--out", ""], "argument --out/-o: an empty path"),
+    ("task-path-empty", ["--task-path", ""], "argument --task-path: an empty path"),
+    ("cache-dir-empty", ["--cache-dir", " "], "argument --cache-dir: an empty path"),
+    ("arch-spec-empty", ["--arch-spec", ""], "argument --arch-spec: an empty path"),
     # models
     ("model-folder-missing", ["--model", "/no/such/model"], "no such folder"),
+    ("model-empty", ["--model", ""], "an empty model name"),
+    ("model-is-a-file", ["--model", "{file}"], "is a file, not a model folder"),
+    ("model-config-not-json", ["--model", "{badjson}"], "config.json:1:2: not valid JSON"),
+    ("model-config-unknown-type", ["--model", "{unktype}"], "config.json: transformers cannot read it"),
+    ("model-weights-corrupt", ["--model", "{corrupt}"], "could not load the model's weights (SafetensorError"),
     ("model-hub-id-unknown", ["--model", "no-such-org/no-such-model-xyz"], "Could not load"),
     ("model-folder-without-config", ["--model", "{empty}"], "no config.json"),
     ("model-folder-without-tokenizer", ["--model", "{notok}"], "not this model's tokenizer"),
@@ -117,6 +129,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("harness-senteval-absent", ["--harness", "senteval"], "needs facebookresearch/SentEval"),
     ("seed-not-an-int", ["--seed", "x"], "invalid int value: 'x'"),
     ("seed-negative", ["--seed", "-5"], "--seed -5: must be between 0 and 4294967295"),
+    ("cache-dtype-unknown", ["--cache-dtype", "int8"], "invalid choice: 'int8'"),
     ("flag-unknown", ["--colour", "red"], "unrecognized arguments"),
 ]
 
@@ -150,6 +163,13 @@ def world(tmp_path_factory) -> dict[str, str]:
     resnet = root / "resnet"  # a model without attention heads
     ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(resnet)
     tok.save_pretrained(resnet)
+    for name, edit in (("bad-json", lambda d: (d / "config.json").write_text("{not json")),
+                       ("unknown-type", lambda d: (d / "config.json").write_text(
+                           (d / "config.json").read_text().replace('"model_type": "bert"', '"model_type": "foobar"'))),
+                       ("corrupt-weights", lambda d: (d / "model.safetensors").write_bytes(b"garbage" * 10))):
+        shutil.copytree(model_dir, root / name)
+        edit(root / name)
+    assert '"foobar"' in (root / "unknown-type" / "config.json").read_text()
     wrongtok = root / "wrong-tokenizer"  # BERT weights, GPT-2's byte-level BPE tokenizer (400 tokens)
     model.save_pretrained(wrongtok)
     build_tiny("gpt2")[1].save_pretrained(wrongtok)
@@ -158,11 +178,20 @@ def world(tmp_path_factory) -> dict[str, str]:
     lines = (broken / "probing" / "sentence_length.txt").read_text(encoding="utf-8").splitlines()
     lines[2] = "tr\tonly-two-fields"
     (broken / "probing" / "sentence_length.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    header = make_tiny_data(root / "header")  # a header line, as a spreadsheet export writes
+    length = header / "probing" / "sentence_length.txt"
+    length.write_text("split\tlabel\tsentence\n" + length.read_text(encoding="utf-8"), encoding="utf-8")
+    latin1 = make_tiny_data(root / "latin1")  # one sentence saved as Latin-1
+    length = latin1 / "probing" / "sentence_length.txt"
+    lines = length.read_text(encoding="utf-8").splitlines()
+    lines[1] += " caf\xe9"
+    length.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
     (root / "a-file.txt").write_text("not a folder\n")
     (root / "empty").mkdir()
     return {"model": str(model_dir), "data": str(data), "file": str(root / "a-file.txt"), "empty": str(root / "empty"),
             "broken": str(broken), "notok": str(notok), "resnet": str(resnet),
-            "wrongtok": str(wrongtok)}
+            "wrongtok": str(wrongtok), "badjson": str(root / "bad-json"), "unktype": str(root / "unknown-type"),
+            "corrupt": str(root / "corrupt-weights"), "header": str(header), "latin1": str(latin1)}
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +244,50 @@ def test_bad_input(row_id, extra, fragment, world, tmp_path, capsys, request):
     assert "error: " in lines[0] and fragment in lines[0], lines[0]
     assert "Traceback" not in captured.err
     assert _written(tmp_path) == []  # checked before anything was written
+
+
+# Rows for the other commands: (id, command line, fragment of the one line on stderr). {tmp} is the test's folder,
+# {file} an ordinary file.
+COMMAND_BAD_INPUTS: list[tuple[str, list[str], str]] = [
+    ("cache-list-missing-dir", ["cache", "list", "--cache-dir", "/no/such/cache"], "--cache-dir /no/such/cache: no such folder"),
+    ("cache-clear-a-file", ["cache", "clear", "--cache-dir", "{file}"], "is not a folder"),
+    ("cache-verify-empty-path", ["cache", "verify", "--cache-dir", ""], "argument --cache-dir: an empty path"),
+    ("cache-older-than-nan", ["cache", "list", "--cache-dir", "{tmp}", "--older-than", "nan"], "--older-than nan"),
+    ("cache-no-command", ["cache"], "senteval-anatomy cache: error: the following arguments are required"),
+    ("data-check-empty-path", ["data", "check", ""], "senteval-anatomy data check: error: argument dir: an empty path"),
+    ("data-download-empty-dest", ["data", "download", "--dest", "", "--tasks", "Length"], "an empty path"),
+    ("data-no-command", ["data"], "senteval-anatomy data: error: the following arguments are required: COMMAND"),
+    ("models-check-missing-path", ["models", "--check", "/no/such/model"], "/no/such/model: no such folder"),
+]
+
+
+@pytest.mark.parametrize("row_id, argv, fragment", COMMAND_BAD_INPUTS, ids=[r[0] for r in COMMAND_BAD_INPUTS])
+def test_command_bad_input(row_id, argv, fragment, world, tmp_path, capsys):
+    """``cache``, ``data`` and ``models``: one line naming the command as typed, exit 2, nothing made or removed."""
+    before = sorted(Path(world["data"]).rglob("*"))
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{file}", world["file"]) for a in argv]
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert status == 2, err
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err and "usage:" not in err
+    assert sorted(Path(world["data"]).rglob("*")) == before
+    assert not (tmp_path / "features").exists()
+
+
+def test_cache_commands_on_a_folder_without_a_cache_say_so(world, capsys):
+    """A folder that exists but holds no ``features/`` (here: a data folder): no "(empty)" listing, no "removed 0
+    entries", but a line saying there is no feature cache there; nothing in it is touched."""
+    before = sorted(Path(world["data"]).rglob("*"))
+    for command in ("list", "verify", "clear"):
+        assert cli.main(["cache", command, "--cache-dir", world["data"]]) == 0
+        out = capsys.readouterr().out
+        assert f"no feature cache in {world['data']}" in out and f"nothing to {command}" in out, out
+    assert sorted(Path(world["data"]).rglob("*")) == before
 
 
 def test_unknown_command_says_what_was_meant(capsys):
