@@ -374,8 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import runpy
 
-    p = argparse.ArgumentParser(prog="python -m senteval_anatomy.compat",
-                                description="Run a SentEval script unchanged, with senteval_anatomy.compat applied.")
+    from .vocab import OneLineParser
+
+    p = OneLineParser(prog="python -m senteval_anatomy.compat",
+                      description="Run a SentEval script unchanged, with senteval_anatomy.compat applied.")
     p.add_argument("--device", default="auto", help="where SentEval's PyTorch probes run (auto, cpu, cuda:1, mps)")
     p.add_argument("--senteval", default="senteval", help="import name of the SentEval package")
     p.add_argument("script", help="the SentEval script to run")
@@ -383,10 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     script = os.path.abspath(args.script)
     if not os.path.isfile(script):
-        p.error(f"script {args.script!r} not found")
+        what = "is a folder, not a script" if os.path.isdir(script) else "not found"
+        p.error(f"script {args.script!r} {what}; give the path of a SentEval script (a .py file)")
     sys.argv = [script, *args.args]
     sys.path.insert(0, os.path.dirname(script))
-    state = patch(args.device, senteval=args.senteval)
+    try:
+        state = patch(args.device, senteval=args.senteval)
+    except (ImportError, ValueError) as exc:  # SentEval absent / not importable, or a bad --device
+        p.error(str(exc).replace("\n", " "))
     print(f"senteval_anatomy.compat: {', '.join(state.applied) or 'nothing needed'} (device {state.device})",
           file=sys.stderr)
     try:

@@ -259,3 +259,26 @@ def test_a_users_senteval_script_runs_with_one_added_line(tmp_path, task_path):
     result = runs["one_line"]
     assert set(result) == {"SST2", "TREC", "SICKRelatedness", "STS14"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in result.values()), result
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--senteval", "no_such_senteval_package", "{script}"], "Cannot import SentEval as 'no_such_senteval_package'"),
+    (["{folder}"], "is a folder, not a script"),
+], ids=["senteval-not-importable", "script-is-a-folder"])
+def test_compat_command_refuses_in_one_line(argv, fragment, tmp_path, capsys):
+    """``python -m senteval_anatomy.compat``: SentEval missing or a folder given as the script is one line, exit 2,
+    no traceback, and the script does not run."""
+    from senteval_anatomy import compat as compat_module
+
+    script = tmp_path / "script.py"
+    script.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    argv = [a.replace("{script}", str(script)).replace("{folder}", str(tmp_path)) for a in argv]
+    saved = (list(sys.argv), list(sys.path))
+    try:
+        with pytest.raises(SystemExit) as exc:
+            compat_module.main(argv)
+    finally:
+        sys.argv[:], sys.path[:] = saved
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert "Traceback" not in err and not (tmp_path / "ran").exists()
