@@ -127,7 +127,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--arch-spec", type=path_arg, default=None, metavar="FILE.json",
                    help="where a model type not in the table keeps its heads, when discovery cannot tell "
                         "(docs/models.md)")
-    p.add_argument("--tasks", "-t", nargs="+", metavar="T", default=None,
+    p.add_argument("--tasks", "-t", nargs="+", action="extend", metavar="T", default=None,
                    help="tasks, separated by commas or spaces (as in the data command): SentEval names in any case "
                         f"(Length, sst5), data sets (SICK, STS12) or groups (probing, downstream, sts, all) "
                         f"(default: {default_tasks})")

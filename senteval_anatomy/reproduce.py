@@ -549,7 +549,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="the released model every --models entry without '=REFERENCE' is compared with")
     p.add_argument("--task-path", default=None, help="SentEval data folder (probing/, downstream/); default: "
                    "$SENTEVAL_ANATOMY_DATA, else the downloaded data")
-    p.add_argument("--tasks", nargs="+", metavar="T", default=None,
+    p.add_argument("--tasks", nargs="+", action="extend", metavar="T", default=None,
                    help="subset of the paper's tasks, separated by commas or spaces, as in every command (names in any "
                         f"case, or groups such as probing; default: all {len(PROBING_TASKS)} probing tasks and "
                         f"{', '.join(TOPK_TASKS)})")

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # (id, extra arguments, fragment the one-line message must contain). Placeholders: {file} an ordinary file,
 # {empty} an empty folder, {ro} a read-only file system, {broken} data with a malformed line, {notok} a model folder
-# without tokenizer files, {wrongtok} one with another model's tokenizer, {resnet} a model without attention heads. Later flags override the base command's.
+# without tokenizer files, {wrongtok} one with another model's tokenizer, {resnet} a model without attention heads. Later flags override the base command's;
+# a row's --tasks replaces the base command's (repeated --tasks add up).
 BAD_INPUTS: list[tuple[str, list[str], str]] = [
     # layers and heads (the tiny model has 2 layers x 4 heads)
     ("head-layer-out-of-range", ["--head", "2,0"], "out of range"),
@@ -47,6 +48,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("tasks-snli", ["--tasks", "SNLI"], "unknown task 'SNLI'"),
     ("tasks-typo", ["--tasks", "Lenght"], "unknown task 'Lenght'"),
     ("tasks-empty", ["--tasks", ","], "names no task"),
+    ("tasks-repeated-flag", ["--tasks", "SNLI", "--tasks", "Length"], "unknown task 'SNLI'"),
     ("task-files-missing", ["--tasks", "SST5"], "sentiment-train"),
     # devices
     ("device-unknown", ["--device", "gpu0"], "is not a device"),
@@ -218,7 +220,8 @@ def _fill(args: list[str], world: dict[str, str], tmp: Path, ro: Path | None) ->
 def _base(world: dict[str, str], tmp: Path, extra: list[str]) -> list[str]:
     """The command each row changes; a sweep writes to ``tmp/out``, one adapter (--head/--layer) prints JSON."""
     out = [] if {"--head", "--layer"} & set(extra) else ["--out", str(tmp / "out")]
-    return ["probing", "--model", world["model"], "--task-path", world["data"], "--tasks", "Length", *out,
+    tasks = [] if "--tasks" in extra else ["--tasks", "Length"]  # repeated --tasks add up, so a row's replace these
+    return ["probing", "--model", world["model"], "--task-path", world["data"], *tasks, *out,
             "--cache-dir", str(tmp / "cache"), "-q"]
 
 

@@ -27,6 +27,7 @@ def _tasks_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--tasks",
         nargs="+",
+        action="extend",  # --tasks A --tasks B means both, as in one --tasks A,B
         metavar="T",
         help=f"tasks to {what}: SentEval names (SST2, SICKEntailment, Depth…), datasets (SICK, STS12…) or groups "
         f"({', '.join(GROUPS)}); commas or spaces; default: all",
