@@ -423,6 +423,21 @@ def _check_writable(flag: str, path: Path) -> None:
         raise UsageError(f"{flag} {path}: cannot write in {base} ({exc.strerror}); give a writable folder") from None
 
 
+#: Files a sweep writes at the top of ``--out``; ``units/`` beside them marks a folder a run wrote.
+_OUT_FILES = ("results.csv", "results.parquet", "report.md")
+
+
+def _check_out_is_ours(out: Path) -> None:
+    """Never overwrite a user's own ``results.csv`` / ``report.md``: a folder holding them without the ``units/``
+    folder every run writes first was not written by a run."""
+    if not out.is_dir() or (out / "units").is_dir():
+        return
+    theirs = [name for name in _OUT_FILES if (out / name).exists()]
+    if theirs:
+        raise UsageError(f"--out {out}: already holds {', '.join(theirs)} that no senteval_anatomy run wrote (no "
+                         "units/ folder beside them), which this run would overwrite; give a new or empty folder")
+
+
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
     from .data import DOWNLOAD_HINT
@@ -476,6 +491,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
                          "e.g. --batch-size 32")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: give a positive number of threads, e.g. --threads 1")
+    cpus = os.cpu_count() or 1
+    if args.threads is not None and args.threads > cpus:  # thousands of threads exhaust memory before any work
+        raise UsageError(f"--threads {args.threads}: this machine has {cpus} CPUs; give at most --threads {cpus}")
     if args.max_length is not None and args.max_length < 1:
         raise UsageError(f"--max-length {args.max_length}: give a positive number of tokens, e.g. --max-length 128")
     if harness == "senteval":
@@ -549,6 +567,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     out = Path(args.out).expanduser() if args.out else Path("results") / slug(str(args.model), default="model") / kind
     if not single:
         _check_writable("--out", out)
+        _check_out_is_ours(out)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
     _check_writable("--cache-dir" if cache_dir else f"the cache folder (default, or ${CACHE_ENV_VAR}; set --cache-dir)",
                     cache_dir or default_cache_dir())

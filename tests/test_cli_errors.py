@@ -72,6 +72,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("kfold-one", ["--kfold", "1"], "--kfold"),
     ("nhid-negative", ["--nhid", "-1"], "--nhid"),
     ("threads-zero", ["--threads", "0"], "--threads 0"),
+    ("threads-more-than-cpus", ["--threads", "100000"], "CPUs; give at most --threads"),
     ("max-length-zero", ["--max-length", "0"], "--max-length 0"),
     ("max-length-too-small", ["--max-length", "1"], "too small"),
     ("dropout-without-hidden-layer", ["--dropout", "0.3"], "no effect on a logistic-regression probe"),
@@ -96,6 +97,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     # paths
     ("out-is-a-file", ["--out", "{file}"], "this is a file, not a folder"),
     ("out-under-a-file", ["--out", "{file}/sub"], "is a file, so no folder can be made"),
+    ("out-holds-a-users-results", ["--out", "{foreign}"], "results.csv, report.md that no senteval_anatomy run wrote"),
     ("cache-dir-is-a-file", ["--cache-dir", "{file}"], "this is a file, not a folder"),
     ("out-read-only", ["--out", "{ro}/out"], "cannot write"),
     ("cache-dir-read-only", ["--cache-dir", "{ro}/cache"], "cannot write"),
@@ -188,12 +190,16 @@ def world(tmp_path_factory) -> dict[str, str]:
     lines = length.read_text(encoding="utf-8").splitlines()
     lines[1] += " caf\xe9"
     length.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    foreign = root / "my-analysis"  # a user's own folder: their results.csv and notes must never be overwritten
+    foreign.mkdir()
+    (foreign / "results.csv").write_text("mine,not,yours\n")
+    (foreign / "report.md").write_text("# my notes\n")
     (root / "a-file.txt").write_text("not a folder\n")
     (root / "empty").mkdir()
     return {"model": str(model_dir), "data": str(data), "file": str(root / "a-file.txt"), "empty": str(root / "empty"),
             "broken": str(broken), "notok": str(notok), "resnet": str(resnet),
             "wrongtok": str(wrongtok), "badjson": str(root / "bad-json"), "unktype": str(root / "unknown-type"),
-            "corrupt": str(root / "corrupt-weights"), "header": str(header), "latin1": str(latin1)}
+            "corrupt": str(root / "corrupt-weights"), "header": str(header), "latin1": str(latin1), "foreign": str(foreign)}
 
 
 @pytest.fixture(scope="module")
