@@ -394,8 +394,17 @@ class Encoder:
         num_layers, num_heads, head_dim, hidden_size = _dims(model, spec, model_type)
         limit = _max_positions(config, spec, tokenizer)
         if max_length is not None:
-            if max_length < 2:
-                raise ValueError(f"max_length={max_length} is too small; it counts special tokens too.")
+            try:  # [CLS] and [SEP] count against max_length: at least one word of each sentence must be left
+                special = int(tokenizer.num_special_tokens_to_add(pair=False))
+            except (AttributeError, NotImplementedError, TypeError):
+                special = 0
+            least = max(2, special + 1)
+            if max_length < least:
+                raise ValueError(
+                    f"max_length={max_length} is too small; it counts special tokens too (this tokenizer adds "
+                    f"{special}, so every sentence would keep {max(0, max_length - special)} words): give at least "
+                    f"{least}, e.g. 128"
+                )
             limit = min(limit, int(max_length)) if limit else int(max_length)
         encoder = cls(
             name=name or getattr(config, "_name_or_path", "") or model_type,

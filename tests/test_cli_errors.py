@@ -75,6 +75,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("threads-more-than-cpus", ["--threads", "100000"], "CPUs; give at most --threads"),
     ("max-length-zero", ["--max-length", "0"], "--max-length 0"),
     ("max-length-too-small", ["--max-length", "1"], "too small"),
+    ("max-length-only-special-tokens", ["--max-length", "2"], "this tokenizer adds 2, so every sentence would keep 0"),
     ("dropout-without-hidden-layer", ["--dropout", "0.3"], "no effect on a logistic-regression probe"),
     ("torch-flag-with-sklearn", ["--sklearn", "--optim", "adam"], "--optim sets the PyTorch probe"),
     # top-k
