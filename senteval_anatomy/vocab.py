@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import hashlib
 import math
 import os
@@ -406,6 +407,9 @@ def atomic_write(
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():  # else the rename fails naming only the hidden temporary file
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of this file; move or rename the folder",
+                                str(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         if callable(content):
