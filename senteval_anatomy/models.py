@@ -1120,7 +1120,7 @@ def load_encoder(
         raise UnsupportedModelError(
             f"Could not load a model from {raw!r}: it is not a bundled short name ({', '.join(BUNDLED_MODELS)}), "
             "not a local model directory, and the Hugging Face Hub did not provide it (check the id, or your "
-            f"network / HF_HUB_OFFLINE setting). Underlying error: {exc}"
+            f"network / HF_HUB_OFFLINE setting). Underlying error: {_one_line(str(exc))}"
         ) from exc
     layout = None
     if spec is not None and not isinstance(spec, ArchSpec):
@@ -1300,15 +1300,16 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
     Exit codes: 0 listed / all checks passed, 1 a check failed, 2 the model could not be loaded.
     """
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(
+    from .vocab import OneLineParser, path_arg
+
+    parser = OneLineParser(
         prog=prog or "python -m senteval_anatomy.models",
         description="List the model types senteval_anatomy reads and how, or self-check a model.",
     )
     parser.add_argument("--check", metavar="MODEL", help="bundled name, local folder or Hub id to self-check")
-    parser.add_argument("--arch-spec", metavar="FILE.json", help="your own layout (see docs/models.md)")
+    parser.add_argument("--arch-spec", type=path_arg, metavar="FILE.json", help="your own layout (see docs/models.md)")
     parser.add_argument("--device", default="cpu", help="device for the check (default: cpu)")
     parser.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--markdown", action="store_true", help="print the README's table of supported types")

@@ -42,7 +42,16 @@ import pandas as pd
 
 from .engine.tasks import PROBING_TASKS as ENGINE_PROBING_TASKS
 from .results import Results, TestSelectionWarning
-from .vocab import PAPER_DOWNSTREAM_TASKS, POOLINGS, VIEWS, atomic_write, preset_params, slug
+from .vocab import (
+    PAPER_DOWNSTREAM_TASKS,
+    POOLINGS,
+    VIEWS,
+    OneLineParser,
+    atomic_write,
+    path_arg,
+    preset_params,
+    slug,
+)
 
 __all__ = [
     "REFERENCE_FILE",
@@ -538,7 +547,7 @@ def reproduce(
 
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog or "python -m senteval_anatomy.reproduce",
         description="Run Jo & Myaeng (2020)'s experiments with its settings and compare with its released numbers.",
     )
@@ -547,7 +556,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
                         f"another model's released numbers (released: {', '.join(reference_models())})")
     p.add_argument("--reference-model", default=None,
                    help="the released model every --models entry without '=REFERENCE' is compared with")
-    p.add_argument("--task-path", default=None, help="SentEval data folder (probing/, downstream/); default: "
+    p.add_argument("--task-path", type=path_arg, default=None, help="SentEval data folder (probing/, downstream/); default: "
                    "$SENTEVAL_ANATOMY_DATA, else the downloaded data")
     p.add_argument("--tasks", nargs="+", action="extend", metavar="T", default=None,
                    help="subset of the paper's tasks, separated by commas or spaces, as in every command (names in any "
@@ -555,7 +564,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
                         f"{', '.join(TOPK_TASKS)})")
     p.add_argument("--ks", default=None, help="top-k values, comma-separated (default: 1..12, then doubling, all "
                    "heads; the paper's k is always added)")
-    p.add_argument("--out", default="reproduce", help="output folder (resumable)")
+    p.add_argument("--out", type=path_arg, default="reproduce", help="output folder (resumable)")
     p.add_argument("--pooling", default=None, choices=POOLINGS,
                    help="token pooling (default: the model's: first token for encoders, last token for decoders); "
                         "one-past-last is the paper's GPT position, for exact reproduction (docs/reproduce.md)")

@@ -268,6 +268,9 @@ COMMAND_BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("data-download-empty-dest", ["data", "download", "--dest", "", "--tasks", "Length"], "an empty path"),
     ("data-no-command", ["data"], "senteval-anatomy data: error: the following arguments are required: COMMAND"),
     ("models-check-missing-path", ["models", "--check", "/no/such/model"], "/no/such/model: no such folder"),
+    ("models-flag-unknown", ["models", "--colour"], "senteval-anatomy models: error: unrecognized arguments"),
+    ("reproduce-out-empty", ["reproduce", "--out", ""], "senteval-anatomy reproduce: error: argument --out: an empty"),
+    ("reproduce-flag-unknown", ["reproduce", "--colour"], "senteval-anatomy reproduce: error: unrecognized arguments"),
 ]
 
 
