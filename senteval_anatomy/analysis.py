@@ -97,11 +97,17 @@ def analyse(
     data_note: str | None = None,
     formats: Sequence[str] = ("png", "svg"),
     draw_figures: bool = True,
+    findings: pd.DataFrame | None = None,
 ) -> AnalysisReport:
     """Draw the figures, evaluate top-k heads (optional), build the tables and write ``report.md`` in ``out_dir``.
 
     ``draw_figures=False`` (``--no-plots``) only skips drawing: top-k is still evaluated and the tables and the
     report are still written, so skipping figures never changes which numbers a run produces.
+
+    ``findings``: a :func:`~senteval_anatomy.findings.findings_sweep` table of the same run (default: the
+    ``findings.csv`` in ``out_dir``, rows of this setting and data only). With it the report gets the findings
+    section (claims re-tested with intervals and controls, top-k against the best layer with intervals), the
+    findings figures, and dots on the heatmaps' heads that are not distinguishable from their layer's best.
     """
     from . import plots
     from .report import grouped_table, markdown_table, paper_table, probing_table, write_report
@@ -117,6 +123,11 @@ def analyse(
         )
     figdir = out / "figures"
     res = Results(table)
+    if findings is None:
+        from .findings import load_findings
+
+        findings = load_findings(out, table)
+    tied = _tied(findings, table)
     tasks = _paper_order(dict.fromkeys(table["task"]))
     pooling = pooling or (table["pooling"].iloc[0] if len(table) else None)
     figures: dict[str, Path] = {}
@@ -126,15 +137,16 @@ def analyse(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         if has_heads and draw_figures:
-            fig = plots.heatmap_grid(res, tasks, sort=True)
+            fig = plots.heatmap_grid(res, tasks, sort=True, tied=tied or None)
             plots.save_figure(fig, figdir / "heads_sorted_grid", formats)
-            figures["Every head, sorted within each layer (colour = test score; red box = head chosen on dev)"] = (
-                figdir / "heads_sorted_grid")
+            caption = "Every head, sorted within each layer (colour = test score; red box = head chosen on dev"
+            caption += f"; {plots.TIED_NOTE})" if tied else ")"
+            figures[caption] = figdir / "heads_sorted_grid"
             fig = plots.heatmap_grid(res, tasks, sort=False)
             plots.save_figure(fig, figdir / "heads_unsorted_grid", formats)
             figures["Every head at its index (unsorted)"] = figdir / "heads_unsorted_grid"
             for task in tasks:
-                fig = plots.heatmap(res, task, sort=True)
+                fig = plots.heatmap(res, task, sort=True, tied=tied.get(task))
                 plots.save_figure(fig, figdir / f"heatmap_{task}", formats)
         if has_layers and draw_figures:
             fig = plots.layer_curves(res, tasks)
@@ -154,6 +166,8 @@ def analyse(
             ranked_on = table[table["task"] == (rank_task or task)]
             identity = [str(table["setting"].iloc[0]), str(table["fingerprint"].iloc[0]),
                         *sorted(ranked_on["data_hash"].dropna().astype(str).unique())]
+            if findings is not None:
+                identity.append("intervals")  # curves with test predictions: another file
             path = _curve_file(out, task, rank_task, str(pooling), params or {}, k_values, identity)
             if path.exists():
                 done = _read_curve(path)
@@ -161,7 +175,8 @@ def analyse(
                     frames.append(done)
                     continue
             curve = topk_curve(encoder, task, str(task_path), res, ks=k_values, rank_task=rank_task,
-                               params=params, store=store, pooling=pooling, progress=progress)
+                               params=params, store=store, pooling=pooling, progress=progress,
+                               intervals=findings is not None)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda p, c=curve: c.to_csv(p, index=False))
             frames.append(curve)
@@ -202,11 +217,32 @@ def analyse(
     if kind == "probing":
         notes.append("Surface and syntactic properties are expected in lower layers and semantic ones higher "
                      "(Jo & Myaeng, 2020); the thirds table below says whether that holds here.")
+    if findings is not None:
+        from .findings import claims_section, findings_figures
+
+        notes.append(claims_section(findings, curves=curves))
+        if draw_figures:
+            figures.update(findings_figures(findings, figdir / "findings"))
     report_path = write_report(out, res, {k: v for k, v in figures.items()}, tables,
                                title=f"senteval_anatomy {kind} report", notes="\n\n".join(notes) or None)
     main = next(iter(tables.values()), None)
     summary = markdown_table(main) if main is not None else "(no table: the sweep had only one view)"
     return AnalysisReport(path=report_path, summary_text=summary, tables=tables, figures=figures, curves=curves)
+
+
+def _tied(findings: pd.DataFrame | None, table: pd.DataFrame) -> dict[str, list[tuple[int, int]]]:
+    """Per task, the heads the findings table marks as not distinguishable from their layer's best (tasks with
+    paired tests only)."""
+    from .plots import tied_cells
+
+    if findings is None:
+        return {}
+    out = {}
+    for task in dict.fromkeys(table["task"]):
+        cells = tied_cells(findings, task)
+        if cells is not None:
+            out[task] = cells
+    return out
 
 
 def _paper_order(tasks: Any) -> list[str]:
@@ -252,6 +288,7 @@ def _analyse_settings(
     Top-k heads are evaluated only for the settings the given encoder computed (same fingerprint), with the probe
     settings recorded in that setting's rows, so that no curve mixes two settings.
     """
+    from .findings import load_findings
     from .report import markdown_table, write_report
 
     res = Results(table)
@@ -265,7 +302,7 @@ def _analyse_settings(
         rep = analyse(
             sub, target, encoder=encoder if own else None, task_path=task_path if own else None, params=None,
             store=store, kind=kind, topk=own, ks=ks, rank_task=rank_task, pooling=str(sub["pooling"].iloc[0]),
-            progress=progress, data_note=data_note, formats=formats,
+            progress=progress, data_note=data_note, formats=formats, findings=load_findings(out, sub),
         )
         links.append(f"[report]({(target / 'report.md').relative_to(out).as_posix()})")
         if rep.curves is not None:

@@ -678,6 +678,18 @@ def _run(kind: str, args: argparse.Namespace) -> int:
         resume=not args.no_resume, progress=not args.quiet, batch_size=plan.batch_size, backend=_backend(args),
     )
     print(f"sweep: {len(table)} rows in {time.time() - started:.1f} s -> {plan.out / 'results.csv'}", file=sys.stderr)
+    if plan.findings:  # before the report: analyse() reads findings.csv into the main report
+        from .findings import findings_report, findings_sweep
+
+        views = ("heads",) if args.ablate and "heads" not in plan.views else plan.views
+        ftable = findings_sweep(
+            encoder, plan.tasks, task_path=plan.task_path, views=views, params=plan.params, pooling=plan.pooling,
+            max_length=plan.max_length, store=store, controls=args.controls,
+            untrained_baseline=args.untrained_baseline, seeds=args.seeds, mdl=args.mdl, ablate=args.ablate,
+            ablation_mode=args.ablation_mode, out_dir=plan.out, resume=not args.no_resume,
+            progress=not args.quiet,
+        )
+        print(f"findings: {len(ftable)} rows -> {plan.out / 'findings.csv'}; report: {findings_report(ftable, plan.out)}")
     from .analysis import analyse
 
     report = analyse(
@@ -687,17 +699,6 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     )
     print(report.summary_text)
     print(f"\nreport: {report.path}")
-    if plan.findings:
-        from .findings import findings_report, findings_sweep
-
-        views = ("heads",) if args.ablate and "heads" not in plan.views else plan.views
-        ftable = findings_sweep(
-            encoder, plan.tasks, task_path=plan.task_path, views=views, params=plan.params, pooling=plan.pooling,
-            max_length=plan.max_length, store=store, controls=args.controls,
-            untrained_baseline=args.untrained_baseline, seeds=args.seeds, mdl=args.mdl, ablate=args.ablate,
-            ablation_mode=args.ablation_mode, out_dir=plan.out, progress=not args.quiet,
-        )
-        print(f"findings: {len(ftable)} rows -> {plan.out / 'findings.csv'}; report: {findings_report(ftable, plan.out)}")
     print(f"output folder: {plan.out.resolve()}")
     return 0
 

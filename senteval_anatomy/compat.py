@@ -37,6 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import inspect as _inspect
 import os
 import sys
@@ -249,7 +252,11 @@ def _import_senteval(package: str | ModuleType) -> tuple[str, dict[str, ModuleTy
         for sub in ("utils", "sts", "tools.classifier", "tools.relatedness"):
             mods[sub] = importlib.import_module(f"{name}.{sub}")
     except ImportError as exc:
-        raise ImportError(f"Cannot import SentEval as {name!r} ({exc}). {INSTALL_HINT}") from exc
+        raise ImportError(
+            f"Cannot import SentEval as {name!r} ({exc}). {INSTALL_HINT} If your script puts SentEval on sys.path "
+            "itself (sys.path.insert(0, PATH_TO_SENTEVAL)), call patch() after that line, or run the script "
+            "unchanged with python -m senteval_anatomy.compat SCRIPT."
+        ) from exc
     return name, mods
 
 
@@ -368,9 +375,51 @@ def senteval_compat(device: Any = "auto", *, senteval: str | ModuleType = "sente
         unpatch()
 
 
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patch SentEval the moment a script imports it (the runner's way: SentEval examples put SentEval's folder on
+    ``sys.path`` themselves, so it is often not importable before the script runs)."""
+
+    def __init__(self, package: str, device: Any, announce: Any) -> None:
+        self.package, self.device, self.announce = package, device, announce
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.package:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None  # not there (yet): the script's own import error, as without the runner
+        spec.loader = _PatchAfterExec(spec.loader, self)
+        return spec
+
+    def loaded(self) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        self.announce(patch(self.device, senteval=self.package))
+
+
+class _PatchAfterExec(importlib.abc.Loader):
+    """SentEval's own loader, then :func:`patch` once its package has run (all its modules are imported then)."""
+
+    def __init__(self, inner: Any, hook: _PatchOnImport) -> None:
+        self.inner, self.hook = inner, hook
+
+    def create_module(self, spec: Any) -> Any:
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.inner.exec_module(module)
+        self.hook.loaded()
+
+    def __getattr__(self, name: str) -> Any:  # get_resource_reader, is_package, ...: SentEval's loader answers
+        return getattr(self.inner, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m senteval_anatomy.compat [--device D] [--senteval PKG] SCRIPT [ARGS...]``: run an unchanged
-    SentEval script (as ``python SCRIPT ARGS`` would, ``__name__ == "__main__"``) with SentEval patched."""
+    SentEval script (as ``python SCRIPT ARGS`` would, ``__name__ == "__main__"``) with SentEval patched.
+
+    When SentEval is importable already it is patched before the script starts; otherwise (the SentEval examples'
+    ``sys.path.insert(0, PATH_TO_SENTEVAL)`` before ``import senteval``) the moment the script imports it."""
     import argparse
     import runpy
 
@@ -389,16 +438,36 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"script {args.script!r} {what}; give the path of a SentEval script (a .py file)")
     sys.argv = [script, *args.args]
     sys.path.insert(0, os.path.dirname(script))
+
+    def announce(state: CompatState) -> None:
+        print(f"senteval_anatomy.compat: {', '.join(state.applied) or 'nothing needed'} (device {state.device})",
+              file=sys.stderr)
+
     try:
-        state = patch(args.device, senteval=args.senteval)
-    except (ImportError, ValueError) as exc:  # SentEval absent / not importable, or a bad --device
-        p.error(str(exc).replace("\n", " "))
-    print(f"senteval_anatomy.compat: {', '.join(state.applied) or 'nothing needed'} (device {state.device})",
-          file=sys.stderr)
+        _resolve(args.device)  # a bad --device is a usage error before the script runs
+    except ValueError as exc:
+        p.error(str(exc))
+    hook = None
+    try:
+        importable = importlib.util.find_spec(args.senteval) is not None
+    except ImportError:  # a dotted name whose parent is not importable yet
+        importable = False
+    if importable:
+        try:
+            announce(patch(args.device, senteval=args.senteval))
+        except ImportError as exc:  # found, but it does not import (a broken SentEval checkout)
+            p.error(str(exc).replace("\n", " "))
+    else:
+        hook = _PatchOnImport(args.senteval, args.device, announce)
+        sys.meta_path.insert(0, hook)
     try:
         runpy.run_path(script, run_name="__main__")
     finally:
-        unpatch()
+        if hook is not None:
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(hook)
+        if hook is None or active() is not None:
+            unpatch()
     return 0
 
 

@@ -86,6 +86,11 @@ def _split_scores(rec: dict, seed: int) -> np.ndarray:
     return control_scores(rec["A"], seed, rec["B"])
 
 
+def _bin_labels(thresholds: np.ndarray, bin_classes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """The control class of each score: its bin between the cut points, mapped through the seeded bin order."""
+    return np.asarray(bin_classes)[np.searchsorted(thresholds, scores, side="right")].astype(np.int64)
+
+
 class ControlTask(Task):
     """The control version of a loaded classification task: same spec, sentences, splits and evaluator; labels
     replaced by the control labels (see the module docstring).
@@ -111,6 +116,15 @@ class ControlTask(Task):
     def control_name(self) -> str:
         """The name results use for this control: ``"<task>+control"``."""
         return self.spec.name + CONTROL_SUFFIX
+
+    def labels_for(self, records: dict) -> dict[str, np.ndarray]:
+        """Control labels of every split of ``records`` (``{split: {"X": [tokens...]}}`` or pairs ``"A"`` /
+        ``"B"``), in the records' own order. Control labels are a function of each sentence's word types, so this
+        gives the control labels of the source task's rows in the order its embeddings have
+        (``task.sorted_data()``): a task's probes and its control probes can then share one set of features and
+        train together (:class:`~senteval_anatomy.engine.batched.Variant`)."""
+        return {split: _bin_labels(self.thresholds, self.bin_classes, _split_scores(rec, self.control_seed))
+                for split, rec in records.items()}
 
     def __repr__(self) -> str:
         return f"ControlTask({self.name!r}, seed={self.control_seed})"
@@ -149,7 +163,7 @@ def control_task(task: Task, seed: int = 0) -> ControlTask:
     thresholds = np.quantile(fit_scores, cum, method="inverted_cdf") if len(cum) else np.zeros(0)
     data: dict[str, dict] = {}
     for split, rec in task.data.items():
-        labels = bin_classes[np.searchsorted(thresholds, _split_scores(rec, seed), side="right")]
+        labels = _bin_labels(thresholds, bin_classes, _split_scores(rec, seed))
         new = dict(rec)
         new["y"] = [int(v) for v in labels]
         data[split] = new

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .identity import key_hash
 from .models import Encoder
 from .vocab import (
     FINDINGS_COLUMNS,
@@ -49,18 +50,9 @@ from .vocab import (
     main_scores,
 )
 
-__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_report", "findings_sweep",
-           "selectivity_heatmap", "tied_heatmap", "utilisation_plot"]
+__all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_figures", "findings_report",
+           "findings_sweep", "load_findings", "selectivity_heatmap", "tied_heatmap", "topk_claim", "utilisation_plot"]
 
-
-
-def _embeddings(task: Any, feats: Any, view: str, params: Any) -> dict:
-    """The task's embeddings for every probe of ``view`` (``[n, P, d]`` arrays), read from stored features through
-    the sweep's own store batcher."""
-    from .units import StoreBatcher
-
-    n_probes = feats.heads.shape[1] * feats.heads.shape[2] if view == "heads" else feats.layers.shape[1]
-    return task.embed(params, StoreBatcher(feats, view, slice(0, n_probes)))
 
 
 def _features(encoder: Encoder, task: Any, store: Any, pooling: str, limit: int, params: Any, show: bool) -> Any:
@@ -92,6 +84,23 @@ def _paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[
                          "p_vs_layer_best": p_layer, "tied_with_layer_best": tied})
 
 
+def _options_key(*, controls: bool, control_seed: int, untrained_baseline: bool, untrained_seed: int, seeds: int,
+                 mdl: bool, ablate: bool, ablation_mode: str, ablation_sentences: int, ablation_ks: Sequence[int],
+                 lm_model: Any, alpha: float, top_k: int, n_boot: int) -> dict[str, Any]:
+    """The findings options that determine a unit's extra columns (joined to the sweep's unit key)."""
+    lm = None
+    if lm_model is not None:
+        cfg = getattr(lm_model, "config", None)
+        lm = {"class": type(lm_model).__name__, "name": str(getattr(cfg, "name_or_path", "") or ""),
+              "config": key_hash(cfg.to_dict()) if hasattr(cfg, "to_dict") else None}
+    return {"controls": bool(controls), "control_seed": int(control_seed) if controls else None,
+            "untrained_seed": int(untrained_seed) if untrained_baseline else None, "seeds": int(seeds),
+            "mdl": bool(mdl),
+            "ablation": ({"mode": ablation_mode, "sentences": int(ablation_sentences),
+                          "ks": [int(k) for k in ablation_ks], "lm_model": lm} if ablate else None),
+            "alpha": float(alpha), "top_k": int(top_k), "n_boot": int(n_boot)}
+
+
 def findings_sweep(
     encoder: Encoder,
     tasks: Sequence[str] | str,
@@ -117,6 +126,8 @@ def findings_sweep(
     top_k: int = 5,
     n_boot: int = 1000,
     out_dir: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    memory_budget_gb: float = 1.0,
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Sweep ``tasks`` like :func:`~senteval_anatomy.sweeping.sweep` (builtin harness) and add the columns of
@@ -124,10 +135,11 @@ def findings_sweep(
 
     Parameters
     ----------
-    controls : also train every probe on the task's control task (one more batched run per task and view).
+    controls : also train every probe on the task's control task; the control probes are slots of the same
+        stacked runs as the task's probes (:class:`~senteval_anatomy.engine.batched.Variant`).
     untrained_baseline : also sweep the untrained twin of ``encoder`` (``untrained_seed``).
     seeds : number of probe seeds (``params.seed``, ``+1``, ...): ``acc_mean`` / ``acc_std``; the main ``acc``
-        stays the one of ``params.seed``.
+        stays the one of ``params.seed``. The extra seeds train in the same stacked runs as the task's probes.
     mdl : online-code MDL of every probe (classification tasks).
     ablate : ablate every head alone (``ablation_mode``) on the first ``ablation_sentences`` test sentences of the
         task and record the change of the model's own output (masked-LM / next-token loss with ``lm_model``, else
@@ -136,14 +148,15 @@ def findings_sweep(
         ``ablation_ks`` heads ranked first on dev ablated together, against random sets of as many heads), kept in
         ``table.attrs["ablation_curves"]`` (records: ``pd.DataFrame(table.attrs["ablation_curves"])``) and written
         to ``out_dir/ablation_curves.csv``.
-    out_dir : if given, the table is written atomically to ``out_dir/findings.csv`` (no per-unit resume yet: a rerun
-        recomputes everything).
-
-    Notes
-    -----
-    Unlike :func:`~senteval_anatomy.sweeping.sweep`, the embeddings of all probes of a task and view are held at
-    once (``[n, P, d]`` float32: 10k sentences x 384 heads x 64 dims is ~1 GB); the batched trainer still chunks
-    its own stacked copy by ``CHUNK_BYTES``.
+    out_dir : if given, each finished task x view is written at once as a unit
+        ``out_dir/findings/units/<model>__<task>__<view>__<pooling>__<key hash>.json``
+        (:mod:`senteval_anatomy.identity`: the sweep's unit key plus every findings option above), and the table
+        of this call to ``out_dir/findings.csv``.
+    resume : reuse the units in ``out_dir`` whose key matches exactly (a damaged or foreign unit is named and
+        recomputed), as the sweep does.
+    memory_budget_gb : like the sweep, the embeddings of a task are built and trained one chunk of probes at a
+        time (:func:`~senteval_anatomy.units.probe_slices`); only per-probe numbers and the test predictions
+        (``[probes, test sentences]``, for the paired tests) are kept across chunks.
 
     Returns
     -------
@@ -155,14 +168,14 @@ def findings_sweep(
     from .ablation import ablation_scan, topk_ablation_curve
     from .baselines import untrained_encoder
     from .controls import control_task
-    from .engine.batched import evaluate_many
+    from .engine.batched import Variant, evaluate_many
     from .engine.mdl import mdl_many
     from .engine.params import apply_defaults
     from .engine.tasks import load_task
-    from .identity import data_hash, setting_fields, unit_key
+    from .identity import data_hash, read_unit, setting_fields, unit_key, unit_path, write_unit
     from .stats import correctness
     from .store import FeatureStore
-    from .units import probe_index, result_rows
+    from .units import StoreBatcher, probe_index, probe_slices, result_rows
 
     if isinstance(tasks, str):
         tasks = [t.strip() for t in tasks.split(",") if t.strip()]
@@ -179,54 +192,96 @@ def findings_sweep(
     limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
     store = store if store is not None else FeatureStore()
     show = True if progress is None else bool(progress)
-    untrained = untrained_encoder(encoder, untrained_seed) if untrained_baseline else None
+    untrained = None
     setting = setting_fields(encoder, params=run_params, pooling=pooling, max_length=limit, harness="builtin",
                              cache_dtype=store.dtype, data_path=task_path)
+    options = _options_key(controls=controls, control_seed=control_seed, untrained_baseline=untrained_baseline,
+                           untrained_seed=untrained_seed, seeds=seeds, mdl=mdl, ablate=ablate,
+                           ablation_mode=ablation_mode, ablation_sentences=ablation_sentences,
+                           ablation_ks=ablation_ks, lm_model=lm_model, alpha=alpha, top_k=top_k, n_boot=n_boot)
+    out = Path(out_dir) if out_dir is not None else None
     frames = []
     curves = []
     for task_name in tqdm(tasks, desc="findings", unit="task", disable=not show):
         task = load_task(task_name, run_params.task_path, seed=run_params.seed)
+        data = data_hash(task)
+        pending = []
+        for view in views:
+            key = {**unit_key(setting, task_name, data, view), "findings": options}
+            unit = unit_path(out / "findings", key) if out is not None else None
+            if unit is not None and resume and unit.exists():
+                done = read_unit(unit, key)  # a damaged or foreign file warns, naming it, and is recomputed
+                if done is not None:
+                    curves += [pd.DataFrame(done.attrs["ablation_curves"])] if done.attrs.get("ablation_curves") \
+                        else []
+                    done.attrs.clear()
+                    frames.append(done)
+                    continue
+            pending.append((view, unit, key))
+        if not pending:
+            continue
         run_params.current_task = task_name
         classification = task.spec.kind in ("classification", "pair_classification")
         paired_ok = classification and task.spec.evaluator in ("split", "kfold") and bool(run_params.usepytorch)
         feats = _features(encoder, task, store, pooling, limit, run_params, show)
+        if untrained_baseline and untrained is None:
+            untrained = untrained_encoder(encoder, untrained_seed)
         ufeats = _features(untrained, task, store, pooling, limit, run_params, show) if untrained else None
         ctask = control_task(task, control_seed) if controls and classification else None
-        for view in views:
+        # One stacked pass per probe chunk: the task's probes, the extra seeds and the control probes (control
+        # labels in the task's embedding order) are slots of the same runs.
+        variants = [Variant()] + [Variant(seed=int(run_params.seed) + k) for k in range(1, seeds)]
+        if ctask is not None:
+            variants.append(Variant(labels=ctask.labels_for(task.sorted_data())))
+        for view, unit, key in pending:
             probes = probe_index(encoder, view)
-            emb = _embeddings(task, feats, view, run_params)
-            results = evaluate_many(task, emb, run_params, progress=show, predictions=paired_ok)
-            key = unit_key(setting, task_name, data_hash(task), view)
+            results: list[dict] = []
+            seed_acc: list[list[float]] = [[] for _ in range(seeds - 1)]
+            control_acc: list[float] = []
+            untrained_acc: list[float] = []
+            mdl_rows: list[dict] = []
+            correct_parts: list[np.ndarray] = []
+            for sl in probe_slices(encoder, task, view, len(probes), memory_budget_gb):
+                emb = task.embed(run_params, StoreBatcher(feats, view, sl))
+                vres = evaluate_many(task, emb, run_params, progress=show, predictions=paired_ok, variants=variants)
+                results += vres[0]
+                for k in range(1, seeds):
+                    seed_acc[k - 1] += [main_scores(r).acc for r in vres[k]]
+                if ctask is not None:
+                    control_acc += [float(r["acc"]) for r in vres[-1]]
+                if paired_ok:
+                    correct_parts.append(correctness(np.stack([r["yhat"] for r in vres[0]]),
+                                                     np.asarray(emb["test"]["y"])))
+                if mdl and classification:
+                    mdl_rows += mdl_many(task, emb, run_params, progress=show)
+                del emb, vres
+                if ufeats is not None:
+                    uemb = task.embed(run_params, StoreBatcher(ufeats, view, sl))
+                    untrained_acc += [main_scores(r).acc for r in evaluate_many(task, uemb, run_params,
+                                                                                  progress=show)]
+                    del uemb
             df = result_rows(encoder, key, probes, results, run_params)
             extra = pd.DataFrame(np.nan, index=df.index, columns=list(FINDINGS_COLUMNS), dtype=object)
             acc = df["acc"].to_numpy(dtype=float)
             if paired_ok:
-                y_test = np.asarray(emb["test"]["y"])
-                correct = correctness(np.stack([r["yhat"] for r in results]), y_test)
-                paired = _paired_columns(df["devacc"].to_numpy(dtype=float), correct, probes, view, alpha=alpha,
-                                         top_k=top_k, n_boot=n_boot, seed=int(run_params.seed))
+                paired = _paired_columns(df["devacc"].to_numpy(dtype=float), np.concatenate(correct_parts), probes,
+                                         view, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=int(run_params.seed))
                 for c in paired.columns:
                     extra[c] = paired[c].to_numpy()
-            per_seed = [acc]
-            for k in range(1, seeds):
-                p_k = apply_defaults({**run_params, "seed": int(run_params.seed) + k})
-                per_seed.append(np.array([main_scores(r).acc for r in evaluate_many(task, emb, p_k, progress=show)]))
-            stacked = np.stack(per_seed)
+            stacked = np.stack([acc] + [np.asarray(a, dtype=float) for a in seed_acc])
             extra["n_seeds"] = seeds
             extra["acc_mean"] = stacked.mean(0)
             extra["acc_std"] = stacked.std(0, ddof=1) if seeds > 1 else np.nan
             if ctask is not None:
-                cres = evaluate_many(ctask, _embeddings(ctask, feats, view, run_params), run_params, progress=show)
-                extra["control_acc"] = [float(r["acc"]) for r in cres]
-                extra["selectivity"] = acc - extra["control_acc"].to_numpy(dtype=float)
+                extra["control_acc"] = control_acc
+                extra["selectivity"] = acc - np.asarray(control_acc, dtype=float)
             if ufeats is not None:
-                ures = evaluate_many(task, _embeddings(task, ufeats, view, run_params), run_params, progress=show)
-                extra["untrained_acc"] = [main_scores(r).acc for r in ures]
-                extra["untrained_gain"] = acc - extra["untrained_acc"].to_numpy(dtype=float)
-            if mdl and classification:
-                m = mdl_many(task, emb, run_params, progress=show)
-                extra["mdl"] = [r["mdl"] for r in m]
-                extra["compression"] = [r["compression"] for r in m]
+                extra["untrained_acc"] = untrained_acc
+                extra["untrained_gain"] = acc - np.asarray(untrained_acc, dtype=float)
+            if mdl_rows:
+                extra["mdl"] = [r["mdl"] for r in mdl_rows]
+                extra["compression"] = [r["compression"] for r in mdl_rows]
+            curve = None
             if ablate and view == "heads":
                 test = task.data.get("test") or next(iter(task.data.values()))
                 side = test["X"] if "X" in test else test["A"]
@@ -242,15 +297,16 @@ def findings_sweep(
                                                 seed=int(run_params.seed))
                     curve.insert(0, "task", task_name)
                     curves.append(curve)
-            frames.append(pd.concat([df, extra], axis=1))
-    table = pd.concat(frames, ignore_index=True)
-    for c in ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
-              "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best"):
-        table[c] = pd.to_numeric(table[c], errors="coerce")
-    table = table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
+            unit_table = _typed(pd.concat([df, extra], axis=1))
+            if unit is not None:
+                if curve is not None:
+                    unit_table.attrs["ablation_curves"] = curve.to_dict("records")
+                write_unit(unit, key, unit_table)
+                unit_table.attrs.clear()
+            frames.append(unit_table)
+    table = _typed(pd.concat(frames, ignore_index=True))
     curve_table = pd.concat(curves, ignore_index=True) if curves else None
-    if out_dir is not None:
-        out = Path(out_dir)
+    if out is not None:
         atomic_write(out / "findings.csv", lambda p: table.to_csv(p, index=False))
         if curve_table is not None:
             atomic_write(out / "ablation_curves.csv", lambda p: curve_table.to_csv(p, index=False))
@@ -260,14 +316,23 @@ def findings_sweep(
     return table
 
 
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    """The findings table in column order with numeric findings columns (also after a unit file round trip)."""
+    for c in ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
+              "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best"):
+        table[c] = pd.to_numeric(table[c], errors="coerce")
+    return table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
+
+
 def _best(rows: pd.DataFrame) -> pd.Series:
     """The dev-selected row (first maximum of ``devacc``)."""
     return rows.loc[rows["devacc"].astype(float).idxmax()]
 
 
-def claims_section(table: pd.DataFrame, *, alpha: float = 0.05) -> str:
+def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataFrame | None = None) -> str:
     """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
-    distinguishable from the next best and what ablating it does; then the paper's layer claim re-tested."""
+    distinguishable from the next best and what ablating it does; then the paper's claims re-tested (layers; top
+    heads across tasks; top-k against the best layer, from ``curves`` = top-k curves with intervals)."""
     heads = table[table["view"] == "heads"]
     lines = ["## Findings with controls, baselines and intervals", "",
              "Per task, the head selected on **dev**; test accuracy with its 95% bootstrap interval; selectivity = "
@@ -332,9 +397,42 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05) -> str:
                 row[b] = f"{r['acc']:.1f} ({'tied' if tied else 'worse'})"
             cells.append(row)
         lines += [markdown_table(pd.DataFrame(cells)), ""]
-    lines += ["Not re-tested here: \"top-k heads beat the best layer\" (it needs the top-k representation's test "
-              "predictions; see the top-k table of the main report for its point estimates).", ""]
+    lines += topk_claim(curves, alpha=alpha)
     return "\n".join(lines)
+
+
+def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]:
+    """Markdown lines: "top-k heads beat the best layer" re-tested per task, from top-k curves computed with
+    intervals (:func:`senteval_anatomy.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
+    chosen on dev, each test score with its bootstrap interval, and McNemar's p of the two."""
+    from .report import markdown_table
+    from .topk import INTERVAL_COLUMNS
+
+    head = ["### Claim: the top-k heads beat the best layer", ""]
+    if curves is None or not set(INTERVAL_COLUMNS) <= set(curves.columns):
+        return head + ["Not re-tested: it needs the top-k curves with test predictions (`analyse(..., topk=True)` "
+                       "with a findings table, or `topk_curve(..., intervals=True)`).", ""]
+    rows = []
+    for task, c in curves.groupby("task", sort=False):
+        sel = c[c["selected"].astype(str).str.lower() == "true"]
+        layer = c[c["kind"] == "best_layer"]
+        if sel.empty or layer.empty or pd.isna(sel.iloc[0]["p_vs_best_layer"]):
+            continue
+        s_, b_ = sel.iloc[0], layer.iloc[0]
+        p = float(s_["p_vs_best_layer"])
+        diff = float(s_["acc"]) - float(b_["acc"])
+        verdict = ("not separable" if p >= alpha else "holds" if diff > 0 else "reversed: the layer is better")
+        rows.append({"task": task, "k (dev)": int(s_["k"]),
+                     "top-k": f"{s_['acc']:.1f} [{s_['acc_low']:.1f}, {s_['acc_high']:.1f}]",
+                     "best layer (dev)": f"L{int(b_['layer'])} {b_['acc']:.1f} [{b_['acc_low']:.1f}, "
+                                         f"{b_['acc_high']:.1f}]",
+                     "difference": round(diff, 2), "McNemar p": f"{p:.2g}", "claim": verdict})
+    if not rows:
+        return head + ["Not re-tested: no task has test predictions for both its top-k and its best layer "
+                       "(relatedness, STS and inner-k-fold tasks have none).", ""]
+    return head + ["k and the layer are chosen on dev; test accuracy with its 95% bootstrap interval; the claim "
+                   f"holds for a task only if the top-k representation is better and McNemar p < {alpha}.", "",
+                   markdown_table(pd.DataFrame(rows)), ""]
 
 
 def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
@@ -357,21 +455,18 @@ def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = N
 def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
     """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
     is not distinguishable from the dev-best head of its layer (McNemar p >= alpha on test): how much the within-layer
-    ordering of the paper's sorted heatmap can be trusted."""
-    from .plots import heatmap
+    ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
+    (:func:`senteval_anatomy.plots.heatmap`, ``tied``)."""
+    from .plots import heatmap, tied_cells
     from .results import Results
 
-    rows = table[(table["task"] == task) & (table["view"] == "heads")]
-    if rows.empty or rows["tied_with_layer_best"].isna().all():
+    tied = tied_cells(table, task)
+    if tied is None:
         raise ValueError(f"no paired tests for task {task!r}: findings_sweep computes them for classification tasks "
                          "with the split or k-fold evaluator and PyTorch probes.")
-    fig = heatmap(Results(rows[list(RESULT_COLUMNS)], model=model), task, sort=False, annotate=False,
-                  title=f"{task}: test accuracy; dot = tied with its layer's best head")
-    ax = fig.axes[0]
-    tied = rows[rows["tied_with_layer_best"].astype(str).str.lower() == "true"]
-    ax.scatter(tied["head"].astype(int) + 0.3, tied["layer"].astype(int) - 0.3, s=10, c="black", edgecolors="white",
-               linewidths=0.5, zorder=3)
-    return fig
+    rows = table[(table["task"] == task) & (table["view"] == "heads")]
+    return heatmap(Results(rows[list(RESULT_COLUMNS)], model=model), task, sort=False, annotate=False, tied=tied,
+                   title=f"{task}: test accuracy")
 
 
 def utilisation_plot(table: pd.DataFrame, task: str) -> Any:
@@ -423,31 +518,69 @@ def ablation_curve_plot(curves: pd.DataFrame, task: str) -> Any:
     return fig
 
 
-def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05,
-                    curves: pd.DataFrame | None = None) -> Path:
-    """Write ``out_dir/findings/report.md``: the claims section, the findings table of the selected heads, the
-    selectivity heatmaps, the utilisation plots and the top-k ablation curves (those there is data for;
-    ``curves`` defaults to ``table.attrs["ablation_curves"]``)."""
+def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
+                     curves: pd.DataFrame | None = None) -> dict[str, list[Path]]:
+    """Save the findings figures of every task there is data for under ``figdir`` (tied heads, selectivity,
+    utilisation, top-k ablation; ``curves`` defaults to ``table.attrs["ablation_curves"]``) and return them by
+    caption, for :func:`senteval_anatomy.report.write_report`."""
     from .plots import save_figure
-    from .report import write_report
 
-    out = Path(out_dir) / "findings"
+    figdir = Path(figdir)
+    if curves is None and table.attrs.get("ablation_curves"):
+        curves = pd.DataFrame(table.attrs["ablation_curves"])
     figures: dict[str, list[Path]] = {}
     for task in table.loc[table["view"] == "heads", "task"].unique():
         rows = table[(table["task"] == task) & (table["view"] == "heads")]
         if rows["tied_with_layer_best"].notna().any():
             figures[f"{task}: heads tied with their layer's best"] = save_figure(tied_heatmap(table, task),
-                                                                              out / "figures" / f"tied_{task}")
+                                                                              figdir / f"tied_{task}")
         if rows["selectivity"].notna().any():
             figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
-                                                                   out / "figures" / f"selectivity_{task}")
+                                                                   figdir / f"selectivity_{task}")
         if rows["ablation_delta"].notna().any():
             figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
-                                                                            out / "figures" / f"utilisation_{task}")
-        if curves is None and table.attrs.get("ablation_curves"):
-            curves = pd.DataFrame(table.attrs["ablation_curves"])
+                                                                            figdir / f"utilisation_{task}")
         if curves is not None and (curves["task"] == task).any():
             figures[f"{task}: top-k ablation"] = save_figure(ablation_curve_plot(curves, task),
-                                                             out / "figures" / f"ablation_topk_{task}")
+                                                             figdir / f"ablation_topk_{task}")
+    return figures
+
+
+def findings_report(table: pd.DataFrame, out_dir: str | os.PathLike[str], *, alpha: float = 0.05,
+                    curves: pd.DataFrame | None = None) -> Path:
+    """Write ``out_dir/findings/report.md``: the claims section and the findings figures
+    (:func:`findings_figures`). The main report (:func:`senteval_anatomy.analysis.analyse`) carries the same
+    section and figures when it is given, or finds, the findings table."""
+    from .report import write_report
+
+    out = Path(out_dir) / "findings"
+    figures = findings_figures(table, out / "figures", curves=curves)
     return write_report(out, None, figures=figures, title="Findings: controls, baselines, uncertainty, utilisation",
                         notes=claims_section(table, alpha=alpha))
+
+
+def load_findings(out_dir: str | os.PathLike[str], table: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The findings table written by :func:`findings_sweep` in ``out_dir`` (``findings.csv``, with
+    ``ablation_curves.csv`` in ``attrs``), or ``None`` when there is none. With ``table`` (a sweep's results), only
+    the rows of the same setting and of the same data (task, data hash) are kept, so a report never mixes findings
+    of another run into its own numbers."""
+    out = Path(out_dir)
+    path = out / "findings.csv"
+    if not path.is_file():
+        return None
+    found = pd.read_csv(path)
+    if table is not None and len(table):
+        keys = set(zip(table["setting"].astype(str), table["task"].astype(str), table["data_hash"].astype(str),
+                       strict=True))
+        mine = [(s, t, d) in keys for s, t, d in zip(found["setting"].astype(str), found["task"].astype(str),
+                                                      found["data_hash"].astype(str), strict=True)]
+        found = found[np.asarray(mine, dtype=bool)].reset_index(drop=True)
+    if found.empty:
+        return None
+    curves = out / "ablation_curves.csv"
+    if curves.is_file():
+        c = pd.read_csv(curves)
+        c = c[c["task"].isin(set(found["task"]))]
+        if len(c):
+            found.attrs["ablation_curves"] = c.to_dict("records")
+    return found

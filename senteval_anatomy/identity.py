@@ -172,7 +172,8 @@ def _clean(value: Any) -> Any:
 
 
 def write_unit(path: Path, key: Mapping[str, Any], table: Any) -> None:
-    """Write a unit atomically: format tag, key, key hash and the rows (``table`` is a DataFrame)."""
+    """Write a unit atomically: format tag, key, key hash and the rows (``table`` is a DataFrame); the table's
+    ``attrs`` too (JSON values, e.g. the records of a per-unit curve), restored by :func:`read_unit`."""
     payload = {
         "format": UNIT_FORMAT,
         "key_hash": key_hash(key),
@@ -180,6 +181,8 @@ def write_unit(path: Path, key: Mapping[str, Any], table: Any) -> None:
         "columns": list(table.columns),
         "rows": [[_clean(v) for v in row] for row in table.itertuples(index=False, name=None)],
     }
+    if getattr(table, "attrs", None):
+        payload["attrs"] = json.loads(json.dumps(table.attrs, default=str))
     atomic_write(path, json.dumps(payload, indent=None, sort_keys=False))
 
 
@@ -226,4 +229,7 @@ def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
     if missing:
         bad(f"lacks column(s) {', '.join(missing)}")
         return None
-    return pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=columns)
+    if isinstance(payload.get("attrs"), dict):
+        table.attrs.update(payload["attrs"])
+    return table

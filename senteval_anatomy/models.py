@@ -373,7 +373,7 @@ class Encoder:
             _prepare_tokenizer(tokenizer)
             spec = discover_spec(model, tokenizer)
             if spec.base:
-                model = _get_module(model, spec.base)
+                model = _base_module(model, spec.base)
                 spec = replace(spec, base="")
             if model_type not in _WARNED:
                 _WARNED.add(model_type)
@@ -387,7 +387,7 @@ class Encoder:
         else:
             model = _strip_head(model, spec)
             if spec.base:
-                model = _get_path(model, spec.base, "base", model_type)
+                model = _base_module(model, spec.base, model_type)
         model.to(dev)
         model.eval()
         _prepare_tokenizer(tokenizer)
@@ -546,6 +546,18 @@ def _out_features(module: torch.nn.Module) -> int | None:
     return int(out) if isinstance(out, int) else None
 
 
+def _base_module(model: torch.nn.Module, base: str, model_type: str = "") -> torch.nn.Module:
+    """The module at ``base`` (an encoder-decoder's encoder), carrying the model's config.
+
+    Some encoders (FSMT's) hold no ``config`` of their own; everything downstream (sizes, fingerprint, limits)
+    reads the model's, so it is attached to the sub-module as a plain attribute.
+    """
+    root = _get_path(model, base, "base", model_type or str(getattr(model.config, "model_type", "")))
+    if getattr(root, "config", None) is None:
+        root.config = model.config
+    return root
+
+
 def _get_path(root: torch.nn.Module, path: str, what: str, model_type: str) -> torch.nn.Module:
     """``_get_module`` with an error that names the layout field and lists what exists at the failing step."""
     module = root
@@ -566,15 +578,38 @@ def _get_path(root: torch.nn.Module, path: str, what: str, model_type: str) -> t
     return module
 
 
+def _config_attr(config: Any, name: str) -> Any:
+    """``getattr(config, name, None)``, also None where transformers refuses a model-wide value (configs whose
+    heads or widths vary per layer raise their own error for the global attribute)."""
+    try:
+        return getattr(config, name, None)
+    except Exception:  # noqa: BLE001 - e.g. transformers' AmbiguousGlobalPerLayerAttributeError
+        return None
+
+
 def _config_int(config: Any, *names: str) -> int:
     for name in names:
-        value = getattr(config, name, None)
+        value = _config_attr(config, name)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     raise UnsupportedModelError(
         f"{getattr(config, 'model_type', 'this model')}: the config has none of {', '.join(names)}; cannot tell the "
         "model's size."
     )
+
+
+def _config_head_dim(config: Any) -> int | None:
+    """The width of one head's context (what W_O reads per head) as the config states it, or None.
+
+    Multi-head latent attention (DeepSeek-V2/V3, MiniCPM3, GLM-4-MoE-Lite, …) gives queries and keys another width
+    (``qk_nope_head_dim + qk_rope_head_dim``; ``head_dim`` is only the rotary part there) than values
+    (``v_head_dim``); the contexts W_O reads have the value width.
+    """
+    for name in ("v_head_dim", "head_dim", "d_kv"):
+        value = _config_attr(config, name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def _dims(model: torch.nn.Module, spec: ArchSpec, model_type: str) -> tuple[int, int, int, int]:
@@ -599,8 +634,28 @@ def _dims(model: torch.nn.Module, spec: ArchSpec, model_type: str) -> tuple[int,
     num_heads = _config_int(config, "num_attention_heads", "num_heads", "n_head", "n_heads")
     o_proj = _get_path(blocks[0], spec.o_proj, "o_proj", model_type)
     _get_path(blocks[0], spec.attn, "attn", model_type)
+    widths = {_in_features(o_proj)}
+    for i, block in enumerate(blocks):
+        # Hybrid models (linear-attention, state-space or MLP-only layers between attention layers) have no such
+        # module in some blocks: their layers have no softmax heads to read.
+        for what, path in (("o_proj", spec.o_proj), ("attn", spec.attn)):
+            try:
+                module = _get_module(block, path)
+            except (AttributeError, IndexError, TypeError, KeyError):
+                raise UnsupportedModelError(
+                    f"{model_type}: block {i} ({type(block).__name__}) has no {what}={path!r} although block 0 "
+                    f"has: not every layer of this model is softmax attention (a hybrid of attention and "
+                    "linear-attention / state-space layers?), so there are no heads to read in every layer."
+                ) from None
+            if what == "o_proj":
+                widths.add(_in_features(module))
+    if len(widths) > 1:
+        raise UnsupportedModelError(
+            f"{model_type}: the output projection {spec.o_proj!r} takes {sorted(widths)} features in different "
+            "layers; layers with different head counts or widths are not supported."
+        )
     o_in = _in_features(o_proj)
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "d_kv", None) or o_in // num_heads
+    head_dim = _config_head_dim(config) or o_in // num_heads
     if num_heads * int(head_dim) != o_in:
         raise UnsupportedModelError(
             f"{model_type}: {num_heads} heads × head_dim {head_dim} = {num_heads * head_dim}, but the output "
@@ -791,13 +846,22 @@ def verify_layout(encoder: Encoder, *, check_causal: bool = True) -> LayoutRepor
                     "describe this model."
                 )
                 break
+        if not problems and finals and tuple(finals[0].shape) != (1, len(ids), encoder.hidden_size):
+            # Layers are read at the blocks' outputs: they must be one residual stream [batch, tokens, hidden].
+            problems.append(
+                f"the last block returns a tensor of shape {tuple(finals[0].shape)}, expected (1, {len(ids)}, "
+                f"{encoder.hidden_size}); the model keeps several residual streams (hyper-connections) or reshapes "
+                "the batch, so its layers cannot be read as one vector per token."
+            )
         if check_causal and not problems and finals:
-            first = finals[0][0, 0]
+            # Every position before the last, not only the first: under local or block-sparse attention the first
+            # token may not see the last one in a few layers, while its neighbours do.
+            before = finals[0][0, :-1]
             changed = ids[:-1] + [ids[0] if ids[-1] != ids[0] else ids[1]]
             if changed == ids:
                 changed = ids[:-1] + [(ids[-1] + 1) % max(2, len(encoder.tokenizer))]
             run(changed)
-            causal = bool(torch.allclose(finals[-1][0, 0].float(), first.float(), atol=1e-6, rtol=1e-5))
+            causal = bool(torch.allclose(finals[-1][0, :-1].float(), before.float(), atol=1e-6, rtol=1e-5))
     except Exception as exc:  # noqa: BLE001 - any failure of a candidate layout is a finding, not a crash
         problems.append(f"the probe forward pass failed: {type(exc).__name__}: {exc}")
     finally:
@@ -848,7 +912,7 @@ def _candidate_specs(model: torch.nn.Module, tried: list[str]) -> list[ArchSpec]
     except UnsupportedModelError as exc:
         tried.append(str(exc))
         return []
-    d = getattr(config, "head_dim", None) or getattr(config, "d_kv", None)
+    d = _config_head_dim(config)
     enc_dec = bool(getattr(config, "is_encoder_decoder", False))
     lists = _module_lists(model, L, skip_decoder=enc_dec)
     if not lists:
@@ -930,11 +994,16 @@ def discover_spec(model: torch.nn.Module, tokenizer: Any) -> ArchSpec:
     """
     tried: list[str] = []
     model_type = getattr(model.config, "model_type", type(model).__name__)
-    for spec in _candidate_specs(model, tried):
-        root = _get_module(model, spec.base) if spec.base else model
+    try:
+        candidates = _candidate_specs(model, tried)
+    except Exception as exc:  # noqa: BLE001 - an unusual structure is a reason to refuse, not a crash
+        tried.append(f"reading the model's structure failed: {type(exc).__name__}: {exc}")
+        candidates = []
+    for spec in candidates:
         try:
+            root = _base_module(model, spec.base, model_type) if spec.base else model
             L, H, d, D = _dims(root, spec, model_type)
-        except UnsupportedModelError as exc:
+        except Exception as exc:  # noqa: BLE001 - a candidate that does not fit is a finding, not a crash
             tried.append(f"{spec.blocks} / {spec.o_proj}: {exc}")
             continue
         probe = Encoder(
@@ -1010,7 +1079,7 @@ def load_arch_spec(path: str | os.PathLike[str]) -> ArchSpec:
 
 def _max_positions(config: Any, spec: ArchSpec, tokenizer: Any) -> int:
     limits = []
-    mpe = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    mpe = _config_attr(config, "max_position_embeddings") or _config_attr(config, "n_positions")
     if mpe:
         limits.append(int(mpe) - spec.position_offset)
     tml = getattr(tokenizer, "model_max_length", None)

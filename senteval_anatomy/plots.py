@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,14 @@ from .selection import choose_k
 from .vocab import atomic_write
 
 __all__ = [
+    "TIED_NOTE",
     "heatmap",
     "heatmap_grid",
     "layer_curves",
     "topk_plot",
     "save_figure",
     "panel_axes",
+    "tied_cells",
     "FORMATS",
 ]
 
@@ -152,6 +154,7 @@ def _draw_heatmap(
     annotate: bool,
     mark_best: bool,
     compact: bool,
+    tied: Iterable[tuple[int, int]] | None = None,
 ) -> Any:
     mat = res.matrix(task, value=value, model=model, pooling=pooling)
     vals = mat.to_numpy(dtype=float)
@@ -220,7 +223,29 @@ def _draw_heatmap(
                     linewidth=1.6 if not compact else 1.1,
                 )
             )
+    if tied is not None:
+        # a dot on every head not distinguishable from the best of its layer, wherever sorting put it
+        cells = [(int(la), int(hd)) for la, hd in tied if 0 <= int(la) < nl and 0 <= int(hd) < nh]
+        if cells:
+            cols = [int(np.flatnonzero(order[la] == hd)[0]) for la, hd in cells]
+            ax.scatter(np.asarray(cols) + 0.3, np.asarray([la for la, _ in cells]) - 0.3, s=10 if not compact else 5,
+                       c="black", edgecolors="white", linewidths=0.5, zorder=3)
     return im
+
+
+#: Legend of the dots :func:`heatmap` draws with ``tied``.
+TIED_NOTE = "dot = not distinguishable from its layer's best head (McNemar, test)"
+
+
+def tied_cells(findings: pd.DataFrame, task: str) -> list[tuple[int, int]] | None:
+    """The ``(layer, head)`` of every head of ``task`` that a findings table
+    (:func:`senteval_anatomy.findings.findings_sweep`) marks ``tied_with_layer_best``; ``None`` when it has no paired
+    tests for the task (nothing to mark, as opposed to nothing tied)."""
+    rows = findings[(findings["task"] == task) & (findings["view"] == "heads")] if "task" in findings else findings[:0]
+    if rows.empty or "tied_with_layer_best" not in rows or rows["tied_with_layer_best"].isna().all():
+        return None
+    flag = rows["tied_with_layer_best"].astype(str).str.lower() == "true"
+    return [(int(la), int(hd)) for la, hd in zip(rows.loc[flag, "layer"], rows.loc[flag, "head"], strict=True)]
 
 
 def heatmap(
@@ -237,6 +262,7 @@ def heatmap(
     annotate: bool | None = None,
     mark_best: bool = True,
     title: str | None = None,
+    tied: Iterable[tuple[int, int]] | None = None,
 ) -> Figure:
     """The paper's head heatmap for one task: y = layer (lowest at the bottom), x = heads, colour = score.
 
@@ -255,6 +281,9 @@ def heatmap(
         Print the score in each cell; by default only when cells are large enough (<= 16 x 16 heads).
     mark_best : bool, default=True
         Outline the best head chosen on dev in red.
+    tied : iterable of (layer, head), optional
+        Heads not distinguishable from the best head of their layer (e.g. :func:`tied_cells` of a findings table:
+        McNemar p >= alpha on test); each gets a dot, so a reader sees how much of the within-layer order is noise.
     """
     mat = results.matrix(task, value=value, model=model, pooling=pooling)
     nl, nh = mat.shape
@@ -276,6 +305,7 @@ def heatmap(
         annotate=annotate,
         mark_best=mark_best,
         compact=False,
+        tied=tied,
     )
     metric = results.metric(task)
     cbar = fig.colorbar(im, ax=ax, fraction=0.06, pad=0.02)
@@ -287,6 +317,8 @@ def heatmap(
     notes = []
     if mark_best:
         notes.append("red box = best head chosen on dev")
+    if tied is not None:
+        notes.append(TIED_NOTE)
     if n_missing:
         notes.append(f"{n_missing} missing cells in grey")
     ax.set_title(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=10)
@@ -306,8 +338,11 @@ def heatmap_grid(
     cmap: str = "viridis",
     mark_best: bool = True,
     title: str | None = None,
+    tied: Mapping[str, Iterable[tuple[int, int]]] | None = None,
 ) -> Figure:
     """Heatmaps of several tasks in one figure (one panel per task).
+
+    ``tied`` maps a task to its heads not distinguishable from their layer's best (dots, as in :func:`heatmap`).
 
     ``shared_scale=True`` gives all panels of the same metric one colour scale and one colour bar, so a colour
     means the same score everywhere (accuracy and Pearson r are never mixed on one scale). ``False`` gives each
@@ -351,6 +386,7 @@ def heatmap_grid(
             annotate=False,
             mark_best=mark_best,
             compact=True,
+            tied=None if tied is None else tied.get(task),
         )
         # label only the outer axes; inner ones keep their ticks
         if i % ncols:

@@ -49,7 +49,7 @@ from .identity import (
 )
 from .models import Encoder
 from .store import FeatureStore
-from .units import StoreBatcher, probe_chunk_size, probe_index, result_rows
+from .units import StoreBatcher, probe_index, probe_slices, result_rows
 from .vocab import (
     ENCODE_BATCH_SIZE,
     HARNESSES,
@@ -238,12 +238,8 @@ def _run_batched(encoder, task, view, probes, params, pooling, limit, store, bud
     sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
     feats = store.get(encoder, sentences, pooling=pooling, max_length=limit, views=VIEWS,
                       batch_size=batch_size, progress=show)
-    dim = encoder.head_dim if view == "heads" else encoder.hidden_size
-    pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
-    chunk = probe_chunk_size(len(task.samples), len(probes), dim, pair, budget_gb * 1024**3)
     results: list[dict] = []
-    for start in range(0, len(probes), chunk):
-        sl = slice(start, min(start + chunk, len(probes)))
+    for sl in probe_slices(encoder, task, view, len(probes), budget_gb):
         batcher = StoreBatcher(feats, view, sl)
         emb = task.embed(params, batcher)
         results.extend(evaluate_many(task, emb, params, progress=show))

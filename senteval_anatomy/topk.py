@@ -41,12 +41,18 @@ from .vocab import NO_DEV_TASKS, check_pooling, main_scores, preset_params
 
 __all__ = [
     "CURVE_COLUMNS",
+    "INTERVAL_COLUMNS",
     "choose_k",
     "default_ks",
     "default_params",
     "rank_heads",
     "topk_curve",
 ]
+
+#: Extra columns of :func:`topk_curve` with ``intervals=True``: the 95% bootstrap interval of each row's test
+#: accuracy (every row of a curve sees the same resamples) and the exact McNemar p-value of its test predictions
+#: against the dev-chosen best layer's (NaN for that row, and for tasks without per-sentence predictions).
+INTERVAL_COLUMNS: tuple[str, ...] = ("acc_low", "acc_high", "p_vs_best_layer")
 
 #: Columns of the frame :func:`topk_curve` returns.
 CURVE_COLUMNS: tuple[str, ...] = (
@@ -188,6 +194,8 @@ def topk_curve(
     model: str | None = None,
     baselines: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    intervals: bool = False,
+    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Evaluate the top-k heads representation of ``task`` for each k, plus layer baselines.
 
@@ -220,6 +228,13 @@ def topk_curve(
         Also evaluate the last layer, the best layer chosen on dev and the mean-pooled last layer.
     on_row : callable, optional
         Called with each finished row (for logging or incremental saving of long sweeps).
+    intervals : bool, default=False
+        Also keep every row's test predictions and add :data:`INTERVAL_COLUMNS` (bootstrap interval, McNemar
+        against the best layer), so that "top-k beats the best layer" can be stated with its uncertainty. The
+        rows are then evaluated by the batched trainer with one probe
+        (:func:`~senteval_anatomy.engine.batched.evaluate_many`, ``predictions=True``), whose numbers equal the
+        engine's; tasks without per-sentence test predictions (relatedness, STS, inner k-fold, sklearn probes) get
+        NaN there. ``n_boot`` bootstrap resamples.
 
     Returns
     -------
@@ -293,6 +308,7 @@ def topk_curve(
         jobs.append(("mean_last_layer", None, encoder.num_layers - 1, "mean"))
 
     rows: list[dict[str, Any]] = []
+    predictions: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row index -> (test predictions, test labels)
     bar = tqdm(
         jobs, desc=f"top-k {task}", disable=(not progress) if progress is not None else None, leave=False
     )
@@ -306,7 +322,12 @@ def topk_curve(
             name = adapter.name
         bar.set_postfix_str(f"{kind} k={k}" if k is not None else f"{kind} layer={layer}")
         start = time.perf_counter()
-        result = SE(dict(run_params), adapter.batcher, adapter.prepare).eval(task)
+        if intervals:
+            result, truth = _eval_with_predictions(SE(dict(run_params), adapter.batcher, adapter.prepare), task)
+            if "yhat" in result:
+                predictions[len(rows)] = (np.asarray(result["yhat"]), truth)
+        else:
+            result = SE(dict(run_params), adapter.batcher, adapter.prepare).eval(task)
         sc = main_scores(result)._asdict()
         row = {
             "model": model_name,
@@ -337,7 +358,11 @@ def topk_curve(
         for r in scan:  # the others stay, as plain layer rows: they were paid for
             if r["kind"] == "layer_scan":
                 r["kind"] = "layer"
-    frame = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    columns = list(CURVE_COLUMNS)
+    if intervals:
+        columns += list(INTERVAL_COLUMNS)
+        _add_intervals(rows, predictions, n_boot=n_boot, seed=int(run_params.get("seed", 1111)))
+    frame = pd.DataFrame(rows, columns=columns)
     frame["k"] = frame["k"].astype("Int64")
     frame["layer"] = frame["layer"].astype("Int64")
     frame["ndev"] = pd.to_numeric(frame["ndev"], errors="coerce").astype("Int64")
@@ -349,3 +374,42 @@ def topk_curve(
     frame.attrs["best_layer_source"] = "results" if best_from_table else "evaluated"
     frame.attrs["ranking"] = [list(p) for p in ranking]
     return frame
+
+
+def _eval_with_predictions(se: Any, task: str) -> tuple[dict[str, Any], np.ndarray | None]:
+    """``se.eval(task)`` through the batched trainer with one probe and ``predictions=True``: the same result dict
+    plus ``yhat`` (test predictions) where the evaluator has them, and the test labels in the same order."""
+    from .engine.batched import evaluate_many
+    from .engine.tasks import load_task
+
+    t = load_task(task, se.params.task_path, seed=se.params.seed)
+    se.params.current_task = task
+    t.prepare(se.params, se.prepare)
+    emb = t.embed(se.params, se.batcher)
+    one = {split: {k: (np.asarray(v)[:, None] if k in ("X", "A", "B") else v) for k, v in rec.items()}
+           for split, rec in emb.items()}
+    result = evaluate_many(t, one, se.params, predictions=True, progress=False)[0]
+    truth = np.asarray(emb["test"]["y"]) if "test" in emb and "y" in emb["test"] else None
+    return result, truth
+
+
+def _add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]], *,
+                   n_boot: int, seed: int) -> None:
+    """Fill :data:`INTERVAL_COLUMNS` in ``rows`` from the rows' test predictions (same resamples for all)."""
+    from .stats import bootstrap_ci, correctness, mcnemar
+
+    for r in rows:
+        r.update({c: math.nan for c in INTERVAL_COLUMNS})
+    if not predictions:
+        return
+    idx = sorted(predictions)
+    correct = np.stack([correctness(predictions[i][0], predictions[i][1]) for i in idx])
+    _, low, high = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    for j, i in enumerate(idx):
+        rows[i]["acc_low"], rows[i]["acc_high"] = float(low[j]), float(high[j])
+    best = next((j for j, i in enumerate(idx) if rows[i]["kind"] == "best_layer"), None)  # chosen on dev
+    if best is None:
+        return
+    for j, i in enumerate(idx):
+        if j != best:
+            rows[i]["p_vs_best_layer"] = mcnemar(correct[best], correct[j])

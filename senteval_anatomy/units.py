@@ -22,7 +22,7 @@ from .models import Encoder
 from .store import StoredFeatures
 from .vocab import RESULT_COLUMNS, main_scores, vector_name
 
-__all__ = ["StoreBatcher", "probe_chunk_size", "probe_index", "result_rows"]
+__all__ = ["StoreBatcher", "probe_chunk_size", "probe_index", "probe_slices", "result_rows"]
 
 
 def probe_index(encoder: Encoder, view: str) -> list[tuple[int, int]]:
@@ -59,6 +59,16 @@ def probe_chunk_size(n_sentences: int, n_probes: int, dim: int, pair: bool, budg
     """How many probes' stacked features fit in ``budget_bytes`` (at least one, at most ``n_probes``)."""
     per_probe = n_sentences * dim * 4 * (2 if pair else 1) * 2  # float32, sorted copy + pair features
     return max(1, min(n_probes, int(budget_bytes // max(per_probe, 1))))
+
+
+def probe_slices(encoder: Encoder, task: Any, view: str, n_probes: int, budget_gb: float) -> list[slice]:
+    """The probe chunks of one task and view whose embeddings (``[n, chunk, d]`` float32, sorted copy and pair
+    features) fit in ``budget_gb`` (:func:`probe_chunk_size`): the sweep, and every run that streams stored features
+    like it (:func:`senteval_anatomy.findings.findings_sweep`), embeds and trains one chunk at a time."""
+    dim = encoder.head_dim if view == "heads" else encoder.hidden_size
+    pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
+    chunk = probe_chunk_size(len(task.samples), n_probes, dim, pair, budget_gb * 1024**3)
+    return [slice(start, min(start + chunk, n_probes)) for start in range(0, n_probes, chunk)]
 
 
 

@@ -544,6 +544,10 @@ def test_layout_recorded_and_default_pooling_fits_attention(model_type):
 
 
 # ---------------------------------------------------------------------------------------------- discovery
+_MLA = dict(_DEC, num_key_value_heads=4, kv_lora_rank=16, q_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4,
+            v_head_dim=10, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, moe_intermediate_size=16,
+            first_k_dense_replace=1, n_group=1, topk_group=1)
+
 #: Types that are *not* in the table, found by structure and validated on the probe sentence.
 DISCOVERED = {
     "granite": ("GraniteConfig", "llama", dict(_DEC), "layers", "self_attn.o_proj", "last"),
@@ -555,6 +559,9 @@ DISCOVERED = {
              "last"),
     "gpt_bigcode": ("GPTBigCodeConfig", "gpt", dict(n_embd=32, n_layer=2, n_head=4, n_positions=64,
                                                     multi_query=True), "h", "attn.c_proj", "last"),
+    # Multi-head latent attention: queries/keys 8 + 4 (rotary) wide, values 10 wide; W_O reads H × v_head_dim.
+    "deepseek_v2": ("DeepseekV2Config", "llama", _MLA, "layers", "self_attn.o_proj", "last"),
+    "deepseek_v3": ("DeepseekV3Config", "llama", _MLA, "layers", "self_attn.o_proj", "last"),
 }
 
 
@@ -611,6 +618,15 @@ def test_discovery_finds_and_validates_layouts_not_in_the_table(model_type):
     np.testing.assert_allclose(alone, heads[0], atol=3e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("model_type", ["deepseek_v2", "deepseek_v3"])
+def test_latent_attention_heads_have_the_value_width(model_type):
+    """MLA: q/k heads are qk_nope + qk_rope wide, the contexts W_O reads are v_head_dim wide (config.head_dim is the
+    rotary part there): every head is one v_head_dim slice of W_O's input."""
+    enc, _ = discovered(model_type)
+    assert (enc.num_heads, enc.head_dim) == (4, _MLA["v_head_dim"])
+    assert encode(enc, SENTS[:2], pooling="last").heads.shape[1:] == (2, 4, _MLA["v_head_dim"])
+
+
 def test_discovery_failure_lists_what_was_tried_and_how_to_write_a_spec():
     import transformers
 
@@ -624,6 +640,37 @@ def test_discovery_failure_lists_what_was_tried_and_how_to_write_a_spec():
     msg = str(err.value)
     assert "'my-bert-fork'" in msg and "Tried:" in msg and "ModuleList of 5 blocks" in msg
     assert "spec=ArchSpec(" in msg and "--arch-spec" in msg
+
+
+#: Models whose heads cannot be read the same way in every layer, or whose attention runs time-major: a clear
+#: refusal with the reason, never a crash (both crashed with AttributeError before).
+REFUSED = {
+    # MiniMax: softmax attention in some layers, linear ("lightning") attention in others.
+    "minimax": ("MiniMaxConfig", dict(_DEC, head_dim=8, num_local_experts=2, num_experts_per_tok=1,
+                                      layer_types=["full_attention", "linear_attention"]),
+                "not every layer of this model is softmax attention"),
+    # FSMT: its encoder holds no config of its own and runs [tokens, batch, features].
+    "fsmt": ("FSMTConfig", dict(langs=["en", "de"], d_model=32, encoder_layers=2, decoder_layers=1,
+                                encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                                decoder_ffn_dim=64, max_position_embeddings=64),
+             "o_proj's input has shape"),
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(REFUSED))
+def test_hybrid_and_time_major_models_are_refused_with_the_reason(model_type):
+    import transformers
+
+    cls_name, kwargs, reason = REFUSED[model_type]
+    tok = tokenizer("wordpiece")
+    sizes = dict(src_vocab_size=len(tok), tgt_vocab_size=len(tok)) if model_type == "fsmt" else dict(vocab_size=len(tok))
+    config = getattr(transformers, cls_name)(**sizes, **kwargs)
+    torch.manual_seed(0)
+    model = transformers.AutoModel.from_config(config)
+    assert model_type not in ARCHITECTURES
+    with pytest.raises(UnsupportedModelError) as err:
+        Encoder.from_model(model, tok, device="cpu")
+    assert reason in str(err.value) and "spec=ArchSpec(" in str(err.value)
 
 
 def test_user_spec_is_validated_and_recorded(tmp_path):

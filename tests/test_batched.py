@@ -318,3 +318,77 @@ def test_errors_name_the_problem():
         evaluate_many(task, _split_embeddings(X, y, (30, 45)), PARAMS, max_probes=0)
     with pytest.raises(KeyError, match="dev"):
         evaluate_many(task, {"train": emb["train"], "test": emb["test"]}, PARAMS)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Variants: other label sets (control tasks) and other seeds as slots of the same stacked run
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _relabel(y: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """Another label set of the same rows (like a control task: a fixed function unrelated to the features)."""
+    return np.random.RandomState(seed).randint(0, n_classes, len(y))
+
+
+@pytest.mark.parametrize("config", [FAST, OPTIMIZER_CONFIGS[-1]], ids=["linear", "mlp-dropout"])
+def test_stacked_label_sets_and_seeds_equal_solo_probes(config):
+    """One BatchedMLP carrying 2 label sets x 3 seeds x 4 probes x 2 weight decays: every slot ends where a solo
+    TorchProbe with that seed, trained on that label set, ends (its own init, mini-batches, dropout masks)."""
+    X, y = _classes(150, 3, 8, seed=1)
+    Y = np.stack([y, _relabel(y, 3, 9)])
+    n_probes, regs, seeds = X.shape[1], [1e-5, 1e-2], [7, 8, 11]
+    slot_probe = np.tile(np.arange(n_probes), len(regs) * len(seeds) * 2)
+    slot_reg = np.tile(np.repeat(regs, n_probes), len(seeds) * 2)
+    slot_labels = np.repeat([0, 1], len(regs) * n_probes * len(seeds))
+    slot_stream = np.tile(np.repeat(np.arange(len(seeds)), len(regs) * n_probes), 2)
+    Xt = torch.from_numpy(X.transpose(1, 0, 2).copy())
+    tr, va = np.arange(100), np.arange(100, 150)
+    torch.manual_seed(123)
+    bm = BatchedMLP(8, 3, slot_probe, slot_reg, n_probes=n_probes, config=config, device="cpu",
+                    slot_stream=slot_stream, stream_seeds=seeds, slot_labels=slot_labels)
+    bm.fit(Xt, torch.from_numpy(Y), tr, val_rows=va)
+    pred = bm.predict(Xt, np.arange(150))
+    test_acc = bm.score(Xt, torch.from_numpy(Y), np.arange(100, 150))
+    assert len({bm.best_score_[s] for s in range(len(slot_probe))}) > 3
+    for s in range(len(slot_probe)):
+        p, lab, sd = slot_probe[s], slot_labels[s], seeds[slot_stream[s]]
+        solo = TorchProbe(8, 3, l2reg=slot_reg[s], seed=sd, config=config, device="cpu")
+        solo.fit(X[tr, p], Y[lab, tr], validation_data=(X[va, p], Y[lab, va]))
+        assert solo.best_score_ == bm.best_score_[s], f"slot {s}"
+        assert solo.n_epochs_ == bm.n_epochs_[s], f"slot {s}"
+        np.testing.assert_array_equal(solo.predict(X[:, p]), pred[s])
+        assert solo.score(X[va, p], Y[lab, va]) == test_acc[s]
+
+
+def _variants(task_y: dict, n_classes: int):
+    from senteval_anatomy.engine.batched import Variant
+
+    control = {s: _relabel(y, n_classes, 3 + i) for i, (s, y) in enumerate(sorted(task_y.items()))}
+    return [Variant(), Variant(labels=control), Variant(seed=6), Variant(labels=control, seed=6)], control
+
+
+@pytest.mark.parametrize("name", ["SST5", "TREC", "CR"])
+def test_evaluate_many_variants_equal_solo(name):
+    """Task + control labels x 2 seeds in one pass of evaluate_many: each variant's results equal the engine's solo
+    results with those labels and that seed (split, kfold with per-variant folds, innerkfold), test predictions too."""
+    n_classes = {"SST5": 5, "TREC": 6, "CR": 2}[name]
+    X, y = _classes(150 if name != "CR" else 90, n_classes, 6, seed=4)
+    if name == "SST5":
+        emb = _split_embeddings(X, y, (90, 120))
+    elif name == "TREC":
+        emb = {"train": {"X": X[:120], "y": y[:120]}, "test": {"X": X[120:], "y": y[120:]}}
+    else:
+        emb = {"all": {"X": X, "y": y}}
+    task = _task(name)
+    variants, control = _variants({s: r["y"] for s, r in emb.items()}, n_classes)
+    many = evaluate_many(task, emb, PARAMS, variants=variants, predictions=True)
+    assert len(many) == len(variants)
+    for v, rv in zip(variants, many, strict=True):
+        e = emb if v.labels is None else {s: dict(r, y=control[s]) for s, r in emb.items()}
+        params = PARAMS if v.seed is None else dict(PARAMS, seed=v.seed)
+        solo = _solo(task, e, params)
+        if name != "CR":
+            for r, ref in zip(rv, evaluate_many(task, e, params, predictions=True), strict=True):
+                np.testing.assert_array_equal(r.pop("yhat"), ref["yhat"])
+        _assert_same(rv, solo)
+    assert [r["acc"] for r in many[0]] != [r["acc"] for r in many[1]], "control labels should change the scores"

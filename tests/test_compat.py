@@ -261,12 +261,98 @@ def test_a_users_senteval_script_runs_with_one_added_line(tmp_path, task_path):
     assert all(isinstance(v, float) and np.isfinite(v) for v in result.values()), result
 
 
+EXAMPLE_STYLE_SCRIPT = '''
+# The shape of SentEval's own examples (examples/bow.py): the script puts SentEval's folder on sys.path itself,
+# reads word vectors from a GloVe-format file, logs, and runs under __main__.
+from __future__ import absolute_import, division, unicode_literals
+import io, json, logging, sys
+import numpy as np
+
+PATH_TO_SENTEVAL = {senteval_dir!r}
+PATH_TO_DATA = sys.argv[1]
+PATH_TO_VEC = sys.argv[2]
+sys.path.insert(0, PATH_TO_SENTEVAL)
+{compat_line}
+import senteval
+
+
+def prepare(params, samples):
+    vocab = {{w for s in samples for w in s}}
+    params.word_vec = {{}}
+    with io.open(PATH_TO_VEC, "r", encoding="utf-8") as f:
+        for line in f:
+            word, vec = line.split(" ", 1)
+            if word in vocab:
+                params.word_vec[word] = np.array(vec.split(), dtype=np.float64)
+    params.wvec_dim = 8
+
+
+def batcher(params, batch):
+    batch = [sent if sent != [] else ["."] for sent in batch]
+    embeddings = []
+    for sent in batch:
+        sentvec = [params.word_vec[w] for w in sent if w in params.word_vec] or [np.zeros(params.wvec_dim)]
+        embeddings.append(np.mean(sentvec, 0))
+    return np.vstack(embeddings)  # float64, as the example returns it
+
+
+params_senteval = {{"task_path": PATH_TO_DATA, "usepytorch": True, "kfold": 2}}
+params_senteval["classifier"] = {{"nhid": 0, "optim": "rmsprop", "batch_size": 128, "tenacity": 1, "epoch_size": 1,
+                                  "max_epoch": 2}}
+logging.basicConfig(format="%(asctime)s : %(message)s", level=logging.DEBUG)
+
+if __name__ == "__main__":
+    se = senteval.engine.SE(params_senteval, batcher, prepare)
+    results = se.eval(["MR", "STS12"])
+    print("RESULT " + json.dumps({{"MR": results["MR"]["acc"], "STS12": results["STS12"]["all"]["pearson"]["mean"]}},
+                                 default=float))
+'''
+
+
+def test_a_script_shaped_like_sentevals_examples_runs_through_the_runner_and_with_the_line(tmp_path, task_path):
+    """SentEval's examples import SentEval from a folder they put on sys.path themselves, so SentEval is not
+    importable before the script runs: the runner patches it the moment the script imports it, and the one line
+    works placed after the script's ``sys.path.insert``. InnerKFold (MR) and STS12 with ``usepytorch=True``."""
+    data = tmp_path / "data"
+    (data / "downstream").mkdir(parents=True)
+    for sub in ("SST", "STS"):  # the fixture's folders, plus MR made from SST2's sentences and labels
+        os.symlink(task_path / "downstream" / sub, data / "downstream" / sub, target_is_directory=True)
+    rows = [ln.rsplit("\t", 1) for split in ("train", "dev", "test")
+            for ln in (task_path / "downstream" / "SST" / "binary" / f"sentiment-{split}")
+            .read_text(encoding="utf-8").splitlines() if ln.strip()]
+    (data / "downstream" / "MR").mkdir()
+    for label, fname in (("1", "rt-polarity.pos"), ("0", "rt-polarity.neg")):
+        (data / "downstream" / "MR" / fname).write_text("\n".join(s for s, lab in rows if lab == label) + "\n",
+                                                       encoding="latin-1")
+    rs = np.random.RandomState(0)
+    words = sorted({w for p in data.rglob("*") if p.is_file() for w in p.read_text(encoding="latin-1").split()})
+    vec = tmp_path / "vectors.txt"
+    vec.write_text("".join(f"{w} {' '.join(f'{x:.4f}' for x in rs.randn(8))}\n" for w in words), encoding="utf-8")
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")  # no SentEval there
+    runs = {}
+    for name, line, launcher in (
+        ("runner", "", ["-m", "senteval_anatomy.compat", "--device", "cpu"]),
+        ("one_line", "import senteval_anatomy.compat; senteval_anatomy.compat.patch()", []),
+    ):
+        script = tmp_path / f"{name}.py"
+        script.write_text(EXAMPLE_STYLE_SCRIPT.format(senteval_dir=str(SENTEVAL_DIR), compat_line=line))
+        run = subprocess.run([sys.executable, *launcher, str(script), str(data), str(vec)], capture_output=True,
+                             text=True, env=env, timeout=300, cwd=tmp_path)
+        assert run.returncode == 0, (name, run.stderr[-3000:])
+        runs[name] = json.loads(run.stdout.split("RESULT ", 1)[1])
+        if name == "runner":  # it says what it patched, once SentEval was imported
+            assert "senteval_anatomy.compat: " in run.stderr and "(device cpu)" in run.stderr, run.stderr[-2000:]
+    assert runs["runner"] == runs["one_line"]
+    assert 0 < runs["runner"]["MR"] <= 100 and np.isfinite(runs["runner"]["STS12"]), runs
+
+
 @pytest.mark.parametrize("argv, fragment", [
-    (["--senteval", "no_such_senteval_package", "{script}"], "Cannot import SentEval as 'no_such_senteval_package'"),
+    (["--device", "gpu0", "{script}"], "'gpu0' is not a device"),
     (["{folder}"], "is a folder, not a script"),
-], ids=["senteval-not-importable", "script-is-a-folder"])
+], ids=["device-unknown", "script-is-a-folder"])
 def test_compat_command_refuses_in_one_line(argv, fragment, tmp_path, capsys):
-    """``python -m senteval_anatomy.compat``: SentEval missing or a folder given as the script is one line, exit 2,
+    """``python -m senteval_anatomy.compat``: a bad --device or a folder given as the script is one line, exit 2,
     no traceback, and the script does not run."""
     from senteval_anatomy import compat as compat_module
 

@@ -12,10 +12,10 @@ sit between chance and 100 and a different fold, grid, rounding, refit split or 
   validation.py``: grids, folds, selection, the 5 % refit split, rounding; the task modules: WordContent's rule,
   MRPC's F1, result dicts) drives the engine's ``TorchProbe`` in place of its ``MLP``, which pins every setting of
   the evaluations around the probe; the probe itself is compared with SentEval's training loop elsewhere.
-* SICK-R and STS-B: SentEval's ``RelatednessPytorch`` asserts CUDA. The test fixture makes ``.cuda()`` a no-op and
-  ``torch.cuda.is_available()`` true for the duration of SentEval's run (a minimal local patch; the engine's numbers
-  are computed before, on the CPU), so SentEval's regression itself runs: batch 64, rounds of 50 epochs, patience 3,
-  Adam, 5-bin targets.
+* SICK-R and STS-B: SentEval's ``RelatednessPytorch`` asserts CUDA. SentEval's run goes through
+  ``senteval_anatomy.compat`` (``.cuda()`` routed to the CPU for SentEval's own calls, undone afterwards; the
+  engine's numbers are computed before, unpatched), so SentEval's regression itself runs: batch 64, rounds of 50
+  epochs, patience 3, Adam, 5-bin targets.
 * STS12-16 need a NumPy patch (SentEval's ``np.array`` of ragged token lists), which is the compat module's job.
 """
 
@@ -39,6 +39,7 @@ from test_engine_tasks import (
     write_trec,
 )
 
+from senteval_anatomy.compat import senteval_compat
 from senteval_anatomy.engine import SE
 from senteval_anatomy.engine.probes import TorchProbe
 from senteval_anatomy.engine.tasks import PROBING_LABELS, TREC_LABELS
@@ -220,16 +221,13 @@ def test_pytorch_protocol_equals_sentevals_around_the_same_probe(senteval, task_
 
 
 @pytest.mark.parametrize("task", ["SICKRelatedness", "STSBenchmark"])
-def test_relatedness_equals_sentevals_regression(senteval, task_path, task, monkeypatch):
+def test_relatedness_equals_sentevals_regression(senteval, task_path, task):
     params = {"task_path": task_path, "usepytorch": False, "seed": 3, "batch_size": 16, "device": "cpu"}
     ours = SE(params, batcher).eval(task)
-    # SentEval's RelatednessPytorch asserts CUDA and calls .cuda(): let it run on the CPU, only for its own run.
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)
-    monkeypatch.setattr(torch.nn.Module, "cuda", lambda self, device=None: self)
-    with warnings.catch_warnings():
+    # SentEval's RelatednessPytorch asserts CUDA and calls .cuda(): the package's one patch for that routes it to the
+    # CPU, only for SentEval's own run (and undoes itself).
+    with senteval_compat(device="cpu"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = senteval.engine.SE(params, batcher).eval(task)
-    monkeypatch.undo()
     _assert_same_result(ours, theirs, task)
     assert 0.2 < ours["pearson"] < 0.99, f"{task}: the data should be neither random nor trivial: {ours}"

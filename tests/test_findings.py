@@ -94,3 +94,63 @@ def test_claims_section_on_a_known_table():
     assert "| A (L0H1) | - | 73.0 (tied) |" in text
     assert "| B (L1H0) | 79.0 (worse) | - |" in text
     assert "| A | 0 | 0 | 1 | 4 |" in text  # layer claim: only the best itself is tied in A
+
+
+def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data, tmp_path):
+    """Finished task x view units are reused only under the same key (every findings option in it); a tiny memory
+    budget (one probe per chunk) gives the same table as one chunk."""
+    import warnings
+
+    from senteval_anatomy.identity import UnitFileWarning
+
+    enc = tiny_encoder("bert")
+    store = FeatureStore()
+    kw = dict(task_path=tiny_data, params=FAST, store=store, controls=True, seeds=2, ablate=True,
+              ablation_sentences=8, ablation_ks=(1, 2), progress=False)
+    first = findings_sweep(enc, ["Tense"], out_dir=tmp_path, **kw)
+    units = sorted((tmp_path / "findings" / "units").glob("*.json"))
+    assert len(units) == 1 and not (tmp_path / "units").exists(), "findings units stay out of the sweep's units"
+    stamp = units[0].stat().st_mtime_ns
+    again = findings_sweep(enc, ["Tense"], out_dir=tmp_path, **kw)
+    assert units[0].stat().st_mtime_ns == stamp, "a matching unit is reused, not recomputed"
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.DataFrame(again.attrs["ablation_curves"]),
+                                  pd.DataFrame(first.attrs["ablation_curves"]), check_dtype=False)
+    # another option -> another key: computed anew, next to the first unit
+    findings_sweep(enc, ["Tense"], out_dir=tmp_path, **dict(kw, seeds=3))
+    assert len(list((tmp_path / "findings" / "units").glob("*.json"))) == 2
+    # a damaged unit is named and recomputed
+    units[0].write_text("{", encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        redone = findings_sweep(enc, ["Tense"], out_dir=tmp_path, **kw)
+    assert any(issubclass(w.category, UnitFileWarning) and units[0].name in str(w.message) for w in caught)
+    pd.testing.assert_frame_equal(redone, first, check_dtype=False)
+    # streaming: one probe per chunk gives the same numbers (paired tests need all chunks' predictions)
+    small = findings_sweep(enc, ["Tense"], memory_budget_gb=1e-9, **kw)
+    pd.testing.assert_frame_equal(small, first, check_dtype=False)
+
+
+def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
+    """analyse() on a sweep folder that also holds findings.csv: the main report.md has the findings section, the
+    top-k claim re-tested with intervals, the findings figures, and dots on the sorted heatmaps."""
+    from senteval_anatomy.analysis import analyse
+    from senteval_anatomy.plots import TIED_NOTE
+
+    enc = tiny_encoder("bert")
+    store = FeatureStore()
+    table = sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, out_dir=tmp_path, progress=False)
+    findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, controls=True, out_dir=tmp_path,
+                   progress=False)
+    rep = analyse(table, tmp_path, encoder=enc, task_path=tiny_data, params=dict(FAST, task_path=str(tiny_data)),
+                  store=store, topk=True, ks=[1, 2], progress=False, formats=("png",))
+    md = rep.path.read_text()
+    assert rep.path == tmp_path / "report.md"
+    assert "## Findings with controls" in md and "selectivity_Tense.png" in md
+    assert "### Claim: the top-k heads beat the best layer" in md and "McNemar p" in md
+    assert TIED_NOTE in md
+    assert {"acc_low", "acc_high", "p_vs_best_layer"} <= set(rep.curves.columns)
+    # findings of another setting in the folder are never mixed in
+    other = sweep(enc, ["Tense"], task_path=tiny_data, params=dict(FAST, seed=99), store=store, progress=False)
+    rep2 = analyse(other, tmp_path, progress=False, formats=("png",))
+    assert "## Findings with controls" not in rep2.path.read_text()

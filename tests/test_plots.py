@@ -188,3 +188,27 @@ def test_write_report_links_images_and_tables(res, tmp_path):
     assert str(tmp_path) not in text  # links are relative: the folder can move
     with pytest.raises(FileNotFoundError, match="save it first"):
         write_report(out, None, {"nope": out / "missing.png"}, None)
+
+
+def test_heatmap_marks_tied_heads_where_sorting_put_them(res):
+    """``tied``: a dot on each listed head, in the column the within-layer sort gave that head (sorted and unsorted
+    views agree on which cell it is), and the legend says what a dot means; the grid passes each task its own."""
+    from matplotlib.collections import PathCollection
+
+    from senteval_anatomy.plots import TIED_NOTE
+
+    mat = res.matrix("Tense")
+    layer = 2
+    row = mat.loc[layer]
+    head = int(row.dropna().sort_values(ascending=False).index[3])  # 4th best of its layer
+    for sort, col in ((True, 3), (False, head)):
+        fig = heatmap(res, "Tense", sort=sort, tied=[(layer, head)])
+        (ax,) = panel_axes(fig)
+        (dots,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        np.testing.assert_allclose(dots.get_offsets(), [[col + 0.3, layer - 0.3]])
+        assert TIED_NOTE in ax.get_title()
+    (ax,) = panel_axes(heatmap(res, "Tense"))
+    assert not [c for c in ax.collections if isinstance(c, PathCollection)] and TIED_NOTE not in ax.get_title()
+    grid = heatmap_grid(res, TASKS, tied={"Tense": [(layer, head)]})
+    dotted = [ax.get_label() for ax in panel_axes(grid) if any(isinstance(c, PathCollection) for c in ax.collections)]
+    assert dotted == ["Tense"]

@@ -201,3 +201,24 @@ def test_default_params_follow_the_table(bert, scores):
     p = default_params("/data", res)
     assert (p["usepytorch"], p["kfold"], p["seed"], p["classifier"]) == (False, 3, 7, {"nhid": 0})
     assert default_params("/data", None, seed=1)["seed"] == 1
+
+
+def test_topk_curve_intervals_keep_the_numbers_and_add_uncertainty(bert, task_path, store, scores):
+    """intervals=True: same dev / test numbers as the engine path, plus a bootstrap interval around each test score
+    and a McNemar p-value of each row against the dev-chosen best layer (none for that row itself)."""
+    from senteval_anatomy.topk import INTERVAL_COLUMNS
+
+    dev, test, ldev, ltest = scores
+    res = Results(_table(bert, dev, test, ldev, ltest))
+    params = dict(PARAMS, usepytorch=True, classifier={"nhid": 0, "optim": "adam", "batch_size": 16, "tenacity": 2,
+                                                       "epoch_size": 1, "max_epoch": 6})
+    kw = dict(ks=[1, 4], params=params, store=store, progress=False)
+    plain = topk_curve(bert, "Length", task_path, res, **kw)
+    curve = topk_curve(bert, "Length", task_path, res, intervals=True, n_boot=200, **kw)
+    assert list(curve.columns) == list(CURVE_COLUMNS) + list(INTERVAL_COLUMNS)
+    cols = ["kind", "k", "layer", "devacc", "acc", "selected"]
+    pd.testing.assert_frame_equal(curve[cols], plain[cols])
+    assert ((curve["acc_low"] <= curve["acc"] + 1e-9) & (curve["acc"] <= curve["acc_high"] + 1e-9)).all()
+    best = curve["kind"] == "best_layer"
+    assert curve.loc[best, "p_vs_best_layer"].isna().all()
+    assert curve.loc[~best, "p_vs_best_layer"].between(0, 1).all()

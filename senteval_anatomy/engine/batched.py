@@ -71,7 +71,8 @@ results: slots never interact.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -268,25 +269,29 @@ def template_parameters(module: nn.Module) -> list[torch.Tensor]:
 
 
 class _Group:
-    """Slots sharing one weight decay: one optimizer param group, parameters ``[n_slots, ...]``."""
+    """Slots sharing one weight decay and one stream: one optimizer param group, parameters ``[n_slots, ...]``."""
 
-    __slots__ = ("reg", "slots", "probe_pos", "params", "full")
+    __slots__ = ("reg", "stream", "slots", "probe_pos", "label_pos", "params", "full")
 
-    def __init__(self, reg: float, slots: np.ndarray, probe_pos: torch.Tensor, params: list[nn.Parameter], full: bool):
+    def __init__(self, reg: float, stream: int, slots: np.ndarray, probe_pos: torch.Tensor,
+                 label_pos: torch.Tensor | None, params: list[nn.Parameter], full: bool):
         self.reg = reg
+        self.stream = stream  # the stream (seed, rows) whose mini-batches these slots train on
         self.slots = slots  # global slot ids, ascending
         self.probe_pos = probe_pos  # probe index of each slot (long tensor on the device)
+        self.label_pos = label_pos  # label-set index of each slot (None: one label set)
         self.params = params
         self.full = full  # slots are exactly probes 0..P-1 in order: no gather needed
 
 
 class _SlotStack:
-    """Parameters of S independent probes ("slots"), grouped by weight decay, plus each slot's best snapshot.
+    """Parameters of S independent probes ("slots"), grouped by (stream, weight decay), plus each slot's best
+    snapshot.
 
-    A slot is one (probe, weight decay) pair. All slots start from the same initial weights (a solo probe's init is a
-    pure function of the seed and the shapes, and all probes of one task share the shapes). Slots that stop early are
-    dropped from the live stack (``compact``) together with their optimizer state, so compute follows the number of
-    still-running probes; their best snapshot stays in ``best``.
+    A slot is one (probe, weight decay, label set, stream) tuple. Its initial weights are given per slot (a solo
+    probe's init is a pure function of its seed and the shapes, so the slots of one stream share them). Slots that
+    stop early are dropped from the live stack (``compact``) together with their optimizer state, so compute
+    follows the number of still-running probes; their best snapshot stays in ``best``.
     """
 
     def __init__(
@@ -297,35 +302,47 @@ class _SlotStack:
         n_probes: int,
         make_optimizer: OptimizerFactory,
         device: torch.device,
+        slot_stream: np.ndarray | None = None,
+        slot_labels: np.ndarray | None = None,
     ):
+        """``init``: per-slot initial parameters ``[S, ...]``."""
         self.device = device
         self.slot_probe = np.asarray(slot_probe, dtype=np.int64)
         self.slot_reg = np.asarray(slot_reg, dtype=np.float64)
+        n_slots = len(self.slot_probe)
+        self.slot_stream = (np.zeros(n_slots, np.int64) if slot_stream is None
+                            else np.asarray(slot_stream, dtype=np.int64))
+        self.slot_labels = None if slot_labels is None else np.asarray(slot_labels, dtype=np.int64)
         self.n_probes = n_probes
         self.make_optimizer = make_optimizer
-        n_slots = len(self.slot_probe)
         init = [t.detach().to(device=device, dtype=torch.float32) for t in init]
-        self.best = [t.unsqueeze(0).repeat(n_slots, *([1] * t.dim())).contiguous() for t in init]
+        self.best = [t.clone().contiguous() for t in init]
         self.groups: list[_Group] = []
-        seen: list[float] = []
-        for reg in self.slot_reg:
-            if reg not in seen:
-                seen.append(float(reg))
-        for reg in seen:
-            slots = np.flatnonzero(self.slot_reg == reg)
-            params = [nn.Parameter(t.unsqueeze(0).repeat(len(slots), *([1] * t.dim())).contiguous()) for t in init]
-            self.groups.append(self._make_group(reg, slots, params))
+        seen: list[tuple[int, float]] = []
+        for k, reg in zip(self.slot_stream.tolist(), self.slot_reg.tolist(), strict=True):
+            if (k, reg) not in seen:
+                seen.append((k, reg))
+        for k, reg in seen:
+            slots = np.flatnonzero((self.slot_reg == reg) & (self.slot_stream == k))
+            si = torch.as_tensor(slots, device=device)
+            params = [nn.Parameter(t.index_select(0, si).contiguous()) for t in init]
+            self.groups.append(self._make_group(reg, k, slots, params))
         self.optimizer = self._build_optimizer()
 
-    def _make_group(self, reg: float, slots: np.ndarray, params: list[nn.Parameter]) -> _Group:
+    def _make_group(self, reg: float, stream: int, slots: np.ndarray, params: list[nn.Parameter]) -> _Group:
         probes = self.slot_probe[slots]
         full = len(probes) == self.n_probes and bool(np.all(probes == np.arange(self.n_probes)))
-        return _Group(reg, slots, torch.as_tensor(probes, device=self.device), params, full)
+        labels = None if self.slot_labels is None else torch.as_tensor(self.slot_labels[slots], device=self.device)
+        return _Group(reg, stream, slots, torch.as_tensor(probes, device=self.device), labels, params, full)
 
     def _build_optimizer(self) -> torch.optim.Optimizer | None:
         if not self.groups:
             return None
         return self.make_optimizer([{"params": g.params, "weight_decay": g.reg} for g in self.groups])
+
+    def active_streams(self) -> list[int]:
+        """Streams with at least one running slot, ascending."""
+        return sorted({g.stream for g in self.groups})
 
     @property
     def n_active(self) -> int:
@@ -368,7 +385,7 @@ class _SlotStack:
                 q = nn.Parameter(p.detach().index_select(0, ki).contiguous())
                 remap.append((p, q, ki))
                 params.append(q)
-            new_groups.append(self._make_group(g.reg, g.slots[keep], params))
+            new_groups.append(self._make_group(g.reg, g.stream, g.slots[keep], params))
         self.groups = new_groups
         self.optimizer = self._build_optimizer()
         if self.optimizer is None or old_opt is None:
@@ -423,10 +440,15 @@ class BatchedMLP:
     """S SentEval classification probes trained in lock-step, each exactly like a solo
     :class:`~senteval_anatomy.engine.probes.TorchProbe`.
 
-    A *slot* is one (probe, weight decay) pair: ``slot_probe[s]`` indexes the probe axis of the stacked features
-    ``X`` ``[P, N, d]``, ``slot_reg[s]`` is its ``weight_decay``. Every slot has its own early stopping (cumulative
-    tenacity on its validation accuracy), its own best snapshot and its own optimizer state; slots only share the
-    mini-batch row indices, which are the same for every solo probe (same seed, same ``rng``).
+    A *slot* is one (probe, weight decay, label set, stream) tuple: ``slot_probe[s]`` indexes the probe axis of the
+    stacked features ``X`` ``[P, N, d]``, ``slot_reg[s]`` is its ``weight_decay``, ``slot_labels[s]`` the row of the
+    label matrix ``Y`` ``[L, N]`` it learns (a task's labels, its control task's labels...), and ``slot_stream[s]``
+    its *stream*: the seed (``stream_seeds[k]``) that draws its initial weights, validation split, mini-batches and
+    dropout masks, together with the training / validation rows of that stream. Every slot has its own early
+    stopping (cumulative tenacity on its validation accuracy), its own best snapshot and its own optimizer state;
+    the slots of a stream share the mini-batch row indices, which are the same for every solo probe of that seed.
+    So one stacked run trains a task's probes and its control probes under N seeds at once; slot ``s`` ends where
+    a solo ``TorchProbe(seed=stream_seeds[slot_stream[s]])`` trained on labels ``Y[slot_labels[s]]`` ends.
 
     Parameters
     ----------
@@ -438,13 +460,23 @@ class BatchedMLP:
     n_probes : int
         Size of the probe axis of ``X``.
     seed : int
+        The seed of the single stream when ``stream_seeds`` is not given.
     config : mapping
         ``params.classifier`` (``nhid`` required), parsed by :func:`~senteval_anatomy.engine.probes.classifier_config`.
     device : str or torch.device
+    slot_stream : array of int, shape (S,), optional
+        Stream of every slot (index into ``stream_seeds``); default: every slot in stream 0.
+    stream_seeds : sequence of int, optional
+        Seed of every stream; default ``[seed]``. Several streams may have the same seed (e.g. k-fold folds drawn
+        from different label sets: same seed, other rows).
+    slot_labels : array of int, shape (S,), optional
+        Label set of every slot (a row of a 2-D ``y``); default: ``y`` is one label vector shared by all slots.
     """
 
     def __init__(self, inputdim: int, nclasses: int, slot_probe: np.ndarray, slot_reg: np.ndarray, *,
-                 n_probes: int, seed: int = 1111, config: dict[str, Any] | None = None, device: Any = "auto"):
+                 n_probes: int, seed: int = 1111, config: dict[str, Any] | None = None, device: Any = "auto",
+                 slot_stream: np.ndarray | None = None, stream_seeds: Sequence[int] | None = None,
+                 slot_labels: np.ndarray | None = None):
         cfg = classifier_config(config if config is not None else {"nhid": 0})
         self.inputdim = int(inputdim)
         self.nclasses = int(nclasses)
@@ -461,61 +493,121 @@ class BatchedMLP:
             raise ValueError(f"slot_probe must be a non-empty 1-D array of probe indices in 0..{n_probes - 1}")
         if np.shape(slot_reg) != slot_probe.shape:
             raise ValueError(f"slot_reg has shape {np.shape(slot_reg)}, expected {slot_probe.shape} (one per slot)")
+        seeds = [int(seed)] if stream_seeds is None else [int(v) for v in stream_seeds]
+        if slot_stream is None:
+            slot_stream = np.zeros(len(slot_probe), dtype=np.int64)
+        slot_stream = np.asarray(slot_stream, dtype=np.int64)
+        if slot_stream.shape != slot_probe.shape or slot_stream.min() < 0 or slot_stream.max() >= len(seeds):
+            raise ValueError(f"slot_stream must give every slot a stream in 0..{len(seeds) - 1} (one per slot), "
+                             f"got shape {slot_stream.shape}")
+        if slot_labels is not None:
+            slot_labels = np.asarray(slot_labels, dtype=np.int64)
+            if slot_labels.shape != slot_probe.shape or slot_labels.min() < 0:
+                raise ValueError(f"slot_labels must give every slot a label-set index (one per slot), got shape "
+                                 f"{slot_labels.shape}")
 
         optim_cls, optim_params = parse_optimizer(cfg["optim"])  # fail before touching any RNG, as the solo probe
-        # Same construction order as TorchProbe: seed, build the module on the CPU (its init is the init of every
-        # slot), then the numpy stream that draws validation splits and mini-batches.
-        seed_torch(seed)
-        template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
-        self.rng_ = np.random.RandomState(seed)
+        # Per stream, the construction order of TorchProbe: seed, build the module on the CPU (its init is the init
+        # of every slot of that stream), then the numpy stream that draws validation splits and mini-batches. With
+        # several streams, each keeps its torch generator state after the build for its own dropout masks.
+        inits: list[list[torch.Tensor]] = []
+        self.rngs_: list[np.random.RandomState] = []
+        self._torch_states: list[torch.Tensor] = []
+        for sd in seeds:
+            seed_torch(sd)
+            template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
+            inits.append(template_parameters(template))
+            self.rngs_.append(np.random.RandomState(sd))
+            self._torch_states.append(self._get_rng_state())
+        self.rng_ = self.rngs_[0]
+        self.stream_seeds = seeds
+        init = [torch.stack([inits[k][i] for k in slot_stream.tolist()]) for i in range(len(inits[0]))]
 
         def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
             return optim_cls(groups, **optim_params)
 
-        self._stack = _SlotStack(template_parameters(template), slot_probe, np.asarray(slot_reg, dtype=np.float64),
-                                 int(n_probes), make_optimizer, self.device)
+        self._stack = _SlotStack(init, slot_probe, np.asarray(slot_reg, dtype=np.float64), int(n_probes),
+                                 make_optimizer, self.device, slot_stream=slot_stream, slot_labels=slot_labels)
         self.n_slots = len(slot_probe)
+        self.n_streams = len(seeds)
+
+    def _get_rng_state(self) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return torch.cuda.get_rng_state(self.device)
+        return torch.get_rng_state()
+
+    def _set_rng_state(self, state: torch.Tensor) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state, self.device)
+        else:
+            torch.set_rng_state(state)
+
+    def _per_stream(self, rows: Any, what: str) -> list[np.ndarray] | None:
+        """``rows`` as one int64 array per stream (one array: shared by every stream)."""
+        if rows is None:
+            return None
+        if isinstance(rows, (list, tuple)):
+            if len(rows) != self.n_streams:
+                raise ValueError(f"BatchedMLP: {what} has {len(rows)} row sets for {self.n_streams} streams.")
+            return [np.asarray(r, dtype=np.int64) for r in rows]
+        return [np.asarray(rows, dtype=np.int64)] * self.n_streams
+
+    @staticmethod
+    def _labels(y: torch.Tensor) -> torch.Tensor:
+        """Labels as a ``[L, N]`` matrix (a 1-D ``y`` is one label set)."""
+        return y.unsqueeze(0) if y.dim() == 1 else y
 
     # -- training --------------------------------------------------------------------------------------------------
-    def fit(self, X: torch.Tensor, y: torch.Tensor, train_rows: np.ndarray, val_rows: np.ndarray | None = None,
+    def fit(self, X: torch.Tensor, y: torch.Tensor, train_rows: Any, val_rows: Any = None,
             validation_split: float | None = None) -> BatchedMLP:
-        """Train every slot on rows ``train_rows`` of ``X`` [P, N, d] / ``y`` [N] with early stopping on the
-        accuracy over ``val_rows`` (or on a ``validation_split`` drawn like the solo probe's), then keep each slot's
-        best snapshot. Sets ``best_score_`` (per slot, in [0, 1]) and ``n_epochs_`` (per slot)."""
-        train_rows = np.asarray(train_rows, dtype=np.int64)
-        if val_rows is None:
+        """Train every slot on rows ``train_rows`` of ``X`` [P, N, d] / ``y`` ([N], or [L, N] with ``slot_labels``)
+        with early stopping on the accuracy over ``val_rows`` (or on a ``validation_split`` drawn like the solo
+        probe's, per stream), then keep each slot's best snapshot. ``train_rows`` / ``val_rows`` are one array for
+        all streams or a list with one array per stream. Sets ``best_score_`` (per slot, in [0, 1]) and
+        ``n_epochs_`` (per slot)."""
+        trains = self._per_stream(train_rows, "train_rows")
+        vals = self._per_stream(val_rows, "val_rows")
+        if vals is None:
             if not validation_split:
                 raise ValueError("BatchedMLP.fit needs val_rows or validation_split for early stopping.")
-            n = len(train_rows)
-            permutation = self.rng_.permutation(n)
-            n_val = int(validation_split * n)
-            if n_val == 0:
-                raise ValueError(
-                    f"validation_split={validation_split} of {n} samples leaves no validation sample "
-                    f"(need at least {int(np.ceil(1 / validation_split))} samples)."
-                )
-            train_rows, val_rows = train_rows[permutation[n_val:]], train_rows[permutation[:n_val]]
-        val_rows = np.asarray(val_rows, dtype=np.int64)
-        if len(train_rows) == 0 or len(val_rows) == 0:
-            raise ValueError(f"BatchedMLP.fit: empty training ({len(train_rows)}) or validation ({len(val_rows)}) set.")
+            vals = []
+            for k, rows in enumerate(trains):
+                n = len(rows)
+                permutation = self.rngs_[k].permutation(n)
+                n_val = int(validation_split * n)
+                if n_val == 0:
+                    raise ValueError(
+                        f"validation_split={validation_split} of {n} samples leaves no validation sample "
+                        f"(need at least {int(np.ceil(1 / validation_split))} samples)."
+                    )
+                trains[k] = rows[permutation[n_val:]]
+                vals.append(rows[permutation[:n_val]])
+        for k in range(self.n_streams):
+            if len(trains[k]) == 0 or len(vals[k]) == 0:
+                raise ValueError(f"BatchedMLP.fit: empty training ({len(trains[k])}) or validation ({len(vals[k])}) "
+                                 "set.")
         dev = self.device
-        tr = torch.as_tensor(train_rows, device=dev)
-        va = torch.as_tensor(val_rows, device=dev)
+        Y = self._labels(y)
+        tr = [torch.as_tensor(r, device=dev) for r in trains]
+        self._val = [torch.as_tensor(r, device=dev) for r in vals]
         stoppers = [EarlyStopping(self.tenacity, best=-1.0) for _ in range(self.n_slots)]
         self.n_epochs_ = np.zeros(self.n_slots, dtype=np.int64)
         stack = self._stack
-        n = len(train_rows)
         nepoch = 0
         while stack.n_active and nepoch <= self.max_epoch:
+            live = stack.active_streams()
             for _ in range(self.epoch_size):
-                permutation = self.rng_.permutation(n)
-                perm_t = torch.as_tensor(permutation, device=dev)
-                for i in range(0, n, self.batch_size):
-                    self._train_step(X, y, tr[perm_t[i : i + self.batch_size]])
+                batches: dict[int, list[torch.Tensor]] = {}
+                for k in live:
+                    perm_t = torch.as_tensor(self.rngs_[k].permutation(len(tr[k])), device=dev)
+                    batches[k] = [tr[k][perm_t[i : i + self.batch_size]]
+                                  for i in range(0, len(tr[k]), self.batch_size)]
+                for i in range(max(len(b) for b in batches.values())):
+                    self._train_step(X, Y, {k: b[i] for k, b in batches.items() if i < len(b)})
             nepoch += self.epoch_size
             active = stack.active_slots()
             self.n_epochs_[active] = nepoch
-            acc = self._live_accuracy(X, y, va)
+            acc = self._live_accuracy(X, Y)
             improved, stopped = [], []
             for s in active:
                 if stoppers[s].step(acc[s]):
@@ -528,18 +620,40 @@ class BatchedMLP:
         self.best_score_ = np.array([s.best for s in stoppers], dtype=np.float64)
         return self
 
-    def _train_step(self, X: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
+    def _mask(self, k: int, m: int) -> torch.Tensor | None:
+        """The dropout mask ``[m, nhid]`` of stream ``k`` for one step (None without a hidden layer). The solo
+        probe's nn.Dropout draws one mask per step from the global generator; every slot of a stream draws the same
+        one, so one draw serves them all. With several streams, each draws from its own saved generator state."""
+        if not self.nhid:
+            return None
+        ones = torch.ones(m, self.nhid, device=self.device)
+        if self.n_streams == 1:
+            return F.dropout(ones, self.dropout, True)
+        outer = self._get_rng_state()
+        try:
+            self._set_rng_state(self._torch_states[k])
+            mask = F.dropout(ones, self.dropout, True)
+            self._torch_states[k] = self._get_rng_state()
+        finally:
+            self._set_rng_state(outer)
+        return mask
+
+    def _train_step(self, X: torch.Tensor, Y: torch.Tensor, idx: dict[int, torch.Tensor]) -> None:
+        """One optimizer step; ``idx[k]`` are stream ``k``'s mini-batch rows (streams without a batch this step,
+        having fewer rows, keep their parameters: their gradients stay None, which every optimizer skips)."""
         stack = self._stack
-        xb_all = X.index_select(1, idx)  # much faster than X[:, idx] on CPU
-        yb = y[idx]
-        mask = None
-        if self.nhid:
-            # The solo probe's nn.Dropout draws one mask of shape [batch, nhid] per step (none when p == 0); every
-            # slot's solo run draws the same one, so one draw through the same op serves all slots.
-            mask = F.dropout(torch.ones(len(idx), self.nhid, device=self.device), self.dropout, True)
+        fetched: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
         total: torch.Tensor | None = None
         for g in stack.groups:
+            if g.stream not in idx:
+                continue
+            if g.stream not in fetched:
+                rows = idx[g.stream]
+                # index_select: much faster than X[:, idx] on CPU
+                fetched[g.stream] = (X.index_select(1, rows), Y.index_select(1, rows), self._mask(g.stream, len(rows)))
+            xb_all, yb_all, mask = fetched[g.stream]
             xb = xb_all if g.full else xb_all.index_select(0, g.probe_pos)
+            yb = yb_all[0] if g.label_pos is None else yb_all.index_select(0, g.label_pos)
             out = _stacked_forward(g.params, xb, mask)
             # Mean CE per slot, summed over slots: each slot's gradient is exactly its solo gradient.
             loss = _slot_cross_entropy(out, yb)
@@ -549,47 +663,76 @@ class BatchedMLP:
         total.backward()
         stack.optimizer.step()
 
-    def _live_accuracy(self, X: torch.Tensor, y: torch.Tensor, rows: torch.Tensor) -> np.ndarray:
+    def _live_accuracy(self, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
         """Validation accuracy of every active slot with its current weights (NaN for inactive slots)."""
         acc = np.full(self.n_slots, np.nan)
         for g in self._stack.groups:
-            correct = self._count_correct([p.detach() for p in g.params], g.probe_pos, g.full, X, y, rows)
+            rows = self._val[g.stream]
+            correct = self._count_correct([p.detach() for p in g.params], g.probe_pos, g.label_pos, g.full, X, Y,
+                                          rows)
             for s, c in zip(g.slots, correct.tolist(), strict=True):
                 acc[s] = 1.0 * c / len(rows)
         return acc
 
-    def _count_correct(self, params, probe_pos, full, X, y, rows) -> torch.Tensor:
+    def _count_correct(self, params, probe_pos, label_pos, full, X, Y, rows) -> torch.Tensor:
         correct = torch.zeros(params[0].shape[0], dtype=torch.int64, device=self.device)
         for s0, s1, i0, i1, out in _iter_blocks(params, probe_pos, full, X, rows, self.batch_size):
-            correct[s0:s1] += out.max(2)[1].eq(y[rows[i0:i1]]).sum(1)
+            yr = Y.index_select(1, rows[i0:i1])
+            yr = yr[0] if label_pos is None else yr.index_select(0, label_pos[s0:s1])
+            correct[s0:s1] += out.max(2)[1].eq(yr).sum(1)
         return correct
 
     # -- inference (best snapshots) --------------------------------------------------------------------------------
     def _slot_view(self, slots: np.ndarray | None):
-        """Best-snapshot parameters, probe index tensor and "no gather needed" flag of ``slots`` (default all)."""
+        """Best-snapshot parameters, probe and label-set index tensors and "no gather needed" flag of ``slots``
+        (default all)."""
         probes = self._stack.slot_probe
+        labels = self._stack.slot_labels
         params = self._stack.best
         if slots is not None:
             slots = np.asarray(slots, dtype=np.int64)
             probes = probes[slots]
+            labels = None if labels is None else labels[slots]
             si = torch.as_tensor(slots, device=self.device)
             params = [p.index_select(0, si) for p in params]
         full = len(probes) == self._stack.n_probes and bool(np.all(probes == np.arange(self._stack.n_probes)))
-        return params, torch.as_tensor(probes, device=self.device), full
+        label_pos = None if labels is None else torch.as_tensor(labels, device=self.device)
+        return params, torch.as_tensor(probes, device=self.device), label_pos, full
 
-    def score(self, X: torch.Tensor, y: torch.Tensor, rows: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
-        """Accuracy in [0, 1] of the best snapshot of ``slots`` (default: every slot) on ``rows``, float64."""
+    def _by_stream(self, rows: Any, slots: np.ndarray | None, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        """``fn(rows_k, slots_k)`` per stream when ``rows`` is a list with one row set per stream, reassembled in
+        slot order; else ``None``."""
+        if not isinstance(rows, (list, tuple)):
+            return None
+        per = self._per_stream(rows, "rows")
+        slots = np.arange(self.n_slots) if slots is None else np.asarray(slots, dtype=np.int64)
+        streams = self._stack.slot_stream[slots]
+        parts: dict[int, np.ndarray] = {}
+        for k in np.unique(streams).tolist():
+            parts[k] = fn(per[k], slots[streams == k])
+        out, pos = [], {k: 0 for k in parts}
+        for k in streams.tolist():
+            out.append(parts[k][pos[k]])
+            pos[k] += 1
+        return np.stack(out) if out and np.ndim(out[0]) else np.asarray(out)
+
+    def score(self, X: torch.Tensor, y: torch.Tensor, rows: Any, slots: np.ndarray | None = None) -> np.ndarray:
+        """Accuracy in [0, 1] of the best snapshot of ``slots`` (default: every slot) on ``rows`` (one array, or a
+        list with one array per stream), float64."""
+        split = self._by_stream(rows, slots, lambda r, s: self.score(X, y, r, slots=s))
+        if split is not None:
+            return split.astype(np.float64)
         rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
         if len(rows_t) == 0:
             raise ValueError("BatchedMLP.score: empty evaluation set.")
-        params, probe_pos, full = self._slot_view(slots)
-        correct = self._count_correct(params, probe_pos, full, X, y, rows_t).tolist()
+        params, probe_pos, label_pos, full = self._slot_view(slots)
+        correct = self._count_correct(params, probe_pos, label_pos, full, X, self._labels(y), rows_t).tolist()
         return np.array([1.0 * c / len(rows_t) for c in correct], dtype=np.float64)
 
     def predict(self, X: torch.Tensor, rows: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
         """Class ids of the best snapshot of ``slots`` (default: every slot) on ``rows``: int64 (n_slots, n_rows)."""
         rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
-        params, probe_pos, full = self._slot_view(slots)
+        params, probe_pos, _, full = self._slot_view(slots)
         out = torch.empty(params[0].shape[0], len(rows_t), dtype=torch.int64, device=self.device)
         for s0, s1, i0, i1, logits in _iter_blocks(params, probe_pos, full, X, rows_t, self.batch_size):
             out[s0:s1, i0:i1] = logits.max(2)[1]
@@ -600,7 +743,7 @@ class BatchedMLP:
         float64 (n_slots, n_rows, nclasses). Used for codelengths (online-code MDL), where a probability matters,
         not only the argmax."""
         rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
-        params, probe_pos, full = self._slot_view(slots)
+        params, probe_pos, _, full = self._slot_view(slots)
         out = np.empty((params[0].shape[0], len(rows_t), self.nclasses), dtype=np.float64)
         for s0, s1, i0, i1, logits in _iter_blocks(params, probe_pos, full, X, rows_t, self.batch_size):
             out[s0:s1, i0:i1] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
@@ -633,7 +776,8 @@ class BatchedRelatedness:
         def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
             return torch.optim.Adam(groups)
 
-        self._stack = _SlotStack(template_parameters(template), slot_probe,
+        init = [t.unsqueeze(0).repeat(len(slot_probe), *([1] * t.dim())) for t in template_parameters(template)]
+        self._stack = _SlotStack(init, slot_probe,
                                  np.full(len(slot_probe), RELATEDNESS_L2), int(n_probes), make_optimizer, self.device)
         self.n_slots = len(slot_probe)
 
@@ -817,127 +961,188 @@ class _Progress:
             self.bar.close()
 
 
-def _grid_slots(n_probes: int, regs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Slots of a grid search: slot ``r * n_probes + p`` is probe ``p`` with ``regs[r]``."""
-    return np.tile(np.arange(n_probes), len(regs)), np.repeat(np.asarray(regs, dtype=np.float64), n_probes)
+def _grid_slots(n_probes: int, regs: Sequence[float], n_variants: int = 1
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Slots of a grid search over ``n_variants`` (label set, seed) variants: slot ``(v * R + r) * n_probes + p``
+    is probe ``p`` with ``regs[r]`` in variant ``v``. Returns ``(slot_probe, slot_reg, slot_variant)``."""
+    n_regs = len(regs)
+    return (np.tile(np.arange(n_probes), n_variants * n_regs),
+            np.tile(np.repeat(np.asarray(regs, dtype=np.float64), n_probes), n_variants),
+            np.repeat(np.arange(n_variants), n_regs * n_probes))
 
 
-def _split_chunk(X, y, rows, *, nclasses, seed, classifier, device, noreg, bar,
-                 predictions=False) -> list[dict[str, Any]]:
+def _streams(seeds: Sequence[int], rows: Sequence[tuple[np.ndarray, ...]]
+             ) -> tuple[np.ndarray, list[int], list[tuple[np.ndarray, ...]]]:
+    """Group variants into trainer streams: variants with the same seed and the same row sets draw the same
+    initial weights and mini-batches, so they share one stream (one gather per step). Returns the stream of every
+    variant, the seed of every stream and its row sets."""
+    keys: dict[tuple, int] = {}
+    of_variant, stream_seeds, stream_rows = [], [], []
+    for sd, rs in zip(seeds, rows, strict=True):
+        key = (int(sd), *(np.asarray(r, dtype=np.int64).tobytes() for r in rs))
+        if key not in keys:
+            keys[key] = len(stream_seeds)
+            stream_seeds.append(int(sd))
+            stream_rows.append(rs)
+        of_variant.append(keys[key])
+    return np.asarray(of_variant, dtype=np.int64), stream_seeds, stream_rows
+
+
+def _mlp(X, nclasses, slot_probe, slot_reg, slot_variant, seeds, variant_rows, *, classifier, device) -> tuple:
+    """A :class:`BatchedMLP` whose slot ``s`` trains on label set ``slot_variant[s]`` with that variant's seed, and
+    each stream's row sets (``variant_rows[v]``: tuples of row arrays, deduplicated into streams)."""
+    var_stream, stream_seeds, stream_rows = _streams(seeds, variant_rows)
+    bm = BatchedMLP(X.shape[2], nclasses, slot_probe, slot_reg, n_probes=X.shape[0], seed=stream_seeds[0],
+                    config=classifier, device=device, slot_stream=var_stream[slot_variant], stream_seeds=stream_seeds,
+                    slot_labels=slot_variant if len(seeds) > 1 else None)
+    return bm, stream_rows
+
+
+def _split_chunk(X, Y, rows, *, seeds, nclasses, classifier, device, noreg, bar,
+                 predictions=False) -> list[list[dict[str, Any]]]:
     tr, dv, te = rows
-    n_probes = X.shape[0]
+    n_probes, n_var = X.shape[0], len(seeds)
     regs = reg_grid("split", True, noreg)
-    slot_probe, slot_reg = _grid_slots(n_probes, regs)
-    bm = BatchedMLP(X.shape[2], nclasses, slot_probe, slot_reg, n_probes=n_probes, seed=seed, config=classifier,
-                    device=device).fit(X, y, tr, val_rows=dv)
+    slot_probe, slot_reg, slot_var = _grid_slots(n_probes, regs, n_var)
+    bm, _ = _mlp(X, nclasses, slot_probe, slot_reg, slot_var, seeds, [()] * n_var, classifier=classifier,
+                 device=device)
+    bm.fit(X, Y, tr, val_rows=dv)
     bar.update()
-    dev_acc = bm.score(X, y, dv).tolist()  # Python floats, as TorchProbe.score returns
-    out, chosen = [], []
-    for p in range(n_probes):
-        scores = [split_score(dev_acc[r * n_probes + p]) for r in range(len(regs))]
-        optreg, devacc = select_reg(scores, regs)
-        chosen.append(list(regs).index(optreg) * n_probes + p)
-        out.append({"devacc": float(devacc), "reg": optreg, "regs": list(regs),
-                    "dev_scores": [float(s) for s in scores]})
+    dev_acc = bm.score(X, Y, dv).tolist()  # Python floats, as TorchProbe.score returns
+    out: list[list[dict[str, Any]]] = [[] for _ in range(n_var)]
+    chosen = []
+    for v in range(n_var):
+        for p in range(n_probes):
+            scores = [split_score(dev_acc[(v * len(regs) + r) * n_probes + p]) for r in range(len(regs))]
+            optreg, devacc = select_reg(scores, regs)
+            chosen.append((v * len(regs) + list(regs).index(optreg)) * n_probes + p)
+            out[v].append({"devacc": float(devacc), "reg": optreg, "regs": list(regs),
+                           "dev_scores": [float(s) for s in scores]})
     # SplitClassifier refits the chosen value with the same seed on the same data, which replays the grid run of
     # that value exactly (training is a pure function of seed, data and reg); its snapshot is the refit model.
-    test_acc = bm.score(X, y, te, slots=np.asarray(chosen)).tolist()
+    test_acc = bm.score(X, Y, te, slots=np.asarray(chosen)).tolist()
     yhat = bm.predict(X, te, slots=np.asarray(chosen)) if predictions else None
-    for p in range(n_probes):
-        out[p]["acc"] = float(split_score(test_acc[p]))
-        if yhat is not None:
-            out[p]["yhat"] = yhat[p]
+    for v in range(n_var):
+        for p in range(n_probes):
+            i = v * n_probes + p
+            out[v][p]["acc"] = float(split_score(test_acc[i]))
+            if yhat is not None:
+                out[v][p]["yhat"] = yhat[i]
     return out
 
 
-def _cv_grid(X, y, folds, regs, *, nclasses, seed, classifier, device, bar) -> list[list[float]]:
-    """Per slot (grid layout), the list of held-out fold accuracies; folds are ``(train_rows, test_rows)``."""
-    n_probes = X.shape[0]
-    slot_probe, slot_reg = _grid_slots(n_probes, regs)
+def _cv_grid(X, Y, folds, regs, *, seeds, nclasses, classifier, device, bar) -> list[list[float]]:
+    """Per slot (grid layout, see :func:`_grid_slots`), the list of held-out fold accuracies; ``folds[v]`` are
+    variant ``v``'s ``(train_rows, test_rows)`` (every variant has as many folds; fold ``i`` of all variants trains
+    in one stacked run)."""
+    n_probes, n_var = X.shape[0], len(seeds)
+    slot_probe, slot_reg, slot_var = _grid_slots(n_probes, regs, n_var)
     scans: list[list[float]] = [[] for _ in range(len(slot_probe))]
-    for train_rows, test_rows in folds:
-        bm = BatchedMLP(X.shape[2], nclasses, slot_probe, slot_reg, n_probes=n_probes, seed=seed, config=classifier,
-                        device=device).fit(X, y, train_rows, val_rows=test_rows)
-        for s, acc in enumerate(bm.score(X, y, test_rows).tolist()):
+    for i in range(len(folds[0])):
+        bm, srows = _mlp(X, nclasses, slot_probe, slot_reg, slot_var, seeds, [folds[v][i] for v in range(n_var)],
+                         classifier=classifier, device=device)
+        bm.fit(X, Y, [r[0] for r in srows], val_rows=[r[1] for r in srows])
+        for s, acc in enumerate(bm.score(X, Y, [r[1] for r in srows]).tolist()):
             scans[s].append(acc)
         bar.update()
     return scans
 
 
-def _select_cv(scans, regs, n_probes):
-    """Per probe: SentEval's rounded mean CV scores, the chosen value and the best score."""
+def _select_cv(scans, regs, n_probes, n_variants=1):
+    """Per variant and probe: SentEval's rounded mean CV scores, the chosen value and the best score."""
     out = []
-    for p in range(n_probes):
-        scores = [cv_score(scans[r * n_probes + p]) for r in range(len(regs))]
-        optreg, best = select_reg(scores, regs)
-        out.append((scores, optreg, best))
+    for v in range(n_variants):
+        sel = []
+        for p in range(n_probes):
+            scores = [cv_score(scans[(v * len(regs) + r) * n_probes + p]) for r in range(len(regs))]
+            optreg, best = select_reg(scores, regs)
+            sel.append((scores, optreg, best))
+        out.append(sel)
     return out
 
 
-def _refit(X, y, train_rows, optregs, *, nclasses, seed, classifier, device, bar) -> BatchedMLP:
-    """Final fit of every probe with its own chosen value, early-stopping on a 5% validation split."""
-    n_probes = X.shape[0]
-    bm = BatchedMLP(X.shape[2], nclasses, np.arange(n_probes), np.asarray(optregs, dtype=np.float64),
-                    n_probes=n_probes, seed=seed, config=classifier, device=device)
-    bm.fit(X, y, train_rows, validation_split=VALIDATION_SPLIT)
+def _refit(X, Y, train_rows, optregs, *, seeds, nclasses, classifier, device, bar, test_rows=None):
+    """Final fit of every probe of every variant with its own chosen value (``optregs[v][p]``) on
+    ``train_rows[v]``, early-stopping on a 5% validation split. Returns the trainer and each stream's row sets
+    (``(train, test)`` when ``test_rows`` is given)."""
+    n_probes, n_var = X.shape[0], len(seeds)
+    slot_probe = np.tile(np.arange(n_probes), n_var)
+    slot_var = np.repeat(np.arange(n_var), n_probes)
+    regs = np.asarray(optregs, dtype=np.float64).reshape(-1)
+    rows = [(train_rows[v],) if test_rows is None else (train_rows[v], test_rows[v]) for v in range(n_var)]
+    bm, srows = _mlp(X, nclasses, slot_probe, regs, slot_var, seeds, rows, classifier=classifier, device=device)
+    bm.fit(X, Y, [r[0] for r in srows], validation_split=VALIDATION_SPLIT)
     bar.update()
-    return bm
+    return bm, srows
 
 
-def _kfold_chunk(X, y, rows, y_train, *, nclasses, kfold, seed, classifier, device, bar) -> list[dict[str, Any]]:
+def _kfold_chunk(X, Y, rows, *, seeds, nclasses, kfold, classifier, device, bar) -> list[list[dict[str, Any]]]:
     tr, te = rows
-    n_probes = X.shape[0]
+    n_probes, n_var = X.shape[0], len(seeds)
     regs = reg_grid("kfold", True)
-    skf = stratified_kfold(kfold, seed)
-    # StratifiedKFold draws folds from the labels and the sample count only, so a placeholder X gives the same folds.
-    folds = [(tr[a], tr[b]) for a, b in skf.split(np.zeros((len(tr), 1)), y_train)]
-    scans = _cv_grid(X, y, folds, regs, nclasses=nclasses, seed=seed, classifier=classifier, device=device, bar=bar)
-    sel = _select_cv(scans, regs, n_probes)
-    bm = _refit(X, y, tr, [s[1] for s in sel], nclasses=nclasses, seed=seed, classifier=classifier, device=device,
-                bar=bar)
+    y_np = Y.cpu().numpy()
+    # StratifiedKFold draws folds from the labels, the seed and the sample count only, so a placeholder X gives the
+    # same folds; each variant (labels, seed) has its own.
+    folds = [[(tr[a], tr[b]) for a, b in stratified_kfold(kfold, seeds[v]).split(np.zeros((len(tr), 1)), y_np[v, tr])]
+             for v in range(n_var)]
+    scans = _cv_grid(X, Y, folds, regs, seeds=seeds, nclasses=nclasses, classifier=classifier, device=device,
+                     bar=bar)
+    sel = _select_cv(scans, regs, n_probes, n_var)
+    bm, _ = _refit(X, Y, [tr] * n_var, [[s[1] for s in sel_v] for sel_v in sel], seeds=seeds, nclasses=nclasses,
+                   classifier=classifier, device=device, bar=bar)
     yhat = bm.predict(X, te)
-    test_acc = bm.score(X, y, te).tolist()
-    return [{"devacc": float(best), "acc": float(split_score(test_acc[p])), "yhat": yhat[p], "reg": optreg,
-             "regs": list(regs), "dev_scores": [float(s) for s in scores]}
-            for p, (scores, optreg, best) in enumerate(sel)]
+    test_acc = bm.score(X, Y, te).tolist()
+    return [[{"devacc": float(best), "acc": float(split_score(test_acc[v * n_probes + p])),
+              "yhat": yhat[v * n_probes + p], "reg": optreg, "regs": list(regs),
+              "dev_scores": [float(s) for s in scores]}
+             for p, (scores, optreg, best) in enumerate(sel[v])] for v in range(n_var)]
 
 
-def _innerkfold_chunk(X, y, y_all, *, nclasses, kfold, seed, classifier, device, bar) -> list[dict[str, Any]]:
-    n_probes = X.shape[0]
+def _innerkfold_chunk(X, Y, *, seeds, nclasses, kfold, classifier, device, bar) -> list[list[dict[str, Any]]]:
+    n_probes, n_var = X.shape[0], len(seeds)
     regs = reg_grid("innerkfold", True)
+    y_np = Y.cpu().numpy()
     skf = stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
     innerskf = stratified_kfold(kfold, INNER_KFOLD_RANDOM_STATE)
-    devresults: list[list[Any]] = [[] for _ in range(n_probes)]
-    testresults: list[list[float]] = [[] for _ in range(n_probes)]
-    fold_regs: list[list[float]] = [[] for _ in range(n_probes)]
-    for train_idx, test_idx in skf.split(np.zeros((len(y_all), 1)), y_all):
-        inner = [(train_idx[a], train_idx[b])
-                 for a, b in innerskf.split(np.zeros((len(train_idx), 1)), y_all[train_idx])]
-        scans = _cv_grid(X, y, inner, regs, nclasses=nclasses, seed=seed, classifier=classifier, device=device,
+    outer = [list(skf.split(np.zeros((Y.shape[1], 1)), y_np[v])) for v in range(n_var)]
+    devresults = [[[] for _ in range(n_probes)] for _ in range(n_var)]
+    testresults = [[[] for _ in range(n_probes)] for _ in range(n_var)]
+    fold_regs = [[[] for _ in range(n_probes)] for _ in range(n_var)]
+    for i in range(len(outer[0])):
+        train_idx = [outer[v][i][0] for v in range(n_var)]
+        test_idx = [outer[v][i][1] for v in range(n_var)]
+        inner = [[(train_idx[v][a], train_idx[v][b])
+                  for a, b in innerskf.split(np.zeros((len(train_idx[v]), 1)), y_np[v, train_idx[v]])]
+                 for v in range(n_var)]
+        scans = _cv_grid(X, Y, inner, regs, seeds=seeds, nclasses=nclasses, classifier=classifier, device=device,
                          bar=bar)
-        sel = _select_cv(scans, regs, n_probes)
-        for p, (_, optreg, best) in enumerate(sel):
-            devresults[p].append(best)
-            fold_regs[p].append(optreg)
-        bm = _refit(X, y, train_idx, [s[1] for s in sel], nclasses=nclasses, seed=seed, classifier=classifier,
-                    device=device, bar=bar)
-        for p, acc in enumerate(bm.score(X, y, test_idx).tolist()):
-            testresults[p].append(split_score(acc))
-    return [{"devacc": float(mean_score(devresults[p])), "acc": float(mean_score(testresults[p])),
-             "fold_devacc": [float(v) for v in devresults[p]], "fold_acc": [float(v) for v in testresults[p]],
-             "fold_reg": fold_regs[p], "regs": list(regs)} for p in range(n_probes)]
+        sel = _select_cv(scans, regs, n_probes, n_var)
+        for v in range(n_var):
+            for p, (_, optreg, best) in enumerate(sel[v]):
+                devresults[v][p].append(best)
+                fold_regs[v][p].append(optreg)
+        bm, srows = _refit(X, Y, train_idx, [[s[1] for s in sel_v] for sel_v in sel], seeds=seeds,
+                           nclasses=nclasses, classifier=classifier, device=device, bar=bar, test_rows=test_idx)
+        for s, acc in enumerate(bm.score(X, Y, [r[1] for r in srows]).tolist()):
+            testresults[s // n_probes][s % n_probes].append(split_score(acc))
+    return [[{"devacc": float(mean_score(devresults[v][p])), "acc": float(mean_score(testresults[v][p])),
+              "fold_devacc": [float(x) for x in devresults[v][p]], "fold_acc": [float(x) for x in testresults[v][p]],
+              "fold_reg": fold_regs[v][p], "regs": list(regs)} for p in range(n_probes)] for v in range(n_var)]
 
 
-def _relatedness_chunk(X, rows, y_train, y_dev, y_test, *, seed, device, bar) -> list[dict[str, Any]]:
+def _relatedness_chunk(X, rows, y_train, y_dev, y_test, *, seeds, device, bar) -> list[list[dict[str, Any]]]:
     tr, dv, te = rows
     n_probes = X.shape[0]
     Y = torch.zeros(X.shape[1], RELATEDNESS_NCLASSES, dtype=torch.float32)
     Y[torch.as_tensor(tr)] = torch.from_numpy(ev.encode_relatedness_labels(y_train))
-    reg = BatchedRelatedness(X.shape[2], np.arange(n_probes), n_probes=n_probes, seed=seed, device=device)
-    reg.fit(X, Y.to(X.device), tr, dv, np.asarray(list(y_dev), dtype=np.float64))
-    bar.update()
-    yhat = reg.predict(X, te)
-    return [relatedness_scores(reg.best_score_[p], yhat[p], y_test) for p in range(n_probes)]
+    out = []
+    for seed in seeds:
+        reg = BatchedRelatedness(X.shape[2], np.arange(n_probes), n_probes=n_probes, seed=seed, device=device)
+        reg.fit(X, Y.to(X.device), tr, dv, np.asarray(list(y_dev), dtype=np.float64))
+        bar.update()
+        yhat = reg.predict(X, te)
+        out.append([relatedness_scores(reg.best_score_[p], yhat[p], y_test) for p in range(n_probes)])
+    return out
 
 
 def _offsets(sizes: Sequence[int]) -> list[np.ndarray]:
@@ -945,37 +1150,60 @@ def _offsets(sizes: Sequence[int]) -> list[np.ndarray]:
     return [np.arange(starts[i], starts[i + 1], dtype=np.int64) for i in range(len(sizes))]
 
 
-def _run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, *, max_probes: int | None,
-                progress: bool | None, desc: str, device: Any, num_threads: int | None = DEFAULT_CPU_THREADS,
-                **kw: Any) -> list[dict[str, Any]]:
+def _run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, *, seeds: Sequence[int],
+                max_probes: int | None, progress: bool | None, desc: str, device: Any,
+                num_threads: int | None = DEFAULT_CPU_THREADS, **kw: Any) -> list[list[dict[str, Any]]]:
     """Chunk the probes, stack each chunk's features once, run the batched evaluator ``kind`` on it (with
-    ``num_threads`` torch threads on CPU, see :data:`DEFAULT_CPU_THREADS`)."""
+    ``num_threads`` torch threads on CPU, see :data:`DEFAULT_CPU_THREADS`) for every variant: ``labels`` is
+    ``[V, N]`` (one label set per variant), ``seeds`` one seed per variant. Returns V lists of P results."""
     names = [f"split {i}" for i in range(len(sources))]
     sizes, n_probes, width = _check_sources(sources, names)
     dev = resolve_device(device)
     chunks = _chunks(n_probes, sum(sizes), width, max_probes)
     k = int(kw.get("kfold") or 0)
-    fits = {"split": 1, "kfold": k + 1, "innerkfold": k * (k + 1), "relatedness": 1}[kind]
+    fits = {"split": 1, "kfold": k + 1, "innerkfold": k * (k + 1), "relatedness": len(seeds)}[kind]
     bar = _Progress(len(chunks) * fits, desc, progress)
     rows = _offsets(sizes)
     y = None if labels is None else torch.as_tensor(np.asarray(labels), device=dev)
-    results: list[dict[str, Any]] = []
+    results: list[list[dict[str, Any]]] = [[] for _ in seeds]
     try:
         with _torch_threads(num_threads, dev):
             for p0, p1 in chunks:
                 X = _chunk_tensor(sources, p0, p1, dev)
                 if kind == "split":
-                    results += _split_chunk(X, y, rows, device=dev, bar=bar, **kw)
+                    part = _split_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
                 elif kind == "kfold":
-                    results += _kfold_chunk(X, y, rows, device=dev, bar=bar, **kw)
+                    part = _kfold_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
                 elif kind == "innerkfold":
-                    results += _innerkfold_chunk(X, y, device=dev, bar=bar, **kw)
+                    part = _innerkfold_chunk(X, y, seeds=seeds, device=dev, bar=bar, **kw)
                 else:
-                    results += _relatedness_chunk(X, rows, device=dev, bar=bar, **kw)
+                    part = _relatedness_chunk(X, rows, seeds=seeds, device=dev, bar=bar, **kw)
+                for v in range(len(seeds)):
+                    results[v] += part[v]
                 del X
     finally:
         bar.close()
     return results
+
+
+def _variant_labels(ys: Sequence[Any], seed: int | Sequence[int]) -> tuple[list[np.ndarray], list[int], bool]:
+    """Normalise the label arguments of a ``*_eval_many`` function: each of ``ys`` is one label vector ``[n]`` or
+    V label sets ``[V, n]``; ``seed`` one int or V seeds. Returns the ``[V, n]`` label matrices, the V seeds and
+    whether the caller asked for variants (then results are V lists of P dicts)."""
+    arrays = [np.asarray(y) for y in ys]
+    multi = isinstance(seed, (list, tuple, np.ndarray)) or any(a.ndim == 2 for a in arrays)
+    n_var = max([a.shape[0] for a in arrays if a.ndim == 2] + [len(seed) if isinstance(
+        seed, (list, tuple, np.ndarray)) else 1])
+    seeds = [int(s) for s in seed] if isinstance(seed, (list, tuple, np.ndarray)) else [int(seed)] * n_var
+    mats = [a if a.ndim == 2 else np.broadcast_to(a, (n_var, len(a))) for a in arrays]
+    if len(seeds) != n_var or any(m.shape[0] != n_var for m in mats):
+        raise ValueError(f"variants: {len(seeds)} seed(s) and label sets of {[m.shape[0] for m in mats]} rows; give "
+                         "one seed per label set (or a single seed / a single label vector for all).")
+    return mats, seeds, multi
+
+
+def _unwrap(results: list[list[dict[str, Any]]], multi: bool) -> Any:
+    return results if multi else results[0]
 
 
 def _probe_features(src: Source, p: int) -> np.ndarray:
@@ -1005,77 +1233,87 @@ def _per_probe(fn: Callable[[int], dict[str, Any]], n_probes: int, n_jobs: int |
 
 
 def split_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test: Source, y_test, *, nclasses: int,
-                    seed: int = 1111, usepytorch: bool = True, classifier: dict[str, Any] | None = None,
-                    device: Any = "auto", noreg: bool = False, max_probes: int | None = None,
-                    progress: bool | None = None, n_jobs: int | None = None,
-                    num_threads: int | None = DEFAULT_CPU_THREADS, predictions: bool = False) -> list[dict[str, Any]]:
+                    seed: int | Sequence[int] = 1111, usepytorch: bool = True,
+                    classifier: dict[str, Any] | None = None, device: Any = "auto", noreg: bool = False,
+                    max_probes: int | None = None, progress: bool | None = None, n_jobs: int | None = None,
+                    num_threads: int | None = DEFAULT_CPU_THREADS, predictions: bool = False) -> list[Any]:
     """:func:`~senteval_anatomy.engine.evaluators.split_eval` for P probes at once.
 
     ``X_*`` are ``[n, P, f]`` arrays (or ``(A, B)`` pairs of ``[n, P, d]`` arrays for pair features). Returns P
     dicts with the keys of ``split_eval`` (``devacc``, ``acc``, ``reg``, ``regs``, ``dev_scores``); with
     ``predictions=True`` (pytorch probes) also ``yhat``, the chosen probe's test predictions.
+
+    Variants: ``y_*`` of shape ``[V, n]`` (V label sets, e.g. a task and its control task) and / or ``seed`` a
+    sequence of V seeds train every (label set, seed) variant of every probe in the same stacked run; the result
+    is then V lists of P dicts, list ``v`` equal to a call with ``y_*[v]`` and ``seed[v]``.
     """
     sources = [X_train, X_dev, X_test]
     _, n_probes, _ = _check_sources(sources, ["X_train", "X_dev", "X_test"])
+    (Ytr, Ydv, Yte), seeds, multi = _variant_labels([y_train, y_dev, y_test], seed)
     if not usepytorch:
-        return _per_probe(lambda p: ev.split_eval(
-            _probe_features(X_train, p), y_train, _probe_features(X_dev, p), y_dev, _probe_features(X_test, p),
-            y_test, nclasses=nclasses, seed=seed, usepytorch=False, noreg=noreg), n_probes, n_jobs, "split", progress)
-    labels = np.concatenate([np.asarray(y_train), np.asarray(y_dev), np.asarray(y_test)]).astype(np.int64)
-    return _run_chunks("split", sources, labels, max_probes=max_probes, progress=progress, desc="split probes",
-                       device=device, num_threads=num_threads, nclasses=nclasses, seed=seed, classifier=classifier,
-                       noreg=noreg, predictions=predictions)
+        return _unwrap([_per_probe(lambda p, v=v: ev.split_eval(
+            _probe_features(X_train, p), Ytr[v], _probe_features(X_dev, p), Ydv[v], _probe_features(X_test, p),
+            Yte[v], nclasses=nclasses, seed=seeds[v], usepytorch=False, noreg=noreg), n_probes, n_jobs, "split",
+            progress) for v in range(len(seeds))], multi)
+    labels = np.concatenate([Ytr, Ydv, Yte], axis=1).astype(np.int64)
+    return _unwrap(_run_chunks("split", sources, labels, seeds=seeds, max_probes=max_probes, progress=progress,
+                               desc="split probes", device=device, num_threads=num_threads, nclasses=nclasses,
+                               classifier=classifier, noreg=noreg, predictions=predictions), multi)
 
 
 def kfold_eval_many(X_train: Source, y_train, X_test: Source, y_test, *, nclasses: int, kfold: int = 5,
-                    seed: int = 1111, usepytorch: bool = True, classifier: dict[str, Any] | None = None,
-                    device: Any = "auto", max_probes: int | None = None, progress: bool | None = None,
-                    n_jobs: int | None = None, num_threads: int | None = DEFAULT_CPU_THREADS) -> list[dict[str, Any]]:
+                    seed: int | Sequence[int] = 1111, usepytorch: bool = True,
+                    classifier: dict[str, Any] | None = None, device: Any = "auto", max_probes: int | None = None,
+                    progress: bool | None = None, n_jobs: int | None = None,
+                    num_threads: int | None = DEFAULT_CPU_THREADS) -> list[Any]:
     """:func:`~senteval_anatomy.engine.evaluators.kfold_eval` for P probes at once (P dicts: ``devacc``,
-    ``acc``, ``yhat``, ``reg``, ``regs``, ``dev_scores``)."""
+    ``acc``, ``yhat``, ``reg``, ``regs``, ``dev_scores``). Variants (``[V, n]`` labels, V seeds) as in
+    :func:`split_eval_many`: each variant has its own folds (drawn from its labels and seed)."""
     sources = [X_train, X_test]
     _, n_probes, _ = _check_sources(sources, ["X_train", "X_test"])
+    (Ytr, Yte), seeds, multi = _variant_labels([y_train, y_test], seed)
     if not usepytorch:
-        return _per_probe(lambda p: ev.kfold_eval(
-            _probe_features(X_train, p), y_train, _probe_features(X_test, p), y_test, nclasses=nclasses,
-            kfold=kfold, seed=seed, usepytorch=False), n_probes, n_jobs, "kfold", progress)
-    y_train = np.asarray(y_train)
-    labels = np.concatenate([y_train, np.asarray(y_test)]).astype(np.int64)
-    return _run_chunks("kfold", sources, labels, max_probes=max_probes, progress=progress, desc="kfold probes",
-                       device=device, num_threads=num_threads, nclasses=nclasses, kfold=kfold, seed=seed,
-                       classifier=classifier,
-                       y_train=y_train)
+        return _unwrap([_per_probe(lambda p, v=v: ev.kfold_eval(
+            _probe_features(X_train, p), Ytr[v], _probe_features(X_test, p), Yte[v], nclasses=nclasses,
+            kfold=kfold, seed=seeds[v], usepytorch=False), n_probes, n_jobs, "kfold", progress)
+            for v in range(len(seeds))], multi)
+    labels = np.concatenate([Ytr, Yte], axis=1).astype(np.int64)
+    return _unwrap(_run_chunks("kfold", sources, labels, seeds=seeds, max_probes=max_probes, progress=progress,
+                               desc="kfold probes", device=device, num_threads=num_threads, nclasses=nclasses,
+                               kfold=kfold, classifier=classifier), multi)
 
 
-def innerkfold_eval_many(X: Source, y, *, nclasses: int, kfold: int = 5, seed: int = 1111, usepytorch: bool = True,
-                         classifier: dict[str, Any] | None = None, device: Any = "auto",
+def innerkfold_eval_many(X: Source, y, *, nclasses: int, kfold: int = 5, seed: int | Sequence[int] = 1111,
+                         usepytorch: bool = True, classifier: dict[str, Any] | None = None, device: Any = "auto",
                          max_probes: int | None = None, progress: bool | None = None,
                          n_jobs: int | None = None,
-                         num_threads: int | None = DEFAULT_CPU_THREADS) -> list[dict[str, Any]]:
+                         num_threads: int | None = DEFAULT_CPU_THREADS) -> list[Any]:
     """:func:`~senteval_anatomy.engine.evaluators.innerkfold_eval` for P probes at once (P dicts: ``devacc``,
-    ``acc``, ``fold_devacc``, ``fold_acc``, ``fold_reg``, ``regs``)."""
+    ``acc``, ``fold_devacc``, ``fold_acc``, ``fold_reg``, ``regs``). Variants as in :func:`split_eval_many`."""
     _, n_probes, _ = _check_sources([X], ["X"])
+    (Y,), seeds, multi = _variant_labels([y], seed)
     if not usepytorch:
-        return _per_probe(lambda p: ev.innerkfold_eval(
-            _probe_features(X, p), y, nclasses=nclasses, kfold=kfold, seed=seed, usepytorch=False),
-            n_probes, n_jobs, "innerkfold", progress)
-    y = np.asarray(y)
-    return _run_chunks("innerkfold", [X], y.astype(np.int64), max_probes=max_probes, progress=progress,
-                       desc="innerkfold probes", device=device, num_threads=num_threads, nclasses=nclasses,
-                       kfold=kfold, seed=seed,
-                       classifier=classifier, y_all=y)
+        return _unwrap([_per_probe(lambda p, v=v: ev.innerkfold_eval(
+            _probe_features(X, p), Y[v], nclasses=nclasses, kfold=kfold, seed=seeds[v], usepytorch=False),
+            n_probes, n_jobs, "innerkfold", progress) for v in range(len(seeds))], multi)
+    return _unwrap(_run_chunks("innerkfold", [X], Y.astype(np.int64), seeds=seeds, max_probes=max_probes,
+                               progress=progress, desc="innerkfold probes", device=device, num_threads=num_threads,
+                               nclasses=nclasses, kfold=kfold, classifier=classifier), multi)
 
 
 def relatedness_eval_many(X_train: Source, y_train, X_dev: Source, y_dev, X_test: Source, y_test, *,
-                          seed: int = 1111, device: Any = "auto", max_probes: int | None = None,
+                          seed: int | Sequence[int] = 1111, device: Any = "auto", max_probes: int | None = None,
                           progress: bool | None = None,
-                          num_threads: int | None = DEFAULT_CPU_THREADS) -> list[dict[str, Any]]:
+                          num_threads: int | None = DEFAULT_CPU_THREADS) -> list[Any]:
     """:func:`~senteval_anatomy.engine.evaluators.relatedness_eval` for P probes at once (P dicts:
-    ``devpearson``, ``pearson``, ``spearman``, ``mse``, ``yhat``)."""
-    return _run_chunks("relatedness", [X_train, X_dev, X_test], None, max_probes=max_probes, progress=progress,
-                       desc="relatedness probes", device=device, num_threads=num_threads, seed=seed,
-                       y_train=np.asarray(y_train),
-                       y_dev=np.asarray(y_dev), y_test=np.asarray(y_test))
+    ``devpearson``, ``pearson``, ``spearman``, ``mse``, ``yhat``). A sequence of seeds gives one list per seed
+    (one stacked run each: relatedness has no control labels)."""
+    multi = isinstance(seed, (list, tuple, np.ndarray))
+    seeds = [int(s) for s in seed] if multi else [int(seed)]
+    return _unwrap(_run_chunks("relatedness", [X_train, X_dev, X_test], None, seeds=seeds, max_probes=max_probes,
+                               progress=progress, desc="relatedness probes", device=device,
+                               num_threads=num_threads, y_train=np.asarray(y_train), y_dev=np.asarray(y_dev),
+                               y_test=np.asarray(y_test)), multi)
 
 
 def cosine_many(A: Any, B: Any) -> np.ndarray:
@@ -1156,9 +1394,40 @@ def _n_probes(embeddings: Any, splits: Sequence[str], task_name: str) -> int:
     return next(iter(counts.values()))
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One (label set, seed) version of a task's probes for :func:`evaluate_many`'s ``variants``.
+
+    ``labels`` maps each split of the embeddings to labels in the order of ``embeddings[split]["y"]`` (``None``:
+    the task's own labels), e.g. a control task's labels; ``seed`` replaces ``params.seed`` (``None``: keep it).
+    """
+
+    labels: Mapping[str, Any] | None = None
+    seed: int | None = None
+
+
+def _with_labels(embeddings: Any, labels: Mapping[str, Any] | None, task_name: str) -> Any:
+    """``embeddings`` with each split's ``y`` replaced by ``labels[split]`` (checked: same length, integers)."""
+    if labels is None:
+        return embeddings
+    out = {}
+    for split, rec in embeddings.items():
+        rec = dict(rec)
+        if split in labels:
+            y = np.asarray(labels[split])
+            if y.shape != np.shape(rec.get("y")):
+                raise ValueError(f"{task_name}: variant labels for split {split!r} have shape {y.shape}, the "
+                                 f"embeddings' labels {np.shape(rec.get('y'))}; give one label per row, in the "
+                                 "embeddings' order.")
+            rec["y"] = y.astype(np.int64)
+        out[split] = rec
+    return out
+
+
 def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | None = None,
                   progress: bool | None = None, device: Any = None, n_jobs: int | None = None,
-                  num_threads: int | None | str = "auto", predictions: bool = False) -> list[dict[str, Any]]:
+                  num_threads: int | None | str = "auto", predictions: bool = False,
+                  variants: Sequence[Variant] | None = None) -> list[Any]:
     """Evaluate P probes of one task at once; result ``i`` equals ``task.evaluate`` on probe ``i``'s features.
 
     Parameters
@@ -1192,14 +1461,26 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
         the pytorch classification evaluators ``split`` and ``kfold`` (per-sentence correctness for bootstrap
         intervals and paired tests). Off by default: the result dicts then equal ``task.evaluate``'s.
 
+    variants : sequence of Variant, optional
+        Train every probe under each (label set, seed) :class:`Variant` (a task's labels and its control task's,
+        several probe seeds...). For the pytorch classification evaluators all variants are slots of the same
+        stacked runs (one pass over the features, one mini-batch gather per seed); other evaluators run one pass
+        per variant. Result ``[v][i]`` equals ``task.evaluate`` on probe ``i``'s features with variant ``v``'s
+        labels and seed.
+
     Returns
     -------
     list of dict
-        One SentEval result dict per probe, with exactly the keys and rounding of ``task.evaluate``.
+        One SentEval result dict per probe, with exactly the keys and rounding of ``task.evaluate``; with
+        ``variants``, one such list per variant.
     """
     spec = task.spec
     p, seed = evaluation_params(params, task.seed)
     raw = params if params is not None else {}
+    if variants is not None:
+        return _evaluate_variants(task, embeddings, params, list(variants), max_probes=max_probes,
+                                  progress=progress, device=device, n_jobs=n_jobs, num_threads=num_threads,
+                                  predictions=predictions)
     dev = p.device if device is None else device
     n_probes = _n_probes(embeddings, spec.splits, spec.name)
     desc = f"{spec.name}: {n_probes} probes"
@@ -1235,4 +1516,52 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
     if predictions and call.evaluator in ("split", "kfold"):
         for o, r in zip(out, rs, strict=True):
             o["yhat"] = r["yhat"]
+    return out
+
+
+def _evaluate_variants(task: Any, embeddings: Any, params: Any, variants: list[Variant], **kw: Any) -> list[Any]:
+    """:func:`evaluate_many` with ``variants``: one stacked pass for the pytorch classification evaluators, one
+    pass per variant otherwise."""
+    spec = task.spec
+    if not variants:
+        raise ValueError("variants is empty; pass None for the task's own labels and seed.")
+    for v in variants:
+        if not isinstance(v, Variant):
+            raise TypeError(f"variants must hold Variant objects, got {type(v).__name__}.")
+        if v.labels is not None and spec.kind not in ("classification", "pair_classification"):
+            raise ValueError(f"{spec.name} is a {spec.kind} task: variant labels apply to classification tasks only.")
+    raw = dict(params) if params is not None else {}
+    p, seed = evaluation_params(params, task.seed)
+    seeds = [seed if v.seed is None else int(v.seed) for v in variants]
+    embs = [_with_labels(embeddings, v.labels, spec.name) for v in variants]
+    stackable = spec.evaluator in ("split", "kfold", "innerkfold") and bool(p.usepytorch)
+    if not stackable:
+        return [evaluate_many(task, e, {**raw, "seed": sd}, **kw) for e, sd in zip(embs, seeds, strict=True)]
+    dev = p.device if kw["device"] is None else kw["device"]
+    num_threads = kw["num_threads"]
+    if isinstance(num_threads, str):
+        if num_threads != "auto":
+            raise ValueError(f"num_threads must be a positive int, None or 'auto', got {num_threads!r}.")
+        num_threads = p.probe_threads if p.get("probe_threads") is not None else DEFAULT_CPU_THREADS
+
+    def features(rec: Any) -> Source:
+        return rec["X"] if "X" in rec else (rec["A"], rec["B"])
+
+    calls = [evaluator_call(spec, e, p, sd, task.n_classes, features) for e, sd in zip(embs, seeds, strict=True)]
+    call = calls[0]
+    label_pos = {"split": (1, 3, 5), "kfold": (1, 3), "innerkfold": (1,)}[call.evaluator]
+    args = list(call.args)
+    for i in label_pos:
+        args[i] = np.stack([np.asarray(c.args[i]) for c in calls])
+    evaluate = {"split": split_eval_many, "kfold": kfold_eval_many, "innerkfold": innerkfold_eval_many}[call.evaluator]
+    extra = {"predictions": True} if kw["predictions"] and call.evaluator == "split" else {}
+    rs = evaluate(*args, **dict(call.kwargs, device=dev, seed=seeds), max_probes=kw["max_probes"],
+                  progress=kw["progress"], num_threads=num_threads, **extra)
+    out = []
+    for e, rv in zip(embs, rs, strict=True):
+        res = [result_dict(spec, r, e) for r in rv]
+        if kw["predictions"] and call.evaluator in ("split", "kfold"):
+            for o, r in zip(res, rv, strict=True):
+                o["yhat"] = r["yhat"]
+        out.append(res)
     return out
