@@ -32,6 +32,7 @@ import torch
 
 from .features import encode, tokenize
 from .models import Encoder
+from .vocab import ENCODE_BATCH_SIZE
 
 __all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_scan", "head_means", "model_score",
            "topk_ablation_curve"]
@@ -42,7 +43,7 @@ MEASURES = ("mlm", "clm", "embedding")
 MLM_MASK_RATE = 0.15
 
 
-def head_means(encoder: Encoder, sentences: Sequence[str], *, batch_size: int = 64,
+def head_means(encoder: Encoder, sentences: Sequence[str], *, batch_size: int = ENCODE_BATCH_SIZE,
                max_length: int | None = None) -> np.ndarray:
     """Mean context of every head over ``sentences`` (token mean within a sentence, then over sentences):
     float32 ``[L, H, d]``, the replacement of ``mode="mean"``."""

@@ -24,7 +24,7 @@ import numpy as np
 from .features import encode
 from .models import Encoder
 from .store import FeatureStore, StoredFeatures
-from .vocab import VIEWS, check_pooling, default_cache_dir, vector_name
+from .vocab import ENCODE_BATCH_SIZE, VIEWS, check_pooling, default_cache_dir, vector_name
 
 __all__ = ["HeadAdapter", "HeadsAdapter", "LayerAdapter", "default_store"]
 
@@ -91,7 +91,7 @@ class _Adapter:
         pooling: str | None = None,
         store: FeatureStore | None = None,
         max_length: int | None = None,
-        batch_size: int = 64,
+        batch_size: int = ENCODE_BATCH_SIZE,
         progress: bool | None = None,
     ) -> None:
         if not isinstance(encoder, Encoder):

@@ -72,11 +72,7 @@ class _Terminated(BaseException):
 # ------------------------------------------------------------------------------------------------ parsing
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (what is wrong, and where the help is) instead of the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+from .vocab import OneLineParser as _Parser  # noqa: E402 - one-line argparse errors, shared by every command
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -112,6 +108,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
         POOLINGS,
         PRESETS,
         VIEWS,
+        path_arg,
     )
 
     default_tasks = _default_tasks(kind)
@@ -127,19 +124,20 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", "-m", default="minilm",
                    help="'minilm' (bundled, offline), a local model folder, or a Hugging Face Hub id")
-    p.add_argument("--arch-spec", default=None, metavar="FILE.json",
+    p.add_argument("--arch-spec", type=path_arg, default=None, metavar="FILE.json",
                    help="where a model type not in the table keeps its heads, when discovery cannot tell "
                         "(docs/models.md)")
-    p.add_argument("--tasks", "-t", nargs="+", metavar="T", default=None,
+    p.add_argument("--tasks", "-t", nargs="+", action="extend", metavar="T", default=None,
                    help="tasks, separated by commas or spaces (as in the data command): SentEval names in any case "
                         f"(Length, sst5), data sets (SICK, STS12) or groups (probing, downstream, sts, all) "
                         f"(default: {default_tasks})")
     p.add_argument("--views", default=None,
                    help=f"comma-separated views: {', '.join(VIEWS)} (default: {','.join(VIEWS)})")
-    p.add_argument("--task-path", default=None,
+    p.add_argument("--task-path", type=path_arg, default=None,
                    help="SentEval data folder (holding probing/ and downstream/); default: $SENTEVAL_ANATOMY_DATA, "
                         "then downloaded data, then the embedded demo data")
-    p.add_argument("--out", "-o", default=None, help=f"output folder (default: results/<model>/{kind})")
+    p.add_argument("--out", "-o", type=path_arg, default=None,
+                   help=f"output folder (default: results/<model>/{kind})")
     p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                    help="named probe settings (paper: Jo & Myaeng 2020; senteval-default and prototyping: SentEval's "
                         "README configs); any probe flag given explicitly overrides the preset's value")
@@ -166,7 +164,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                    help="sentences per forward pass when encoding (speed and memory only)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads for encoding (default: torch's); 1 is faster on a busy shared machine")
-    p.add_argument("--cache-dir", default=None,
+    p.add_argument("--cache-dir", type=path_arg, default=None,
                    help="feature cache folder (default: $SENTEVAL_ANATOMY_CACHE or ~/.cache/senteval_anatomy)")
     p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32", help="dtype of cached features")
     g = p.add_argument_group("probe settings (SentEval's params; defaults from --preset)")
@@ -425,6 +423,21 @@ def _check_writable(flag: str, path: Path) -> None:
         raise UsageError(f"{flag} {path}: cannot write in {base} ({exc.strerror}); give a writable folder") from None
 
 
+#: Files a sweep writes at the top of ``--out``; ``units/`` beside them marks a folder a run wrote.
+_OUT_FILES = ("results.csv", "results.parquet", "report.md")
+
+
+def _check_out_is_ours(out: Path) -> None:
+    """Never overwrite a user's own ``results.csv`` / ``report.md``: a folder holding them without the ``units/``
+    folder every run writes first was not written by a run."""
+    if not out.is_dir() or (out / "units").is_dir():
+        return
+    theirs = [name for name in _OUT_FILES if (out / name).exists()]
+    if theirs:
+        raise UsageError(f"--out {out}: already holds {', '.join(theirs)} that no senteval_anatomy run wrote (no "
+                         "units/ folder beside them), which this run would overwrite; give a new or empty folder")
+
+
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
     from .data import DOWNLOAD_HINT
@@ -478,6 +491,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
                          "e.g. --batch-size 32")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: give a positive number of threads, e.g. --threads 1")
+    cpus = os.cpu_count() or 1
+    if args.threads is not None and args.threads > cpus:  # thousands of threads exhaust memory before any work
+        raise UsageError(f"--threads {args.threads}: this machine has {cpus} CPUs; give at most --threads {cpus}")
     if args.max_length is not None and args.max_length < 1:
         raise UsageError(f"--max-length {args.max_length}: give a positive number of tokens, e.g. --max-length 128")
     if harness == "senteval":
@@ -551,6 +567,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     out = Path(args.out).expanduser() if args.out else Path("results") / slug(str(args.model), default="model") / kind
     if not single:
         _check_writable("--out", out)
+        _check_out_is_ours(out)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
     _check_writable("--cache-dir" if cache_dir else f"the cache folder (default, or ${CACHE_ENV_VAR}; set --cache-dir)",
                     cache_dir or default_cache_dir())
@@ -808,7 +825,7 @@ def _dispatch(name: str, argv: list[str], debug: bool) -> int:
         if func is None:
             raise UsageError(f"the `{name}` command is not part of this version of senteval_anatomy "
                              f"({module_name} has no {func_name}()); upgrade the package")
-        return int(func(argv) or 0)
+        return int(func(argv, prog=f"{PROG} {name}") or 0)  # usage lines name the command as typed
 
     return _guarded(work, debug=debug, prog=f"{PROG} {name}")
 

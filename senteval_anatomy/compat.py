@@ -423,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import runpy
 
-    p = argparse.ArgumentParser(prog="python -m senteval_anatomy.compat",
-                                description="Run a SentEval script unchanged, with senteval_anatomy.compat applied.")
+    from .vocab import OneLineParser
+
+    p = OneLineParser(prog="python -m senteval_anatomy.compat",
+                      description="Run a SentEval script unchanged, with senteval_anatomy.compat applied.")
     p.add_argument("--device", default="auto", help="where SentEval's PyTorch probes run (auto, cpu, cuda:1, mps)")
     p.add_argument("--senteval", default="senteval", help="import name of the SentEval package")
     p.add_argument("script", help="the SentEval script to run")
@@ -432,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     script = os.path.abspath(args.script)
     if not os.path.isfile(script):
-        p.error(f"script {args.script!r} not found")
+        what = "is a folder, not a script" if os.path.isdir(script) else "not found"
+        p.error(f"script {args.script!r} {what}; give the path of a SentEval script (a .py file)")
     sys.argv = [script, *args.args]
     sys.path.insert(0, os.path.dirname(script))
 
@@ -440,14 +443,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"senteval_anatomy.compat: {', '.join(state.applied) or 'nothing needed'} (device {state.device})",
               file=sys.stderr)
 
-    _resolve(args.device)  # a bad --device is a usage error before the script runs
+    try:
+        _resolve(args.device)  # a bad --device is a usage error before the script runs
+    except ValueError as exc:
+        p.error(str(exc))
     hook = None
     try:
         importable = importlib.util.find_spec(args.senteval) is not None
     except ImportError:  # a dotted name whose parent is not importable yet
         importable = False
     if importable:
-        announce(patch(args.device, senteval=args.senteval))
+        try:
+            announce(patch(args.device, senteval=args.senteval))
+        except ImportError as exc:  # found, but it does not import (a broken SentEval checkout)
+            p.error(str(exc).replace("\n", " "))
     else:
         hook = _PatchOnImport(args.senteval, args.device, announce)
         sys.meta_path.insert(0, hook)

@@ -21,7 +21,13 @@ import numpy as np
 import torch
 
 from .models import Encoder
-from .vocab import POOLINGS, VIEWS, check_pooling, check_views  # re-exported: the one home is vocab
+from .vocab import (  # re-exported: the one home is vocab
+    ENCODE_BATCH_SIZE,
+    POOLINGS,
+    VIEWS,
+    check_pooling,
+    check_views,
+)
 
 __all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "encode", "iter_encode", "tokenize"]
 
@@ -227,7 +233,7 @@ def iter_encode(
     *,
     pooling: str | None = None,
     views: Sequence[str] | str = VIEWS,
-    batch_size: int = 64,
+    batch_size: int = ENCODE_BATCH_SIZE,
     max_length: int | None = None,
     progress: bool | None = None,
     desc: str = "encoding",
@@ -300,7 +306,7 @@ def encode(
     *,
     pooling: str | None = None,
     views: Sequence[str] | str = VIEWS,
-    batch_size: int = 64,
+    batch_size: int = ENCODE_BATCH_SIZE,
     max_length: int | None = None,
     progress: bool | None = None,
 ) -> Features:

@@ -394,8 +394,17 @@ class Encoder:
         num_layers, num_heads, head_dim, hidden_size = _dims(model, spec, model_type)
         limit = _max_positions(config, spec, tokenizer)
         if max_length is not None:
-            if max_length < 2:
-                raise ValueError(f"max_length={max_length} is too small; it counts special tokens too.")
+            try:  # [CLS] and [SEP] count against max_length: at least one word of each sentence must be left
+                special = int(tokenizer.num_special_tokens_to_add(pair=False))
+            except (AttributeError, NotImplementedError, TypeError):
+                special = 0
+            least = max(2, special + 1)
+            if max_length < least:
+                raise ValueError(
+                    f"max_length={max_length} is too small; it counts special tokens too (this tokenizer adds "
+                    f"{special}, so every sentence would keep {max(0, max_length - special)} words): give at least "
+                    f"{least}, e.g. 128"
+                )
             limit = min(limit, int(max_length)) if limit else int(max_length)
         encoder = cls(
             name=name or getattr(config, "_name_or_path", "") or model_type,
@@ -1129,6 +1138,16 @@ def load_encoder(
 
     raw = os.fspath(name_or_path)
     source = raw
+    if not raw.strip():
+        raise UnsupportedModelError(
+            f"an empty model name ({raw!r}); give 'minilm' (bundled), a folder written by save_pretrained(), or a "
+            "Hugging Face Hub id such as bert-base-uncased"
+        )
+    if raw.startswith((os.sep, "~", ".")) and not Path(raw).expanduser().exists():  # a path, not a Hub id
+        raise UnsupportedModelError(
+            f"{raw}: no such folder; give 'minilm' (bundled), a folder written by save_pretrained(), or a Hugging "
+            "Face Hub id such as bert-base-uncased"
+        )
     if raw in BUNDLED_MODELS:
         module_name = BUNDLED_MODELS[raw]
         try:
@@ -1142,10 +1161,16 @@ def load_encoder(
         local_files_only = True
     elif Path(raw).expanduser().exists():
         path = Path(raw).expanduser()
+        if not path.is_dir():
+            raise UnsupportedModelError(
+                f"{path} is a file, not a model folder; point at the folder written by save_pretrained() (the one "
+                "holding config.json and the weights)."
+            )
         if not (path / "config.json").is_file():
             raise UnsupportedModelError(
                 f"{path} exists but holds no config.json; point at a folder written by save_pretrained()."
             )
+        _check_config_file(path / "config.json")
         source = str(path)
         local_files_only = True
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -1156,10 +1181,15 @@ def load_encoder(
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
+        if local_files_only and raw not in BUNDLED_MODELS:  # a local folder: its config.json is what is wrong
+            raise UnsupportedModelError(
+                f"{Path(source) / 'config.json'}: transformers cannot read it as a model config "
+                f"({_one_line(str(exc))}); re-save the model with save_pretrained() or fix its model_type"
+            ) from exc
         raise UnsupportedModelError(
             f"Could not load a model from {raw!r}: it is not a bundled short name ({', '.join(BUNDLED_MODELS)}), "
             "not a local model directory, and the Hugging Face Hub did not provide it (check the id, or your "
-            f"network / HF_HUB_OFFLINE setting). Underlying error: {exc}"
+            f"network / HF_HUB_OFFLINE setting). Underlying error: {_one_line(str(exc))}"
         ) from exc
     layout = None
     if spec is not None and not isinstance(spec, ArchSpec):
@@ -1187,8 +1217,11 @@ def load_encoder(
         try:
             try:
                 model = model_class.from_pretrained(source, config=config, **model_kwargs)
-            except (OSError, ValueError, KeyError) as exc:
-                raise UnsupportedModelError(f"{raw}: could not load the model's weights: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - damaged weights fail with many types (SafetensorError, ...)
+                raise UnsupportedModelError(
+                    f"{raw}: could not load the model's weights ({type(exc).__name__}: {_one_line(str(exc))}); the "
+                    "weight files may be damaged, truncated or not match config.json: save or download them again"
+                ) from exc
             try:
                 tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             except Exception as exc:  # noqa: BLE001 - tokenizers fail with many exception types
@@ -1209,6 +1242,30 @@ def load_encoder(
         model, tokenizer, name=raw, device=device, max_length=max_length, revision=revision, spec=spec,
         layout=layout,
     )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """The first line of ``text``, cut to ``limit`` characters: error messages of the CLI are one line."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+def _check_config_file(path: Path) -> None:
+    """A local ``config.json`` is a JSON object naming its ``model_type``; else say where it is wrong."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UnsupportedModelError(f"{path}: not UTF-8 text ({exc.reason}); re-save the model with "
+                                    "save_pretrained()") from exc
+    except json.JSONDecodeError as exc:
+        raise UnsupportedModelError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); re-save the model "
+                                    "with save_pretrained()") from exc
+    if not isinstance(config, dict):
+        raise UnsupportedModelError(f"{path}: a model config is a JSON object, got {type(config).__name__}; re-save "
+                                    "the model with save_pretrained()")
+    if not config.get("model_type") and not config.get("architectures"):
+        raise UnsupportedModelError(f"{path}: names no model_type; add \"model_type\" (e.g. \"bert\"), or re-save "
+                                    "the model with save_pretrained()")
 
 
 def describe_architectures() -> Sequence[str]:
@@ -1307,20 +1364,21 @@ def self_check(encoder: Encoder) -> list[tuple[str, bool, str]]:
     return checks
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``python -m senteval_anatomy.models [--check MODEL]``: list supported types, or self-check one model.
 
     Exit codes: 0 listed / all checks passed, 1 a check failed, 2 the model could not be loaded.
     """
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(
-        prog="python -m senteval_anatomy.models",
+    from .vocab import OneLineParser, path_arg
+
+    parser = OneLineParser(
+        prog=prog or "python -m senteval_anatomy.models",
         description="List the model types senteval_anatomy reads and how, or self-check a model.",
     )
     parser.add_argument("--check", metavar="MODEL", help="bundled name, local folder or Hub id to self-check")
-    parser.add_argument("--arch-spec", metavar="FILE.json", help="your own layout (see docs/models.md)")
+    parser.add_argument("--arch-spec", type=path_arg, metavar="FILE.json", help="your own layout (see docs/models.md)")
     parser.add_argument("--device", default="cpu", help="device for the check (default: cpu)")
     parser.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--markdown", action="store_true", help="print the README's table of supported types")

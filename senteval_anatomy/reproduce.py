@@ -42,7 +42,16 @@ import pandas as pd
 
 from .engine.tasks import PROBING_TASKS as ENGINE_PROBING_TASKS
 from .results import Results, TestSelectionWarning
-from .vocab import PAPER_DOWNSTREAM_TASKS, POOLINGS, VIEWS, atomic_write, preset_params, slug
+from .vocab import (
+    PAPER_DOWNSTREAM_TASKS,
+    POOLINGS,
+    VIEWS,
+    OneLineParser,
+    atomic_write,
+    path_arg,
+    preset_params,
+    slug,
+)
 
 __all__ = [
     "REFERENCE_FILE",
@@ -537,9 +546,9 @@ def reproduce(
     return comparison, correlation
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m senteval_anatomy.reproduce",
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=prog or "python -m senteval_anatomy.reproduce",
         description="Run Jo & Myaeng (2020)'s experiments with its settings and compare with its released numbers.",
     )
     p.add_argument("--models", default="bert-base-uncased",
@@ -547,15 +556,15 @@ def _parser() -> argparse.ArgumentParser:
                         f"another model's released numbers (released: {', '.join(reference_models())})")
     p.add_argument("--reference-model", default=None,
                    help="the released model every --models entry without '=REFERENCE' is compared with")
-    p.add_argument("--task-path", default=None, help="SentEval data folder (probing/, downstream/); default: "
+    p.add_argument("--task-path", type=path_arg, default=None, help="SentEval data folder (probing/, downstream/); default: "
                    "$SENTEVAL_ANATOMY_DATA, else the downloaded data")
-    p.add_argument("--tasks", nargs="+", metavar="T", default=None,
+    p.add_argument("--tasks", nargs="+", action="extend", metavar="T", default=None,
                    help="subset of the paper's tasks, separated by commas or spaces, as in every command (names in any "
                         f"case, or groups such as probing; default: all {len(PROBING_TASKS)} probing tasks and "
                         f"{', '.join(TOPK_TASKS)})")
     p.add_argument("--ks", default=None, help="top-k values, comma-separated (default: 1..12, then doubling, all "
                    "heads; the paper's k is always added)")
-    p.add_argument("--out", default="reproduce", help="output folder (resumable)")
+    p.add_argument("--out", type=path_arg, default="reproduce", help="output folder (resumable)")
     p.add_argument("--pooling", default=None, choices=POOLINGS,
                    help="token pooling (default: the model's: first token for encoders, last token for decoders); "
                         "one-past-last is the paper's GPT position, for exact reproduction (docs/reproduce.md)")
@@ -584,9 +593,9 @@ def _resolve_task_path(arg: str | None) -> Path:
     return path
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Command line entry point; returns the exit status. ``prog``: the name usage lines show."""
+    args = _parser(prog).parse_args(argv)
     try:
         models = _parse_models(args.models, args.reference_model)
         from .data.sources import expand_tasks

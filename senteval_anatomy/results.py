@@ -44,6 +44,10 @@ from .table import (
 )
 from .vocab import PROBING_GROUPS, vector_name
 
+#: How many top heads the "where the best heads sit" analysis counts by default (the paper's top 10); a model with
+#: fewer heads counts all of them.
+THIRDS_K = 10
+
 #: Names documented as importable from here; each has its one home in selection, table or vocab.
 __all__ = [
     "BY_CHOICES",
@@ -426,7 +430,7 @@ class Results:
     def thirds(
         self,
         task: str,
-        k: int = 10,
+        k: int | None = None,
         by: str = "devacc",
         *,
         model: str | None = None,
@@ -435,12 +439,15 @@ class Results:
     ) -> dict[str, int]:
         """How many of the top-``k`` heads sit in the lower / middle / upper third of the layers.
 
-        This is the paper's "where the best heads sit" analysis (for 12 layers: 0-3 / 4-7 / 8-11).
+        This is the paper's "where the best heads sit" analysis (for 12 layers: 0-3 / 4-7 / 8-11). ``k=None``: the
+        paper's 10, or every scored head when there are fewer (an explicit larger ``k`` warns, as in :meth:`top_heads`).
         """
         check_selection(by, allow_test_selection, what="thirds")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TestSelectionWarning)
             top = self.top_heads(task, k, by, model=model, pooling=pooling, allow_test_selection=True)
+        if k is None:
+            top = top.head(THIRDS_K)
         model_ = self._resolve("model", model, self._task_rows(task))
         nl, _ = self.shape(model=model_)
         return {name: int(top["layer"].isin(list(rng)).sum()) for name, rng in thirds_of(nl)}
@@ -448,7 +455,7 @@ class Results:
     def thirds_table(
         self,
         tasks: Sequence[str] | None = None,
-        k: int = 10,
+        k: int | None = None,
         by: str = "devacc",
         *,
         model: str | None = None,
@@ -465,7 +472,8 @@ class Results:
                 mat = self.matrix(task, value=by, model=model, pooling=pooling)
                 means = mat.mean(axis=1)
                 best = self.best_head(task, by, model=model, pooling=pooling, allow_test_selection=True)
-                top = self.top_heads(task, k, by, model=model, pooling=pooling, allow_test_selection=True)
+                n = sum(th.values()) if k is None else k  # the heads thirds() counted: top_heads at its k
+                top = self.top_heads(task, n, by, model=model, pooling=pooling, allow_test_selection=True)
                 rows.append(
                     {
                         "task": task,

@@ -68,7 +68,17 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .vocab import CACHE_ENV_VAR, VIEWS, atomic_write, check_pooling, check_views, default_cache_dir
+from .vocab import (
+    CACHE_ENV_VAR,
+    ENCODE_BATCH_SIZE,
+    VIEWS,
+    OneLineParser,
+    atomic_write,
+    check_pooling,
+    check_views,
+    default_cache_dir,
+    path_arg,
+)
 
 __all__ = [
     "CacheCorruptionWarning",
@@ -426,7 +436,7 @@ class FeatureStore:
         *,
         pooling: str | None = None,
         max_length: int | None = None,
-        batch_size: int = 64,
+        batch_size: int = ENCODE_BATCH_SIZE,
         views: Sequence[str] = VIEWS,
         progress: Any = None,
     ) -> StoredFeatures:
@@ -1025,20 +1035,21 @@ def _human(n: float) -> str:
     return f"{n:.1f} GiB"  # pragma: no cover
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``senteval-anatomy-cache {list,clear,verify}``: inspect, empty or check the feature cache.
 
-    Returns the exit status: 0, or 1 when ``verify`` found damage that it did not repair.
+    Returns the exit status: 0, or 1 when ``verify`` found damage that it did not repair. ``prog`` is the program
+    name usage lines show (``senteval-anatomy cache`` when the umbrella command dispatches here).
     """
-    parser = argparse.ArgumentParser(
-        prog="senteval-anatomy-cache",
+    parser = OneLineParser(
+        prog=prog or "senteval-anatomy-cache",
         description="List, clear or verify the senteval_anatomy feature cache "
         f"(default location: ${ENV_VAR} or ~/.cache/senteval_anatomy).",
     )
     parser.add_argument("command", choices=("list", "clear", "verify"))
     parser.add_argument(
         "--cache-dir",
-        type=Path,
+        type=lambda text: Path(path_arg(text)),
         default=None,
         help=f"cache root (default: ${ENV_VAR} or ~/.cache/senteval_anatomy)",
     )
@@ -1061,8 +1072,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="verify: remove the damaged entries, so that the next run recomputes them",
     )
     args = parser.parse_args(argv)
-    if args.older_than is not None and args.older_than < 0:
-        parser.error("--older-than must be >= 0 days")
+    if args.older_than is not None and not args.older_than >= 0:  # also refuses nan
+        parser.error(f"--older-than {args.older_than}: give a number of days >= 0, e.g. --older-than 30")
     if args.command != "verify" and (args.full or args.repair):
         parser.error("--full and --repair belong to the verify command")
     if args.command == "verify" and args.older_than is not None:
@@ -1072,6 +1083,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if p.exists() and not p.is_dir():
             where = "--cache-dir" if args.cache_dir is not None else f"${ENV_VAR} / the default cache"
             parser.error(f"{where}: {p} is not a folder")
+    if args.cache_dir is not None and not root.exists():  # a folder the user named: a typo, or not the runs' one
+        parser.error(f"--cache-dir {root}: no such folder; give the --cache-dir your runs used (default: "
+                     f"${ENV_VAR} or ~/.cache/senteval_anatomy)")
+    if not (root / "features").is_dir():  # say so, rather than list an "(empty)" cache or "remove 0 entries"
+        print(f"no feature cache in {root} (no features/ folder: nothing was encoded with this cache folder); "
+              f"nothing to {args.command}")
+        return 0
 
     store = FeatureStore(args.cache_dir)
     if args.command == "list":

@@ -29,7 +29,9 @@ Policy
 
 from __future__ import annotations
 
+import argparse
 import copy
+import errno
 import hashlib
 import math
 import os
@@ -37,9 +39,11 @@ import re
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 __all__ = [
+    "OneLineParser",
+    "path_arg",
     "CACHE_ENV_VAR",
     "DEFAULT_PRESET",
     "ENCODE_BATCH_SIZE",
@@ -331,6 +335,28 @@ def resolve_device(device: Any = "auto", *, what: str = "device") -> Any:
     return dev
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose refusals are one line (what is wrong, and where the help is), exit status 2, no usage block.
+
+    Every command's parser is one of these (sub-parsers inherit it), so a mistake reads the same everywhere.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def path_arg(text: str) -> str:
+    """``argparse`` type of every path option: an empty or blank path is refused, never read as "the default".
+
+    ``Path("")`` is the current folder, so ``--out ""`` (an unset shell variable, say) would otherwise write
+    results into the working directory, and ``--task-path ""`` would silently fall back to the demo data.
+    """
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty path ({text!r}); give a path, or leave the option out for its "
+                                         "default")
+    return text
+
+
 #: Environment variable that moves the cache root (features, downloaded data, generated default data).
 CACHE_ENV_VAR = "SENTEVAL_ANATOMY_CACHE"
 
@@ -381,6 +407,9 @@ def atomic_write(
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():  # else the rename fails naming only the hidden temporary file
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of this file; move or rename the folder",
+                                str(target))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         if callable(content):

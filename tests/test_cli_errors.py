@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # (id, extra arguments, fragment the one-line message must contain). Placeholders: {file} an ordinary file,
 # {empty} an empty folder, {ro} a read-only file system, {broken} data with a malformed line, {notok} a model folder
-# without tokenizer files, {wrongtok} one with another model's tokenizer, {resnet} a model without attention heads. Later flags override the base command's.
+# without tokenizer files, {wrongtok} one with another model's tokenizer, {resnet} a model without attention heads. Later flags override the base command's;
+# a row's --tasks replaces the base command's (repeated --tasks add up).
 BAD_INPUTS: list[tuple[str, list[str], str]] = [
     # layers and heads (the tiny model has 2 layers x 4 heads)
     ("head-layer-out-of-range", ["--head", "2,0"], "out of range"),
@@ -46,6 +48,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("tasks-snli", ["--tasks", "SNLI"], "unknown task 'SNLI'"),
     ("tasks-typo", ["--tasks", "Lenght"], "unknown task 'Lenght'"),
     ("tasks-empty", ["--tasks", ","], "names no task"),
+    ("tasks-repeated-flag", ["--tasks", "SNLI", "--tasks", "Length"], "unknown task 'SNLI'"),
     ("task-files-missing", ["--tasks", "SST5"], "sentiment-train"),
     # devices
     ("device-unknown", ["--device", "gpu0"], "is not a device"),
@@ -69,8 +72,10 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("kfold-one", ["--kfold", "1"], "--kfold"),
     ("nhid-negative", ["--nhid", "-1"], "--nhid"),
     ("threads-zero", ["--threads", "0"], "--threads 0"),
+    ("threads-more-than-cpus", ["--threads", "100000"], "CPUs; give at most --threads"),
     ("max-length-zero", ["--max-length", "0"], "--max-length 0"),
     ("max-length-too-small", ["--max-length", "1"], "too small"),
+    ("max-length-only-special-tokens", ["--max-length", "2"], "this tokenizer adds 2, so every sentence would keep 0"),
     ("dropout-without-hidden-layer", ["--dropout", "0.3"], "no effect on a logistic-regression probe"),
     ("torch-flag-with-sklearn", ["--sklearn", "--optim", "adam"], "--optim sets the PyTorch probe"),
     # top-k
@@ -93,6 +98,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     # paths
     ("out-is-a-file", ["--out", "{file}"], "this is a file, not a folder"),
     ("out-under-a-file", ["--out", "{file}/sub"], "is a file, so no folder can be made"),
+    ("out-holds-a-users-results", ["--out", "{foreign}"], "results.csv, report.md that no senteval_anatomy run wrote"),
     ("cache-dir-is-a-file", ["--cache-dir", "{file}"], "this is a file, not a folder"),
     ("out-read-only", ["--out", "{ro}/out"], "cannot write"),
     ("cache-dir-read-only", ["--cache-dir", "{ro}/cache"], "cannot write"),
@@ -100,8 +106,19 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("task-path-is-a-file", ["--task-path", "{file}"], "not a folder"),
     ("task-path-holds-no-data", ["--task-path", "{empty}"], "holds neither probing/ nor downstream/"),
     ("data-line-malformed", ["--task-path", "{broken}"], "sentence_length.txt:3"),
+    ("data-header-line", ["--task-path", "{header}"], "sentence_length.txt:1: unknown split 'split'"),
+    ("data-latin1-bytes", ["--task-path", "{latin1}"], "sentence_length.txt:2: not valid utf-8"),
+    ("out-empty", ["--out", ""], "argument --out/-o: an empty path"),
+    ("task-path-empty", ["--task-path", ""], "argument --task-path: an empty path"),
+    ("cache-dir-empty", ["--cache-dir", " "], "argument --cache-dir: an empty path"),
+    ("arch-spec-empty", ["--arch-spec", ""], "argument --arch-spec: an empty path"),
     # models
     ("model-folder-missing", ["--model", "/no/such/model"], "no such folder"),
+    ("model-empty", ["--model", ""], "an empty model name"),
+    ("model-is-a-file", ["--model", "{file}"], "is a file, not a model folder"),
+    ("model-config-not-json", ["--model", "{badjson}"], "config.json:1:2: not valid JSON"),
+    ("model-config-unknown-type", ["--model", "{unktype}"], "config.json: transformers cannot read it"),
+    ("model-weights-corrupt", ["--model", "{corrupt}"], "could not load the model's weights (SafetensorError"),
     ("model-hub-id-unknown", ["--model", "no-such-org/no-such-model-xyz"], "Could not load"),
     ("model-folder-without-config", ["--model", "{empty}"], "no config.json"),
     ("model-folder-without-tokenizer", ["--model", "{notok}"], "not this model's tokenizer"),
@@ -117,6 +134,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("harness-senteval-absent", ["--harness", "senteval"], "needs facebookresearch/SentEval"),
     ("seed-not-an-int", ["--seed", "x"], "invalid int value: 'x'"),
     ("seed-negative", ["--seed", "-5"], "--seed -5: must be between 0 and 4294967295"),
+    ("cache-dtype-unknown", ["--cache-dtype", "int8"], "invalid choice: 'int8'"),
     ("flag-unknown", ["--colour", "red"], "unrecognized arguments"),
 ]
 
@@ -150,6 +168,13 @@ def world(tmp_path_factory) -> dict[str, str]:
     resnet = root / "resnet"  # a model without attention heads
     ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 8], depths=[1, 1])).save_pretrained(resnet)
     tok.save_pretrained(resnet)
+    for name, edit in (("bad-json", lambda d: (d / "config.json").write_text("{not json")),
+                       ("unknown-type", lambda d: (d / "config.json").write_text(
+                           (d / "config.json").read_text().replace('"model_type": "bert"', '"model_type": "foobar"'))),
+                       ("corrupt-weights", lambda d: (d / "model.safetensors").write_bytes(b"garbage" * 10))):
+        shutil.copytree(model_dir, root / name)
+        edit(root / name)
+    assert '"foobar"' in (root / "unknown-type" / "config.json").read_text()
     wrongtok = root / "wrong-tokenizer"  # BERT weights, GPT-2's byte-level BPE tokenizer (400 tokens)
     model.save_pretrained(wrongtok)
     build_tiny("gpt2")[1].save_pretrained(wrongtok)
@@ -158,11 +183,24 @@ def world(tmp_path_factory) -> dict[str, str]:
     lines = (broken / "probing" / "sentence_length.txt").read_text(encoding="utf-8").splitlines()
     lines[2] = "tr\tonly-two-fields"
     (broken / "probing" / "sentence_length.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    header = make_tiny_data(root / "header")  # a header line, as a spreadsheet export writes
+    length = header / "probing" / "sentence_length.txt"
+    length.write_text("split\tlabel\tsentence\n" + length.read_text(encoding="utf-8"), encoding="utf-8")
+    latin1 = make_tiny_data(root / "latin1")  # one sentence saved as Latin-1
+    length = latin1 / "probing" / "sentence_length.txt"
+    lines = length.read_text(encoding="utf-8").splitlines()
+    lines[1] += " caf\xe9"
+    length.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    foreign = root / "my-analysis"  # a user's own folder: their results.csv and notes must never be overwritten
+    foreign.mkdir()
+    (foreign / "results.csv").write_text("mine,not,yours\n")
+    (foreign / "report.md").write_text("# my notes\n")
     (root / "a-file.txt").write_text("not a folder\n")
     (root / "empty").mkdir()
     return {"model": str(model_dir), "data": str(data), "file": str(root / "a-file.txt"), "empty": str(root / "empty"),
             "broken": str(broken), "notok": str(notok), "resnet": str(resnet),
-            "wrongtok": str(wrongtok)}
+            "wrongtok": str(wrongtok), "badjson": str(root / "bad-json"), "unktype": str(root / "unknown-type"),
+            "corrupt": str(root / "corrupt-weights"), "header": str(header), "latin1": str(latin1), "foreign": str(foreign)}
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +227,8 @@ def _fill(args: list[str], world: dict[str, str], tmp: Path, ro: Path | None) ->
 def _base(world: dict[str, str], tmp: Path, extra: list[str]) -> list[str]:
     """The command each row changes; a sweep writes to ``tmp/out``, one adapter (--head/--layer) prints JSON."""
     out = [] if {"--head", "--layer"} & set(extra) else ["--out", str(tmp / "out")]
-    return ["probing", "--model", world["model"], "--task-path", world["data"], "--tasks", "Length", *out,
+    tasks = [] if "--tasks" in extra else ["--tasks", "Length"]  # repeated --tasks add up, so a row's replace these
+    return ["probing", "--model", world["model"], "--task-path", world["data"], *tasks, *out,
             "--cache-dir", str(tmp / "cache"), "-q"]
 
 
@@ -215,6 +254,53 @@ def test_bad_input(row_id, extra, fragment, world, tmp_path, capsys, request):
     assert "error: " in lines[0] and fragment in lines[0], lines[0]
     assert "Traceback" not in captured.err
     assert _written(tmp_path) == []  # checked before anything was written
+
+
+# Rows for the other commands: (id, command line, fragment of the one line on stderr). {tmp} is the test's folder,
+# {file} an ordinary file.
+COMMAND_BAD_INPUTS: list[tuple[str, list[str], str]] = [
+    ("cache-list-missing-dir", ["cache", "list", "--cache-dir", "/no/such/cache"], "--cache-dir /no/such/cache: no such folder"),
+    ("cache-clear-a-file", ["cache", "clear", "--cache-dir", "{file}"], "is not a folder"),
+    ("cache-verify-empty-path", ["cache", "verify", "--cache-dir", ""], "argument --cache-dir: an empty path"),
+    ("cache-older-than-nan", ["cache", "list", "--cache-dir", "{tmp}", "--older-than", "nan"], "--older-than nan"),
+    ("cache-no-command", ["cache"], "senteval-anatomy cache: error: the following arguments are required"),
+    ("data-check-empty-path", ["data", "check", ""], "senteval-anatomy data check: error: argument dir: an empty path"),
+    ("data-download-empty-dest", ["data", "download", "--dest", "", "--tasks", "Length"], "an empty path"),
+    ("data-no-command", ["data"], "senteval-anatomy data: error: the following arguments are required: COMMAND"),
+    ("models-check-missing-path", ["models", "--check", "/no/such/model"], "/no/such/model: no such folder"),
+    ("models-flag-unknown", ["models", "--colour"], "senteval-anatomy models: error: unrecognized arguments"),
+    ("reproduce-out-empty", ["reproduce", "--out", ""], "senteval-anatomy reproduce: error: argument --out: an empty"),
+    ("reproduce-flag-unknown", ["reproduce", "--colour"], "senteval-anatomy reproduce: error: unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize("row_id, argv, fragment", COMMAND_BAD_INPUTS, ids=[r[0] for r in COMMAND_BAD_INPUTS])
+def test_command_bad_input(row_id, argv, fragment, world, tmp_path, capsys):
+    """``cache``, ``data`` and ``models``: one line naming the command as typed, exit 2, nothing made or removed."""
+    before = sorted(Path(world["data"]).rglob("*"))
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{file}", world["file"]) for a in argv]
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert status == 2, err
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err and "usage:" not in err
+    assert sorted(Path(world["data"]).rglob("*")) == before
+    assert not (tmp_path / "features").exists()
+
+
+def test_cache_commands_on_a_folder_without_a_cache_say_so(world, capsys):
+    """A folder that exists but holds no ``features/`` (here: a data folder): no "(empty)" listing, no "removed 0
+    entries", but a line saying there is no feature cache there; nothing in it is touched."""
+    before = sorted(Path(world["data"]).rglob("*"))
+    for command in ("list", "verify", "clear"):
+        assert cli.main(["cache", command, "--cache-dir", world["data"]]) == 0
+        out = capsys.readouterr().out
+        assert f"no feature cache in {world['data']}" in out and f"nothing to {command}" in out, out
+    assert sorted(Path(world["data"]).rglob("*")) == before
 
 
 def test_unknown_command_says_what_was_meant(capsys):

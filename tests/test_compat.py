@@ -345,3 +345,26 @@ def test_a_script_shaped_like_sentevals_examples_runs_through_the_runner_and_wit
             assert "senteval_anatomy.compat: " in run.stderr and "(device cpu)" in run.stderr, run.stderr[-2000:]
     assert runs["runner"] == runs["one_line"]
     assert 0 < runs["runner"]["MR"] <= 100 and np.isfinite(runs["runner"]["STS12"]), runs
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--device", "gpu0", "{script}"], "'gpu0' is not a device"),
+    (["{folder}"], "is a folder, not a script"),
+], ids=["device-unknown", "script-is-a-folder"])
+def test_compat_command_refuses_in_one_line(argv, fragment, tmp_path, capsys):
+    """``python -m senteval_anatomy.compat``: a bad --device or a folder given as the script is one line, exit 2,
+    no traceback, and the script does not run."""
+    from senteval_anatomy import compat as compat_module
+
+    script = tmp_path / "script.py"
+    script.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    argv = [a.replace("{script}", str(script)).replace("{folder}", str(tmp_path)) for a in argv]
+    saved = (list(sys.argv), list(sys.path))
+    try:
+        with pytest.raises(SystemExit) as exc:
+            compat_module.main(argv)
+    finally:
+        sys.argv[:], sys.path[:] = saved
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert "Traceback" not in err and not (tmp_path / "ran").exists()

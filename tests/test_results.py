@@ -206,6 +206,21 @@ def test_thirds(res):
     assert tab.loc[0, "split"] == "2/1/1" and tab.loc[0, "best_head_layer"] == 1
 
 
+def test_thirds_default_k_counts_every_head_of_a_small_model_without_warning(res):
+    """The paper's top 10 on a model with fewer scored heads (every report of a tiny model): all of them, no warning
+    on stderr; an explicit k above that still warns."""
+    nl, nh = res.shape()
+    assert nl * nh < 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scored = len(res.top_heads("Length", None))
+        assert sum(res.thirds("Length").values()) == scored < 10
+        tab = res.thirds_table(["Length"])
+    assert len(tab.loc[0, "top_layers"].split(",")) == scored
+    with pytest.warns(UserWarning, match="heads are scored"):
+        res.thirds("Length", k=10)
+
+
 # ---------------------------------------------------------------------------------------------- summaries
 
 

@@ -178,6 +178,16 @@ def test_atomic_write(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["f.txt"]  # no temp file left
 
 
+def test_atomic_write_names_a_folder_in_the_way(tmp_path):
+    """A folder where the file goes (e.g. a ``results.csv/`` folder in --out): the error names it, not the hidden
+    temporary file, and leaves nothing behind."""
+    (tmp_path / "results.csv").mkdir()
+    with pytest.raises(IsADirectoryError) as exc:
+        atomic_write(tmp_path / "results.csv", "a,b\n")
+    assert exc.value.filename == str(tmp_path / "results.csv") and "folder is in the way" in str(exc.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
 def test_no_second_definition_in_the_package():
     """One home per fact: the vector-name scheme, temp-file writers, the cache variable and the STS table are spelt
     out only in vocab.py."""

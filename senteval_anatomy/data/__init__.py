@@ -83,7 +83,7 @@ def resolve_task_path(arg: str | os.PathLike | None) -> tuple[Path, str]:
         return path, f"from --task-path{note}"
     env = os.environ.get(ENV_VAR)
     if env:
-        path, note = _normalise(Path(env).expanduser(), f"${ENV_VAR}=")
+        path, note = _normalise(Path(env).expanduser(), f"${ENV_VAR}")
         return path, f"from ${ENV_VAR}{note}"
     downloaded = default_download_dir()
     if holds_data(downloaded):

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..vocab import OneLineParser, path_arg
 from . import ENV_VAR, resolve_task_path
 from .download import default_download_dir, download, parse_source_overrides
 from .sources import GROUPS, datasets_for, expand_tasks
@@ -26,18 +27,19 @@ def _tasks_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--tasks",
         nargs="+",
+        action="extend",  # --tasks A --tasks B means both, as in one --tasks A,B
         metavar="T",
         help=f"tasks to {what}: SentEval names (SST2, SICKEntailment, Depth…), datasets (SICK, STS12…) or groups "
         f"({', '.join(GROUPS)}); commas or spaces; default: all",
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m senteval_anatomy.data",
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = OneLineParser(
+        prog=prog or "python -m senteval_anatomy.data",
         description="Get SentEval's data in SentEval's layout, check a data folder, or regenerate the demo data.",
     )
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     d = sub.add_parser(
         "download",
@@ -47,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _tasks_arg(d, "download")
     d.add_argument(
-        "--dest", "--task-path", dest="dest", help=f"data folder to fill (default: {default_download_dir()})"
+        "--dest", "--task-path", dest="dest", type=path_arg, help=f"data folder to fill (default: {default_download_dir()})"
     )
     d.add_argument(
         "--mirror",
@@ -94,9 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         "is absent or broken, or when any present task is broken.",
     )
     c.add_argument(
-        "dir", nargs="?", help=f"data folder (default: --task-path, ${ENV_VAR}, downloaded, embedded)"
+        "dir", nargs="?", type=path_arg, help=f"data folder (default: --task-path, ${ENV_VAR}, downloaded, embedded)"
     )
-    c.add_argument("--task-path", dest="task_path", help="same as DIR")
+    c.add_argument("--task-path", dest="task_path", type=path_arg, help="same as DIR")
     _tasks_arg(c, "check")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -106,10 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     _tasks_arg(s, "list")
 
     p = sub.add_parser("path", help="print the data folder commands would use, and why")
-    p.add_argument("--task-path", dest="task_path")
+    p.add_argument("--task-path", dest="task_path", type=path_arg)
 
     m = sub.add_parser("make-default", help="regenerate the embedded synthetic demo data (deterministic)")
-    m.add_argument("dir", nargs="?", help="output folder (default: the repository's data/default)")
+    m.add_argument("dir", nargs="?", type=path_arg, help="output folder (default: the repository's data/default)")
     m.add_argument(
         "--force", action="store_true", help="overwrite files in DIR that differ from the demo data (never needed "
         "for the repository's data/default)"
@@ -228,9 +230,9 @@ def _cmd_make_default(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit code."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Console entry point; returns the exit code. ``prog``: the name usage lines show (``senteval-anatomy data``)."""
+    args = _parser(prog).parse_args(argv)
     handler = {
         "download": _cmd_download,
         "check": _cmd_check,
