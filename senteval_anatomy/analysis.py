@@ -42,7 +42,7 @@ def _parse_ks(ks: str | Sequence[int] | None) -> list[int] | None:
         return None
     if isinstance(ks, str):
         try:
-            values = [int(x) for x in ks.split(",") if x.strip()]
+            values = [int(x) for x in ks.split(",")]  # an empty item ("1,,2") is a typo, not a value to skip
         except ValueError as exc:
             raise ValueError(f"--ks {ks!r}: expected comma-separated integers such as 1,2,4,8") from exc
     else:

@@ -295,7 +295,7 @@ class _Plan:
 
 def _int_list(flag: str, text: str, *, example: str) -> list[int]:
     try:
-        values = [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in text.split(",")] if text.strip() else []  # "1,,2" is a typo: refused
     except ValueError:
         raise UsageError(f"{flag} {text!r}: expected comma-separated integers, e.g. {flag} {example}") from None
     if not values:

@@ -81,6 +81,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     # top-k
     ("ks-zero", ["--topk", "--ks", "0"], "every k must be >= 1"),
     ("ks-not-numbers", ["--topk", "--ks", "1,x"], "expected comma-separated integers"),
+    ("ks-empty-item", ["--topk", "--ks", "1,,2"], "expected comma-separated integers"),
     ("ks-more-than-heads", ["--topk", "--ks", "1,1000"], "more than the 8 heads"),
     ("ks-without-topk", ["--ks", "1,2"], "add --topk"),
     ("rank-task-not-swept", ["--topk", "--rank-task", "Depth"], "must be one of --tasks"),
