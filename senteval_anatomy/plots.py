@@ -321,7 +321,8 @@ def heatmap(
         notes.append(TIED_NOTE)
     if n_missing:
         notes.append(f"{n_missing} missing cells in grey")
-    ax.set_title(title + ("\n" + "; ".join(notes) if notes else ""), fontsize=10)
+    # one note per line: joined on one line they run past the figure's edges on narrow grids
+    ax.set_title(title + "".join("\n" + note for note in notes), fontsize=10)
     return fig
 
 
