@@ -148,6 +148,22 @@ def minilm():
     return load_encoder("minilm", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch and one BLAS thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+
+    Tiny probes are dominated by thread hand-offs, many times slower with 2 threads on a busy 2-core machine; and
+    solo (``mm``) and stacked (``bmm``) matmuls sum in the same order only when single-threaded, which the
+    batched-equals-solo tests compare bit for bit."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test writes its feature cache under a temporary folder, never into the user's ~/.cache."""

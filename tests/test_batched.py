@@ -32,14 +32,7 @@ PARAMS = {"seed": 5, "kfold": 3, "classifier": FAST, "device": "cpu"}
 SIGNAL = (0.05, 0.4, 0.9, 2.0)  # per-probe class separation: from chance to easy
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Solo (``mm``) and stacked (``bmm``) matmuls sum in the same order when BLAS runs single-threaded; with
-    several threads the solo result itself depends on how BLAS splits the work (module docstring)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def _classes(n: int, n_classes: int, d: int, seed: int = 0, signal=SIGNAL):

@@ -26,17 +26,7 @@ from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID, SKLEARN_C_GRIDS
 FAST = {"nhid": 0, "optim": "adam", "batch_size": 32, "tenacity": 2, "epoch_size": 1, "max_epoch": 6}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny probes are dominated by thread hand-offs: on a busy 2-core machine, 2 torch / BLAS threads make them
-    # many times slower. Results do not depend on it.
-    from threadpoolctl import threadpool_limits
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def blobs(n, d=6, nclasses=2, sep=4.0, seed=0, shuffle_labels=False):

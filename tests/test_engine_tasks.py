@@ -141,18 +141,7 @@ def make_all_tasks(root):
                                     _sent(i % 2, i) + (f" {labels[i % 2]}" if word else "")) for i in range(50)])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny probes are dominated by thread hand-offs: on a busy 2-core machine, 2 torch / BLAS threads make them
-    # many times slower. Results do not depend on it.
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture(scope="module")

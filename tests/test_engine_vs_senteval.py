@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from test_engine_tasks import (
     write_binary,
     write_mrpc,
@@ -70,16 +69,7 @@ def senteval():
             del sys.modules[name]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny probes: threads only add hand-off overhead on a busy machine; results do not depend on it.
-    from threadpoolctl import threadpool_limits
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -21,13 +21,7 @@ FAST = {"nhid": 0, "optim": "rmsprop", "batch_size": 32, "tenacity": 1, "epoch_s
 WORDS = np.array("the a cat dog bird sat ran saw big small red old new near under over with and of .".split())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Solo probes run single-threaded like the trainer: tiny ops are slower with threads on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.mark.parametrize("nclasses", [2, 6, 20])
