@@ -28,7 +28,7 @@ Usage::
     python benchmarks/sweep_speed.py --model-size base                # + store_memory.py's BERT-base peak RSS
 
 ``--threads`` sets torch's threads for everything (default 1: the batched trainer's own default, see
-``DEFAULT_CPU_THREADS`` in ``senteval_anatomy/engine/batched.py``; on a machine shared with other jobs more threads
+``DEFAULT_CPU_THREADS`` in ``senteval_anatomy/engine/stacked.py``; on a machine shared with other jobs more threads
 than free cores make every small op wait). Times on a shared machine vary from run to run: the load average at the
 start and end is printed with the results.
 """

@@ -273,9 +273,9 @@ def test_every_slot_ends_with_its_solo_probes_weights(config):
     cannot."""
     import torch
 
-    from senteval_anatomy.engine.batched import BatchedMLP
     from senteval_anatomy.engine.probes import TorchProbe
     from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
+    from senteval_anatomy.engine.stacked import BatchedMLP
 
     rng = np.random.RandomState(3)
     n_probes, d = 2, 5

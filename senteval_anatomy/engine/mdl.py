@@ -7,7 +7,7 @@ all labels sent so far. The total codelength in bits is lower when the represent
 learn from few examples; ``compression = N log2 K / codelength`` is 1 for a useless representation.
 
 Per block, the probes of all P heads (or layers) are trained at once by the batched trainer
-(:class:`~senteval_anatomy.engine.batched.BatchedMLP`, one slot per probe, no weight decay), so a sweep pays one
+(:class:`~senteval_anatomy.engine.stacked.BatchedMLP`, one slot per probe, no weight decay), so a sweep pays one
 stacked training per block, not P.
 
 Protocol (fixed, so codelengths are comparable across heads, layers, models and runs):
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batched import DEFAULT_CPU_THREADS, BatchedMLP
 from .params import apply_defaults, resolve_device, thread_limit
 from .probes import classifier_config
+from .stacked import DEFAULT_CPU_THREADS, BatchedMLP
 from .tasks import pair_features
 
 __all__ = ["DEFAULT_FRACTIONS", "MDL_VALIDATION_SPLIT", "block_ends", "mdl_many", "online_codelength",
