@@ -71,7 +71,7 @@ def load_encoder(
     if raw in BUNDLED_MODELS:
         module_name = BUNDLED_MODELS[raw]
         try:
-            module = __import__(module_name)
+            module = __import__(module_name)  # named in BUNDLED_MODELS, so imported by name
         except ImportError as exc:  # pragma: no cover - the package is an install requirement
             raise UnsupportedModelError(
                 f"The bundled model {raw!r} needs the package {module_name.replace('_', '-')}: "

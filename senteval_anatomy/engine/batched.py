@@ -36,21 +36,23 @@ How it works
 * STS12-16 need no training: a vectorised cosine (:func:`cosine_many`) feeds the engine's own ``sts_eval``.
 * ``usepytorch=False`` (sklearn) and a custom STS ``similarity`` cannot be stacked: those run the engine's
   ``Task.evaluate`` probe by probe (optionally in parallel with ``n_jobs``), so they are the engine's numbers.
-* Speed on CPU: training runs on one torch thread by default (:data:`~senteval_anatomy.engine.stacked.DEFAULT_CPU_THREADS`), and the slots'
-  cross-entropy uses a ``[slots, classes, rows]`` layout whose log-softmax kernel is ~15x faster than the solo
-  ``[rows, classes]`` one and, where :func:`~senteval_anatomy.engine.kernels.fast_ce_ok` verifies it, bit-identical to it.
+* Speed on CPU: training runs on one torch thread by default
+  (:data:`~senteval_anatomy.engine.stacked.DEFAULT_CPU_THREADS`), and the slots' cross-entropy uses a
+  ``[slots, classes, rows]`` layout whose log-softmax kernel is ~15x faster than the solo ``[rows, classes]`` one
+  and, where :func:`~senteval_anatomy.engine.kernels.fast_ce_ok` verifies it, bit-identical to it.
 
 How close to solo runs, and why
 -------------------------------
 * **CPU, classification**: identical ``devacc`` / ``acc`` / ``f1`` / predictions in every comparison we ran (all
   evaluators, all eight optimizers, ``nhid`` 0 and > 0 with dropout). Each slot runs the solo probe's operations in
   the same order; elementwise kernels give the same result wherever an element sits in a tensor; the weight
-  gradient is computed as ``grad.T @ x`` like ``nn.Linear``'s backward (:class:`~senteval_anatomy.engine.kernels.StackedLinear`, not autograd's
-  ``x.T @ grad``), which makes the stacked and solo matmuls the same sums. BLAS may still pick a different kernel
-  for a batched matmul than for a single one (it depends on shapes, memory alignment and thread count; with
-  several threads even the solo result depends on the thread count), and then a weight differs in its last bit.
-  An accuracy only changes if such a difference flips a prediction that sits on an exact tie or an early-stopping
-  decision that is decided by one sample; we have not seen it happen.
+  gradient is computed as ``grad.T @ x`` like ``nn.Linear``'s backward
+  (:class:`~senteval_anatomy.engine.kernels.StackedLinear`, not autograd's ``x.T @ grad``), which makes the
+  stacked and solo matmuls the same sums. BLAS may still pick a different kernel for a batched matmul than for a
+  single one (it depends on shapes, memory alignment and thread count; with several threads even the solo result
+  depends on the thread count), and then a weight differs in its last bit. An accuracy only changes if such a
+  difference flips a prediction that sits on an exact tie or an early-stopping decision that is decided by one
+  sample; we have not seen it happen.
 * **CPU, relatedness**: bit-identical in most shapes; where BLAS rounds differently, the hundreds of epochs carry
   the last-bit difference to ~1e-7 relative on ``devpearson`` / ``pearson`` / ``spearman`` / ``mse``.
 * **STS12-16**: the engine computes each cosine with ``np.dot`` in the embeddings' dtype; :func:`cosine_many` uses
@@ -61,11 +63,11 @@ How close to solo runs, and why
 
 Memory
 ------
-Probes are processed in chunks of ``max_probes``. The default keeps one chunk's stacked float32 features
-(``[probes, rows of all splits, features]``; pair tasks have ``2d`` features) under :data:`~senteval_anatomy.engine.chunks.CHUNK_BYTES` (1 GiB);
-the per-split numpy slices used to fill it and the probe parameters (``4 x (d + 1) x classes`` floats per probe
-and grid value, times ~5 for gradients, optimizer state and snapshots) come on top. Chunking never changes the
-results: slots never interact.
+Probes are processed in chunks of ``max_probes``. The default keeps one chunk's stacked float32 features (``[probes,
+rows of all splits, features]``; pair tasks have ``2d`` features) under
+:data:`~senteval_anatomy.engine.chunks.CHUNK_BYTES` (1 GiB); the per-split numpy slices used to fill it and the
+probe parameters (``4 x (d + 1) x classes`` floats per probe and grid value, times ~5 for gradients, optimizer state
+and snapshots) come on top. Chunking never changes the results: slots never interact.
 
 Where the parts live
 --------------------
