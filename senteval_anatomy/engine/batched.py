@@ -394,9 +394,10 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
     if not p.usepytorch and spec.evaluator != "relatedness":
         return pytorch_free(lambda i: task.evaluate(_slice_embeddings(embeddings, i), raw))
 
+    threads = _threads(num_threads, p)
     call = evaluator_call(spec, embeddings, p, seed, task.n_classes, _features)
     rs = _EVALUATORS[call.evaluator](*call.args, **dict(call.kwargs, device=dev), max_probes=max_probes,
-                                     progress=progress, num_threads=_threads(num_threads, p),
+                                     progress=progress, num_threads=threads,
                                      **_predictions_kw(predictions, call.evaluator))
     return _results(spec, rs, embeddings, predictions, call.evaluator)
 
@@ -420,13 +421,14 @@ def _evaluate_variants(task: Any, embeddings: Any, params: Any, variants: list[V
     if not stackable:
         return [evaluate_many(task, e, {**raw, "seed": sd}, **kw) for e, sd in zip(embs, seeds, strict=True)]
     dev = p.device if kw["device"] is None else kw["device"]
+    threads = _threads(kw["num_threads"], p)
     calls = [evaluator_call(spec, e, p, sd, task.n_classes, _features) for e, sd in zip(embs, seeds, strict=True)]
     call = calls[0]
     args = list(call.args)
     for i in _LABEL_ARGS[call.evaluator]:
         args[i] = np.stack([np.asarray(c.args[i]) for c in calls])
     rs = _EVALUATORS[call.evaluator](*args, **dict(call.kwargs, device=dev, seed=seeds), max_probes=kw["max_probes"],
-                                     progress=kw["progress"], num_threads=_threads(kw["num_threads"], p),
+                                     progress=kw["progress"], num_threads=threads,
                                      **_predictions_kw(kw["predictions"], call.evaluator))
     return [_results(spec, rv, e, kw["predictions"], call.evaluator) for e, rv in zip(embs, rs, strict=True)]
 
