@@ -169,12 +169,10 @@ class Encoder(ModelLayout):
         return encoder
 
     # ------------------------------------------------------------------ inputs
-    def effective_max_length(self, max_length: int | None = None) -> int:
-        """The truncation limit in tokens for a run that asks for ``max_length`` (None or 0: the model's own limit).
-
-        The one home of this rule: encoding, the feature store's key and the sweeps all truncate at this length.
-        """
-        return min(self.max_length, max_length) if max_length else self.max_length
+    def token_limit(self, max_length: int | None = None) -> int:
+        """The tokens a sentence keeps: the encoder's limit, or ``max_length`` when given and smaller. The one home
+        of this rule (features, store and sweep ask here)."""
+        return int(min(self.max_length, max_length) if max_length else self.max_length)
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:

