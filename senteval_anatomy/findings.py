@@ -7,19 +7,23 @@ the task's ``embed``, the batched trainer) and adds, per head / layer, in the sa
 =========================  ========================================================================================
 column                     meaning
 =========================  ========================================================================================
-``acc_low``, ``acc_high``  95% percentile bootstrap interval of test accuracy (same resamples for every head)
+``acc_low``, ``acc_high``  95% Wilson interval of test accuracy (:func:`senteval_anatomy.stats.accuracy_ci`)
 ``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
-``control_acc``            test accuracy on the control task (:mod:`senteval_anatomy.controls`)
-``selectivity``            ``acc - control_acc`` (Hewitt & Liang 2019)
+``majority_acc``           test accuracy of predicting the training majority class (:func:`.controls.majority_acc`)
+``<kind>_control_acc``     test accuracy on the ``bow`` / ``permuted`` control task (:mod:`senteval_anatomy.controls`)
+``<kind>_selectivity``     ``acc - <kind>_control_acc`` (0 for a probe that learned nothing)
 ``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)
 ``untrained_gain``         ``acc - untrained_acc``: what training put there
 ``mdl``, ``compression``   online codelength of the training labels, bits, and ``N log2 K / mdl`` (:mod:`.engine.mdl`)
 ``ablation_delta``         change of the model's own output when this head alone is ablated (:mod:`.ablation`)
 ``dev_rank``               rank by dev score within the task and view (1 = selected)
 ``p_vs_best``              McNemar p-value of this probe's test predictions against the dev-selected best
-``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``)
+``p_vs_best_adj``          ``p_vs_best`` corrected (``correction``, Holm) over the ``family_size`` probes of the view
+``tied_with_best``         ``p_vs_best_adj >= alpha`` (or the best itself)
+``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``), uncorrected
 ``p_vs_layer_best``        McNemar p against the dev-best head of the same layer
-``tied_with_layer_best``   ``p_vs_layer_best >= alpha`` (or the layer best itself): not distinguishable from it
+``p_vs_layer_best_adj``    corrected over every non-layer-best head of the model (``layer_family_size`` tests)
+``tied_with_layer_best``   ``p_vs_layer_best_adj >= alpha`` (or the layer best itself): not distinguishable from it
 =========================  ========================================================================================
 
 Columns of options that were not requested are NaN. Selection is on dev throughout; test predictions are only used
@@ -62,43 +66,40 @@ def _features(encoder: Encoder, task: Any, store: Any, pooling: str, limit: int,
 
 
 def _paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[int, int]], view: str, *,
-                    alpha: float, top_k: int, n_boot: int, seed: int) -> pd.DataFrame:
-    from .stats import mcnemar, rank_tests
+                    alpha: float, top_k: int) -> pd.DataFrame:
+    from .stats import CORRECTION, layer_tests, rank_tests
 
-    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=seed)
-    p_layer = np.full(len(probes), np.nan)
-    tied = np.full(len(probes), None, dtype=object)  # layers view: no "layer best"
-    if view == "heads":
-        layers = np.array([lay for lay, _ in probes])
-        for lay in np.unique(layers):
-            idx = np.flatnonzero(layers == lay)
-            best = idx[np.argmax(devacc[idx])]  # first maximum: ties keep head order, as the sweep's selection
-            for i in idx:
-                if i == best:
-                    tied[i] = True
-                else:
-                    p_layer[i] = mcnemar(correct[best], correct[i])
-                    tied[i] = p_layer[i] >= alpha
-    return pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
-                         "p_vs_best": ranked["p_vs_best"], "p_vs_next": ranked["p_vs_next"],
-                         "p_vs_layer_best": p_layer, "tied_with_layer_best": tied})
+    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, correction=CORRECTION)
+    out = pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
+                        "p_vs_best": ranked["p_vs_best"], "p_vs_best_adj": ranked["p_vs_best_adj"],
+                        "tied_with_best": ranked["tied_with_best"], "p_vs_next": ranked["p_vs_next"],
+                        "family_size": ranked["family_size"], "correction": CORRECTION})
+    if view == "heads":  # layers view: no "layer best"
+        layer = layer_tests(devacc, correct, [lay for lay, _ in probes], alpha=alpha, correction=CORRECTION)
+        for c in ("p_vs_layer_best", "p_vs_layer_best_adj", "tied_with_layer_best", "layer_family_size"):
+            out[c] = layer[c].to_numpy()
+    return out
 
 
 def _options_key(*, controls: bool, control_seed: int, untrained_baseline: bool, untrained_seed: int, seeds: int,
                  mdl: bool, ablate: bool, ablation_mode: str, ablation_sentences: int, ablation_ks: Sequence[int],
-                 lm_model: Any, alpha: float, top_k: int, n_boot: int) -> dict[str, Any]:
+                 lm_model: Any, alpha: float, top_k: int) -> dict[str, Any]:
     """The findings options that determine a unit's extra columns (joined to the sweep's unit key)."""
     lm = None
     if lm_model is not None:
         cfg = getattr(lm_model, "config", None)
         lm = {"class": type(lm_model).__name__, "name": str(getattr(cfg, "name_or_path", "") or ""),
               "config": key_hash(cfg.to_dict()) if hasattr(cfg, "to_dict") else None}
-    return {"controls": bool(controls), "control_seed": int(control_seed) if controls else None,
+    from .stats import CORRECTION
+    from .vocab import CONTROL_KIND_NAMES
+
+    return {"controls": list(CONTROL_KIND_NAMES) if controls else [],
+            "control_seed": int(control_seed) if controls else None, "correction": CORRECTION,
             "untrained_seed": int(untrained_seed) if untrained_baseline else None, "seeds": int(seeds),
             "mdl": bool(mdl),
             "ablation": ({"mode": ablation_mode, "sentences": int(ablation_sentences),
                           "ks": [int(k) for k in ablation_ks], "lm_model": lm} if ablate else None),
-            "alpha": float(alpha), "top_k": int(top_k), "n_boot": int(n_boot)}
+            "alpha": float(alpha), "top_k": int(top_k), "interval": "wilson"}
 
 
 def findings_sweep(
@@ -124,7 +125,6 @@ def findings_sweep(
     lm_model: Any = None,
     alpha: float = 0.05,
     top_k: int = 5,
-    n_boot: int = 1000,
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
     memory_budget_gb: float = 1.0,
@@ -165,9 +165,9 @@ def findings_sweep(
     """
     from tqdm.auto import tqdm
 
-    from .ablation import ablation_scan, topk_ablation_curve
+    from .ablation import ablation_reference, ablation_scan, topk_ablation_curve
     from .baselines import untrained_encoder
-    from .controls import control_task
+    from .controls import CONTROL_KINDS, control_tasks, majority_acc
     from .engine.batched import Variant, evaluate_many
     from .engine.mdl import mdl_many
     from .engine.params import apply_defaults
@@ -198,7 +198,7 @@ def findings_sweep(
     options = _options_key(controls=controls, control_seed=control_seed, untrained_baseline=untrained_baseline,
                            untrained_seed=untrained_seed, seeds=seeds, mdl=mdl, ablate=ablate,
                            ablation_mode=ablation_mode, ablation_sentences=ablation_sentences,
-                           ablation_ks=ablation_ks, lm_model=lm_model, alpha=alpha, top_k=top_k, n_boot=n_boot)
+                           ablation_ks=ablation_ks, lm_model=lm_model, alpha=alpha, top_k=top_k)
     out = Path(out_dir) if out_dir is not None else None
     frames = []
     curves = []
@@ -227,17 +227,17 @@ def findings_sweep(
         if untrained_baseline and untrained is None:
             untrained = untrained_encoder(encoder, untrained_seed)
         ufeats = _features(untrained, task, store, pooling, limit, run_params, show) if untrained else None
-        ctask = control_task(task, control_seed) if controls and classification else None
-        # One stacked pass per probe chunk: the task's probes, the extra seeds and the control probes (control
-        # labels in the task's embedding order) are slots of the same runs.
+        ctasks = control_tasks(task, control_seed) if controls else {}
+        # One stacked pass per probe chunk: the task's probes, the extra seeds and the control probes of every kind
+        # (control labels in the task's embedding order) are slots of the same runs.
         variants = [Variant()] + [Variant(seed=int(run_params.seed) + k) for k in range(1, seeds)]
-        if ctask is not None:
-            variants.append(Variant(labels=ctask.labels_for(task.sorted_data())))
+        ordered = task.sorted_data()
+        variants += [Variant(labels=ct.labels_for(ordered)) for ct in ctasks.values()]
         for view, unit, key in pending:
             probes = probe_index(encoder, view)
             results: list[dict] = []
             seed_acc: list[list[float]] = [[] for _ in range(seeds - 1)]
-            control_acc: list[float] = []
+            control_acc: dict[str, list[float]] = {k: [] for k in ctasks}
             untrained_acc: list[float] = []
             mdl_rows: list[dict] = []
             correct_parts: list[np.ndarray] = []
@@ -247,8 +247,8 @@ def findings_sweep(
                 results += vres[0]
                 for k in range(1, seeds):
                     seed_acc[k - 1] += [main_scores(r).acc for r in vres[k]]
-                if ctask is not None:
-                    control_acc += [float(r["acc"]) for r in vres[-1]]
+                for j, kind in enumerate(ctasks):
+                    control_acc[kind] += [float(r["acc"]) for r in vres[seeds + j]]
                 if paired_ok:
                     correct_parts.append(correctness(np.stack([r["yhat"] for r in vres[0]]),
                                                      np.asarray(emb["test"]["y"])))
@@ -265,16 +265,18 @@ def findings_sweep(
             acc = df["acc"].to_numpy(dtype=float)
             if paired_ok:
                 paired = _paired_columns(df["devacc"].to_numpy(dtype=float), np.concatenate(correct_parts), probes,
-                                         view, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=int(run_params.seed))
+                                         view, alpha=alpha, top_k=top_k)
                 for c in paired.columns:
                     extra[c] = paired[c].to_numpy()
             stacked = np.stack([acc] + [np.asarray(a, dtype=float) for a in seed_acc])
             extra["n_seeds"] = seeds
             extra["acc_mean"] = stacked.mean(0)
             extra["acc_std"] = stacked.std(0, ddof=1) if seeds > 1 else np.nan
-            if ctask is not None:
-                extra["control_acc"] = control_acc
-                extra["selectivity"] = acc - np.asarray(control_acc, dtype=float)
+            if classification:
+                extra["majority_acc"] = majority_acc(task)
+            for kind, accs in control_acc.items():
+                extra[CONTROL_KINDS[kind].acc_column] = accs
+                extra[CONTROL_KINDS[kind].selectivity_column] = acc - np.asarray(accs, dtype=float)
             if ufeats is not None:
                 extra["untrained_acc"] = untrained_acc
                 extra["untrained_gain"] = acc - np.asarray(untrained_acc, dtype=float)
@@ -286,7 +288,9 @@ def findings_sweep(
                 test = task.data.get("test") or next(iter(task.data.values()))
                 side = test["X"] if "X" in test else test["A"]
                 sents = list(dict.fromkeys(" ".join(s) for s in side))[:ablation_sentences]
-                scan = ablation_scan(encoder, sents, mode=ablation_mode, lm_model=lm_model, progress=show)
+                reference = ablation_reference(task, ablation_sentences) if ablation_mode == "mean" else None
+                scan = ablation_scan(encoder, sents, mode=ablation_mode, lm_model=lm_model, progress=show,
+                                     reference=reference)
                 delta = {(int(r.layer), int(r.head)): float(r.delta) for r in scan.itertuples()}
                 extra["ablation_delta"] = [delta[p] for p in probes]
                 extra["ablation_measure"] = scan["measure"].iloc[0]
@@ -294,7 +298,7 @@ def findings_sweep(
                 ks = [k for k in ablation_ks if 1 <= k <= len(ranked)]
                 if ks:
                     curve = topk_ablation_curve(encoder, sents, ranked, ks, mode=ablation_mode, lm_model=lm_model,
-                                                seed=int(run_params.seed))
+                                                seed=int(run_params.seed), reference=reference)
                     curve.insert(0, "task", task_name)
                     curves.append(curve)
             unit_table = _typed(pd.concat([df, extra], axis=1))
@@ -318,8 +322,13 @@ def findings_sweep(
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
     """The findings table in column order with numeric findings columns (also after a unit file round trip)."""
-    for c in ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
-              "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best"):
+    from .controls import CONTROL_KINDS
+
+    numeric = ["acc_low", "acc_high", "acc_mean", "acc_std", "majority_acc", "untrained_acc", "untrained_gain", "mdl",
+               "compression", "ablation_delta", "p_vs_best", "p_vs_best_adj", "p_vs_next", "p_vs_layer_best",
+               "p_vs_layer_best_adj", "family_size", "layer_family_size"]
+    numeric += [c for k in CONTROL_KINDS.values() for c in (k.acc_column, k.selectivity_column)]
+    for c in numeric:
         table[c] = pd.to_numeric(table[c], errors="coerce")
     return table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
 
