@@ -333,6 +333,11 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     return table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
 
 
+def _flag(col: pd.Series) -> pd.Series:
+    """A boolean column as bools, also after a CSV round trip (``"True"`` / ``"False"`` / empty)."""
+    return col.astype(str).str.lower() == "true"
+
+
 def _best(rows: pd.DataFrame) -> pd.Series:
     """The dev-selected row (first maximum of ``devacc``)."""
     return rows.loc[rows["devacc"].astype(float).idxmax()]
@@ -342,31 +347,49 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
     distinguishable from the next best and what ablating it does; then the paper's claims re-tested (layers; top
     heads across tasks; top-k against the best layer, from ``curves`` = top-k curves with intervals)."""
+    from .controls import CONTROL_KINDS
+    from .stats import CORRECTIONS
+
     heads = table[table["view"] == "heads"]
+    method = CORRECTIONS.get(str(heads["correction"].dropna().iloc[0]) if heads["correction"].notna().any()
+                             else "", "no correction")
     lines = ["## Findings with controls, baselines and intervals", "",
-             "Per task, the head selected on **dev**; test accuracy with its 95% bootstrap interval; selectivity = "
-             "accuracy - control-task accuracy; gain = accuracy - the same head of the untrained model; "
-             f"\"separable from #2\" = McNemar p < {alpha} against the second head on dev; ablation = change of the "
-             "model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).", ""]
+             "Per task, the head selected on **dev**; test accuracy with its 95% Wilson interval; majority = the "
+             "test accuracy of always predicting the training majority class.", "",
+             "Selectivity = accuracy - control accuracy, against each control; both controls have the task's class "
+             "counts on every split, so a probe that learned nothing has selectivity 0:", ""]
+    lines += [f"- **{k.title}** (`{k.selectivity_column}`): rules out {k.rules_out}." for k in CONTROL_KINDS.values()]
+    lines += ["", "The claim \"the head holds the property\" uses the permuted-label selectivity (is it above what "
+              "learning nothing scores?); the claim \"it holds more than its words\" uses the bag-of-words "
+              "selectivity. Gain = accuracy - the same head of the untrained model. \"Separable from #2\" = the "
+              f"second head on dev differs from the best by McNemar on test, with p corrected by {method} over the "
+              f"family of all heads compared with the best (family size m), at alpha = {alpha}; ablation = change of "
+              "the model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).",
+              ""]
     rows = []
     for task, t in heads.groupby("task", sort=False):
         b = _best(t)
         second = t[t["dev_rank"] == 2]
-        p_next = float(b["p_vs_next"]) if pd.notna(b.get("p_vs_next")) else np.nan
+        p2 = float(second.iloc[0]["p_vs_best_adj"]) if len(second) and pd.notna(second.iloc[0]["p_vs_best_adj"]) \
+            else np.nan
         abl_rank = np.nan
         if t["ablation_delta"].notna().any():
             abl_rank = int((t["ablation_delta"] > b["ablation_delta"]).sum() + 1)
-        rows.append({
+        row = {
             "task": task, "head": f"L{int(b['layer'])}H{int(b['head'])}", "acc": b["acc"],
             "95% CI": f"[{b['acc_low']:.1f}, {b['acc_high']:.1f}]" if pd.notna(b["acc_low"]) else "n/a",
-            "seed s.d.": b["acc_std"], "selectivity": b["selectivity"], "untrained": b["untrained_acc"],
-            "gain": b["untrained_gain"],
+            "majority": b["majority_acc"], "seed s.d.": b["acc_std"]}
+        for k in CONTROL_KINDS.values():
+            row[f"{k.name} sel."] = b[k.selectivity_column]
+        row.update({
+            "untrained": b["untrained_acc"], "gain": b["untrained_gain"],
             "#2": (f"L{int(second.iloc[0]['layer'])}H{int(second.iloc[0]['head'])} {second.iloc[0]['acc']:.1f}"
                    if len(second) else "n/a"),
-            "separable from #2": ("n/a" if np.isnan(p_next) else f"{'yes' if p_next < alpha else 'no'} "
-                                  f"(p={p_next:.2g})"),
+            "separable from #2": ("n/a" if np.isnan(p2) else f"{'yes' if p2 < alpha else 'no'} "
+                                  f"(p adj={p2:.2g}, m={int(b['family_size'])})"),
             "ablation": b["ablation_delta"], "ablation rank": abl_rank,
         })
+        rows.append(row)
     from .report import markdown_table
 
     lines += [markdown_table(pd.DataFrame(rows), floatfmt=".3g"), ""]
@@ -374,23 +397,25 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     # statistically tied with the task's best.
     lines += ["### Claim: surface and syntactic information sits in lower layers, semantic in higher ones", "",
               "For each task: the layer of the dev-selected head, and every layer holding a head not separable from "
-              f"it (McNemar p >= {alpha} on test). A claim about *the* layer of a task holds only if that set is "
-              "narrow.", ""]
+              f"it (McNemar on test, p corrected by {method} over the m heads compared with the best, tied at "
+              f"adjusted p >= {alpha}). A claim about *the* layer of a task holds only if that set is narrow.", ""]
     claim_rows = []
     for task, t in heads.groupby("task", sort=False):
         b = _best(t)
-        tied = t[(t["p_vs_best"] >= alpha) | (t["dev_rank"] == 1)]
+        tied = t[_flag(t["tied_with_best"]) | (t["dev_rank"] == 1)]
         layers = sorted(int(v) for v in tied["layer"].unique())
         claim_rows.append({"task": task, "best layer": int(b["layer"]),
                            "layers with a tied head": ", ".join(map(str, layers)) if len(tied) else "n/a",
-                           "tied heads": len(tied), "heads": len(t)})
+                           "tied heads": len(tied), "heads": len(t),
+                           "family size m": int(b["family_size"]) if pd.notna(b["family_size"]) else "n/a"})
     lines += [markdown_table(pd.DataFrame(claim_rows)), ""]
     # Claim: top heads transfer across tasks - is the dev-best head of one task tied with the best of another?
     tasks = list(heads["task"].unique())
     if len(tasks) > 1:
         lines += ["### Claim: the top heads of one task are top heads of other tasks", "",
                   "Row task's dev-selected head, evaluated in the column task: its test accuracy there, and whether "
-                  f"it is statistically tied with the column task's own dev-selected head (McNemar p >= {alpha}).",
+                  "it is statistically tied with the column task's own dev-selected head (McNemar, corrected by "
+                  f"{method} within the column task, adjusted p >= {alpha}).",
                   ""]
         cells = []
         for a in tasks:
@@ -402,7 +427,7 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
                     row[b] = "-"
                     continue
                 r = tb.iloc[0]
-                tied = r["dev_rank"] == 1 or (pd.notna(r["p_vs_best"]) and r["p_vs_best"] >= alpha)
+                tied = r["dev_rank"] == 1 or bool(_flag(tb["tied_with_best"]).iloc[0])
                 row[b] = f"{r['acc']:.1f} ({'tied' if tied else 'worse'})"
             cells.append(row)
         lines += [markdown_table(pd.DataFrame(cells)), ""]
@@ -444,26 +469,30 @@ def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]
                    markdown_table(pd.DataFrame(rows)), ""]
 
 
-def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
+def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None, kind: str = "bow") -> Any:
     """The paper's head heatmap (layers x heads, heads sorted within each layer, dev-best outlined) coloured by
-    selectivity instead of accuracy, drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    the selectivity against control ``kind`` (:data:`senteval_anatomy.controls.CONTROL_KINDS`) instead of accuracy,
+    drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    from .controls import CONTROL_KINDS
     from .plots import heatmap
     from .results import Results
 
+    ck = CONTROL_KINDS[kind]
     rows = table[(table["task"] == task) & (table["view"] == "heads")]
-    if rows.empty or rows["selectivity"].isna().all():
-        raise ValueError(f"no selectivity for task {task!r}: run findings_sweep(..., controls=True) on it.")
+    if rows.empty or rows[ck.selectivity_column].isna().all():
+        raise ValueError(f"no {ck.title} selectivity for task {task!r}: run findings_sweep(..., controls=True) on "
+                         "it.")
     shown = rows.copy()
-    shown["acc"] = shown["selectivity"]  # the heatmap colours 'acc'; selection (red box) still reads devacc
+    shown["acc"] = shown[ck.selectivity_column]  # the heatmap colours 'acc'; selection (red box) reads devacc
     fig = heatmap(Results(shown[list(RESULT_COLUMNS)], model=model), task,
-                  title=f"{task}: selectivity (accuracy - control accuracy, points)")
+                  title=f"{task}: selectivity vs the {ck.title} (points)")
     fig.axes[-1].set_ylabel("selectivity (points)")
     return fig
 
 
 def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
     """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
-    is not distinguishable from the dev-best head of its layer (McNemar p >= alpha on test): how much the within-layer
+    is not distinguishable from the dev-best head of its layer (McNemar on test, Holm-corrected over all heads): how much the within-layer
     ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
     (:func:`senteval_anatomy.plots.heatmap`, ``tied``)."""
     from .plots import heatmap, tied_cells
@@ -532,6 +561,7 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
     """Save the findings figures of every task there is data for under ``figdir`` (tied heads, selectivity,
     utilisation, top-k ablation; ``curves`` defaults to ``table.attrs["ablation_curves"]``) and return them by
     caption, for :func:`senteval_anatomy.report.write_report`."""
+    from .controls import CONTROL_KINDS
     from .plots import save_figure
 
     figdir = Path(figdir)
@@ -543,9 +573,10 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
         if rows["tied_with_layer_best"].notna().any():
             figures[f"{task}: heads tied with their layer's best"] = save_figure(tied_heatmap(table, task),
                                                                               figdir / f"tied_{task}")
-        if rows["selectivity"].notna().any():
-            figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
-                                                                   figdir / f"selectivity_{task}")
+        for kind, ck in CONTROL_KINDS.items():
+            if rows[ck.selectivity_column].notna().any():
+                figures[f"{task}: selectivity per head vs the {ck.title}"] = save_figure(
+                    selectivity_heatmap(table, task, kind=kind), figdir / f"selectivity_{kind}_{task}")
         if rows["ablation_delta"].notna().any():
             figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
                                                                             figdir / f"utilisation_{task}")
