@@ -288,7 +288,7 @@ def findings_sweep(
                 test = task.data.get("test") or next(iter(task.data.values()))
                 side = test["X"] if "X" in test else test["A"]
                 sents = list(dict.fromkeys(" ".join(s) for s in side))[:ablation_sentences]
-                reference = ablation_reference(task, ablation_sentences) if ablation_mode == "mean" else None
+                reference = ablation_reference(task) if ablation_mode == "mean" else None
                 scan = ablation_scan(encoder, sents, mode=ablation_mode, lm_model=lm_model, progress=show,
                                      reference=reference)
                 delta = {(int(r.layer), int(r.head)): float(r.delta) for r in scan.itertuples()}
