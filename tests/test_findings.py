@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
+from senteval_anatomy.controls import CONTROL_KINDS, majority_acc
+from senteval_anatomy.engine.tasks import load_task
 from senteval_anatomy.findings import (
     claims_section,
     findings_report,
     findings_sweep,
     selectivity_heatmap,
 )
-from senteval_anatomy.controls import CONTROL_KINDS, majority_acc
-from senteval_anatomy.engine.tasks import load_task
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS
