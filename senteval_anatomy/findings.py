@@ -609,6 +609,14 @@ def load_findings(out_dir: str | os.PathLike[str], table: pd.DataFrame | None = 
     if not path.is_file():
         return None
     found = pd.read_csv(path)
+    missing = [c for c in FINDINGS_COLUMNS if c not in found.columns]
+    if missing:  # written by an older version (e.g. one control, uncorrected ties): not read as if it were current
+        import warnings
+
+        warnings.warn(f"{path} lacks the findings columns {missing[:4]}{'...' if len(missing) > 4 else ''} (written "
+                      "by an older version); the report leaves its findings out. Rerun with the findings options "
+                      "to refresh it.", stacklevel=2)
+        return None
     if table is not None and len(table):
         keys = set(zip(table["setting"].astype(str), table["task"].astype(str), table["data_hash"].astype(str),
                        strict=True))

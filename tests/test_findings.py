@@ -185,3 +185,13 @@ def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
     other = sweep(enc, ["Tense"], task_path=tiny_data, params=dict(FAST, seed=99), store=store, progress=False)
     rep2 = analyse(other, tmp_path, progress=False, formats=("png",))
     assert "## Findings with controls" not in rep2.path.read_text()
+
+
+def test_an_older_findings_csv_is_not_read_as_current(tmp_path):
+    """A findings.csv of an older version (one 'control_acc', uncorrected ties) is named and left out of the report,
+    not read with the new columns missing."""
+    from senteval_anatomy.findings import load_findings
+
+    pd.DataFrame({"task": ["Tense"], "control_acc": [50.0], "selectivity": [10.0]}).to_csv(tmp_path / "findings.csv")
+    with pytest.warns(UserWarning, match="older version"):
+        assert load_findings(tmp_path) is None
