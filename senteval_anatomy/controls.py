@@ -178,10 +178,10 @@ class ControlKind:
 #: ``control_task(task, seed, kind).labels_for(records)`` gives a variant's labels in the records' order.
 CONTROL_KINDS: dict[str, ControlKind] = {k.name: k for k in (
     ControlKind("bow", "bag-of-words control",
-                "that the task is no easier from this representation than reading off which words the sentence holds",
+                "reading off which words the sentence holds as the explanation of the accuracy",
                 bow_labels),
     ControlKind("permuted", "permuted-label control",
-                "that the accuracy is what a probe that learned nothing scores on these class proportions",
+                "chance: what a probe that learned nothing scores on these class proportions",
                 permuted_labels),
 )}
 assert tuple(CONTROL_KINDS) == CONTROL_KIND_NAMES, "vocab.CONTROL_KIND_NAMES names the registry's kinds, in order"
