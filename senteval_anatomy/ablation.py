@@ -1,14 +1,17 @@
 """Head ablation: does the model *use* what a probe finds in a head? (Michel et al. 2019, one head at a time.)
 
-A head is ablated by a forward pre-hook on its block's attention output projection, the module whose input holds
-the ``H`` head contexts side by side (the one :mod:`senteval_anatomy.encoders.encoding` reads heads from; found through the
-encoder's :class:`~senteval_anatomy.encoders.architectures.ArchSpec`). The hook replaces the head's ``d`` columns by zeros
-(``mode="zero"``) or by the head's mean context over a *reference* set of sentences (``mode="mean"``, which keeps
-the scale the next layers expect). The reference is the task's **training** sentences
+A head is ablated by a forward pre-hook on its block's attention output projection
+(:func:`~senteval_anatomy.encoders.hooks.on_heads`, which reads and replaces W_O's input however the model
+passes it), the module whose input holds the ``H`` head contexts side by side (the one
+:mod:`senteval_anatomy.encoders.encoding` reads heads from; found through the encoder's
+:class:`~senteval_anatomy.encoders.architectures.ArchSpec`). The hook replaces the head's ``d`` columns by
+zeros (``mode="zero"``) or by the head's mean context over a *reference* set of sentences (``mode="mean"``,
+which keeps the scale the next layers expect). The reference is the task's **training** sentences
 (:func:`ablation_reference`), never the sentences the ablation is measured on: a mean taken over the evaluated
-sentences would carry information about exactly those sentences into the ablated model (with few sentences, the
-mean of one sentence's own context is that context), and would shrink the measured effect. Nothing upstream of the projection changes; transformers v5 removed ``head_mask``,
-and the hook works with every attention implementation.
+sentences would carry information about exactly those sentences into the ablated model (with few sentences,
+the mean of one sentence's own context is that context), and would shrink the measured effect. Nothing
+upstream of the projection changes; transformers v5 removed ``head_mask``, and the hook works with every
+attention implementation.
 
 What changes is measured on the model's own output:
 
@@ -35,6 +38,7 @@ import torch
 
 from .encoders.encoder import Encoder
 from .encoders.encoding import encode, tokenize
+from .encoders.hooks import HookSet, on_heads
 from .vocab import ENCODE_BATCH_SIZE
 
 __all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_reference", "ablation_scan", "head_means",
@@ -115,16 +119,10 @@ def ablate_heads(encoder: Encoder, heads: Iterable[tuple[int, int]], *, mode: st
     by_layer: dict[int, list[int]] = {}
     for layer, head in heads:
         by_layer.setdefault(layer, []).append(head)
-    handles = []
-    try:
+    with HookSet() as hooks:
         for layer, hs in by_layer.items():
 
-            def pre(module: Any, args: tuple, kwargs: dict, layer: int = layer, hs: list[int] = hs) -> Any:
-                if args:
-                    x, key = args[0], None
-                else:
-                    key = next(iter(kwargs))
-                    x = kwargs[key]
+            def edit(x: torch.Tensor, layer: int = layer, hs: list[int] = hs) -> torch.Tensor:
                 x = x.clone()
                 for h in hs:
                     if mode == "zero":
@@ -132,15 +130,10 @@ def ablate_heads(encoder: Encoder, heads: Iterable[tuple[int, int]], *, mode: st
                     else:
                         x[..., h * d : (h + 1) * d] = torch.as_tensor(means[layer, h], dtype=x.dtype,
                                                                       device=x.device)
-                if key is None:
-                    return (x, *args[1:]), kwargs
-                return args, {**kwargs, key: x}
+                return x
 
-            handles.append(encoder.o_proj(layer).register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
+            hooks.add(on_heads(encoder.o_proj(layer), edit, prepend=True))
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _padded(encoder: Encoder, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
