@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import senteval_anatomy.data as data_pkg
-from senteval_anatomy.data import ENV_VAR, default_task_path, grammar, resolve_task_path
+from senteval_anatomy.data import ENV_VAR, default_task_path, folders, grammar, resolve_task_path
 from senteval_anatomy.data.__main__ import main
 from senteval_anatomy.data.check import check, format_report
 
@@ -168,7 +167,7 @@ def test_resolution_errors_name_the_argument(tmp_path, monkeypatch):
 
 def test_default_is_generated_into_the_cache_when_the_repo_copy_is_absent(tmp_path, monkeypatch, capsys):
     """An installed package has no data/default: the same generator fills ~/.cache, once, atomically."""
-    monkeypatch.setattr(data_pkg, "_repo_default", lambda: tmp_path / "no-checkout")
+    monkeypatch.setattr(folders, "repo_default_path", lambda: tmp_path / "no-checkout")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SENTEVAL_ANATOMY_CACHE", raising=False)  # the cache root (vocab.default_cache_dir) follows XDG
     monkeypatch.setattr(grammar, "PROBING_SIZES", {"tr": 30, "va": 6, "te": 6})

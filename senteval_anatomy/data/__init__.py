@@ -12,20 +12,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-
-from ..vocab import default_cache_dir
+from .check import check
 from .download import DatasetResult, default_download_dir, download
-
-ENV_VAR = "SENTEVAL_ANATOMY_DATA"
-"""Environment variable naming the data folder (same meaning as ``--task-path``)."""
-
-DOWNLOAD_HINT = "python -m senteval_anatomy.data download"
+from .folders import (
+    DOWNLOAD_HINT,
+    ENV_VAR,
+    default_task_path,
+    holds_data,
+    repo_default_path,
+    resolve_task_path,
+)
 
 __all__ = [
+    "DOWNLOAD_HINT",
     "ENV_VAR",
     "DatasetResult",
     "check",
@@ -33,115 +32,6 @@ __all__ = [
     "default_task_path",
     "download",
     "holds_data",
+    "repo_default_path",
     "resolve_task_path",
 ]
-
-
-def holds_data(path: Path) -> bool:
-    """Whether ``path`` looks like a SentEval data folder with at least one file in ``probing/`` or ``downstream/``."""
-    for sub in ("probing", "downstream"):
-        d = path / sub
-        if d.is_dir() and any(p.is_file() for p in d.rglob("*")):
-            return True
-    return False
-
-
-def _normalise(path: Path, origin: str) -> tuple[Path, str]:
-    """Accept the usual near misses: a SentEval checkout (use its ``data/``) or its ``downstream/`` folder."""
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{origin} {path}: no such folder. Point it at SentEval's data folder (the one holding probing/ and "
-            f"downstream/), or get the data with `{DOWNLOAD_HINT}`."
-        )
-    if not path.is_dir():
-        raise ValueError(
-            f"{origin} {path}: not a folder (expected the folder holding probing/ and downstream/)"
-        )
-    if (path / "probing").is_dir() or (path / "downstream").is_dir():
-        return path, ""
-    if (path / "data" / "probing").is_dir() or (path / "data" / "downstream").is_dir():
-        return path / "data", " (a SentEval checkout: using its data/ folder)"
-    if path.name in ("probing", "downstream"):
-        return path.parent, f" (using the parent of {path.name}/)"
-    raise ValueError(
-        f"{origin} {path}: holds neither probing/ nor downstream/. Point it at SentEval's data folder, or get the "
-        f"data with `{DOWNLOAD_HINT} --dest {path}`."
-    )
-
-
-def resolve_task_path(arg: str | os.PathLike | None) -> tuple[Path, str]:
-    """The data folder a command should use, and a sentence saying where that choice came from.
-
-    Order: the ``--task-path`` argument; ``$SENTEVAL_ANATOMY_DATA``; data downloaded to
-    :func:`default_download_dir` (if it holds any); the embedded synthetic default (:func:`default_task_path`).
-    The first two are checked and slightly forgiving (a SentEval checkout resolves to its ``data/``).
-
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the argument or variable when it points nowhere useful.
-    """
-    if arg is not None and str(arg) != "":
-        path, note = _normalise(Path(arg).expanduser(), "--task-path")
-        return path, f"from --task-path{note}"
-    env = os.environ.get(ENV_VAR)
-    if env:
-        path, note = _normalise(Path(env).expanduser(), f"${ENV_VAR}")
-        return path, f"from ${ENV_VAR}{note}"
-    downloaded = default_download_dir()
-    if holds_data(downloaded):
-        return downloaded, f"SentEval data downloaded to the default location (`{DOWNLOAD_HINT}`)"
-    return default_task_path(), (
-        "embedded synthetic demo data, for demos and tests only; for real results get SentEval's data with "
-        f"`{DOWNLOAD_HINT}` or pass --task-path / set ${ENV_VAR}"
-    )
-
-
-def _repo_default() -> Path:
-    return Path(__file__).resolve().parents[2] / "data" / "default"
-
-
-def default_task_path() -> Path:
-    """The embedded default data folder.
-
-    In a source checkout or editable install that is the repository's ``data/default``. An installed package has
-    no such folder, so the same data is generated (deterministically, a few seconds) into
-    ``~/.cache/senteval_anatomy/default-data`` the first time, atomically: it is built in a temporary folder and
-    renamed into place, so a crash or a concurrent run never leaves a half-written folder behind.
-    """
-    repo = _repo_default()
-    if (repo / "probing").is_dir():
-        return repo
-    from .grammar import GENERATOR_VERSION, write_default
-
-    base = default_cache_dir()
-    target = base / "default-data"
-    stamp = ".generator-version"
-    if (target / stamp).is_file() and (target / stamp).read_text(
-        encoding="utf-8"
-    ).strip() == GENERATOR_VERSION:
-        return target
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".default-data-", dir=base))
-    try:
-        write_default(tmp, progress=False)
-        (tmp / stamp).write_text(GENERATOR_VERSION + "\n", encoding="utf-8")
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=".default-data-old-", dir=base))
-            os.replace(target, old / "d")
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process placed it first; theirs is as good as ours.
-            if not (target / stamp).is_file():
-                raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def check(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin lazy re-export, see check.check
-    """Lazy alias of :func:`senteval_anatomy.data.check.check` (it imports the engine, which imports numpy)."""
-    from .check import check as _check
-
-    return _check(*args, **kwargs)

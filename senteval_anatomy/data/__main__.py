@@ -18,8 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..vocab import OneLineParser, path_arg
-from . import ENV_VAR, resolve_task_path
+from .check import check, format_report
 from .download import default_download_dir, download, parse_source_overrides
+from .folders import ENV_VAR, repo_default_path, resolve_task_path
+from .grammar import write_default
 from .sources import GROUPS, datasets_for, expand_tasks
 
 
@@ -157,8 +159,6 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .check import check, format_report
-
     try:
         root, where = resolve_task_path(args.dir or args.task_path)
         report = check(root, args.tasks)
@@ -210,10 +210,7 @@ def _cmd_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_default(args: argparse.Namespace) -> int:
-    from . import _repo_default
-    from .grammar import write_default
-
-    out = Path(args.dir) if args.dir else _repo_default()
+    out = Path(args.dir) if args.dir else repo_default_path()
     if out.exists() and not out.is_dir():
         print(f"error: make-default {out}: not a folder (a file of that name is in the way)", file=sys.stderr)
         return 2

@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..engine import TASK_NAMES, UNSUPPORTED_TASKS, DataError, get_task, load_task
 from ..engine.tasks import PROBING_LABELS, PROBING_SPLIT_SIZES, PROBING_TASKS
 from .download import MANIFEST_NAME, sha256_file
+from .folders import repo_default_path
 from .sources import STS_SCORED_PAIRS, expand_tasks, task_dataset
 
 STANDARD_SIZES: dict[str, dict[str, int]] = {
@@ -172,8 +174,6 @@ def _fmt_sizes(sizes: dict[str, int]) -> str:
 
 def check_task(root: Path, task: str, manifest: dict | None = None, synthetic: bool = False) -> TaskReport:
     """Check one task under ``root`` (see the module doc for the statuses)."""
-    from ..engine import DataError, get_task, load_task
-
     spec = get_task(task)
     ds = task_dataset(task)
     refs = {o.path: o.sha256 for o in ds.outputs}
@@ -226,12 +226,10 @@ def check_task(root: Path, task: str, manifest: dict | None = None, synthetic: b
 
 
 def _is_synthetic(root: Path) -> bool:
-    from . import _repo_default
-
     if (root / ".generator-version").is_file():
         return True
     try:
-        return root.resolve() == _repo_default().resolve()
+        return root.resolve() == repo_default_path().resolve()
     except OSError:
         return False
 
@@ -241,8 +239,6 @@ def check(root: str | Path, tasks: Sequence[str] | None = None) -> CheckReport:
 
     Raises ``FileNotFoundError`` when ``root`` is not a folder, ``ValueError`` for an unknown task name.
     """
-    from ..engine import TASK_NAMES, UNSUPPORTED_TASKS
-
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
