@@ -441,7 +441,7 @@ def _check_out_is_ours(out: Path) -> None:
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
     from .data import DOWNLOAD_HINT
-    from .engine.tasks import get_task
+    from .engine.registry import get_task
 
     for name in tasks:
         try:
@@ -460,7 +460,8 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from .data import resolve_task_path
-    from .vocab import CACHE_ENV_VAR, NO_DEV_TASKS, VIEWS, check_views, default_cache_dir, slug
+    from .engine.registry import NO_DEV_TASKS
+    from .vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
@@ -726,7 +727,7 @@ def _os_error_message(exc: OSError) -> str:
 
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
-    from .engine.tasks import DataError
+    from .engine.spec import DataError
     from .models import UnsupportedModelError
 
     def on_term(signum: int, frame: Any) -> None:
