@@ -233,19 +233,20 @@ def ptb_file(raw: bytes) -> bytes:
     return (out + ("\n" if trailing_newline and lines else "")).encode("ascii")
 
 
-_NB_MEMBERS = {
-    "MR": ("rt10662/rt-polarity.pos", "rt10662/rt-polarity.neg", "MR/rt-polarity.pos", "MR/rt-polarity.neg"),
-    "CR": ("customerr/custrev.pos", "customerr/custrev.neg", "CR/custrev.pos", "CR/custrev.neg"),
-    "SUBJ": ("subj/subj.objective", "subj/subj.subjective", "SUBJ/subj.objective", "SUBJ/subj.subjective"),
-    "MPQA": ("mpqa/mpqa.pos", "mpqa/mpqa.neg", "MPQA/mpqa.pos", "MPQA/mpqa.neg"),
+_NB_MEMBERS = {  # the label-1 and label-0 files of each task inside datasmall_NB_ACL12.zip
+    "MR": ("rt10662/rt-polarity.pos", "rt10662/rt-polarity.neg"),
+    "CR": ("customerr/custrev.pos", "customerr/custrev.neg"),
+    "SUBJ": ("subj/subj.objective", "subj/subj.subjective"),
+    "MPQA": ("mpqa/mpqa.pos", "mpqa/mpqa.neg"),
 }
 
 
 def _nb_classif(task: str) -> Build:
+    files = get_task(task).files  # label-1 file, label-0 file
+
     def build(inputs: Mapping[str, Path], root: Path) -> None:
-        m1, m2, o1, o2 = _NB_MEMBERS[task]
-        for member, rel in ((m1, o1), (m2, o2)):
-            _write(root, f"downstream/{rel}", ptb_file(_read_zip(inputs["datasmall_NB_ACL12.zip"], member)))
+        for member, rel in zip(_NB_MEMBERS[task], files):
+            _write(root, rel, ptb_file(_read_zip(inputs["datasmall_NB_ACL12.zip"], member)))
 
     return build
 
@@ -344,7 +345,7 @@ def _sst(kind: str, task: str, raw_names: dict[str, str], raw_base: str, qnn_dir
 
 
 def _nb_dataset(task: str, note: str) -> Dataset:
-    _, _, o1, o2 = _NB_MEMBERS[task]
+    o1, o2 = (f.removeprefix("downstream/") for f in get_task(task).files)
     zip_art = Artifact("datasmall_NB_ACL12.zip", (f"{FB_BUCKET}/datasmall_NB_ACL12.zip",))
     return Dataset(
         name=task,
