@@ -727,7 +727,7 @@ def _os_error_message(exc: OSError) -> str:
 
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
-    from .engine.spec import DataError
+    from .engine.tasks import DataError
     from .models import UnsupportedModelError
 
     def on_term(signum: int, frame: Any) -> None:

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from senteval_anatomy.engine import Task, get_task
 from senteval_anatomy.engine import evaluators as ev
 from senteval_anatomy.engine.batched import (
     CHUNK_BYTES,
@@ -25,6 +24,7 @@ from senteval_anatomy.engine.batched import (
 )
 from senteval_anatomy.engine.probes import OPTIMIZER_NAMES, TorchProbe
 from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
+from senteval_anatomy.engine.tasks import Task, get_task
 
 # Short training so that the solo references stay cheap; tenacity 1 makes probes stop at visibly different epochs.
 FAST = {"nhid": 0, "optim": "rmsprop", "batch_size": 32, "tenacity": 1, "epoch_size": 1, "max_epoch": 40}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from senteval_anatomy.controls import control_scores, control_task, selectivity, type_value
-from senteval_anatomy.engine import Task, get_task, load_task
+from senteval_anatomy.engine.tasks import Task, get_task, load_task
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "senteval-data"
 
