@@ -70,7 +70,7 @@ Loader = Callable[[Path, "TaskSpec"], tuple[dict, list, "list[str] | None"]]
 """A family's reader: ``loader(task_path, spec) -> (data, samples, label_names)``; raises :class:`DataError`."""
 
 
-@dataclass(frozen=True, eq=False)  # one object per task: identity is equality, and it stays hashable
+@dataclass(frozen=True)
 class TaskSpec:
     """Every static fact about one task, in one place.
 
@@ -137,8 +137,8 @@ class TaskSpec:
     loader: Loader = field(kw_only=True, repr=False, compare=False)
     group: str | None = field(default=None, kw_only=True)
     dataset: str = field(default="", kw_only=True)
-    sizes: Mapping[str, int] | None = field(default=None, kw_only=True)
-    file_lines: Mapping[str, int] = field(default_factory=dict, kw_only=True)
+    sizes: Mapping[str, int] | None = field(default=None, kw_only=True, hash=False)  # dicts: compared, not hashed
+    file_lines: Mapping[str, int] = field(default_factory=dict, kw_only=True, hash=False)
     approx_size: str | None = field(default=None, kw_only=True)
     labels: frozenset[str] | None = field(default=None, kw_only=True)
     label_names: tuple[str, ...] | None = field(default=None, kw_only=True)
