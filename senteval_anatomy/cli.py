@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "downstream": ("", "the same over downstream tasks, plus the top-k heads representation"),
     "data": ("senteval_anatomy.data.__main__:main", "download SentEval's data, check a data folder"),
     "cache": ("senteval_anatomy.store:main", "list, verify or clear the feature cache"),
-    "models": ("senteval_anatomy.models:main", "the supported model types and bundled models"),
+    "models": ("senteval_anatomy.encoders.selfcheck:main", "the supported model types and bundled models"),
     "reproduce": ("senteval_anatomy.reproduce:main", "run the paper's experiments and compare with its numbers"),
 }
 
@@ -201,7 +201,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                    help="rank heads on the dev scores of this task (one of --tasks) instead of each task's own")
     f = p.add_argument_group("findings you can trust (builtin harness; senteval_anatomy.findings)")
     f.add_argument("--controls", action="store_true",
-                   help="also train every probe on the task's control task: control accuracy and selectivity")
+                   help="also train every probe on the task's bag-of-words and permuted-label controls: control "
+                        "accuracies and selectivity against each (docs/findings.md)")
     f.add_argument("--untrained-baseline", action="store_true",
                    help="also sweep the same architecture with random weights: untrained score and gain")
     f.add_argument("--seeds", type=int, default=1, help="probe seeds per cell: mean and standard deviation")
@@ -580,7 +581,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .models import ArchSpecError, UnsupportedModelError, load_encoder
+    from .encoders.architectures import ArchSpecError, UnsupportedModelError
+    from .encoders.loading import load_encoder
 
     try:
         return load_encoder(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
@@ -727,8 +729,8 @@ def _os_error_message(exc: OSError) -> str:
 
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
+    from .encoders.architectures import UnsupportedModelError
     from .engine.tasks import DataError
-    from .models import UnsupportedModelError
 
     def on_term(signum: int, frame: Any) -> None:
         raise _Terminated()

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from .encoders.encoder import Encoder
 from .identity import key_hash
-from .models import Encoder
 from .store import StoredFeatures
 from .vocab import RESULT_COLUMNS, main_scores, vector_name
 

@@ -63,9 +63,10 @@ def test_one_view_rule_everywhere(tmp_path):
     for bad in ("", "head", ["heads", "attn"], []):
         with pytest.raises(ValueError, match="heads, layers"):
             check_views(bad)
-    from senteval_anatomy import features, store
+    from senteval_anatomy import store
+    from senteval_anatomy.encoders import encoding
 
-    assert features.check_views is check_views and store.check_views is check_views
+    assert encoding.check_views is check_views and store.check_views is check_views
 
 
 def test_pooling_rule():
@@ -125,10 +126,10 @@ def test_device_rule():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
-    from senteval_anatomy import models
+    from senteval_anatomy.encoders import encoder
     from senteval_anatomy.engine import params
 
-    assert params.resolve_device is resolve_device and models.resolve_device is resolve_device
+    assert params.resolve_device is resolve_device and encoder.resolve_device is resolve_device
 
 
 def test_cache_root_rule(monkeypatch, tmp_path):

@@ -585,7 +585,7 @@ class RayBackend:
         bounds = shard_bounds(len(uniq), batch_size, self.shard_size)
         if len(bounds) == 1:
             return [uniq]
-        from ..features import tokenize
+        from ..encoders.encoding import tokenize
 
         ids, _ = tokenize(encoder, uniq, limit)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
