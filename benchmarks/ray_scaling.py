@@ -52,7 +52,7 @@ FULL = {"tasks": 10, "sentences": 120_000, "train": 100_000}
 
 def cut_data(root: Path, tasks: list[str], n_train: int, n_other: int) -> Path:
     """A SentEval folder with the first ``n_train`` / ``n_other`` lines of each split of the demo probing files."""
-    from senteval_anatomy.engine.tasks import get_task
+    from senteval_anatomy.engine import get_task
 
     for task in tasks:
         rel = get_task(task).files[0]  # e.g. probing/past_present.txt

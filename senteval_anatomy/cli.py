@@ -442,7 +442,7 @@ def _check_out_is_ours(out: Path) -> None:
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
     from .data import DOWNLOAD_HINT
-    from .engine.tasks import get_task
+    from .engine.registry import get_task
 
     for name in tasks:
         try:
@@ -461,7 +461,8 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from .data import resolve_task_path
-    from .vocab import CACHE_ENV_VAR, NO_DEV_TASKS, VIEWS, check_views, default_cache_dir, slug
+    from .engine.registry import NO_DEV_TASKS
+    from .vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id

@@ -66,7 +66,7 @@ def test_thread_count_changes_no_result_and_is_restored():
 
 def test_evaluate_many_takes_probe_threads_from_params(monkeypatch):
     """``num_threads="auto"``: the engine's ``params.probe_threads`` when set, else the trainer's default of 1."""
-    from senteval_anatomy.engine.tasks import Task, get_task
+    from senteval_anatomy.engine import Task, get_task
 
     seen = []
     real = chunks.torch_threads

@@ -486,7 +486,7 @@ class RayBackend:
                 by_task.setdefault(u.task, []).append(u)
             for task_name, task_units in by_task.items():
                 task = load_task(task_name, task_path, seed=run_params["seed"])
-                pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
+                pair = task.spec.pair
                 todo: list[tuple[tuple[str, str], int, int]] = []
                 for u in task_units:
                     key = (u.task, u.view)

@@ -22,7 +22,7 @@ from .check import check, format_report
 from .download import default_download_dir, download, parse_source_overrides
 from .folders import ENV_VAR, repo_default_path, resolve_task_path
 from .grammar import write_default
-from .sources import GROUPS, datasets_for, expand_tasks
+from .sources import datasets_for, expand_tasks, groups
 
 
 def _tasks_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -32,7 +32,7 @@ def _tasks_arg(p: argparse.ArgumentParser, what: str) -> None:
         action="extend",  # --tasks A --tasks B means both, as in one --tasks A,B
         metavar="T",
         help=f"tasks to {what}: SentEval names (SST2, SICKEntailment, Depth…), datasets (SICK, STS12…) or groups "
-        f"({', '.join(GROUPS)}); commas or spaces; default: all",
+        f"({', '.join(groups())}); commas or spaces; default: all",
     )
 
 
