@@ -29,7 +29,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ __all__ = [
     "key_hash",
     "preset_name",
     "read_unit",
+    "select_units",
     "setting_fields",
     "unit_key",
     "unit_path",
@@ -233,3 +234,47 @@ def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
     if isinstance(payload.get("attrs"), dict):
         table.attrs.update(payload["attrs"])
     return table
+
+
+def select_units(out_dir: str | os.PathLike[str], run_keys: Sequence[Mapping[str, Any]] = ()) -> list[Any]:
+    """The unit tables that make up ``out_dir``'s results table: for every unit of this run (``run_keys``), the unit
+    whose key equals that key; for every other (setting, task, view) in the folder, its newest valid unit.
+
+    Why: a folder holds units of several runs. Choosing "the newest unit" for this run's own (setting, task, view)
+    would serve numbers of other data: run clean, edit a data file and run, revert the edit and run again -- the
+    third run reuses the first run's unit, but the second run's unit is newer. A run's rows are therefore the units
+    *of its keys*, and the newest-wins rule is only for groups this run did not touch (named in a warning when two
+    units compete for one group). Damaged or foreign unit files are named in a :class:`UnitFileWarning` and left out.
+    """
+    out = Path(out_dir)
+    units = out / "units"
+    chosen: dict[tuple[str, str, str], Any] = {}
+    mine: set[Path] = set()
+    for key in run_keys:
+        path = unit_path(out, key)
+        df = read_unit(path, key) if path.is_file() else None
+        group = (key_hash(key["setting"], 16), str(key["task"]), str(key["view"]))
+        mine.add(path.resolve())
+        if df is not None:
+            chosen[group] = df
+        else:  # never fall back to another unit of the same group: it holds other data or settings
+            chosen[group] = None
+    latest: dict[tuple[str, str, str], tuple[float, Path, Any]] = {}
+    for f in sorted(units.glob("*.json")):
+        if f.resolve() in mine:
+            continue
+        df = read_unit(f)
+        if df is None:
+            continue
+        group = (str(df["setting"].iloc[0]), str(df["task"].iloc[0]), str(df["view"].iloc[0]))
+        if group in chosen:  # a unit of this run's setting on other data: kept on disk, not in the table
+            continue
+        mtime = f.stat().st_mtime
+        if group in latest:
+            older, newer = sorted([latest[group], (mtime, f, df)], key=lambda t: (t[0], str(t[1])))
+            warnings.warn(f"unit file {older[1]} holds {group[1]} {group[2]} of the same setting on other data than "
+                          f"the newer {newer[1].name}; results.csv keeps the newer one", UnitFileWarning, stacklevel=2)
+            latest[group] = newer
+        else:
+            latest[group] = (mtime, f, df)
+    return [df for df in chosen.values() if df is not None] + [df for _, _, df in latest.values()]

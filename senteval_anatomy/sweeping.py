@@ -42,6 +42,7 @@ from .identity import (
     UnitFileWarning,
     data_hash,
     read_unit,
+    select_units,
     setting_fields,
     unit_key,
     unit_path,
@@ -49,6 +50,7 @@ from .identity import (
 )
 from .models import Encoder
 from .store import FeatureStore
+from .table import write_results_table
 from .units import StoreBatcher, probe_index, probe_slices, result_rows
 from .vocab import (
     ENCODE_BATCH_SIZE,
@@ -56,7 +58,6 @@ from .vocab import (
     PAPER_PARAMS,
     RESULT_COLUMNS,
     VIEWS,
-    atomic_write,
     check_pooling,
     check_views,
     preset_params,
@@ -64,13 +65,11 @@ from .vocab import (
 
 __all__ = ["merge_units", "sweep"]
 
-def merge_units(out_dir: str | Path) -> pd.DataFrame:
-    """Merge every valid unit under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
+def merge_units(out_dir: str | Path, run_keys: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """Merge the units under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
 
-    A folder may hold several settings (seeds, poolings, models, data folders): their rows differ in the ``setting``
-    column and never collide. Damaged or foreign unit files are named in a :class:`UnitFileWarning` and left out;
-    when one setting holds a task x view on two versions of its data (the files were edited in place), only the
-    newest unit enters the table and the older one is named (it stays on disk).
+    The rows of a run's own units (``run_keys``) are the units of exactly those keys; other settings' rows in the
+    folder stay (newest unit per setting, task and view); see :func:`~senteval_anatomy.identity.select_units`.
     """
     out = Path(out_dir)
     units = out / "units"
@@ -78,26 +77,11 @@ def merge_units(out_dir: str | Path) -> pd.DataFrame:
     if legacy:
         warnings.warn(f"{len(legacy)} unit file(s) of an older format in {units} (e.g. {legacy[0].name}) carry no "
                       "result key and are ignored; rerun the sweep to recompute them", UnitFileWarning, stacklevel=2)
-    latest: dict[tuple[str, str, str], tuple[float, Path, pd.DataFrame]] = {}
-    for f in sorted(units.glob("*.json")):
-        df = read_unit(f)
-        if df is None:
-            continue
-        group = (str(df["setting"].iloc[0]), str(df["task"].iloc[0]), str(df["view"].iloc[0]))
-        mtime = f.stat().st_mtime
-        if group in latest:
-            older, newer = sorted([latest[group], (mtime, f, df)], key=lambda t: (t[0], str(t[1])))
-            warnings.warn(f"unit file {older[1]} holds {group[1]} {group[2]} of the same setting on other data than "
-                          f"the newer {newer[1].name}; results.csv keeps the newer one", UnitFileWarning, stacklevel=2)
-            latest[group] = newer
-        else:
-            latest[group] = (mtime, f, df)
-    frames = [df for _, _, df in latest.values()]
+    frames = select_units(out, run_keys)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
     df = df.sort_values(["model", "setting", "task", "view", "layer", "head"], kind="stable").reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
-    atomic_write(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
+    write_results_table(out, df)
     return df
 
 
@@ -180,6 +164,7 @@ def sweep(
     frames: list[pd.DataFrame] = []
     backend = check_backend(backend)
     remote: list[tuple[str, str, Path | None, dict]] = []  # units for the Ray backend, run after planning
+    run_keys: list[dict] = []  # this run's units: its rows in results.csv are exactly these keys' units
 
     task_bar = tqdm(tasks, desc="tasks", unit="task", disable=not show or backend != "local")
     for task_name in task_bar:
@@ -189,6 +174,7 @@ def sweep(
         pending = []
         for view in views:
             key = unit_key(setting, task_name, data, view)
+            run_keys.append(key)
             unit = unit_path(out, key) if out is not None else None
             if unit is not None and resume and unit.exists():
                 done = read_unit(unit, key)  # a damaged or foreign file warns, naming it, and is recomputed
@@ -226,7 +212,7 @@ def sweep(
         frames += [done[(u.task, u.view)] for u in units]
     mine = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
     if out is not None:
-        merge_units(out)
+        merge_units(out, run_keys)
     # this call's rows only, in the merged table's order: other settings in the same folder are not mixed in
     return mine.sort_values(["model", "setting", "task", "view", "layer", "head"], kind="stable").reset_index(
         drop=True)
