@@ -18,7 +18,7 @@ Rows carry the short hashes of both: ``setting`` groups rows that belong to one 
 and the report group by it), ``data_hash`` says which data each task's numbers were computed on.
 
 Unit files (``<out>/units/<model>__<task>__<view>__<pooling>__<key hash>.json``) are JSON: the format tag, the full
-key, its hash, and the rows. A unit that is empty, truncated, not JSON, of another format or holding another key is
+key, its hash, the rows, and a hash of the rows (an edited number is refused and recomputed). A unit that is empty, truncated, not JSON, of another format or holding another key is
 reported by path (:class:`UnitFileWarning`) and recomputed; it never stops a run.
 """
 
@@ -184,7 +184,13 @@ def write_unit(path: Path, key: Mapping[str, Any], table: Any) -> None:
     }
     if getattr(table, "attrs", None):
         payload["attrs"] = json.loads(json.dumps(table.attrs, default=str))
+    payload["content_hash"] = _content_hash(payload)
     atomic_write(path, json.dumps(payload, indent=None, sort_keys=False))
+
+
+def _content_hash(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of a unit's numbers (columns, rows, attrs): an accuracy edited by hand no longer matches it."""
+    return key_hash({k: payload.get(k) for k in ("columns", "rows", "attrs")}, 64)
 
 
 def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
@@ -219,6 +225,10 @@ def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
         return None
     if key is not None and stored != json.loads(json.dumps(key, default=str)):
         bad("holds results for other settings or data than its name says")
+        return None
+    if payload.get("content_hash") != _content_hash(payload):
+        bad("its rows do not match its content hash (numbers edited by hand, damaged, or written by an older "
+            "version)")
         return None
     columns, rows = payload.get("columns"), payload.get("rows")
     if not isinstance(columns, list) or not isinstance(rows, list) or not rows or any(

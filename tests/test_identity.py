@@ -131,7 +131,7 @@ def _unit(out: Path) -> Path:
     return unit
 
 
-@pytest.mark.parametrize("damage", ["empty", "truncated", "foreign", "other key", "csv text"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", "foreign", "other key", "csv text", "edited accuracy"])
 def test_damaged_unit_is_named_and_recomputed(tiny_encoder, data, tmp_path, counted, damage):
     enc = tiny_encoder("bert")
     store = FeatureStore(tmp_path / "cache")
@@ -151,6 +151,10 @@ def test_damaged_unit_is_named_and_recomputed(tiny_encoder, data, tmp_path, coun
         from senteval_anatomy.identity import key_hash
 
         payload["key_hash"] = key_hash(payload["key"])
+        unit.write_text(json.dumps(payload))
+    elif damage == "edited accuracy":  # issue 18: a number edited by hand, key and key hash untouched
+        payload = json.loads(text)
+        payload["rows"][0][payload["columns"].index("acc")] = 99.99
         unit.write_text(json.dumps(payload))
     else:
         unit.write_text("model,task\nx,y\n")
