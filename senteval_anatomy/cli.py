@@ -167,6 +167,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=path_arg, default=None,
                    help="feature cache folder (default: $SENTEVAL_ANATOMY_CACHE or ~/.cache/senteval_anatomy)")
     p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32", help="dtype of cached features")
+    p.add_argument("--no-rebuild", action="store_true",
+                   help="a damaged cache entry found while reading (checksum, NaN) is an error, not rebuilt")
     g = p.add_argument_group("probe settings (SentEval's params; defaults from --preset)")
     g.add_argument("--seed", type=int, default=None, help=_preset_help("seed of every probe and fold split", "seed"))
     g.add_argument("--kfold", type=int, default=None, help=_preset_help("cross-validation folds (>= 2)", "kfold"))
@@ -658,7 +660,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     print(f"model: {encoder!r}", file=sys.stderr)
     from .store import FeatureStore
 
-    store = FeatureStore(plan.cache_dir, dtype=args.cache_dtype)
+    store = FeatureStore(plan.cache_dir, dtype=args.cache_dtype, rebuild=not args.no_rebuild)
     adapter = _check_for_model(plan, encoder, store)
     if args.threads is not None:
         import torch
@@ -728,6 +730,7 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
     from .engine.tasks import DataError
     from .models import UnsupportedModelError
+    from .store import CacheCorruptionError
 
     def on_term(signum: int, frame: Any) -> None:
         raise _Terminated()
@@ -759,6 +762,11 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except CacheCorruptionError as exc:  # --no-rebuild and a damaged entry: the line names it and how to repair
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:  # the reader went away (`... | head`): nothing to report to it
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
         return EXIT_FAILURE

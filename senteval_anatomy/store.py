@@ -622,6 +622,10 @@ class FeatureStore:
                     f"{_MANIFEST}: entry named for views {name.rsplit('-', 1)[-1]} lacks {lacking}"
                 )
         except _CorruptEntry as exc:
+            if not self.rebuild:
+                raise CacheCorruptionError(
+                    f"feature cache entry {path} is damaged: {exc}; remove it with `senteval-anatomy cache verify "
+                    "--repair` (or allow rebuilding: drop --no-rebuild) and run again") from None
             warnings.warn(
                 f"feature cache entry {path} is unusable ({exc}); discarding and recomputing it",
                 CacheCorruptionWarning,
@@ -1281,6 +1285,13 @@ def _cmd_list(store: FeatureStore, args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``verify`` checks, said on its first line: without --full, also what it did not check.
+_QUICK_CHECKS = ("quick: manifests (sealed, validated whole), sizes, .npy headers, sampled checksums; NOT checked: "
+                 "the bytes between the sampled blocks and NaN/inf in them (every run checks the chunks it reads; "
+                 "--full checks every byte)")
+_FULL_CHECKS = "full: manifests, sha256 of every file, every array scanned for NaN/inf"
+
+
 def _cmd_verify(store: FeatureStore, args: argparse.Namespace) -> int:
     checks = store.verify_entries(full=args.full, model=args.model)
     damaged = [c for c in checks if c.status == "damaged"]
@@ -1290,11 +1301,11 @@ def _cmd_verify(store: FeatureStore, args: argparse.Namespace) -> int:
             {"key": c.key, "path": str(c.path), "status": c.status, "problem": c.problem, "size_bytes": c.size_bytes}
             for c in checks
         ]
-        print(json.dumps({"root": str(store.root), "full": args.full, "repaired": bool(args.repair and damaged),
+        print(json.dumps({"root": str(store.root), "full": args.full,
+                          "checked": _FULL_CHECKS if args.full else _QUICK_CHECKS, "repaired": bool(args.repair and damaged),
                           "entries": rows}, indent=1))
     else:
-        mode = "full: sha256 of every file, every array scanned" if args.full else "quick: sampled checksums"
-        print(f"feature cache: {store.root} ({mode})")
+        print(f"feature cache: {store.root} ({_FULL_CHECKS if args.full else _QUICK_CHECKS})")
         if not checks:
             print("(empty)")
         for c in checks:

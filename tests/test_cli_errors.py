@@ -340,3 +340,36 @@ def test_reliability_doc_lists_every_row():
     listed = set(re.findall(r"test_bad_input\[([\w-]+)\]", doc))
     assert listed == set(ROW_IDS)
     assert len(ROW_IDS) >= 40
+
+
+def test_a_damaged_cache_entry_is_rebuilt_or_with_no_rebuild_one_line(world, tmp_path, capsys):
+    """Issue 18: a NaN written into a cached layers.npy (modification time kept, as bit rot leaves it) is never used:
+    the run names the entry and rebuilds it, giving the clean table; with --no-rebuild it is one line, exit 1."""
+    import numpy as np
+    import pandas as pd
+
+    fast = ["--seed", "7", "--kfold", "2", "--tenacity", "2", "--epoch-size", "1", "--max-epoch", "4",
+            "--views", "layers", "--no-plots", "--no-resume"]
+    base = _base(world, tmp_path, [])
+    assert cli.main([*base, *fast]) == 0
+    clean = pd.read_csv(tmp_path / "out" / "results.csv")
+    (layers,) = (tmp_path / "cache" / "features").glob("*/layers.npy")
+    st = layers.stat()
+    arr = np.load(layers, mmap_mode="r+")
+    arr[3, 1, 5] = np.nan
+    arr.flush()
+    del arr
+    os.utime(layers, ns=(st.st_atime_ns, st.st_mtime_ns))
+    import senteval_anatomy.store as store_mod
+
+    store_mod._MEMO.clear()  # as in a new process: nothing opened yet
+    capsys.readouterr()
+    assert cli.main([*base, *fast, "--no-rebuild"]) == 1
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("senteval-anatomy")]
+    assert len(err) == 1 and f"feature cache entry {layers.parent} is damaged: layers.npy" in err[0], err
+    assert "--repair" in err[0] and "please report" not in err[0]
+    store_mod._MEMO.clear()
+    with pytest.warns(UserWarning, match=re.escape(f"feature cache entry {layers.parent} is unusable")):
+        assert cli.main([*base, *fast]) == 0
+    again = pd.read_csv(tmp_path / "out" / "results.csv")
+    pd.testing.assert_frame_equal(again, clean)

@@ -602,6 +602,9 @@ def test_verify_command_reports_and_repairs(counted: Counted, tmp_path: Path) ->
     out = _cli("verify", "--cache-dir", str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("\nok ") == 3 and "my-notes" in out.stdout and "left alone" in out.stdout
+    # without --full it says what it did not check (issue 18: "ok" must not read as "every byte is fine")
+    assert "NOT checked: the bytes between the sampled blocks and NaN/inf" in out.stdout.splitlines()[0]
+    assert "NOT checked" not in _cli("verify", "--full", "--cache-dir", str(tmp_path)).stdout
 
     # Damage: a truncated array (g) and a manifest moved to another entry's folder (h, a key/name mismatch).
     with open(gpath / "layers.npy", "r+b") as fh:
