@@ -237,7 +237,7 @@ def _remove_tree(path: Path) -> int:
 
     Returns the bytes freed.
     """
-    if not path.exists():
+    if path.is_symlink() or not path.is_dir():  # never follow a link: the store makes none, its target is not ours
         return 0
     size = _dir_size(path)
     trash = path.parent / f"{_TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
@@ -246,7 +246,7 @@ def _remove_tree(path: Path) -> int:
     except FileNotFoundError:  # someone else removed it first
         return 0
     shutil.rmtree(trash, ignore_errors=True)
-    return size
+    return size - (_dir_size(trash) if trash.exists() else 0)  # only what was actually freed
 
 
 def _dir_size(path: Path) -> int:
@@ -821,6 +821,10 @@ class FeatureStore:
         if not self.root.is_dir():
             return out
         for p in sorted(self.root.iterdir()):
+            if p.is_symlink() and not p.name.startswith("."):  # listed, never followed: its target is not the store's to count, verify or remove
+                out.append({"error": "a symbolic link (the store never makes one)", "foreign": True,
+                            "created": p.lstat().st_mtime, "key": p.name, "path": str(p), "size_bytes": 0})
+                continue
             if p.name.startswith(".") or not p.is_dir():
                 continue
             if not _ENTRY_RE.match(p.name):
@@ -865,7 +869,10 @@ class FeatureStore:
         report.freed += self._clear_leftovers()
         if self.root.is_dir():
             for p in sorted(self.root.iterdir()):
-                if not p.is_dir():
+                if p.is_symlink():
+                    if p.name.startswith("."):
+                        report.left_alone.append((str(p), "not a cache entry (a symbolic link; never followed)"))
+                elif not p.is_dir():
                     report.left_alone.append((str(p), "not a cache entry (a file)"))
                 elif p.name.startswith(".") and not (_TMP_RE.match(p.name) or _TRASH_RE.match(p.name)):
                     report.left_alone.append((str(p), "not a cache entry (hidden folder the store did not make)"))
@@ -928,7 +935,7 @@ class FeatureStore:
         host = socket.gethostname()
         now = time.time()
         for p in self.root.iterdir():
-            if not p.is_dir():
+            if p.is_symlink() or not p.is_dir():
                 continue
             if _TRASH_RE.match(p.name):
                 freed += _dir_size(p)

@@ -875,3 +875,27 @@ def test_a_manifest_is_validated_whole(counted: Counted, tmp_path: Path, edit: s
     with pytest.warns(CacheCorruptionWarning, match="manifest.json"):
         g = store.get(counted.enc, SENTENCES)
     assert counted.calls > calls and g.manifest["model"] == counted.enc.name and g.n_truncated == 0
+
+
+def test_clear_and_repair_never_follow_or_leave_symlinks(counted: Counted, tmp_path: Path) -> None:
+    """Issue 18: an entry that is a symlink (to another cache's entry) made `clear` report "freed 28.5 MiB" while
+    freeing nothing and leave a `.trash-*` link. Links are listed, never followed, never removed, never counted."""
+    other = FeatureStore(tmp_path / "other")
+    target = other.get(counted.enc, SENTENCES).path
+    store = FeatureStore(tmp_path / "mine")
+    own = store.get(counted.enc, SENTENCES[:3]).path
+    store.root.joinpath(target.name).symlink_to(target, target_is_directory=True)
+    store.root.joinpath(".trash-" + "a" * 32 + "-heads+layers-0badf00d").symlink_to(target, target_is_directory=True)
+    before = sorted(p.name for p in target.iterdir())
+    own_size = store_mod._dir_size(own)
+    out = _cli("verify", "--repair", "--cache-dir", str(tmp_path / "mine"))
+    assert out.returncode == 0 and "not an entry, left alone" in out.stdout, out.stdout
+    out = _cli("clear", "--cache-dir", str(tmp_path / "mine"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"removed 1 entry, freed {store_mod._human(own_size)}" in out.stdout, out.stdout
+    assert f"left alone: {store.root / target.name}: not a cache entry (a symbolic link" in out.stdout
+    assert "a symbolic link; never followed" in out.stdout
+    assert sorted(p.name for p in target.iterdir()) == before  # the link's target is untouched
+    assert sorted(p.name for p in store.root.iterdir()) == sorted([target.name, ".trash-" + "a" * 32 +
+                                                                   "-heads+layers-0badf00d"])
+    assert not list(store.root.glob(".trash-*-????????")) or all(p.is_symlink() for p in store.root.glob(".trash-*"))
