@@ -411,6 +411,14 @@ def _nearest_existing(path: Path) -> Path:
     return probe
 
 
+def _can_write_in(folder: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def _check_writable(flag: str, path: Path) -> None:
     """``path`` is (or can become) a folder we can write in; checked by writing an anonymous temporary file."""
     if path.exists() and not path.is_dir():
@@ -571,8 +579,15 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
         _check_writable("--out", out)
         _check_out_is_ours(out)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
-    _check_writable("--cache-dir" if cache_dir else f"the cache folder (default, or ${CACHE_ENV_VAR}; set --cache-dir)",
-                    cache_dir or default_cache_dir())
+    cache_flag = "--cache-dir" if cache_dir else f"the cache folder (default, or ${CACHE_ENV_VAR}; set --cache-dir)"
+    features = (cache_dir or default_cache_dir()) / "features"
+    if features.is_dir() and not _can_write_in(features):
+        # A lab's shared read-only cache: the entries it holds are served; only an entry it lacks is an error (one
+        # line, when the store would have to write it).
+        notes.append(f"{features} is read-only: its entries are used as they are; an entry it lacks cannot be "
+                     "added (give a writable --cache-dir for that)")
+    else:
+        _check_writable(cache_flag, cache_dir or default_cache_dir())
     params["task_path"] = str(task_path)
     return _Plan(kind=kind, tasks=tasks, views=views, params=params, preset=args.preset, task_path=task_path,
                  data_note=data_note, out=out, cache_dir=cache_dir, harness=harness, topk=topk, ks=ks,

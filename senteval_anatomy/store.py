@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
@@ -141,6 +142,10 @@ class CacheWriteError(OSError):
 def _write_error_message(cache_dir: Path, exc: OSError) -> str:
     what = exc.strerror or str(exc)
     where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot add an entry to the feature cache under {cache_dir}: {what}{where}. A read-only cache serves "
+                "the entries it holds; this run needs one it lacks: point --cache-dir / "
+                f"${CACHE_ENV_VAR} at a writable folder (or have the cache's owner run it once). Nothing was stored.")
     return (
         f"cannot write the feature cache under {cache_dir}: {what}{where}. Nothing was stored. Free disk space "
         f"(`python -m senteval_anatomy.store clear` empties the cache), or point --cache-dir / ${CACHE_ENV_VAR} at a "

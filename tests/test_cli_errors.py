@@ -373,3 +373,36 @@ def test_a_damaged_cache_entry_is_rebuilt_or_with_no_rebuild_one_line(world, tmp
         assert cli.main([*base, *fast]) == 0
     again = pd.read_csv(tmp_path / "out" / "results.csv")
     pd.testing.assert_frame_equal(again, clean)
+
+
+def test_a_read_only_cache_holding_every_entry_is_served(world, tmp_path, capsys):
+    """Issue 18: a lab's shared cache mounted read-only that already holds every entry a run needs is used as it is
+    (it used to be refused); a run that needs an entry it lacks ends in one line naming the cache, exit 1."""
+    import pandas as pd
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(cache)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        fast = ["--seed", "7", "--kfold", "2", "--tenacity", "2", "--epoch-size", "1", "--max-epoch", "4",
+                "--views", "layers", "--no-plots"]
+        base = _base(world, tmp_path, [])
+        assert cli.main([*base, *fast]) == 0
+        clean = pd.read_csv(tmp_path / "out" / "results.csv")
+        assert subprocess.run(["mount", "-o", "remount,ro", str(cache)], capture_output=True).returncode == 0
+        import senteval_anatomy.store as store_mod
+
+        store_mod._MEMO.clear()
+        capsys.readouterr()
+        assert cli.main([*base, *fast, "--no-resume"]) == 0
+        err = capsys.readouterr().err
+        assert "is read-only: its entries are used as they are" in err, err
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "results.csv"), clean)
+        # another task needs an entry the cache lacks: one line, exit 1, naming the cache
+        assert cli.main([*base, *fast, "--tasks", "Tense"]) == 1
+        lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("senteval-anatomy")]
+        assert len(lines) == 1 and f"cannot add an entry to the feature cache under {cache}" in lines[0], lines
+    finally:
+        subprocess.run(["umount", str(cache)], check=False)
