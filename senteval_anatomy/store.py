@@ -389,8 +389,9 @@ class StoredFeatures:
             start, stop = int(c) * rpc, min((int(c) + 1) * rpc, arr.shape[0])
             if _chunk_crc(arr, start, stop) != crcs[int(c)]:
                 return f"{fname}: rows {start}..{stop - 1} do not match their checksum (changed on disk)"
-            bad = _first_non_finite(arr[start:stop])
-            if bad is not None:
+            chunk = arr[start:stop]
+            if not np.isfinite(chunk).all():
+                bad = _first_non_finite(chunk) or 0
                 return f"{fname}: non-finite value in row {start + bad} (the store never writes one)"
             done[int(c)] = True
         return None
