@@ -1250,6 +1250,37 @@ def _one_line(text: str, limit: int = 300) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
+def config_shape(name_or_path: str | os.PathLike[str]) -> tuple[int, int, int, int]:
+    """(layers, heads, head_dim, hidden) of a model as its config states it, read offline: the bundled ``minilm``, a
+    folder holding ``config.json``, or a Hub id whose config is in the local Hugging Face cache. Nothing is
+    downloaded and no weights are read (planning, e.g. ``reproduce --dry-run``, must not guess a shape).
+
+    Raises :class:`UnsupportedModelError` naming the model when its config cannot be read.
+    """
+    from transformers import AutoConfig
+
+    raw = os.fspath(name_or_path)
+    source = raw
+    if raw in BUNDLED_MODELS:
+        try:
+            source = str(__import__(BUNDLED_MODELS[raw]).get_model_path())
+        except ImportError as exc:  # pragma: no cover - the package is an install requirement
+            raise UnsupportedModelError(f"{raw}: the bundled model needs the package "
+                                        f"{BUNDLED_MODELS[raw].replace('_', '-')}") from exc
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise UnsupportedModelError(
+            f"{raw}: cannot read its config offline ({_one_line(str(exc), 160)}); give 'minilm', a folder written by "
+            "save_pretrained(), or a Hub id whose files are in the local Hugging Face cache (download it first)"
+        ) from None
+    layers = _config_int(config, "num_hidden_layers", "n_layer", "num_layers")
+    heads = _config_int(config, "num_attention_heads", "n_head", "num_heads")
+    hidden = _config_int(config, "hidden_size", "n_embd", "d_model")
+    head_dim = _config_head_dim(config) or hidden // heads
+    return layers, heads, head_dim, hidden
+
+
 def _check_config_file(path: Path) -> None:
     """A local ``config.json`` is a JSON object naming its ``model_type``; else say where it is wrong."""
     try:
