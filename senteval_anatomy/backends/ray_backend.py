@@ -332,22 +332,8 @@ class _JoinedFeatures:
         offsets = np.cumsum([0] + [len(p.sentences) for p in parts])
         self._index = {s: i for i, s in enumerate(self.sentences)}
         self._parts, self._offsets = list(parts), offsets
-        self._parts, self._offsets = list(parts), offsets
         self.heads = _RowGather([p.heads for p in parts], offsets) if parts[0].heads is not None else None
         self.layers = _RowGather([p.layers for p in parts], offsets) if parts[0].layers is not None else None
-
-    def read(self, view: str, rows: np.ndarray) -> np.ndarray:
-        """``view``'s vectors of ``rows``, each shard read through its own checked ``read``."""
-        rows = np.asarray(rows, dtype=np.int64)
-        gather = getattr(self, view)
-        out = np.empty((len(rows), *gather.shape[1:]), dtype=gather.arrays[0].dtype)
-        part = np.searchsorted(self._offsets, rows, side="right") - 1
-        for k, p in enumerate(self._parts):
-            mask = part == k
-            if mask.any():
-                local = rows[mask] - self._offsets[k]
-                out[mask] = p.read(view, local) if hasattr(p, "read") else getattr(p, view)[local]
-        return out
 
     def read(self, view: str, rows: np.ndarray) -> np.ndarray:
         """``view``'s vectors of ``rows``, each shard read through its own checked ``read``."""
