@@ -217,7 +217,7 @@ class LayerAdapter(_Adapter):
 
     def __init__(self, encoder: Encoder, layer: int | str = -1, **kwargs: Any) -> None:
         super().__init__(encoder, **kwargs)
-        if layer == "embeddings":
+        if isinstance(layer, str) and layer.strip().lower() == "embeddings":  # as --layer reads it
             self.layer: int | str = "embeddings"
             self._index = 0
         else:

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .adapters import HeadAdapter, LayerAdapter
 from .backends import check_backend
+from .data.sources import check_tasks
 from .identity import (
     UnitFileWarning,
     data_hash,
@@ -58,8 +59,12 @@ from .vocab import (
     PAPER_PARAMS,
     RESULT_COLUMNS,
     VIEWS,
+    ParamError,
+    check_count,
     check_pooling,
+    check_probe_params,
     check_views,
+    plain,
     preset_params,
 )
 
@@ -131,28 +136,26 @@ def sweep(
     """
     from tqdm.auto import tqdm
 
-    from .engine import TASK_NAMES
     from .engine.params import apply_defaults
     from .engine.tasks import load_task
 
     if harness not in HARNESSES:
         raise ValueError(f"harness={harness!r} is not one of {HARNESSES}.")
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    tasks = list(tasks)
-    if not tasks:
-        raise ValueError("No tasks given.")
-    unknown = [t for t in tasks if t not in TASK_NAMES]
-    if unknown:
-        raise ValueError(f"Unknown task(s) {unknown}; valid names: {', '.join(TASK_NAMES)}.")
+    tasks = check_tasks(tasks)
     views = check_views(views)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: give a positive number of sentences per forward pass.")
+    batch_size = check_count(batch_size, what="batch_size", why="sentences per forward pass")
     pooling = check_pooling(pooling, encoder)
+    if params is not None and not isinstance(params, Mapping):
+        raise ValueError(f"params={params!r}: give a dict of SentEval params, e.g. {{'kfold': 5, 'seed': 1111}}")
+    params = plain(params) if params is not None else None
     if preset is None:
         base = dict(PAPER_PARAMS if params is None else params)
     else:
         base = preset_params(preset, **dict(params or {}))
+    try:  # the command line's checks: epoch_size=0, max_epoch=0, tenacity=-1, kfold=1 ... are one line
+        check_probe_params(base)
+    except ParamError as exc:
+        raise ValueError(f"params: {exc}") from None
     base["task_path"] = str(task_path)
     run_params = apply_defaults(base)
     limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)

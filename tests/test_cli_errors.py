@@ -49,6 +49,13 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("tasks-typo", ["--tasks", "Lenght"], "unknown task 'Lenght'"),
     ("tasks-empty", ["--tasks", ","], "names no task"),
     ("tasks-repeated-flag", ["--tasks", "SNLI", "--tasks", "Length"], "unknown task 'SNLI'"),
+    ("views-repeated-flag", ["--views", "layers", "--views", "heads"],
+     "--views given 2 times ('layers', then 'heads'); it takes one value and only the last would count: give it once "
+     "(several views: --views heads,layers)"),
+    ("preset-repeated-flag", ["--preset", "paper", "--preset", "prototyping"],
+     "--preset given 2 times ('paper', then 'prototyping')"),
+    ("seed-repeated-flag", ["--seed", "1", "--seed", "2"], "--seed given 2 times ('1', then '2')"),
+    ("max-epoch-repeated-abbreviated", ["--max-epoch=4", "--max-ep", "5"], "--max-epoch given 2 times ('4', then '5')"),
     ("task-files-missing", ["--tasks", "SST5"], "sentiment-train"),
     # devices
     ("device-unknown", ["--device", "gpu0"], "is not a device"),
@@ -227,10 +234,11 @@ def _fill(args: list[str], world: dict[str, str], tmp: Path, ro: Path | None) ->
 
 def _base(world: dict[str, str], tmp: Path, extra: list[str]) -> list[str]:
     """The command each row changes; a sweep writes to ``tmp/out``, one adapter (--head/--layer) prints JSON."""
-    out = [] if {"--head", "--layer"} & set(extra) else ["--out", str(tmp / "out")]
+    out = [] if {"--head", "--layer", "--out"} & set(extra) else ["--out", str(tmp / "out")]
     tasks = [] if "--tasks" in extra else ["--tasks", "Length"]  # repeated --tasks add up, so a row's replace these
-    return ["probing", "--model", world["model"], "--task-path", world["data"], *tasks, *out,
-            "--cache-dir", str(tmp / "cache"), "-q"]
+    # a flag that takes one value may be given once (issue 18): a row's --model/--task-path/--cache-dir replace these
+    base = [("--model", world["model"]), ("--task-path", world["data"]), ("--cache-dir", str(tmp / "cache"))]
+    return ["probing", *[x for flag, value in base if flag not in extra for x in (flag, value)], *tasks, *out, "-q"]
 
 
 def _written(tmp: Path) -> list[Path]:

@@ -32,9 +32,10 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..engine.tasks import PROBING_FILES, SENTEVAL_FILE_LINES
-from ..vocab import STS_DATASETS
+from ..vocab import STS_DATASETS, names_list
 from .tokenization import cat_v, cut_fields, moses_tokenize, ptb_tokenize, split_lines, strip_trec_quotes
 
 Build = Callable[[Mapping[str, Path], Path], None]
@@ -589,6 +590,16 @@ def expand_tasks(names: list[str] | tuple[str, ...] | None) -> list[str]:
                 )
             wanted.extend(t for t in lookup[key] if t not in wanted)
     return [t for t in ALL_TASKS if t in wanted]
+
+
+def check_tasks(tasks: Any) -> list[str]:
+    """Task names as every entry point reads them (the command line's ``--tasks`` convention: names in any case,
+    data sets, groups; a string with commas, a list or a NumPy array), each once: ``"Length,Length"`` is one task."""
+    names = names_list(tasks, what="tasks", example="'Length,Depth' or ['Length'] (or a group such as 'probing')")
+    try:
+        return expand_tasks(names)
+    except ValueError as exc:
+        raise ValueError(f"tasks={tasks!r}: {exc}") from None
 
 
 def datasets_for(tasks: list[str]) -> list[Dataset]:
