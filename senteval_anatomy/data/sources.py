@@ -596,10 +596,13 @@ def check_tasks(tasks: Any) -> list[str]:
     """Task names as every entry point reads them (the command line's ``--tasks`` convention: names in any case,
     data sets, groups; a string with commas, a list or a NumPy array), each once: ``"Length,Length"`` is one task."""
     names = names_list(tasks, what="tasks", example="'Length,Depth' or ['Length'] (or a group such as 'probing')")
-    try:
-        return expand_tasks(names)
-    except ValueError as exc:
-        raise ValueError(f"tasks={tasks!r}: {exc}") from None
+    out: list[str] = []
+    for name in names:  # the caller's order (a sweep runs tasks in it), groups expanded in place
+        try:
+            out.extend(t for t in expand_tasks([name]) if t not in out)
+        except ValueError as exc:
+            raise ValueError(f"tasks={tasks!r}: {exc}") from None
+    return out
 
 
 def datasets_for(tasks: list[str]) -> list[Dataset]:
