@@ -37,12 +37,11 @@ import math
 import numbers
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
-
-import numpy as np
 
 __all__ = [
     "OneLineParser",
@@ -280,7 +279,8 @@ def check_views(views: Sequence[str] | str) -> tuple[str, ...]:
     >>> check_views("layers, heads"), check_views(["layers"])
     (('heads', 'layers'), ('layers',))
     """
-    if views is None or not isinstance(views, (str, list, tuple, np.ndarray)):
+    np = _numpy()
+    if views is None or not (isinstance(views, (str, list, tuple)) or (np is not None and isinstance(views, np.ndarray))):
         raise ValueError(f"views={views!r}: give one or more of {', '.join(VIEWS)} (e.g. 'heads,layers').")
     items = views.split(",") if isinstance(views, str) else list(views)
     names = []
@@ -499,7 +499,7 @@ def check_probe_params(params: Mapping[str, Any]) -> None:
         whole("seed", params["seed"], 0, "NumPy's seeds are 32-bit", 2**32 - 1)
     if "batch_size" in params:
         whole("batch_size", params["batch_size"], 1, "sentences per batcher call")
-    if "usepytorch" in params and not isinstance(params["usepytorch"], (bool, np.bool_)):
+    if "usepytorch" in params and not _is_bool(params["usepytorch"]):
         raise ParamError("usepytorch", params["usepytorch"], "must be True or False")
     clf = params.get("classifier") or {}
     for key, low, why in (
@@ -513,7 +513,7 @@ def check_probe_params(params: Mapping[str, Any]) -> None:
             whole(f"classifier.{key}", clf[key], low, why)
     if "dropout" in clf:
         d = clf["dropout"]
-        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
+        if _is_bool(d) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
             raise ParamError("classifier.dropout", d, "must be a number in [0, 1)")
 
 
@@ -523,17 +523,28 @@ def check_probe_params(params: Mapping[str, Any]) -> None:
 # the same way, and a mistake is one line naming the argument.
 
 
+def _numpy() -> Any:
+    """NumPy if something already imported it (then values may be NumPy's), else None: this module stays light."""
+    return sys.modules.get("numpy")
+
+
+def _is_bool(value: Any) -> bool:
+    np = _numpy()
+    return isinstance(value, bool) or (np is not None and isinstance(value, np.bool_))
+
+
 def is_whole(value: Any) -> bool:
     """An integer, Python's or NumPy's, but not a bool (``True`` is an int to Python, never a count to a user)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
 
 
 def plain(value: Any) -> Any:
     """``value`` with NumPy scalars and arrays turned into Python numbers and lists (recursively through dicts,
     lists and tuples), so that settings hash, print and compare the same whichever the caller passed."""
-    if isinstance(value, np.generic):
+    np = _numpy()
+    if np is not None and isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
+    if np is not None and isinstance(value, np.ndarray):
         return [plain(v) for v in value.tolist()]
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
@@ -548,10 +559,11 @@ def names_list(value: Any, *, what: str, example: str) -> list[str]:
     at all is a one-line ``ValueError`` naming ``what``."""
     if value is None:
         raise ValueError(f"{what}=None: give {example}")
+    np = _numpy()
     if isinstance(value, str):
         items: list[Any] = value.split(",")
-    elif isinstance(value, (list, tuple, np.ndarray)):
-        items = list(value.tolist() if isinstance(value, np.ndarray) else value)
+    elif isinstance(value, (list, tuple)) or (np is not None and isinstance(value, np.ndarray)):
+        items = list(value.tolist() if not isinstance(value, (list, tuple)) else value)
     else:
         raise ValueError(f"{what}={value!r}: expected a string or a list of strings, e.g. {example}")
     out: list[str] = []
