@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import senteval_anatomy.store as store_mod
-from senteval_anatomy.models import load_encoder
+from senteval_anatomy.encoders.loading import load_encoder
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 

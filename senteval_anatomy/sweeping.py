@@ -39,6 +39,7 @@ import pandas as pd
 from .adapters import HeadAdapter, LayerAdapter
 from .backends import check_backend
 from .data.sources import check_tasks
+from .encoders.encoder import Encoder
 from .identity import (
     UnitFileWarning,
     data_hash,
@@ -49,7 +50,6 @@ from .identity import (
     unit_path,
     write_unit,
 )
-from .models import Encoder
 from .store import FeatureStore
 from .table import write_results_table
 from .units import StoreBatcher, probe_index, probe_slices, result_rows

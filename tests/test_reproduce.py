@@ -165,7 +165,7 @@ def test_rank_correlation_is_spearman_of_the_two_heatmaps(reproduced):
 def test_dry_run_lists_the_work_and_the_reference_numbers(capsys, tiny_bert_dir):
     """The plan is the model's real shape, read offline from its config: the bundled 6 x 12 MiniLM compared with
     bert-base's numbers plans 6 x 12 (issue 18: it planned bert-base's 12 x 12), a local folder its own shape."""
-    from senteval_anatomy.models import config_shape
+    from senteval_anatomy.encoders.loading import config_shape
 
     assert R.main(["--models", f"minilm=bert-base-uncased,{tiny_bert_dir}=gpt2", "--dry-run"]) == 0
     text = capsys.readouterr().out
@@ -221,7 +221,7 @@ def test_one_past_last_pooling_reads_an_appended_id0_token(tiny_encoder):
     (attended to, as in the reference code, which had no padding mask), in a batch as alone."""
     import torch
 
-    from senteval_anatomy.features import encode, tokenize
+    from senteval_anatomy.encoders.encoding import encode, tokenize
 
     enc = tiny_encoder("gpt2")
     sentences = ["the cat sat on the mat .", "what is the capital of france ?", "dogs bark ."]
