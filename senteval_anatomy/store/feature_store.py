@@ -69,8 +69,8 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .vocab import (
+from .._version import __version__
+from ..vocab import (
     CACHE_ENV_VAR,
     ENCODE_BATCH_SIZE,
     VIEWS,
@@ -670,7 +670,7 @@ class FeatureStore:
     def _batches(
         self, encoder: Any, uniq: list[str], fields: dict, batch_size: int, progress: Any
     ) -> Iterator[Any]:
-        from .encoders.encoding import iter_encode  # lazy: the list/clear command must not import torch
+        from ..encoders.encoding import iter_encode  # lazy: the list/clear command must not import torch
 
         return iter_encode(
             encoder,

@@ -1,0 +1,5 @@
+import sys
+
+from .feature_store import main
+
+sys.exit(main())
