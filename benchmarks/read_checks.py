@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import senteval_anatomy.store as store_mod
+import senteval_anatomy.store.entry as store_entry
 from senteval_anatomy.encoders.loading import load_encoder
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
@@ -65,7 +66,7 @@ def main() -> None:
         modes = [("checks on", timed_check), ("checks off", no_check)]
         for i in range(args.repeats):
             for mode, fn in modes if i % 2 == 0 else modes[::-1]:  # alternate which goes first
-                store_mod._MEMO.clear()  # a new process: every chunk is checked again
+                store_entry.OPENED.clear()  # a new process: every chunk is checked again
                 store_mod.StoredFeatures._check_chunks = fn
                 spent[0] = 0.0
                 t = time.perf_counter()

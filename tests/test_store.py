@@ -24,6 +24,9 @@ from senteval_anatomy.encoders import encoding as features_mod
 from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.encoders.encoding import encode
 from senteval_anatomy.store import CacheCorruptionWarning, FeatureStore, StoredFeatures, default_cache_dir
+from senteval_anatomy.store import checksums as store_checksums
+from senteval_anatomy.store import command as store_command
+from senteval_anatomy.store import entry as store_entry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,9 +75,9 @@ def _with_changed_weights(enc: Encoder) -> Counted:
 @pytest.fixture(autouse=True)
 def _fresh_memo() -> Iterator[None]:
     """Each test starts like a new process: no entries memoized in-process."""
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     yield
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
 
 
 def _litter(root: Path) -> list[str]:
@@ -114,7 +117,7 @@ def test_miss_then_hit_and_values(counted: Counted, tmp_path: Path) -> None:
     # Same process, new process (empty memo), other order / duplicates / other batch size: all hits.
     calls = counted.calls
     assert store.get(enc, SENTENCES) is f
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     g = FeatureStore(tmp_path).get(enc, list(reversed(SENTENCES)) * 2, batch_size=16)
     assert counted.calls == calls, "a hit must not run the encoder"
     assert g.key == f.key
@@ -173,7 +176,7 @@ def test_views_superset_serves_subset(counted: Counted, tmp_path: Path) -> None:
     calls = counted.calls
     both = store.get(enc, SENTENCES)  # heads missing from the layers entry -> compute
     assert counted.calls > calls
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     calls = counted.calls
     assert store.get(enc, SENTENCES, views=("heads",)).key == both.key
     assert counted.calls == calls
@@ -223,9 +226,9 @@ def test_lost_race_uses_winner(counted: Counted, tmp_path: Path, monkeypatch: py
     def competitor_commits_first(*args: object, **kwargs: object) -> Iterator[object]:
         if not state["inner"]:
             state["inner"] = True
-            store_mod._MEMO.clear()
+            store_entry.OPENED.clear()
             FeatureStore(tmp_path).get(counted.enc, SENTENCES)
-            store_mod._MEMO.clear()
+            store_entry.OPENED.clear()
         yield from real(*args, **kwargs)
 
     monkeypatch.setattr(features_mod, "iter_encode", competitor_commits_first)
@@ -252,13 +255,13 @@ def test_corrupt_entry_rebuilt(counted: Counted, tmp_path: Path, damage: str) ->
     else:
         (f.path / "layers.npy").unlink()
     del f
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     calls = counted.calls
     with pytest.warns(CacheCorruptionWarning):
         g = store.get(counted.enc, SENTENCES)
     assert counted.calls > calls, "a corrupt entry must be recomputed"
     np.testing.assert_allclose(g.heads, good, rtol=1e-6, atol=1e-6)
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     calls = counted.calls
     store.get(counted.enc, SENTENCES)  # the rebuilt entry is valid again
     assert counted.calls == calls
@@ -268,11 +271,11 @@ def test_full_verify_catches_what_quick_check_does_not_sample(counted: Counted, 
     f = FeatureStore(tmp_path).get(counted.enc, SENTENCES)
     manifest = json.loads((f.path / "manifest.json").read_text())
     manifest["files"]["heads.npy"]["sha256"] = "0" * 64  # as if a byte outside the sampled blocks changed
-    manifest["seal"] = store_mod._manifest_seal(manifest)  # and the manifest resealed: only the full hash can tell
+    manifest["seal"] = store_checksums.manifest_seal(manifest)  # and the manifest resealed: only the full hash can tell
     (f.path / "manifest.json").write_text(json.dumps(manifest))
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     FeatureStore(tmp_path, verify="quick").get(counted.enc, SENTENCES)  # quick check passes
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     with pytest.warns(CacheCorruptionWarning, match="sha256"):
         FeatureStore(tmp_path, verify="full").get(counted.enc, SENTENCES)
 
@@ -424,8 +427,8 @@ def _poke_nan(path: Path, offset: int, *, keep_mtime: bool) -> None:
 
 
 def _sampled_blocks(size: int) -> list[tuple[int, int]]:
-    """The byte ranges the quick checksum reads (same layout as store._quick_checksum)."""
-    mib, block, n = store_mod._MIB, store_mod._SAMPLE_BLOCK, store_mod._N_SAMPLES
+    """The byte ranges the quick checksum reads (same layout as store.checksums.quick_checksum)."""
+    mib, block, n = store_checksums.MIB, store_checksums.SAMPLE_BLOCK, store_checksums.N_SAMPLES
     span = size - 2 * mib - block
     return [(0, mib)] + [(mib + span * i // (n - 1), mib + span * i // (n - 1) + block) for i in range(n)] + [
         (size - mib, size)
@@ -439,7 +442,7 @@ def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path
         f = store.get(enc.enc, WIDE_SENTENCES, batch_size=256)
         heads = f.path / "heads.npy"
         size = heads.stat().st_size
-        assert size > 3 * store_mod._MIB, "the entry must be in the sampled-checksum regime"
+        assert size > 3 * store_checksums.MIB, "the entry must be in the sampled-checksum regime"
         good = np.array(f.heads)
         blocks = _sampled_blocks(size)
         inside = blocks[5][0] + 1000
@@ -449,7 +452,7 @@ def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path
 
         # Damage inside a sampled block, with the mtime put back: only the sampled checksum can see it.
         _poke_nan(heads, inside, keep_mtime=True)
-        store_mod._MEMO.clear()
+        store_entry.OPENED.clear()
         calls = enc.calls
         with pytest.warns(CacheCorruptionWarning, match="heads.npy: sampled checksum mismatch"):
             g = store.get(enc.enc, WIDE_SENTENCES, batch_size=256)
@@ -461,7 +464,7 @@ def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path
         # Damage between sampled blocks, mtime put back (bit rot): the quick check cannot see it -- the documented
         # limit -- but the full check can.
         _poke_nan(heads, outside, keep_mtime=True)
-        store_mod._MEMO.clear()
+        store_entry.OPENED.clear()
         quick = store.verify_entries()
         assert [(c.status, c.problem) for c in quick] == [("ok", None)]
         full = store.verify_entries(full=True)
@@ -469,14 +472,14 @@ def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path
 
         # ... and the read the trainer does anyway checks every chunk it reads: named, rebuilt, never used (issue 18)
         rows = np.arange(len(WIDE_SENTENCES))
-        store_mod._MEMO.clear()
+        store_entry.OPENED.clear()
         strict = FeatureStore(tmp_path, rebuild=False).get(enc.enc, WIDE_SENTENCES, batch_size=256)
         with pytest.raises(store_mod.CacheCorruptionError, match=r"heads\.npy: rows \d+\.\.\d+ do not match their "
                            r"checksum") as info:
             strict.read("heads", rows)
         assert "\n" not in str(info.value) and str(heads.parent) in str(info.value)
         del strict
-        store_mod._MEMO.clear()
+        store_entry.OPENED.clear()
         h = store.get(enc.enc, WIDE_SENTENCES, batch_size=256)
         calls = enc.calls
         with pytest.warns(CacheCorruptionWarning, match=r"heads\.npy: rows .* do not match their checksum"):
@@ -490,7 +493,7 @@ def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path
         # a NaN written with its chunk checksum updated too: refused as non-finite (the store never writes one)
         _poke_nan(heads, outside, keep_mtime=True)
         _rewrite_manifest_checksums(heads.parent, "heads.npy")
-        store_mod._MEMO.clear()
+        store_entry.OPENED.clear()
         h = FeatureStore(tmp_path, rebuild=False).get(enc.enc, WIDE_SENTENCES, batch_size=256)
         with pytest.raises(store_mod.CacheCorruptionError, match=r"heads\.npy: non-finite value in row \d+"):
             h.read("heads", rows)
@@ -498,7 +501,7 @@ def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path
 
         # The same damage written by a process (mtime changes, as any write does): found at read time, never used.
         _poke_nan(heads, outside + 64, keep_mtime=False)
-        store_mod._MEMO.clear()
+        store_entry.OPENED.clear()
         with pytest.raises(ValueError, match="heads.npy: sha256 mismatch .the file was modified after"):
             store.open(heads.parent.name)
     finally:
@@ -511,13 +514,13 @@ def _rewrite_manifest_checksums(entry: Path, fname: str) -> None:
     p = entry / fname
     st = p.stat()
     manifest["files"][fname].update(
-        size=st.st_size, mtime_ns=st.st_mtime_ns, quick=store_mod._quick_checksum(p), sha256=store_mod._sha256_file(p)
+        size=st.st_size, mtime_ns=st.st_mtime_ns, quick=store_checksums.quick_checksum(p), sha256=store_checksums.sha256_file(p)
     )
     try:
-        manifest["files"][fname]["chunks"] = store_mod._chunk_checksums(p)
+        manifest["files"][fname]["chunks"] = store_checksums.chunk_checksums(p)
     except ValueError:  # a header that no longer parses: keep the old chunk checksums
         pass
-    manifest["seal"] = store_mod._manifest_seal(manifest)
+    manifest["seal"] = store_checksums.manifest_seal(manifest)
     (entry / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -538,7 +541,7 @@ def test_npy_header_manifest_mismatch_is_detected(counted: Counted, tmp_path: Pa
     assert len(buf.getvalue()) == start
     heads.write_bytes(buf.getvalue() + raw[start:])
     _rewrite_manifest_checksums(heads.parent, "heads.npy")
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     calls = counted.calls
     with pytest.warns(CacheCorruptionWarning, match=r"heads.npy: .npy header says float32\[.*\], manifest says"):
         g = store.get(counted.enc, SENTENCES)
@@ -566,7 +569,7 @@ def test_no_pickle_on_disk_and_none_ever_loaded(counted: Counted, tmp_path: Path
             assert arr.dtype.kind == "f" and not arr.dtype.hasobject, p
 
     # A planted object array (a pickle that would create a file when loaded) is refused and never unpickled.
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     f = store.get(counted.enc, SENTENCES)
     marker = tmp_path / "pickle-ran"
 
@@ -581,7 +584,7 @@ def test_no_pickle_on_disk_and_none_ever_loaded(counted: Counted, tmp_path: Path
     with open(entry / "heads.npy", "wb") as fh:
         np.save(fh, evil, allow_pickle=True)
     _rewrite_manifest_checksums(entry, "heads.npy")
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     with pytest.warns(CacheCorruptionWarning, match="heads.npy"):
         g = store.get(counted.enc, SENTENCES)
     assert not marker.exists(), "a pickle in the cache must never be loaded"
@@ -843,7 +846,7 @@ def test_a_half_precision_file_under_a_float32_manifest_is_refused(counted: Coun
     _rewrite_manifest_checksums(heads.parent, "heads.npy")
     manifest = json.loads((heads.parent / "manifest.json").read_text())
     assert manifest["dtypes"]["heads"] == "float32" and manifest["files"]["heads.npy"]["size"] == heads.stat().st_size
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     calls = counted.calls
     with pytest.warns(CacheCorruptionWarning, match=r"heads.npy: .npy header says float16\[.*\], manifest says float32"):
         g = store.get(counted.enc, SENTENCES)
@@ -865,9 +868,9 @@ def test_a_manifest_is_validated_whole(counted: Counted, tmp_path: Path, edit: s
                     {edit: {"model": "bert-large-uncased", "n_truncated": 3}[edit]})
     if edit == "dtypes":
         manifest["dtypes"] = {"heads": "float16", "layers": "float32"}
-        manifest["seal"] = store_mod._manifest_seal(manifest)  # resealed: the fields must still agree with each other
+        manifest["seal"] = store_checksums.manifest_seal(manifest)  # resealed: the fields must still agree with each other
     (path / "manifest.json").write_text(json.dumps(manifest))
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     checks = store.verify_entries()
     assert [c.status for c in checks] == ["damaged"]
     assert ("seal" if edit != "dtypes" else "dtype 'float16' is not the key's 'float32'") in checks[0].problem
@@ -887,12 +890,12 @@ def test_clear_and_repair_never_follow_or_leave_symlinks(counted: Counted, tmp_p
     store.root.joinpath(target.name).symlink_to(target, target_is_directory=True)
     store.root.joinpath(".trash-" + "a" * 32 + "-heads+layers-0badf00d").symlink_to(target, target_is_directory=True)
     before = sorted(p.name for p in target.iterdir())
-    own_size = store_mod._dir_size(own)
+    own_size = store_entry.dir_size(own)
     out = _cli("verify", "--repair", "--cache-dir", str(tmp_path / "mine"))
     assert out.returncode == 0 and "not an entry, left alone" in out.stdout, out.stdout
     out = _cli("clear", "--cache-dir", str(tmp_path / "mine"))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"removed 1 entry, freed {store_mod._human(own_size)}" in out.stdout, out.stdout
+    assert f"removed 1 entry, freed {store_command._human(own_size)}" in out.stdout, out.stdout
     assert f"left alone: {store.root / target.name}: not a cache entry (a symbolic link" in out.stdout
     assert "a symbolic link; never followed" in out.stdout
     assert sorted(p.name for p in target.iterdir()) == before  # the link's target is untouched

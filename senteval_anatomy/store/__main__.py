@@ -1,5 +1,8 @@
+"""``python -m senteval_anatomy.store {list,clear,verify}``: the ``cache`` command (see :mod:`.command`)."""
+
 import sys
 
-from .feature_store import main
+from .command import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
