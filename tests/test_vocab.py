@@ -63,10 +63,10 @@ def test_one_view_rule_everywhere(tmp_path):
     for bad in ("", "head", ["heads", "attn"], []):
         with pytest.raises(ValueError, match="heads, layers"):
             check_views(bad)
-    from senteval_anatomy import store
     from senteval_anatomy.encoders import encoding
+    from senteval_anatomy.store import feature_store
 
-    assert encoding.check_views is check_views and store.check_views is check_views
+    assert encoding.check_views is check_views and feature_store.check_views is check_views
 
 
 def test_pooling_rule():
