@@ -368,15 +368,15 @@ def test_a_damaged_cache_entry_is_rebuilt_or_with_no_rebuild_one_line(world, tmp
     arr.flush()
     del arr
     os.utime(layers, ns=(st.st_atime_ns, st.st_mtime_ns))
-    import senteval_anatomy.store as store_mod
+    import senteval_anatomy.store.entry as store_entry
 
-    store_mod._MEMO.clear()  # as in a new process: nothing opened yet
+    store_entry.OPENED.clear()  # as in a new process: nothing opened yet
     capsys.readouterr()
     assert cli.main([*base, *fast, "--no-rebuild"]) == 1
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("senteval-anatomy")]
     assert len(err) == 1 and f"feature cache entry {layers.parent} is damaged: layers.npy" in err[0], err
     assert "--repair" in err[0] and "please report" not in err[0]
-    store_mod._MEMO.clear()
+    store_entry.OPENED.clear()
     with pytest.warns(UserWarning, match=re.escape(f"feature cache entry {layers.parent} is unusable")):
         assert cli.main([*base, *fast]) == 0
     again = pd.read_csv(tmp_path / "out" / "results.csv")
@@ -400,9 +400,9 @@ def test_a_read_only_cache_holding_every_entry_is_served(world, tmp_path, capsys
         assert cli.main([*base, *fast]) == 0
         clean = pd.read_csv(tmp_path / "out" / "results.csv")
         assert subprocess.run(["mount", "-o", "remount,ro", str(cache)], capture_output=True).returncode == 0
-        import senteval_anatomy.store as store_mod
+        import senteval_anatomy.store.entry as store_entry
 
-        store_mod._MEMO.clear()
+        store_entry.OPENED.clear()
         capsys.readouterr()
         assert cli.main([*base, *fast, "--no-resume"]) == 0
         err = capsys.readouterr().err
@@ -415,9 +415,9 @@ def test_a_read_only_cache_holding_every_entry_is_served(world, tmp_path, capsys
     finally:
         import gc
 
-        import senteval_anatomy.store as store_mod
+        import senteval_anatomy.store.entry as store_entry
 
-        store_mod._MEMO.clear()  # the memory maps of the served entries keep the mount busy
+        store_entry.OPENED.clear()  # the memory maps of the served entries keep the mount busy
         gc.collect()
         if subprocess.run(["umount", str(cache)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(cache)], check=False)
