@@ -17,6 +17,7 @@ checkpoint in ``<out>/checkpoints/<name>/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -314,6 +315,11 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         test_out = trainer.predict(sets["test"])  # the selected checkpoint, once, after all selection
     finally:
         hf_logging.set_verbosity(verbosity)
+    digest = hashlib.sha256()  # the selected weights: equal runs give equal digests (seeds, resume, determinism)
+    for k, v in sorted(model.state_dict().items()):
+        digest.update(k.encode())
+        digest.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
     dev_s = _score(dev_out.predictions, dev_out.label_ids, data.regression)
     test_s = _score(test_out.predictions, test_out.label_ids, data.regression)
     best_step = None
@@ -339,6 +345,8 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         "acc": test_s["score"],
         "f1": test_s.get("f1", float("nan")),
         "spearman": test_s.get("spearman", float("nan")),
+        "train_loss": float(losses[-1]) if losses else float("nan"),
+        "weights_sha256": digest.hexdigest()[:16],
         "best_epoch": (best_step / steps_per_epoch) if best_step else float("nan"),
         "epochs_run": epochs_run,
         "n_train": len(sets["train"]),
