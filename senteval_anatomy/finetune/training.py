@@ -227,9 +227,9 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         Trainer,
         TrainerCallback,
         TrainingArguments,
+        set_seed,
     )
     from transformers import logging as hf_logging
-    from transformers import set_seed
 
     from ..models import load_encoder
     from ..vocab import atomic_write, check_pooling, resolve_device
