@@ -23,7 +23,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["senteval_anatomy", "senteval_anatomy.*"]),
     include_package_data=True,
-    package_data={"senteval_anatomy": ["py.typed", "reference/*.csv.gz", "reference/SOURCE.md"]},
+    package_data={"senteval_anatomy": ["py.typed", "reference/*.csv.gz", "reference/*.csv", "reference/SOURCE.md"]},
     install_requires=[
         "torch>=2.1",
         "transformers>=4.44",

@@ -574,6 +574,8 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--paper-selection", action="store_true",
                    help="also compare the paper's way: best head/layer, head ranking and k chosen on TEST (biased)")
     p.add_argument("--dry-run", action="store_true", help="list what would run, time and disk, and the paper's numbers")
+    p.add_argument("--finetune", action="store_true",
+                   help="the paper's fine-tuning grid instead (senteval_anatomy.finetune.grid; its own --help)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -595,6 +597,11 @@ def _resolve_task_path(arg: str | None) -> Path:
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command line entry point; returns the exit status. ``prog``: the name usage lines show."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--finetune" in argv:  # the fine-tuning grid has its own options (senteval_anatomy.finetune.grid)
+        from .finetune.grid import main as finetune_grid
+
+        return finetune_grid([a for a in argv if a != "--finetune"], prog=f"{prog or 'reproduce'} --finetune")
     args = _parser(prog).parse_args(argv)
     try:
         models = _parse_models(args.models, args.reference_model)

@@ -191,3 +191,20 @@ def test_summary_and_paired_tables():
     assert (p["a"], p["b"], p["n_seeds"], p["b_wins"]) == ("last", "topk", 3, 3)
     assert p["mean_diff"] == pytest.approx(np.mean([3.0, 2.0, 2.5]))
     assert 0 < p["p_paired_t"] < 0.05
+
+
+def test_shipped_paper_numbers_and_the_grid_dry_run(capsys):
+    """The released fine-tuning numbers ship with the package (means as the paper-results README gives them), and
+    ``reproduce --finetune --dry-run`` plans the grid, estimates time and disk, says "test" is GLUE dev, runs nothing."""
+    from senteval_anatomy import cli
+    from senteval_anatomy.finetune.grid import paper_numbers, reference_runs
+
+    assert len(reference_runs()) == 44
+    p = paper_numbers().set_index(["model", "task", "readout"])["paper_mean"]
+    assert round(p["bert-base-uncased", "mrpc", "best-layer"], 2) == 83.09
+    assert round(p["bert-base-uncased", "sst-2", "best-layer"], 2) == 92.34
+    assert round(p["bert-base-uncased", "sts-b", "last"], 4) == 0.8816
+    assert round(p["google/electra-base-discriminator", "sts-b", "best-layer"], 4) == 0.834
+    assert cli.main(["reproduce", "--finetune", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "bert-base-uncased MRPC: 10 runs" in out and "estimated disk" in out and "GLUE dev" in out
