@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import build_tiny
+from test_sweep import make_tiny_data
 
 from senteval_anatomy.finetune.comparison import paired_table, summary_table
 from senteval_anatomy.finetune.data import load_finetune_data, load_glue_folder
@@ -170,10 +171,8 @@ def test_resume_after_kill_9_equals_a_clean_run(tiny_model, tmp_path):
     assert not (killed / "runs").exists() or not list((killed / "runs").glob("*.json"))
     assert list((killed / "checkpoints").glob("*/checkpoint-*"))
     subprocess.run([*cmd, "--out", str(killed)], check=True, env=env, capture_output=True)
-    clean = tmp_path / "clean"
-    subprocess.run([*cmd, "--out", str(clean)], check=True, env=env, capture_output=True)
     r = pd.read_csv(killed / "finetune_results.csv").iloc[0]
-    c = pd.read_csv(clean / "finetune_results.csv").iloc[0]
+    c = _run(tiny_model, tmp_path / "clean", reads=["heads:1,0;0,2"], seeds=[3]).rows.iloc[0]  # same settings
     assert r["resumed_from_step"] > 0 and c["resumed_from_step"] == 0
     for col in ("weights_sha256", "devacc", "acc", "best_epoch", "train_loss", "key_hash"):
         assert r[col] == c[col], col
@@ -208,3 +207,20 @@ def test_shipped_paper_numbers_and_the_grid_dry_run(capsys):
     assert cli.main(["reproduce", "--finetune", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "bert-base-uncased MRPC: 10 runs" in out and "estimated disk" in out and "GLUE dev" in out
+
+
+def test_probe_after_sweeps_the_fine_tuned_model_into_the_same_table(tiny_model, tmp_path):
+    """--probe-after: pretrained and fine-tuned rows in one tidy table (``checkpoint`` column), Δ per head = after −
+    before of those very rows, and the fine-tuned model's fingerprint differs from the pretrained one."""
+    data = make_tiny_data(tmp_path / "data")
+    res = finetune(str(tiny_model), "TREC", task_path=str(data), reads=["last"], seeds=[0], out_dir=tmp_path / "o",
+                   settings=FAST, device="cpu", progress=False, probe_after=True)
+    probe = res.probe
+    table = pd.read_csv(tmp_path / "o" / "probe_after" / "probe_after.csv")
+    assert set(table["checkpoint"]) == {"pretrained", res.rows.loc[0, "checkpoint"]}
+    assert table.groupby("checkpoint")["fingerprint"].nunique().eq(1).all() and table["fingerprint"].nunique() == 2
+    heads = table[table["view"] == "heads"].pivot_table(index=["layer", "head"], columns="checkpoint", values="acc")
+    delta = (heads[res.rows.loc[0, "checkpoint"]] - heads["pretrained"]).to_numpy()
+    assert np.allclose(probe.head_delta["delta_test"].to_numpy(), delta)
+    assert len(probe.head_delta) == 2 * 4 and -1 <= probe.summary.loc[0, "spearman_rho_mean"] <= 1
+    assert any(p.name.startswith("delta_last") for p in probe.figures)

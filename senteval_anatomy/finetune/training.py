@@ -26,7 +26,7 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,11 @@ class TrainSettings:
             raise ValueError(f"--early-stopping {self.early_stopping}: give a patience >= 0 (0 = off)")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"--mixed-precision {self.mixed_precision!r}: use no, fp16 or bf16")
-        return self
+        # one spelling per value, so that 3 and 3.0 epochs key the same run
+        return replace(self, max_length=int(self.max_length), learning_rate=float(self.learning_rate),
+                       batch_size=int(self.batch_size), epochs=float(self.epochs), warmup_ratio=float(self.warmup_ratio),
+                       weight_decay=float(self.weight_decay), dropout=float(self.dropout),
+                       early_stopping=int(self.early_stopping))
 
 
 #: The paper's preset (``--preset paper``, the default).
@@ -111,7 +115,7 @@ def run_key(*, model: str, fingerprint: str, dtype: str, data: FinetuneData, rea
         "readout": readout.representation,
         "requested": readout.requested,
         "selection": readout.selection,
-        "settings": asdict(settings),
+        "settings": asdict(settings.check()),
         "pooling": pooling,
         "seed": int(seed),
     }
@@ -307,9 +311,9 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
                           data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics, callbacks=callbacks)
         if not progress:
             trainer.remove_callback(PrinterCallback)  # the per-epoch log dicts
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         state = trainer.state
         dev_out = trainer.predict(sets["dev"])
         test_out = trainer.predict(sets["test"])  # the selected checkpoint, once, after all selection
@@ -362,6 +366,7 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         "data_hash": data.data_hash,
         "device": str(dev),
         "train_seconds": round(seconds, 3),
+        "train_cpu_seconds": round(cpu_seconds, 3),  # all threads; on a shared machine wall time says little
         "seconds_per_epoch": round(seconds / max(epochs_run - _epoch_of(resume, steps_per_epoch), 1e-9), 3)
         if epochs_run else float("nan"),
         "resumed_from_step": _step_of(resume),
