@@ -7,19 +7,23 @@ the task's ``embed``, the batched trainer) and adds, per head / layer, in the sa
 =========================  ========================================================================================
 column                     meaning
 =========================  ========================================================================================
-``acc_low``, ``acc_high``  95% percentile bootstrap interval of test accuracy (same resamples for every head)
+``acc_low``, ``acc_high``  95% Wilson interval of test accuracy (:func:`senteval_anatomy.stats.accuracy_ci`)
 ``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
-``control_acc``            test accuracy on the control task (:mod:`senteval_anatomy.controls`)
-``selectivity``            ``acc - control_acc`` (Hewitt & Liang 2019)
+``majority_acc``           test accuracy of predicting the training majority class (:func:`.controls.majority_acc`)
+``<kind>_control_acc``     test accuracy on the ``bow`` / ``permuted`` control task (:mod:`senteval_anatomy.controls`)
+``<kind>_selectivity``     ``acc - <kind>_control_acc`` (0 for a probe that learned nothing)
 ``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)
 ``untrained_gain``         ``acc - untrained_acc``: what training put there
 ``mdl``, ``compression``   online codelength of the training labels, bits, and ``N log2 K / mdl`` (:mod:`.engine.mdl`)
 ``ablation_delta``         change of the model's own output when this head alone is ablated (:mod:`.ablation`)
 ``dev_rank``               rank by dev score within the task and view (1 = selected)
 ``p_vs_best``              McNemar p-value of this probe's test predictions against the dev-selected best
-``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``)
+``p_vs_best_adj``          ``p_vs_best`` corrected (``correction``, Holm) over the ``family_size`` probes of the view
+``tied_with_best``         ``p_vs_best_adj >= alpha`` (or the best itself)
+``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``), uncorrected
 ``p_vs_layer_best``        McNemar p against the dev-best head of the same layer
-``tied_with_layer_best``   ``p_vs_layer_best >= alpha`` (or the layer best itself): not distinguishable from it
+``p_vs_layer_best_adj``    corrected over every non-layer-best head of the model (``layer_family_size`` tests)
+``tied_with_layer_best``   ``p_vs_layer_best_adj >= alpha`` (or the layer best itself): not distinguishable from it
 =========================  ========================================================================================
 
 Columns of options that were not requested are NaN. Selection is on dev throughout; test predictions are only used
@@ -62,43 +66,40 @@ def _features(encoder: Encoder, task: Any, store: Any, pooling: str, limit: int,
 
 
 def _paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[int, int]], view: str, *,
-                    alpha: float, top_k: int, n_boot: int, seed: int) -> pd.DataFrame:
-    from .stats import mcnemar, rank_tests
+                    alpha: float, top_k: int) -> pd.DataFrame:
+    from .stats import CORRECTION, layer_tests, rank_tests
 
-    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=seed)
-    p_layer = np.full(len(probes), np.nan)
-    tied = np.full(len(probes), None, dtype=object)  # layers view: no "layer best"
-    if view == "heads":
-        layers = np.array([lay for lay, _ in probes])
-        for lay in np.unique(layers):
-            idx = np.flatnonzero(layers == lay)
-            best = idx[np.argmax(devacc[idx])]  # first maximum: ties keep head order, as the sweep's selection
-            for i in idx:
-                if i == best:
-                    tied[i] = True
-                else:
-                    p_layer[i] = mcnemar(correct[best], correct[i])
-                    tied[i] = p_layer[i] >= alpha
-    return pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
-                         "p_vs_best": ranked["p_vs_best"], "p_vs_next": ranked["p_vs_next"],
-                         "p_vs_layer_best": p_layer, "tied_with_layer_best": tied})
+    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, correction=CORRECTION)
+    out = pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
+                        "p_vs_best": ranked["p_vs_best"], "p_vs_best_adj": ranked["p_vs_best_adj"],
+                        "tied_with_best": ranked["tied_with_best"], "p_vs_next": ranked["p_vs_next"],
+                        "family_size": ranked["family_size"], "correction": CORRECTION})
+    if view == "heads":  # layers view: no "layer best"
+        layer = layer_tests(devacc, correct, [lay for lay, _ in probes], alpha=alpha, correction=CORRECTION)
+        for c in ("p_vs_layer_best", "p_vs_layer_best_adj", "tied_with_layer_best", "layer_family_size"):
+            out[c] = layer[c].to_numpy()
+    return out
 
 
 def _options_key(*, controls: bool, control_seed: int, untrained_baseline: bool, untrained_seed: int, seeds: int,
                  mdl: bool, ablate: bool, ablation_mode: str, ablation_sentences: int, ablation_ks: Sequence[int],
-                 lm_model: Any, alpha: float, top_k: int, n_boot: int) -> dict[str, Any]:
+                 lm_model: Any, alpha: float, top_k: int) -> dict[str, Any]:
     """The findings options that determine a unit's extra columns (joined to the sweep's unit key)."""
     lm = None
     if lm_model is not None:
         cfg = getattr(lm_model, "config", None)
         lm = {"class": type(lm_model).__name__, "name": str(getattr(cfg, "name_or_path", "") or ""),
               "config": key_hash(cfg.to_dict()) if hasattr(cfg, "to_dict") else None}
-    return {"controls": bool(controls), "control_seed": int(control_seed) if controls else None,
+    from .stats import CORRECTION
+    from .vocab import CONTROL_KIND_NAMES
+
+    return {"controls": list(CONTROL_KIND_NAMES) if controls else [],
+            "control_seed": int(control_seed) if controls else None, "correction": CORRECTION,
             "untrained_seed": int(untrained_seed) if untrained_baseline else None, "seeds": int(seeds),
             "mdl": bool(mdl),
             "ablation": ({"mode": ablation_mode, "sentences": int(ablation_sentences),
                           "ks": [int(k) for k in ablation_ks], "lm_model": lm} if ablate else None),
-            "alpha": float(alpha), "top_k": int(top_k), "n_boot": int(n_boot)}
+            "alpha": float(alpha), "top_k": int(top_k), "interval": "wilson"}
 
 
 def findings_sweep(
@@ -124,7 +125,6 @@ def findings_sweep(
     lm_model: Any = None,
     alpha: float = 0.05,
     top_k: int = 5,
-    n_boot: int = 1000,
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = True,
     memory_budget_gb: float = 1.0,
@@ -165,9 +165,9 @@ def findings_sweep(
     """
     from tqdm.auto import tqdm
 
-    from .ablation import ablation_scan, topk_ablation_curve
+    from .ablation import ablation_reference, ablation_scan, topk_ablation_curve
     from .baselines import untrained_encoder
-    from .controls import control_task
+    from .controls import CONTROL_KINDS, control_tasks, majority_acc
     from .engine.batched import Variant, evaluate_many
     from .engine.mdl import mdl_many
     from .engine.params import apply_defaults
@@ -198,7 +198,7 @@ def findings_sweep(
     options = _options_key(controls=controls, control_seed=control_seed, untrained_baseline=untrained_baseline,
                            untrained_seed=untrained_seed, seeds=seeds, mdl=mdl, ablate=ablate,
                            ablation_mode=ablation_mode, ablation_sentences=ablation_sentences,
-                           ablation_ks=ablation_ks, lm_model=lm_model, alpha=alpha, top_k=top_k, n_boot=n_boot)
+                           ablation_ks=ablation_ks, lm_model=lm_model, alpha=alpha, top_k=top_k)
     out = Path(out_dir) if out_dir is not None else None
     frames = []
     curves = []
@@ -227,17 +227,17 @@ def findings_sweep(
         if untrained_baseline and untrained is None:
             untrained = untrained_encoder(encoder, untrained_seed)
         ufeats = _features(untrained, task, store, pooling, limit, run_params, show) if untrained else None
-        ctask = control_task(task, control_seed) if controls and classification else None
-        # One stacked pass per probe chunk: the task's probes, the extra seeds and the control probes (control
-        # labels in the task's embedding order) are slots of the same runs.
+        ctasks = control_tasks(task, control_seed) if controls else {}
+        # One stacked pass per probe chunk: the task's probes, the extra seeds and the control probes of every kind
+        # (control labels in the task's embedding order) are slots of the same runs.
         variants = [Variant()] + [Variant(seed=int(run_params.seed) + k) for k in range(1, seeds)]
-        if ctask is not None:
-            variants.append(Variant(labels=ctask.labels_for(task.sorted_data())))
+        ordered = task.sorted_data()
+        variants += [Variant(labels=ct.labels_for(ordered)) for ct in ctasks.values()]
         for view, unit, key in pending:
             probes = probe_index(encoder, view)
             results: list[dict] = []
             seed_acc: list[list[float]] = [[] for _ in range(seeds - 1)]
-            control_acc: list[float] = []
+            control_acc: dict[str, list[float]] = {k: [] for k in ctasks}
             untrained_acc: list[float] = []
             mdl_rows: list[dict] = []
             correct_parts: list[np.ndarray] = []
@@ -247,8 +247,8 @@ def findings_sweep(
                 results += vres[0]
                 for k in range(1, seeds):
                     seed_acc[k - 1] += [main_scores(r).acc for r in vres[k]]
-                if ctask is not None:
-                    control_acc += [float(r["acc"]) for r in vres[-1]]
+                for j, kind in enumerate(ctasks):
+                    control_acc[kind] += [float(r["acc"]) for r in vres[seeds + j]]
                 if paired_ok:
                     correct_parts.append(correctness(np.stack([r["yhat"] for r in vres[0]]),
                                                      np.asarray(emb["test"]["y"])))
@@ -265,16 +265,18 @@ def findings_sweep(
             acc = df["acc"].to_numpy(dtype=float)
             if paired_ok:
                 paired = _paired_columns(df["devacc"].to_numpy(dtype=float), np.concatenate(correct_parts), probes,
-                                         view, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=int(run_params.seed))
+                                         view, alpha=alpha, top_k=top_k)
                 for c in paired.columns:
                     extra[c] = paired[c].to_numpy()
             stacked = np.stack([acc] + [np.asarray(a, dtype=float) for a in seed_acc])
             extra["n_seeds"] = seeds
             extra["acc_mean"] = stacked.mean(0)
             extra["acc_std"] = stacked.std(0, ddof=1) if seeds > 1 else np.nan
-            if ctask is not None:
-                extra["control_acc"] = control_acc
-                extra["selectivity"] = acc - np.asarray(control_acc, dtype=float)
+            if classification:
+                extra["majority_acc"] = majority_acc(task)
+            for kind, accs in control_acc.items():
+                extra[CONTROL_KINDS[kind].acc_column] = accs
+                extra[CONTROL_KINDS[kind].selectivity_column] = acc - np.asarray(accs, dtype=float)
             if ufeats is not None:
                 extra["untrained_acc"] = untrained_acc
                 extra["untrained_gain"] = acc - np.asarray(untrained_acc, dtype=float)
@@ -286,7 +288,9 @@ def findings_sweep(
                 test = task.data.get("test") or next(iter(task.data.values()))
                 side = test["X"] if "X" in test else test["A"]
                 sents = list(dict.fromkeys(" ".join(s) for s in side))[:ablation_sentences]
-                scan = ablation_scan(encoder, sents, mode=ablation_mode, lm_model=lm_model, progress=show)
+                reference = ablation_reference(task) if ablation_mode == "mean" else None
+                scan = ablation_scan(encoder, sents, mode=ablation_mode, lm_model=lm_model, progress=show,
+                                     reference=reference)
                 delta = {(int(r.layer), int(r.head)): float(r.delta) for r in scan.itertuples()}
                 extra["ablation_delta"] = [delta[p] for p in probes]
                 extra["ablation_measure"] = scan["measure"].iloc[0]
@@ -294,7 +298,7 @@ def findings_sweep(
                 ks = [k for k in ablation_ks if 1 <= k <= len(ranked)]
                 if ks:
                     curve = topk_ablation_curve(encoder, sents, ranked, ks, mode=ablation_mode, lm_model=lm_model,
-                                                seed=int(run_params.seed))
+                                                seed=int(run_params.seed), reference=reference)
                     curve.insert(0, "task", task_name)
                     curves.append(curve)
             unit_table = _typed(pd.concat([df, extra], axis=1))
@@ -318,10 +322,20 @@ def findings_sweep(
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
     """The findings table in column order with numeric findings columns (also after a unit file round trip)."""
-    for c in ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
-              "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best"):
+    from .controls import CONTROL_KINDS
+
+    numeric = ["acc_low", "acc_high", "acc_mean", "acc_std", "majority_acc", "untrained_acc", "untrained_gain", "mdl",
+               "compression", "ablation_delta", "p_vs_best", "p_vs_best_adj", "p_vs_next", "p_vs_layer_best",
+               "p_vs_layer_best_adj", "family_size", "layer_family_size"]
+    numeric += [c for k in CONTROL_KINDS.values() for c in (k.acc_column, k.selectivity_column)]
+    for c in numeric:
         table[c] = pd.to_numeric(table[c], errors="coerce")
     return table[list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)]
+
+
+def _flag(col: pd.Series) -> pd.Series:
+    """A boolean column as bools, also after a CSV round trip (``"True"`` / ``"False"`` / empty)."""
+    return col.astype(str).str.lower() == "true"
 
 
 def _best(rows: pd.DataFrame) -> pd.Series:
@@ -333,31 +347,49 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
     distinguishable from the next best and what ablating it does; then the paper's claims re-tested (layers; top
     heads across tasks; top-k against the best layer, from ``curves`` = top-k curves with intervals)."""
+    from .controls import CONTROL_KINDS
+    from .stats import CORRECTIONS
+
     heads = table[table["view"] == "heads"]
+    method = CORRECTIONS.get(str(heads["correction"].dropna().iloc[0]) if heads["correction"].notna().any()
+                             else "", "no correction")
     lines = ["## Findings with controls, baselines and intervals", "",
-             "Per task, the head selected on **dev**; test accuracy with its 95% bootstrap interval; selectivity = "
-             "accuracy - control-task accuracy; gain = accuracy - the same head of the untrained model; "
-             f"\"separable from #2\" = McNemar p < {alpha} against the second head on dev; ablation = change of the "
-             "model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).", ""]
+             "Per task, the head selected on **dev**; test accuracy with its 95% Wilson interval; majority = the "
+             "test accuracy of always predicting the training majority class.", "",
+             "Selectivity = accuracy - control accuracy, against each control; both controls have the task's class "
+             "counts on every split, so a probe that learned nothing has selectivity 0:", ""]
+    lines += [f"- **{k.title}** (`{k.selectivity_column}`): rules out {k.rules_out}." for k in CONTROL_KINDS.values()]
+    lines += ["", "The claim \"the head holds the property\" uses the permuted-label selectivity (is it above what "
+              "learning nothing scores?); the claim \"it holds more than its words\" uses the bag-of-words "
+              "selectivity. Gain = accuracy - the same head of the untrained model. \"Separable from #2\" = the "
+              f"second head on dev differs from the best by McNemar on test, with p corrected by {method} over the "
+              f"family of all heads compared with the best (family size m), at alpha = {alpha}; ablation = change of "
+              "the model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).",
+              ""]
     rows = []
     for task, t in heads.groupby("task", sort=False):
         b = _best(t)
         second = t[t["dev_rank"] == 2]
-        p_next = float(b["p_vs_next"]) if pd.notna(b.get("p_vs_next")) else np.nan
+        p2 = float(second.iloc[0]["p_vs_best_adj"]) if len(second) and pd.notna(second.iloc[0]["p_vs_best_adj"]) \
+            else np.nan
         abl_rank = np.nan
         if t["ablation_delta"].notna().any():
             abl_rank = int((t["ablation_delta"] > b["ablation_delta"]).sum() + 1)
-        rows.append({
+        row = {
             "task": task, "head": f"L{int(b['layer'])}H{int(b['head'])}", "acc": b["acc"],
             "95% CI": f"[{b['acc_low']:.1f}, {b['acc_high']:.1f}]" if pd.notna(b["acc_low"]) else "n/a",
-            "seed s.d.": b["acc_std"], "selectivity": b["selectivity"], "untrained": b["untrained_acc"],
-            "gain": b["untrained_gain"],
+            "majority": b["majority_acc"], "seed s.d.": b["acc_std"]}
+        for k in CONTROL_KINDS.values():
+            row[f"{k.name} sel."] = b[k.selectivity_column]
+        row.update({
+            "untrained": b["untrained_acc"], "gain": b["untrained_gain"],
             "#2": (f"L{int(second.iloc[0]['layer'])}H{int(second.iloc[0]['head'])} {second.iloc[0]['acc']:.1f}"
                    if len(second) else "n/a"),
-            "separable from #2": ("n/a" if np.isnan(p_next) else f"{'yes' if p_next < alpha else 'no'} "
-                                  f"(p={p_next:.2g})"),
+            "separable from #2": ("n/a" if np.isnan(p2) else f"{'yes' if p2 < alpha else 'no'} "
+                                  f"(p adj={p2:.2g}, m={int(b['family_size'])})"),
             "ablation": b["ablation_delta"], "ablation rank": abl_rank,
         })
+        rows.append(row)
     from .report import markdown_table
 
     lines += [markdown_table(pd.DataFrame(rows), floatfmt=".3g"), ""]
@@ -365,23 +397,25 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     # statistically tied with the task's best.
     lines += ["### Claim: surface and syntactic information sits in lower layers, semantic in higher ones", "",
               "For each task: the layer of the dev-selected head, and every layer holding a head not separable from "
-              f"it (McNemar p >= {alpha} on test). A claim about *the* layer of a task holds only if that set is "
-              "narrow.", ""]
+              f"it (McNemar on test, p corrected by {method} over the m heads compared with the best, tied at "
+              f"adjusted p >= {alpha}). A claim about *the* layer of a task holds only if that set is narrow.", ""]
     claim_rows = []
     for task, t in heads.groupby("task", sort=False):
         b = _best(t)
-        tied = t[(t["p_vs_best"] >= alpha) | (t["dev_rank"] == 1)]
+        tied = t[_flag(t["tied_with_best"]) | (t["dev_rank"] == 1)]
         layers = sorted(int(v) for v in tied["layer"].unique())
         claim_rows.append({"task": task, "best layer": int(b["layer"]),
                            "layers with a tied head": ", ".join(map(str, layers)) if len(tied) else "n/a",
-                           "tied heads": len(tied), "heads": len(t)})
+                           "tied heads": len(tied), "heads": len(t),
+                           "family size m": int(b["family_size"]) if pd.notna(b["family_size"]) else "n/a"})
     lines += [markdown_table(pd.DataFrame(claim_rows)), ""]
     # Claim: top heads transfer across tasks - is the dev-best head of one task tied with the best of another?
     tasks = list(heads["task"].unique())
     if len(tasks) > 1:
         lines += ["### Claim: the top heads of one task are top heads of other tasks", "",
                   "Row task's dev-selected head, evaluated in the column task: its test accuracy there, and whether "
-                  f"it is statistically tied with the column task's own dev-selected head (McNemar p >= {alpha}).",
+                  "it is statistically tied with the column task's own dev-selected head (McNemar, corrected by "
+                  f"{method} within the column task, adjusted p >= {alpha}).",
                   ""]
         cells = []
         for a in tasks:
@@ -393,7 +427,7 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
                     row[b] = "-"
                     continue
                 r = tb.iloc[0]
-                tied = r["dev_rank"] == 1 or (pd.notna(r["p_vs_best"]) and r["p_vs_best"] >= alpha)
+                tied = r["dev_rank"] == 1 or bool(_flag(tb["tied_with_best"]).iloc[0])
                 row[b] = f"{r['acc']:.1f} ({'tied' if tied else 'worse'})"
             cells.append(row)
         lines += [markdown_table(pd.DataFrame(cells)), ""]
@@ -435,26 +469,30 @@ def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]
                    markdown_table(pd.DataFrame(rows)), ""]
 
 
-def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
+def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None, kind: str = "bow") -> Any:
     """The paper's head heatmap (layers x heads, heads sorted within each layer, dev-best outlined) coloured by
-    selectivity instead of accuracy, drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    the selectivity against control ``kind`` (:data:`senteval_anatomy.controls.CONTROL_KINDS`) instead of accuracy,
+    drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    from .controls import CONTROL_KINDS
     from .plots import heatmap
     from .results import Results
 
+    ck = CONTROL_KINDS[kind]
     rows = table[(table["task"] == task) & (table["view"] == "heads")]
-    if rows.empty or rows["selectivity"].isna().all():
-        raise ValueError(f"no selectivity for task {task!r}: run findings_sweep(..., controls=True) on it.")
+    if rows.empty or rows[ck.selectivity_column].isna().all():
+        raise ValueError(f"no {ck.title} selectivity for task {task!r}: run findings_sweep(..., controls=True) on "
+                         "it.")
     shown = rows.copy()
-    shown["acc"] = shown["selectivity"]  # the heatmap colours 'acc'; selection (red box) still reads devacc
+    shown["acc"] = shown[ck.selectivity_column]  # the heatmap colours 'acc'; selection (red box) reads devacc
     fig = heatmap(Results(shown[list(RESULT_COLUMNS)], model=model), task,
-                  title=f"{task}: selectivity (accuracy - control accuracy, points)")
+                  title=f"{task}: selectivity vs the {ck.title} (points)")
     fig.axes[-1].set_ylabel("selectivity (points)")
     return fig
 
 
 def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
     """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
-    is not distinguishable from the dev-best head of its layer (McNemar p >= alpha on test): how much the within-layer
+    is not distinguishable from the dev-best head of its layer (McNemar on test, Holm-corrected over all heads): how much the within-layer
     ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
     (:func:`senteval_anatomy.plots.heatmap`, ``tied``)."""
     from .plots import heatmap, tied_cells
@@ -523,6 +561,7 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
     """Save the findings figures of every task there is data for under ``figdir`` (tied heads, selectivity,
     utilisation, top-k ablation; ``curves`` defaults to ``table.attrs["ablation_curves"]``) and return them by
     caption, for :func:`senteval_anatomy.report.write_report`."""
+    from .controls import CONTROL_KINDS
     from .plots import save_figure
 
     figdir = Path(figdir)
@@ -534,9 +573,10 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
         if rows["tied_with_layer_best"].notna().any():
             figures[f"{task}: heads tied with their layer's best"] = save_figure(tied_heatmap(table, task),
                                                                               figdir / f"tied_{task}")
-        if rows["selectivity"].notna().any():
-            figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
-                                                                   figdir / f"selectivity_{task}")
+        for kind, ck in CONTROL_KINDS.items():
+            if rows[ck.selectivity_column].notna().any():
+                figures[f"{task}: selectivity per head vs the {ck.title}"] = save_figure(
+                    selectivity_heatmap(table, task, kind=kind), figdir / f"selectivity_{kind}_{task}")
         if rows["ablation_delta"].notna().any():
             figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
                                                                             figdir / f"utilisation_{task}")
@@ -569,6 +609,14 @@ def load_findings(out_dir: str | os.PathLike[str], table: pd.DataFrame | None = 
     if not path.is_file():
         return None
     found = pd.read_csv(path)
+    missing = [c for c in FINDINGS_COLUMNS if c not in found.columns]
+    if missing:  # written by an older version (e.g. one control, uncorrected ties): not read as if it were current
+        import warnings
+
+        warnings.warn(f"{path} lacks the findings columns {missing[:4]}{'...' if len(missing) > 4 else ''} (written "
+                      "by an older version); the report leaves its findings out. Rerun with the findings options "
+                      "to refresh it.", stacklevel=2)
+        return None
     if table is not None and len(table):
         keys = set(zip(table["setting"].astype(str), table["task"].astype(str), table["data_hash"].astype(str),
                        strict=True))

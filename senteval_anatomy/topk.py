@@ -49,8 +49,8 @@ __all__ = [
     "topk_curve",
 ]
 
-#: Extra columns of :func:`topk_curve` with ``intervals=True``: the 95% bootstrap interval of each row's test
-#: accuracy (every row of a curve sees the same resamples) and the exact McNemar p-value of its test predictions
+#: Extra columns of :func:`topk_curve` with ``intervals=True``: the 95% Wilson interval of each row's test
+#: accuracy (:func:`senteval_anatomy.stats.accuracy_ci`) and the exact McNemar p-value of its test predictions
 #: against the dev-chosen best layer's (NaN for that row, and for tasks without per-sentence predictions).
 INTERVAL_COLUMNS: tuple[str, ...] = ("acc_low", "acc_high", "p_vs_best_layer")
 
@@ -195,7 +195,6 @@ def topk_curve(
     baselines: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     intervals: bool = False,
-    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Evaluate the top-k heads representation of ``task`` for each k, plus layer baselines.
 
@@ -229,12 +228,12 @@ def topk_curve(
     on_row : callable, optional
         Called with each finished row (for logging or incremental saving of long sweeps).
     intervals : bool, default=False
-        Also keep every row's test predictions and add :data:`INTERVAL_COLUMNS` (bootstrap interval, McNemar
+        Also keep every row's test predictions and add :data:`INTERVAL_COLUMNS` (Wilson interval, McNemar
         against the best layer), so that "top-k beats the best layer" can be stated with its uncertainty. The
         rows are then evaluated by the batched trainer with one probe
         (:func:`~senteval_anatomy.engine.batched.evaluate_many`, ``predictions=True``), whose numbers equal the
         engine's; tasks without per-sentence test predictions (relatedness, STS, inner k-fold, sklearn probes) get
-        NaN there. ``n_boot`` bootstrap resamples.
+        NaN there.
 
     Returns
     -------
@@ -361,7 +360,7 @@ def topk_curve(
     columns = list(CURVE_COLUMNS)
     if intervals:
         columns += list(INTERVAL_COLUMNS)
-        _add_intervals(rows, predictions, n_boot=n_boot, seed=int(run_params.get("seed", 1111)))
+        _add_intervals(rows, predictions)
     frame = pd.DataFrame(rows, columns=columns)
     frame["k"] = frame["k"].astype("Int64")
     frame["layer"] = frame["layer"].astype("Int64")
@@ -393,10 +392,9 @@ def _eval_with_predictions(se: Any, task: str) -> tuple[dict[str, Any], np.ndarr
     return result, truth
 
 
-def _add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]], *,
-                   n_boot: int, seed: int) -> None:
-    """Fill :data:`INTERVAL_COLUMNS` in ``rows`` from the rows' test predictions (same resamples for all)."""
-    from .stats import bootstrap_ci, correctness, mcnemar
+def _add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Fill :data:`INTERVAL_COLUMNS` in ``rows`` from the rows' test predictions."""
+    from .stats import accuracy_ci, correctness, mcnemar
 
     for r in rows:
         r.update({c: math.nan for c in INTERVAL_COLUMNS})
@@ -404,7 +402,7 @@ def _add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[n
         return
     idx = sorted(predictions)
     correct = np.stack([correctness(predictions[i][0], predictions[i][1]) for i in idx])
-    _, low, high = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    _, low, high = accuracy_ci(correct)
     for j, i in enumerate(idx):
         rows[i]["acc_low"], rows[i]["acc_high"] = float(low[j]), float(high[j])
     best = next((j for j, i in enumerate(idx) if rows[i]["kind"] == "best_layer"), None)  # chosen on dev

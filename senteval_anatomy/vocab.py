@@ -204,13 +204,18 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "layout",
 )  # fmt: skip
 
+#: Kinds of control task, in report order (the registry is :data:`senteval_anatomy.controls.CONTROL_KINDS`; these
+#: names are the prefixes of their columns below).
+CONTROL_KIND_NAMES: tuple[str, ...] = ("bow", "permuted")
 #: Columns :func:`senteval_anatomy.findings.findings_sweep` appends to :data:`RESULT_COLUMNS` (controls, untrained
 #: baseline, seeds, intervals, paired tests, MDL, ablation); their meaning is in that module's docstring. NaN where an
 #: option was not run or does not apply to the task.
 FINDINGS_COLUMNS: tuple[str, ...] = (
-    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "control_acc", "selectivity", "untrained_acc",
-    "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank", "p_vs_best",
-    "p_vs_next", "p_vs_layer_best", "tied_with_layer_best",
+    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "majority_acc",
+    *(c for k in CONTROL_KIND_NAMES for c in (f"{k}_control_acc", f"{k}_selectivity")),
+    "untrained_acc", "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank",
+    "p_vs_best", "p_vs_best_adj", "tied_with_best", "p_vs_next", "p_vs_layer_best", "p_vs_layer_best_adj",
+    "tied_with_layer_best", "family_size", "layer_family_size", "correction",
 )  # fmt: skip
 
 

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
+from senteval_anatomy.controls import CONTROL_KINDS, majority_acc
+from senteval_anatomy.engine.tasks import load_task
 from senteval_anatomy.findings import (
     claims_section,
     findings_report,
@@ -35,7 +37,17 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     plain = sweep(enc, ["Tense"], task_path=tiny_data, views=("heads",), params=FAST, store=store, progress=False)
     pd.testing.assert_frame_equal(table[list(RESULT_COLUMNS)], plain[list(RESULT_COLUMNS)], check_dtype=False)
     acc = table["acc"].to_numpy()
-    np.testing.assert_allclose(table["selectivity"], acc - table["control_acc"], atol=1e-9)
+    for kind in CONTROL_KINDS:
+        np.testing.assert_allclose(table[f"{kind}_selectivity"], acc - table[f"{kind}_control_acc"], atol=1e-9)
+    task = load_task("Tense", tiny_data)
+    assert (table["majority_acc"] == majority_acc(task)).all()
+    # The permuted control is the empirical chance level: near the majority baseline for every head, much nearer
+    # than the task's own accuracy (control labels built from the real labels would make the two equal).
+    off = (table["permuted_control_acc"] - table["majority_acc"]).abs()
+    assert off.max() < 10 and off.mean() < 0.5 * (table["acc"] - table["majority_acc"]).abs().mean()
+    assert (table["family_size"] == len(table) - 1).all() and (table["correction"] == "holm").all()
+    assert (table["layer_family_size"] == enc.num_layers * (enc.num_heads - 1)).all()
+    assert (table["p_vs_best_adj"].dropna() >= table["p_vs_best"].dropna()).all()
     np.testing.assert_allclose(table["untrained_gain"], acc - table["untrained_acc"], atol=1e-9)
     assert (table["acc_low"] <= acc + 1e-9).all() and (acc <= table["acc_high"] + 1e-9).all()
     assert (table["n_seeds"] == 2).all() and table["acc_std"].notna().all()
@@ -49,11 +61,12 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     assert len(on_disk) == len(table)
     text = claims_section(table)
     assert "Tense" in text and "95% CI" in text and "layers with a tied head" in text
-    fig = selectivity_heatmap(table, "Tense")
-    assert "selectivity" in fig.axes[0].get_title()
+    fig = selectivity_heatmap(table, "Tense", kind="permuted")
+    assert "selectivity vs the permuted-label control" in fig.axes[0].get_title()
     report = findings_report(table, tmp_path)
     md = report.read_text()
-    assert "## Findings with controls" in md and "selectivity_Tense.png" in md and "utilisation_Tense.png" in md
+    assert "## Findings with controls" in md and "utilisation_Tense.png" in md
+    assert "selectivity_bow_Tense.png" in md and "selectivity_permuted_Tense.png" in md
     assert (report.parent / "figures" / "utilisation_Tense.png").is_file()
     assert "tied_Tense.png" in md
     curves = pd.read_csv(tmp_path / "ablation_curves.csv")
@@ -66,7 +79,7 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
 def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
     enc = tiny_encoder("bert")
     table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, controls=False, progress=False)
-    for c in ("control_acc", "selectivity", "untrained_acc", "mdl", "ablation_delta", "acc_std"):
+    for c in ("bow_control_acc", "permuted_selectivity", "untrained_acc", "mdl", "ablation_delta", "acc_std"):
         assert table[c].isna().all(), c
     with pytest.raises(ValueError, match="seeds"):
         findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, seeds=0)
@@ -75,9 +88,10 @@ def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
 
 
 def test_claims_section_on_a_known_table():
-    """Two tasks x 2 layers x 2 heads with known tests: A's best head is tied with B's best; B's best is worse in A."""
+    """Two tasks x 2 layers x 2 heads with known (corrected) tests: A's best head is tied with B's best; B's best is
+    worse in A."""
     rows = []
-    spec = {  # (task, layer, head): (devacc, acc, dev_rank, p_vs_best)
+    spec = {  # (task, layer, head): (devacc, acc, dev_rank, p_vs_best_adj)
         ("A", 0, 1): (90, 88, 1, np.nan), ("A", 1, 0): (80, 79, 2, 0.001), ("A", 0, 0): (70, 70, 3, 0.0001),
         ("A", 1, 1): (60, 61, 4, 0.0001),
         ("B", 1, 0): (75, 74, 1, np.nan), ("B", 0, 1): (74, 73, 2, 0.5), ("B", 0, 0): (60, 60, 3, 0.01),
@@ -85,15 +99,32 @@ def test_claims_section_on_a_known_table():
     }
     for (task, layer, head), (dev, acc, rank, p) in spec.items():
         rows.append({"task": task, "view": "heads", "layer": layer, "head": head, "devacc": dev, "acc": acc,
-                     "acc_low": acc - 3, "acc_high": acc + 3, "acc_std": 0.5, "selectivity": 20.0,
-                     "untrained_acc": 50.0, "untrained_gain": acc - 50, "dev_rank": rank, "p_vs_best": p,
-                     "p_vs_next": 0.01 if rank == 1 else np.nan, "ablation_delta": float(rank)})
+                     "acc_low": acc - 3, "acc_high": acc + 3, "acc_std": 0.5, "majority_acc": 50.0,
+                     "bow_selectivity": 20.0, "permuted_selectivity": 30.0,
+                     "untrained_acc": 50.0, "untrained_gain": acc - 50, "dev_rank": rank, "p_vs_best": p / 3,
+                     "p_vs_best_adj": p, "tied_with_best": rank == 1 or p >= 0.05, "family_size": 3,
+                     "correction": "holm", "p_vs_next": 0.01 if rank == 1 else np.nan, "ablation_delta": float(rank)})
     text = claims_section(pd.DataFrame(rows))
-    assert "| A | L0H1 | 88 | [85.0, 91.0] |" in text
-    assert "yes (p=0.01)" in text  # separable from #2
+    assert "| A | L0H1 | 88 | [85.0, 91.0] | 50 | 0.5 | 20 | 30 |" in text
+    assert "yes (p adj=0.001, m=3)" in text and "no (p adj=0.5, m=3)" in text  # separable from #2, corrected
+    assert "Holm (family-wise error rate)" in text and "bag-of-words control" in text
     assert "| A (L0H1) | - | 73.0 (tied) |" in text
     assert "| B (L1H0) | 79.0 (worse) | - |" in text
-    assert "| A | 0 | 0 | 1 | 4 |" in text  # layer claim: only the best itself is tied in A
+    assert "| A | 0 | 0 | 1 | 4 | 3 |" in text  # layer claim: only the best itself is tied in A; family size
+
+
+def test_findings_mean_ablation_uses_training_sentences(tiny_encoder, tiny_data):
+    """The findings path's mean ablation measures on the first test sentences with the heads' means over the
+    task's training sentences: its deltas equal ablation_scan with reference=ablation_reference(task)."""
+    from senteval_anatomy.ablation import ablation_reference, ablation_scan
+
+    enc = tiny_encoder("bert")
+    table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, controls=False, ablate=True,
+                           ablation_mode="mean", ablation_sentences=8, ablation_ks=(1,), progress=False)
+    task = load_task("Tense", tiny_data)
+    test = list(dict.fromkeys(" ".join(s) for s in task.data["test"]["X"]))[:8]
+    scan = ablation_scan(enc, test, mode="mean", reference=ablation_reference(task), progress=False)
+    np.testing.assert_allclose(table["ablation_delta"], scan["delta"], rtol=1e-6)
 
 
 def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data, tmp_path):
@@ -146,7 +177,7 @@ def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
                   store=store, topk=True, ks=[1, 2], progress=False, formats=("png",))
     md = rep.path.read_text()
     assert rep.path == tmp_path / "report.md"
-    assert "## Findings with controls" in md and "selectivity_Tense.png" in md
+    assert "## Findings with controls" in md and "selectivity_bow_Tense.png" in md
     assert "### Claim: the top-k heads beat the best layer" in md and "McNemar p" in md
     assert TIED_NOTE in md
     assert {"acc_low", "acc_high", "p_vs_best_layer"} <= set(rep.curves.columns)
@@ -154,3 +185,13 @@ def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
     other = sweep(enc, ["Tense"], task_path=tiny_data, params=dict(FAST, seed=99), store=store, progress=False)
     rep2 = analyse(other, tmp_path, progress=False, formats=("png",))
     assert "## Findings with controls" not in rep2.path.read_text()
+
+
+def test_an_older_findings_csv_is_not_read_as_current(tmp_path):
+    """A findings.csv of an older version (one 'control_acc', uncorrected ties) is named and left out of the report,
+    not read with the new columns missing."""
+    from senteval_anatomy.findings import load_findings
+
+    pd.DataFrame({"task": ["Tense"], "control_acc": [50.0], "selectivity": [10.0]}).to_csv(tmp_path / "findings.csv")
+    with pytest.warns(UserWarning, match="older version"):
+        assert load_findings(tmp_path) is None
