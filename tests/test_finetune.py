@@ -134,7 +134,7 @@ def test_dev_only_selection_scrambled_test_labels_change_only_test(tiny_model, t
     test_file.write_text("\n".join(flipped) + "\n", encoding="utf-8")
     a = _run(tiny_model, tmp_path / "a").rows.iloc[0]
     b = _run(tiny_model, tmp_path / "b", data=scrambled).rows.iloc[0]
-    for col in ("devacc", "best_epoch", "train_loss", "weights_sha256", "representation", "n_train", "n_dev", "n_test"):
+    for col in ("devacc", "dev_curve", "best_epoch", "train_loss", "weights_sha256", "representation", "n_train", "n_dev", "n_test"):
         assert a[col] == b[col], col
     assert a["acc"] != b["acc"]
     assert a["acc"] + b["acc"] == pytest.approx(100.0)  # every test label flipped: correct <-> wrong

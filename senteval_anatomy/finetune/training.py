@@ -324,6 +324,7 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         digest.update(k.encode())
         digest.update(v.detach().float().cpu().contiguous().numpy().tobytes())
     losses = [e["loss"] for e in state.log_history if "loss" in e]
+    dev_curve = ";".join(f"{e['eval_score']:.6g}" for e in state.log_history if "eval_score" in e)
     dev_s = _score(dev_out.predictions, dev_out.label_ids, data.regression)
     test_s = _score(test_out.predictions, test_out.label_ids, data.regression)
     best_step = None
@@ -350,6 +351,7 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         "f1": test_s.get("f1", float("nan")),
         "spearman": test_s.get("spearman", float("nan")),
         "train_loss": float(losses[-1]) if losses else float("nan"),
+        "dev_curve": dev_curve,  # the selection score after each epoch (what chose the checkpoint)
         "weights_sha256": digest.hexdigest()[:16],
         "best_epoch": (best_step / steps_per_epoch) if best_step else float("nan"),
         "epochs_run": epochs_run,
