@@ -38,11 +38,12 @@ PAPER_GRID = {
 _PARAMS_M = {"bert-base-uncased": 110, "google/electra-base-discriminator": 110}
 #: Training examples per epoch (SentEval train, less the held-out dev where the task has none) and test size.
 _TRAIN = {"MRPC": 3668, "SST2": 67349, "STSBenchmark": 5749}
-#: Measured on this project's CPU machine (docs/finetune.md): MiniLM (22.7M parameters), paper preset, examples
-#: trained per second on 2 shared cores; scaled by parameter count for other models. A GPU figure is an assumption
+#: Measured on this project's CPU machine (docs/finetune.md, benchmarks/finetune_minilm.py): MiniLM (22.7M
+#: parameters), paper preset, MRPC pairs, about 14.5 CPU-seconds (2 threads) per epoch of 64 training + 32 dev pairs,
+#: i.e. about 8 training examples per second on 2 otherwise idle cores; scaled by parameter count for other models. A GPU figure is an assumption
 #: (about 250 examples/s for a 110M-parameter model at max_length 128, fp32, one current data-centre GPU), not a
 #: measurement of this project.
-CPU_EXAMPLES_PER_S_MINILM = 20.0
+CPU_EXAMPLES_PER_S_MINILM = 8.0
 GPU_EXAMPLES_PER_S_110M = 250.0
 
 
