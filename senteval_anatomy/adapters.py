@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .features import encode
-from .models import Encoder
+from .encoders.encoder import Encoder
+from .encoders.encoding import encode
 from .store import FeatureStore, StoredFeatures
 from .vocab import ENCODE_BATCH_SIZE, VIEWS, check_pooling, default_cache_dir, vector_name
 

@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "downstream": ("", "the same over downstream tasks, plus the top-k heads representation"),
     "data": ("senteval_anatomy.data.__main__:main", "download SentEval's data, check a data folder"),
     "cache": ("senteval_anatomy.store:main", "list, verify or clear the feature cache"),
-    "models": ("senteval_anatomy.models:main", "the supported model types and bundled models"),
+    "models": ("senteval_anatomy.encoders.selfcheck:main", "the supported model types and bundled models"),
     "reproduce": ("senteval_anatomy.reproduce:main", "run the paper's experiments and compare with its numbers"),
     "finetune": ("senteval_anatomy.finetune.cli:main", "fine-tune end to end on the last / dev-best layer / top-k heads"),
 }
@@ -443,7 +443,7 @@ def _check_out_is_ours(out: Path) -> None:
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
     from .data import DOWNLOAD_HINT
-    from .engine.tasks import get_task
+    from .engine.registry import get_task
 
     for name in tasks:
         try:
@@ -462,7 +462,8 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from .data import resolve_task_path
-    from .vocab import CACHE_ENV_VAR, NO_DEV_TASKS, VIEWS, check_views, default_cache_dir, slug
+    from .engine.registry import NO_DEV_TASKS
+    from .vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
@@ -581,7 +582,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .models import ArchSpecError, UnsupportedModelError, load_encoder
+    from .encoders.architectures import ArchSpecError, UnsupportedModelError
+    from .encoders.loading import load_encoder
 
     try:
         return load_encoder(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
@@ -728,8 +730,8 @@ def _os_error_message(exc: OSError) -> str:
 
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
+    from .encoders.architectures import UnsupportedModelError
     from .engine.tasks import DataError
-    from .models import UnsupportedModelError
 
     def on_term(signum: int, frame: Any) -> None:
         raise _Terminated()

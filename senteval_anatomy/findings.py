@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .encoders.encoder import Encoder
 from .identity import key_hash
-from .models import Encoder
 from .vocab import (
     FINDINGS_COLUMNS,
     PAPER_PARAMS,

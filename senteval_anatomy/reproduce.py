@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine.tasks import PROBING_TASKS as ENGINE_PROBING_TASKS
+from .engine.registry import PROBING_TASKS as ENGINE_PROBING_TASKS
+from .engine.registry import get_task
 from .results import Results, TestSelectionWarning
 from .vocab import (
     PAPER_DOWNSTREAM_TASKS,
@@ -393,10 +394,9 @@ def _shape_of(model: str, reference: str) -> tuple[int, int, int, int]:
 
 
 def _task_sentences(task: str) -> int:
-    from .data.check import STANDARD_SIZES
-
-    n = sum(STANDARD_SIZES.get(task, {}).values())
-    return n * (2 if task in ("MRPC", "SICKEntailment", "SICKRelatedness", "STSBenchmark") else 1)
+    spec = get_task(task)
+    n = sum((spec.sizes or {}).values())
+    return n * (2 if spec.pair else 1)
 
 
 #: Rough throughputs assumed by --dry-run (one recent GPU, base-size model, fp32): labelled as assumptions.
@@ -513,7 +513,7 @@ def reproduce(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the paper's experiments for each ``(model, reference_model)`` and compare; returns (comparison,
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
-    from .models import load_encoder
+    from .encoders.loading import load_encoder
     from .store import FeatureStore
     from .sweeping import sweep
     from .topk import default_ks, topk_curve

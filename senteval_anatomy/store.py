@@ -540,7 +540,7 @@ class FeatureStore:
     def _batches(
         self, encoder: Any, uniq: list[str], fields: dict, batch_size: int, progress: Any
     ) -> Iterator[Any]:
-        from .features import iter_encode  # lazy: the list/clear command must not import torch
+        from .encoders.encoding import iter_encode  # lazy: the list/clear command must not import torch
 
         return iter_encode(
             encoder,

@@ -38,6 +38,7 @@ import pandas as pd
 
 from .adapters import HeadAdapter, LayerAdapter
 from .backends import check_backend
+from .encoders.encoder import Encoder
 from .identity import (
     UnitFileWarning,
     data_hash,
@@ -47,7 +48,6 @@ from .identity import (
     unit_path,
     write_unit,
 )
-from .models import Encoder
 from .store import FeatureStore
 from .units import StoreBatcher, probe_index, probe_slices, result_rows
 from .vocab import (

@@ -31,13 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .engine.registry import NO_DEV_TASKS
 from .results import Results
 from .selection import (  # choose_k re-exported: its home is selection
     TestSelectionWarning,
     check_selection,
     choose_k,
 )
-from .vocab import NO_DEV_TASKS, check_pooling, main_scores, preset_params
+from .vocab import check_pooling, main_scores, preset_params
 
 __all__ = [
     "CURVE_COLUMNS",

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ._version import __version__
+from .encoders.encoder import Encoder
 from .identity import key_hash
-from .models import Encoder
 from .store import StoredFeatures
 from .vocab import RESULT_COLUMNS, main_scores, vector_name
 
@@ -66,7 +66,7 @@ def probe_slices(encoder: Encoder, task: Any, view: str, n_probes: int, budget_g
     features) fit in ``budget_gb`` (:func:`probe_chunk_size`): the sweep, and every run that streams stored features
     like it (:func:`senteval_anatomy.findings.findings_sweep`), embeds and trains one chunk at a time."""
     dim = encoder.head_dim if view == "heads" else encoder.hidden_size
-    pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
+    pair = task.spec.pair
     chunk = probe_chunk_size(len(task.samples), n_probes, dim, pair, budget_gb * 1024**3)
     return [slice(start, min(start + chunk, n_probes)) for start in range(0, n_probes, chunk)]
 

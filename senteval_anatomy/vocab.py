@@ -12,8 +12,9 @@ The module is import-light on purpose (standard library only at import time; tor
 Contents
 --------
 Names and values
-    :data:`VIEWS`, :data:`POOLINGS`, :data:`HARNESSES`, :func:`vector_name`, :data:`STS_DATASETS`,
-    :data:`PROBING_GROUPS`, :data:`NO_DEV_TASKS`.
+    :data:`VIEWS`, :data:`POOLINGS`, :data:`HARNESSES`, :func:`vector_name`. (Per-task facts, such as
+    STS sub-datasets, probing groups and which tasks have no dev score, are on each task's ``TaskSpec``:
+    ``senteval_anatomy.engine.registry``.)
 Probe settings
     :data:`PRESETS` (``paper``, ``senteval-default``, ``prototyping``), :data:`PAPER_PARAMS`, :func:`preset_params`.
 Results
@@ -48,15 +49,12 @@ __all__ = [
     "DEFAULT_PRESET",
     "ENCODE_BATCH_SIZE",
     "HARNESSES",
-    "NO_DEV_TASKS",
     "PAPER_DOWNSTREAM_TASKS",
     "PAPER_PARAMS",
     "POOLINGS",
     "PRESETS",
-    "PROBING_GROUPS",
     "PROTOCOL_VERSION",
     "RESULT_COLUMNS",
-    "STS_DATASETS",
     "ParamError",
     "Scores",
     "VIEWS",
@@ -84,26 +82,6 @@ POOLINGS: tuple[str, ...] = ("cls", "last", "mean", "one-past-last")
 
 #: How a sweep evaluates its probes: batched trainer, our SE one probe at a time, or the installed SentEval.
 HARNESSES: tuple[str, ...] = ("builtin", "engine", "senteval")
-
-#: Sub-datasets of STS12-16, in SentEval's order (the files the loaders read and the keys of their result dicts).
-STS_DATASETS: dict[str, tuple[str, ...]] = {
-    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
-    "STS13": ("FNWN", "headlines", "OnWN"),
-    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
-    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
-    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
-}
-
-#: The reference notebooks' grouping of the probing tasks (paper-reference section 5), used by tables and figures.
-PROBING_GROUPS: dict[str, tuple[str, ...]] = {
-    "surface": ("Length", "WordContent"),
-    "syntactic": ("Depth", "TopConstituents", "BigramShift"),
-    "semantic": ("Tense", "SubjNumber", "ObjNumber", "OddManOut", "CoordinationInversion"),
-}
-
-#: Tasks whose result has no dev score (unsupervised cosine similarity): nothing can be selected on dev for them.
-NO_DEV_TASKS: tuple[str, ...] = tuple(STS_DATASETS)
-
 
 def vector_name(view: str, layer: int, head: int = -1) -> str:
     """The one name of a vector, used in results, cache manifests, adapters and plot labels.

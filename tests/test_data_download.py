@@ -247,7 +247,7 @@ def test_file_that_differs_is_never_overwritten_without_force(server, tmp_path):
 def test_cli_download_keeps_local_edits_and_backs_up_with_force(tmp_path, capsys):
     """Through the real table and CLI (a probing file from a local --source): an edit that keeps the line count is
     left alone ("present"), a file with lines removed is not overwritten, and --force keeps a backup."""
-    from senteval_anatomy.engine.tasks import SENTEVAL_FILE_LINES
+    from senteval_anatomy.engine.registry import SENTEVAL_FILE_LINES
 
     n = SENTEVAL_FILE_LINES["probing/sentence_length.txt"]
     src = tmp_path / "src" / "sentence_length.txt"

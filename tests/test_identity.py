@@ -17,8 +17,8 @@ from test_sweep import FAST, make_tiny_data
 
 import senteval_anatomy.sweeping as sweep_mod
 from senteval_anatomy.analysis import analyse
+from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.identity import UNIT_FORMAT, UnitFileWarning, read_unit
-from senteval_anatomy.models import Encoder
 from senteval_anatomy.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import merge_units, sweep

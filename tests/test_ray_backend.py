@@ -206,7 +206,7 @@ DRIVER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from conftest import build_tiny
     from senteval_anatomy.backends.ray_backend import RayBackend
-    from senteval_anatomy.models import Encoder
+    from senteval_anatomy.encoders.encoder import Encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
     from test_sweep import FAST

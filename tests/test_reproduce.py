@@ -201,7 +201,7 @@ def test_one_past_last_pooling_reads_an_appended_id0_token(tiny_encoder):
     (attended to, as in the reference code, which had no padding mask), in a batch as alone."""
     import torch
 
-    from senteval_anatomy.features import encode, tokenize
+    from senteval_anatomy.encoders.encoding import encode, tokenize
 
     enc = tiny_encoder("gpt2")
     sentences = ["the cat sat on the mat .", "what is the capital of france ?", "dogs bark ."]

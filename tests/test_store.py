@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from senteval_anatomy import features as features_mod
 from senteval_anatomy import store as store_mod
-from senteval_anatomy.features import encode
-from senteval_anatomy.models import Encoder
+from senteval_anatomy.encoders import encoding as features_mod
+from senteval_anatomy.encoders.encoder import Encoder
+from senteval_anatomy.encoders.encoding import encode
 from senteval_anatomy.store import CacheCorruptionWarning, FeatureStore, StoredFeatures, default_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -670,8 +670,8 @@ tests_dir, cache, mode, work = sys.argv[1:5]
 sys.path.insert(0, tests_dir)
 from conftest import build_tiny  # the suite's tiny BERT, seed 0: the same weights as the parent's
 
-from senteval_anatomy import features
-from senteval_anatomy.models import Encoder
+from senteval_anatomy.encoders import encoding as features
+from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.store import FeatureStore
 
 work = Path(work)

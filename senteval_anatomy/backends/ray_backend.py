@@ -486,7 +486,7 @@ class RayBackend:
                 by_task.setdefault(u.task, []).append(u)
             for task_name, task_units in by_task.items():
                 task = load_task(task_name, task_path, seed=run_params["seed"])
-                pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
+                pair = task.spec.pair
                 todo: list[tuple[tuple[str, str], int, int]] = []
                 for u in task_units:
                     key = (u.task, u.view)
@@ -585,7 +585,7 @@ class RayBackend:
         bounds = shard_bounds(len(uniq), batch_size, self.shard_size)
         if len(bounds) == 1:
             return [uniq]
-        from ..features import tokenize
+        from ..encoders.encoding import tokenize
 
         ids, _ = tokenize(encoder, uniq, limit)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))

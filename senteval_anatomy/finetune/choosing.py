@@ -30,7 +30,7 @@ SELECTION_SWEEP_DIR = "sweep-pretrained"
 def check_select_task(task: str | None, reads: Sequence[ReadSpec]) -> None:
     """``ValueError`` when a dev-selected readout has no task to be selected on, or one without dev scores."""
     from ..engine import TASK_NAMES
-    from ..vocab import NO_DEV_TASKS
+    from ..engine.registry import NO_DEV_TASKS
 
     if not any(r.needs_selection for r in reads):
         return

@@ -63,7 +63,7 @@ def prepare(model: Any, task: str | None, *, glue: str | Path | None, task_path:
             select_on: str | None, settings: TrainSettings, device: str, dev_fraction: float, split_seed: int,
             limits: dict[str, int | None] | None, keep_model: bool, n_seeds: int) -> _Plan:
     """Every check that needs no training, in order; ``ValueError`` (one line) for a user's mistake."""
-    from ..models import load_encoder
+    from ..encoders.loading import load_encoder
 
     settings.check()
     specs = [r if isinstance(r, ReadSpec) else parse_read(r) for r in reads]

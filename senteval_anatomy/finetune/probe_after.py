@@ -58,7 +58,7 @@ def probe_after(encoder: Any, rows: pd.DataFrame, *, data: Any, task_path: str |
     import matplotlib.pyplot as plt
     from scipy.stats import spearmanr
 
-    from ..models import load_encoder
+    from ..encoders.loading import load_encoder
     from ..plots import save_figure
     from ..results import Results
     from ..sweeping import sweep

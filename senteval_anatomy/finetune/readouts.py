@@ -2,7 +2,7 @@
 
 Why the sweep's hooks: a "top-k heads" readout must be the very vectors the sweep scored when it ranked those heads
 (the head context softmax(QKᵀ/√d)·V before the output projection, pooled the same way). The classifier therefore
-reads the pooled tensors that :class:`senteval_anatomy.features.FeatureHooks` collects in every forward pass, the same
+reads the pooled tensors that :class:`senteval_anatomy.encoders.encoding.FeatureHooks` collects in every forward pass, the same
 hooks ``encode()`` and every sweep use; outside ``inference_mode`` they keep their autograd graph, so the whole
 transformer is trained through them.
 
@@ -139,7 +139,7 @@ class ReadoutClassifier(nn.Module):
 
     def __init__(self, encoder: Any, readout: Readout, n_labels: int, *, pooling: str, dropout: float = 0.1) -> None:
         super().__init__()
-        from ..features import FeatureHooks
+        from ..encoders.encoding import FeatureHooks
 
         self.encoder_model = encoder.model  # registered: trained, saved and moved with this module
         self.readout = readout

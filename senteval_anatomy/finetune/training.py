@@ -235,7 +235,7 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
     )
     from transformers import logging as hf_logging
 
-    from ..models import load_encoder
+    from ..encoders.loading import load_encoder
     from ..vocab import atomic_write, check_pooling, resolve_device
 
     settings = settings.check()
