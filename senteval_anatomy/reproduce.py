@@ -374,23 +374,16 @@ def _parse_models(spec: str, reference_model: str | None) -> list[tuple[str, str
     return out
 
 
-def _shape_of(model: str, reference: str) -> tuple[int, int, int, int]:
-    """(layers, heads, head_dim, hidden) for planning, from the reference (all of the paper's models have 64-d
-    heads) or, for another model, from its local config."""
-    if model == reference:
-        nl, nh = reference_shape(reference)
-        return nl, nh, 64, nh * 64
-    from transformers import AutoConfig
+def _shape_of(model: str) -> tuple[int, int, int, int]:
+    """(layers, heads, head_dim, hidden) for planning, from the model's own config (offline: bundled, a folder, or
+    the local Hugging Face cache); a model whose config cannot be read is a ``ValueError`` naming it (exit 2)."""
+    from .encoders.architectures import UnsupportedModelError
+    from .encoders.loading import config_shape
 
     try:
-        cfg = AutoConfig.from_pretrained(model, local_files_only=True)
-    except OSError:
-        nl, nh = reference_shape(reference)
-        return nl, nh, 64, nh * 64
-    nl = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 0)
-    nh = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1)
-    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 0)
-    return int(nl), int(nh), int(hidden) // int(nh), int(hidden)
+        return config_shape(model)
+    except UnsupportedModelError as exc:
+        raise ValueError(f"--models {exc}") from None
 
 
 def _task_sentences(task: str) -> int:
@@ -412,8 +405,8 @@ def dry_run(plans: Sequence[_Plan], ks: Sequence[int] | None, paper_selection: b
     lines = ["# Dry run: nothing is encoded or trained\n"]
     total_s = 0.0
     total_bytes = 0.0
-    for plan in plans:
-        nl, nh, dh, hidden = _shape_of(plan.model, plan.reference)
+    shapes = [_shape_of(plan.model) for plan in plans]  # every model read before anything is printed
+    for plan, (nl, nh, dh, hidden) in zip(plans, shapes):
         scale = max(1.0, (nl * hidden) / (12 * 768))
         n_sent = sum(_task_sentences(t) for t in plan.tasks)
         store_bytes = n_sent * (nl * nh * dh + (nl + 1) * hidden) * 4

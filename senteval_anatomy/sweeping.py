@@ -38,17 +38,20 @@ import pandas as pd
 
 from .adapters import HeadAdapter, LayerAdapter
 from .backends import check_backend
+from .data.sources import check_tasks
 from .encoders.encoder import Encoder
 from .identity import (
     UnitFileWarning,
     data_hash,
     read_unit,
+    select_units,
     setting_fields,
     unit_key,
     unit_path,
     write_unit,
 )
 from .store import FeatureStore
+from .table import write_results_table
 from .units import StoreBatcher, probe_index, probe_slices, result_rows
 from .vocab import (
     ENCODE_BATCH_SIZE,
@@ -56,21 +59,22 @@ from .vocab import (
     PAPER_PARAMS,
     RESULT_COLUMNS,
     VIEWS,
-    atomic_write,
+    ParamError,
+    check_count,
     check_pooling,
+    check_probe_params,
     check_views,
+    plain,
     preset_params,
 )
 
 __all__ = ["merge_units", "sweep"]
 
-def merge_units(out_dir: str | Path) -> pd.DataFrame:
-    """Merge every valid unit under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
+def merge_units(out_dir: str | Path, run_keys: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """Merge the units under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
 
-    A folder may hold several settings (seeds, poolings, models, data folders): their rows differ in the ``setting``
-    column and never collide. Damaged or foreign unit files are named in a :class:`UnitFileWarning` and left out;
-    when one setting holds a task x view on two versions of its data (the files were edited in place), only the
-    newest unit enters the table and the older one is named (it stays on disk).
+    The rows of a run's own units (``run_keys``) are the units of exactly those keys; other settings' rows in the
+    folder stay (newest unit per setting, task and view); see :func:`~senteval_anatomy.identity.select_units`.
     """
     out = Path(out_dir)
     units = out / "units"
@@ -78,26 +82,11 @@ def merge_units(out_dir: str | Path) -> pd.DataFrame:
     if legacy:
         warnings.warn(f"{len(legacy)} unit file(s) of an older format in {units} (e.g. {legacy[0].name}) carry no "
                       "result key and are ignored; rerun the sweep to recompute them", UnitFileWarning, stacklevel=2)
-    latest: dict[tuple[str, str, str], tuple[float, Path, pd.DataFrame]] = {}
-    for f in sorted(units.glob("*.json")):
-        df = read_unit(f)
-        if df is None:
-            continue
-        group = (str(df["setting"].iloc[0]), str(df["task"].iloc[0]), str(df["view"].iloc[0]))
-        mtime = f.stat().st_mtime
-        if group in latest:
-            older, newer = sorted([latest[group], (mtime, f, df)], key=lambda t: (t[0], str(t[1])))
-            warnings.warn(f"unit file {older[1]} holds {group[1]} {group[2]} of the same setting on other data than "
-                          f"the newer {newer[1].name}; results.csv keeps the newer one", UnitFileWarning, stacklevel=2)
-            latest[group] = newer
-        else:
-            latest[group] = (mtime, f, df)
-    frames = [df for _, _, df in latest.values()]
+    frames = select_units(out, run_keys)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
     df = df.sort_values(["model", "setting", "task", "view", "layer", "head"], kind="stable").reset_index(drop=True)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
-    atomic_write(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
+    write_results_table(out, df)
     return df
 
 
@@ -147,28 +136,26 @@ def sweep(
     """
     from tqdm.auto import tqdm
 
-    from .engine import TASK_NAMES
     from .engine.params import apply_defaults
     from .engine.tasks import load_task
 
     if harness not in HARNESSES:
         raise ValueError(f"harness={harness!r} is not one of {HARNESSES}.")
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    tasks = list(tasks)
-    if not tasks:
-        raise ValueError("No tasks given.")
-    unknown = [t for t in tasks if t not in TASK_NAMES]
-    if unknown:
-        raise ValueError(f"Unknown task(s) {unknown}; valid names: {', '.join(TASK_NAMES)}.")
+    tasks = check_tasks(tasks)
     views = check_views(views)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: give a positive number of sentences per forward pass.")
+    batch_size = check_count(batch_size, what="batch_size", why="sentences per forward pass")
     pooling = check_pooling(pooling, encoder)
+    if params is not None and not isinstance(params, Mapping):
+        raise ValueError(f"params={params!r}: give a dict of SentEval params, e.g. {{'kfold': 5, 'seed': 1111}}")
+    params = plain(params) if params is not None else None
     if preset is None:
         base = dict(PAPER_PARAMS if params is None else params)
     else:
         base = preset_params(preset, **dict(params or {}))
+    try:  # the command line's checks: epoch_size=0, max_epoch=0, tenacity=-1, kfold=1 ... are one line
+        check_probe_params(base)
+    except ParamError as exc:
+        raise ValueError(f"params: {exc}") from None
     base["task_path"] = str(task_path)
     run_params = apply_defaults(base)
     limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
@@ -180,6 +167,7 @@ def sweep(
     frames: list[pd.DataFrame] = []
     backend = check_backend(backend)
     remote: list[tuple[str, str, Path | None, dict]] = []  # units for the Ray backend, run after planning
+    run_keys: list[dict] = []  # this run's units: its rows in results.csv are exactly these keys' units
 
     task_bar = tqdm(tasks, desc="tasks", unit="task", disable=not show or backend != "local")
     for task_name in task_bar:
@@ -189,6 +177,7 @@ def sweep(
         pending = []
         for view in views:
             key = unit_key(setting, task_name, data, view)
+            run_keys.append(key)
             unit = unit_path(out, key) if out is not None else None
             if unit is not None and resume and unit.exists():
                 done = read_unit(unit, key)  # a damaged or foreign file warns, naming it, and is recomputed
@@ -226,7 +215,7 @@ def sweep(
         frames += [done[(u.task, u.view)] for u in units]
     mine = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RESULT_COLUMNS))
     if out is not None:
-        merge_units(out)
+        merge_units(out, run_keys)
     # this call's rows only, in the merged table's order: other settings in the same folder are not mixed in
     return mine.sort_values(["model", "setting", "task", "view", "layer", "head"], kind="stable").reset_index(
         drop=True)

@@ -36,7 +36,7 @@ class StoreBatcher:
     """A SentEval batcher returning ``[len(batch), n_probes, d]``: a chunk of probes' vectors from the store.
 
     ``Task.embed`` stacks such 3-D batches as they are, which is the layout ``evaluate_many`` takes. ``feats`` is a
-    :class:`~senteval_anatomy.store.StoredFeatures`, or anything with its ``rows()``, ``heads`` and ``layers`` (the Ray
+    :class:`~senteval_anatomy.store.StoredFeatures`, or anything with its ``rows()`` and ``read()`` (the Ray
     backend joins a task's encoding shards that way).
     """
 
@@ -47,11 +47,11 @@ class StoreBatcher:
 
     def __call__(self, params: Any, batch: Sequence[Sequence[str]]) -> np.ndarray:
         rows = self.feats.rows([" ".join(tokens) for tokens in batch])
+        arr = self.feats.read(self.view, rows)  # every chunk checked on its first read (store.StoredFeatures.read)
         if self.view == "heads":
-            arr = np.asarray(self.feats.heads[rows])
             arr = arr.reshape(arr.shape[0], -1, arr.shape[-1])[:, self.probes]
         else:
-            arr = np.asarray(self.feats.layers[rows])[:, self.probes]
+            arr = arr[:, self.probes]
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 

