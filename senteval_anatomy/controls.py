@@ -26,14 +26,17 @@ Only classification tasks have a control (``relatedness`` and ``sts`` tasks are 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .engine.tasks import Task
 
 __all__ = [
+    "CONTROLS",
     "CONTROL_SUFFIX",
+    "ControlKind",
     "ControlTask",
     "control_scores",
     "control_task",
@@ -180,3 +183,25 @@ def control_task(task: Task, seed: int = 0) -> ControlTask:
 def selectivity(task_acc: float | np.ndarray, control_acc: float | np.ndarray) -> float | np.ndarray:
     """Selectivity (Hewitt & Liang 2019): task accuracy minus control-task accuracy, in accuracy points."""
     return np.subtract(task_acc, control_acc)
+
+
+@dataclass(frozen=True)
+class ControlKind:
+    """One kind of control as the sweep runs it: a label function and the result columns it fills.
+
+    ``labels(task, seed)`` gives the control labels of every split of ``task`` in the order of
+    ``task.sorted_data()`` (the order of the task's embeddings), so the control probes are slots of the same stacked
+    run as the task's probes (:class:`~senteval_anatomy.engine.batched.Variant`). ``columns`` names the result
+    columns (:data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`): the control accuracy, then the task accuracy minus it.
+    """
+
+    labels: Callable[[Task, int], Mapping[str, np.ndarray]]
+    columns: tuple[str, str]
+
+
+#: Every control the sweep's ``controls=True`` (``--controls``) runs, by name. A new control is one entry here
+#: (and its two columns in :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`); the sweep's loop does not change.
+CONTROLS: dict[str, ControlKind] = {
+    "control": ControlKind(labels=lambda task, seed: control_task(task, seed).labels_for(task.sorted_data()),
+                           columns=("control_acc", "selectivity")),
+}

@@ -81,7 +81,7 @@ def tokenize(
     in GPT-2) gets one token — BOS, else EOS, else UNK — so that every sentence has a vector.
     """
     tok = encoder.tokenizer
-    limit = min(encoder.max_length, max_length) if max_length else encoder.max_length
+    limit = encoder.token_limit(max_length)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from transformers.utils import logging as hf_logging
@@ -256,11 +256,11 @@ def iter_encode(
     if pooling == "one-past-last":
         # Transformer Anatomy's GPT position (compatibility only): an id-0 token after the sentence, attended to
         # like the sentence's tokens, is read as the last token (docs/reproduce.md)
-        room = (min(encoder.max_length, max_length) if max_length else encoder.max_length) - 1
+        room = encoder.token_limit(max_length) - 1
         ids = [x[:room] + [0] for x in ids]
     n_truncated = int(truncated.sum())
     if n_truncated:
-        limit = min(encoder.max_length, max_length) if max_length else encoder.max_length
+        limit = encoder.token_limit(max_length)
         warnings.warn(
             f"{n_truncated} of {len(sentences)} sentences are longer than {limit} tokens and were truncated.",
             stacklevel=2,

@@ -29,7 +29,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +186,11 @@ def write_unit(path: Path, key: Mapping[str, Any], table: Any) -> None:
     atomic_write(path, json.dumps(payload, indent=None, sort_keys=False))
 
 
-def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
+def read_unit(path: Path, key: Mapping[str, Any] | None = None, *,
+              required: Sequence[str] = RESULT_COLUMNS) -> Any | None:
     """The rows of a unit file as a DataFrame, or ``None`` (with a :class:`UnitFileWarning` naming the file) when it
-    is empty, truncated, not a unit, or holds another key than ``key`` (``None``: any valid unit)."""
+    is empty, truncated, not a unit, lacks a ``required`` column, or holds another key than ``key`` (``None``: any
+    valid unit)."""
     import pandas as pd
 
     def bad(why: str) -> None:
@@ -225,7 +227,7 @@ def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
     ):
         bad("has no rows or malformed rows")
         return None
-    missing = [c for c in RESULT_COLUMNS if c not in columns]
+    missing = [c for c in required if c not in columns]
     if missing:
         bad(f"lacks column(s) {', '.join(missing)}")
         return None

@@ -441,6 +441,11 @@ class Encoder:
         return encoder
 
     # ------------------------------------------------------------------ module access
+    def token_limit(self, max_length: int | None = None) -> int:
+        """The tokens a sentence keeps: the encoder's limit, or ``max_length`` when given and smaller. The one home
+        of this rule (features, store and sweep ask here)."""
+        return int(min(self.max_length, max_length) if max_length else self.max_length)
+
     @property
     def blocks(self) -> torch.nn.ModuleList:
         """The module list of transformer blocks (for ``shared_blocks`` layouts, fewer than ``num_layers``)."""

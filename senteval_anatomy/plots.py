@@ -239,7 +239,7 @@ TIED_NOTE = "dot = not distinguishable from its layer's best head (McNemar, test
 
 def tied_cells(findings: pd.DataFrame, task: str) -> list[tuple[int, int]] | None:
     """The ``(layer, head)`` of every head of ``task`` that a findings table
-    (:func:`senteval_anatomy.findings.findings_sweep`) marks ``tied_with_layer_best``; ``None`` when it has no paired
+    (the sweep with a findings option) marks ``tied_with_layer_best``; ``None`` when it has no paired
     tests for the task (nothing to mark, as opposed to nothing tied)."""
     rows = findings[(findings["task"] == task) & (findings["view"] == "heads")] if "task" in findings else findings[:0]
     if rows.empty or "tied_with_layer_best" not in rows or rows["tied_with_layer_best"].isna().all():

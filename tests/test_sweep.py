@@ -11,7 +11,7 @@ import pytest
 
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
-from senteval_anatomy.vocab import RESULT_COLUMNS, main_scores, vector_name
+from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores, vector_name
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "data" / "default"
@@ -77,7 +77,9 @@ def test_batched_sweep_equals_one_head_at_a_time(tiny_encoder, tiny_data, tmp_pa
     fast = sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=store, progress=False)
     slow = sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=store, progress=False,
                  harness="engine")
-    assert list(fast.columns) == list(RESULT_COLUMNS)
+    # one table, every column: the findings columns are there and empty when no findings option is on
+    assert list(fast.columns) == list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)
+    assert fast[list(FINDINGS_COLUMNS)].isna().all().all()
     assert set(fast.layout) == {"table:bert"}  # the results say where the heads were read
     L, H = enc.num_layers, enc.num_heads
     for task in ("Tense", "TREC"):
