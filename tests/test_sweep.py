@@ -109,11 +109,11 @@ def test_resume_skips_finished_units_and_tables_on_disk(tiny_encoder, tiny_data,
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_csv(out / "results.csv"),
                                   check_dtype=False)
 
-    import senteval_anatomy.sweeping as sweep_mod
+    import senteval_anatomy.sweeping.backends.local as local  # the unit loop: one _batched call per unit computed
 
     calls = []
-    real = sweep_mod._run_batched
-    monkeypatch.setattr(sweep_mod, "_run_batched", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    real = local._batched
+    monkeypatch.setattr(local, "_batched", lambda *a, **k: calls.append(a[3].view) or real(*a, **k))
     again = sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, out_dir=out, progress=False,
                   views=("heads", "layers"))
     assert calls == ["heads"]  # the layers unit was on disk; only heads ran
@@ -134,16 +134,16 @@ def test_resume_skips_finished_units_and_tables_on_disk(tiny_encoder, tiny_data,
 def test_interrupted_sweep_keeps_finished_units(tiny_encoder, tiny_data, tmp_path, monkeypatch):
     enc = tiny_encoder("bert")
     out = tmp_path / "out"
-    import senteval_anatomy.sweeping as sweep_mod
+    import senteval_anatomy.sweeping.backends.local as local
 
-    real = sweep_mod._run_batched
+    real = local._batched
 
     def boom(*a, **k):
         if a[1].spec.name == "TREC":
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(sweep_mod, "_run_batched", boom)
+    monkeypatch.setattr(local, "_batched", boom)
     with pytest.raises(KeyboardInterrupt):
         sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=FeatureStore(tmp_path / "c"),
               out_dir=out, progress=False, views=("layers",))

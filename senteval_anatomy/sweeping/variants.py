@@ -95,7 +95,8 @@ def typed(table: pd.DataFrame) -> pd.DataFrame:
     for c in _NUMERIC:
         table[c] = pd.to_numeric(table[c], errors="coerce")
     for c in ("ablation_measure", "tied_with_layer_best"):  # text / yes-no: missing is None, so parquet can type it
-        table[c] = table[c].astype(object).where(table[c].notna(), None)
+        has = table[c].notna()
+        table[c] = table[c].astype(object).where(has, None) if has.any() else np.nan
     return table[list(TABLE_COLUMNS)]
 
 
