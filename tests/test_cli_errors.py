@@ -83,7 +83,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("ks-not-numbers", ["--topk", "--ks", "1,x"], "expected comma-separated integers"),
     ("ks-empty-item", ["--topk", "--ks", "1,,2"], "expected comma-separated integers"),
     ("ks-more-than-heads", ["--topk", "--ks", "1,1000"], "more than the 8 heads"),
-    ("ks-without-topk", ["--ks", "1,2"], "add --topk"),
+    ("ks-without-topk", ["--no-topk", "--ks", "1,2"], "add --topk"),
     ("rank-task-not-swept", ["--topk", "--rank-task", "Depth"], "must be one of --tasks"),
     ("rank-task-unknown", ["--topk", "--rank-task", "Foo"], "unknown task 'Foo'"),
     ("rank-task-two-tasks", ["--tasks", "Length,Tense", "--topk", "--rank-task", "Length,Tense"], "give one task"),
