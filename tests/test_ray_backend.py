@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
-from senteval_anatomy.backends.ray_backend import (
+from senteval_anatomy.sweeping.backends.ray import (
     RayBackend,
     missing_ranges,
     shard_bounds,
@@ -46,8 +46,8 @@ def _env() -> dict[str, str]:
 
 
 def test_importing_the_package_never_imports_ray():
-    code = ("import sys, senteval_anatomy, senteval_anatomy.sweeping, senteval_anatomy.cli, senteval_anatomy.backends, "
-            "senteval_anatomy.backends.ray_backend, senteval_anatomy.store; "
+    code = ("import sys, senteval_anatomy, senteval_anatomy.sweeping, senteval_anatomy.cli, senteval_anatomy.sweeping.backends, "
+            "senteval_anatomy.sweeping.backends.ray, senteval_anatomy.store; "
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert out.returncode == 0, out.stderr
@@ -205,7 +205,7 @@ DRIVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from conftest import build_tiny
-    from senteval_anatomy.backends.ray_backend import RayBackend
+    from senteval_anatomy.sweeping.backends.ray import RayBackend
     from senteval_anatomy.models import Encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
