@@ -127,10 +127,10 @@ def one_run(config: str, data: Path, tasks: list[str], out: Path) -> dict[str, A
     """Run the sweep once in this (fresh) process: ``local`` or ``ray:N``."""
     import torch
 
-    from senteval_anatomy.sweeping.backends.ray import RayBackend
     from senteval_anatomy.models import load_encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
+    from senteval_anatomy.sweeping.backends.ray import RayBackend
 
     torch.set_num_threads(1)
     encoder = load_encoder("minilm", device="cpu")

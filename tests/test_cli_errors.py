@@ -87,7 +87,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("rank-task-not-swept", ["--topk", "--rank-task", "Depth"], "must be one of --tasks"),
     ("rank-task-unknown", ["--topk", "--rank-task", "Foo"], "unknown task 'Foo'"),
     ("rank-task-two-tasks", ["--tasks", "Length,Tense", "--topk", "--rank-task", "Length,Tense"], "give one task"),
-    ("rank-task-without-topk", ["--rank-task", "Length"], "add --topk"),
+    ("rank-task-without-topk", ["--no-topk", "--rank-task", "Length"], "add --topk"),
     ("topk-without-heads", ["--topk", "--views", "layers"], "needs the heads view"),
     # findings
     ("seeds-zero", ["--seeds", "0"], "--seeds 0: give a positive number of probe seeds"),

@@ -15,7 +15,6 @@ from conftest import build_tiny
 from test_cli import PROBE, run
 from test_sweep import FAST, make_tiny_data
 
-import senteval_anatomy.sweeping as sweep_mod
 from senteval_anatomy.analysis import analyse
 from senteval_anatomy.identity import UNIT_FORMAT, UnitFileWarning, read_unit
 from senteval_anatomy.models import Encoder

@@ -20,6 +20,9 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
+from senteval_anatomy.identity import read_unit
+from senteval_anatomy.store import FeatureStore
+from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.sweeping.backends.ray import (
     RayBackend,
     missing_ranges,
@@ -27,9 +30,6 @@ from senteval_anatomy.sweeping.backends.ray import (
     unit_device,
     unit_resources,
 )
-from senteval_anatomy.identity import read_unit
-from senteval_anatomy.store import FeatureStore
-from senteval_anatomy.sweeping import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ["Tense", "TREC"]
