@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .outdir import UNITS_DIR
 from .vocab import PRESETS, PROTOCOL_VERSION, RESULT_COLUMNS, atomic_write, slug
 
 __all__ = [
@@ -159,7 +160,7 @@ def unit_path(out_dir: str | os.PathLike[str], key: Mapping[str, Any]) -> Path:
     """Where the unit of ``key`` lives: readable parts for people, the key hash for uniqueness."""
     s = key["setting"]
     name = f"{slug(s['model'], default='model')}__{key['task']}__{key['view']}__{s['pooling']}__{key_hash(key)}.json"
-    return Path(out_dir) / "units" / name
+    return Path(out_dir) / UNITS_DIR / name
 
 
 def _clean(value: Any) -> Any:

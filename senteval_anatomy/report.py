@@ -19,6 +19,7 @@ import pandas as pd
 
 from ._version import __version__
 from .engine.tasks import PROBING_TASKS
+from .outdir import REPORT_MD
 from .results import Results
 from .vocab import PROBING_GROUPS, atomic_write, slug
 
@@ -228,7 +229,7 @@ def write_report(
             lines += [links, ""]
 
     lines += ["---", f"Written by senteval_anatomy {__version__}.", ""]
-    target = out / "report.md"
+    target = out / REPORT_MD
     text = "\n".join(lines)
     atomic_write(target, text)
     return target
