@@ -54,6 +54,7 @@ SCORES = ["devacc", "acc", "ndev", "ntest"]
 def run_rev(rev: str, names: list[str], work: Path) -> dict[str, tuple[float, Path]]:
     """Run each named command on revision ``rev`` in its own worktree; return wall time and output folder."""
     tree = work / f"tree-{rev.replace('/', '_')}"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=True)  # a folder removed by hand earlier
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
                    check=True, capture_output=True)
     out: dict[str, tuple[float, Path]] = {}

@@ -3,8 +3,11 @@
 A head is ablated by a forward pre-hook on its block's attention output projection, the module whose input holds
 the ``H`` head contexts side by side (the one :mod:`senteval_anatomy.features` reads heads from; found through the
 encoder's :class:`~senteval_anatomy.models.ArchSpec`). The hook replaces the head's ``d`` columns by zeros
-(``mode="zero"``) or by the head's mean context over a reference set of sentences (``mode="mean"``, which keeps the
-scale the next layers expect). Nothing upstream of the projection changes; transformers v5 removed ``head_mask``,
+(``mode="zero"``) or by the head's mean context over a *reference* set of sentences (``mode="mean"``, which keeps
+the scale the next layers expect). The reference is the task's **training** sentences
+(:func:`ablation_reference`), never the sentences the ablation is measured on: a mean taken over the evaluated
+sentences would carry information about exactly those sentences into the ablated model (with few sentences, the
+mean of one sentence's own context is that context), and would shrink the measured effect. Nothing upstream of the projection changes; transformers v5 removed ``head_mask``,
 and the hook works with every attention implementation.
 
 What changes is measured on the model's own output:
@@ -34,8 +37,11 @@ from .features import encode, tokenize
 from .models import Encoder
 from .vocab import ENCODE_BATCH_SIZE
 
-__all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_scan", "head_means", "model_score",
-           "topk_ablation_curve"]
+__all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_reference", "ablation_scan", "head_means",
+           "model_score", "topk_ablation_curve"]
+
+#: Most training sentences :func:`ablation_reference` averages over for ``mode="mean"``.
+REFERENCE_SENTENCES = 1000
 
 ABLATION_MODES = ("zero", "mean")
 MEASURES = ("mlm", "clm", "embedding")
@@ -51,6 +57,28 @@ def head_means(encoder: Encoder, sentences: Sequence[str], *, batch_size: int = 
                    progress=False)
     assert feats.heads is not None
     return feats.heads.mean(0)
+
+
+def ablation_reference(task: Any, limit: int = REFERENCE_SENTENCES) -> list[str]:
+    """The sentences whose mean head contexts ``mode="mean"`` substitutes: the first ``limit`` distinct sentences of
+    ``task``'s training split (``train``; the first split for tasks without one), pairs' both sides. Never test
+    sentences, which the ablation is measured on."""
+    rec = task.data.get("train") or next(iter(task.data.values()))
+    sides = [rec["X"]] if "X" in rec else [rec["A"], rec["B"]]
+    return list(dict.fromkeys(" ".join(s) for side in sides for s in side))[:int(limit)]
+
+
+def _means(encoder: Encoder, mode: str, reference: Sequence[str] | None, sentences: Sequence[str],
+           batch_size: int) -> np.ndarray | None:
+    if mode != "mean":
+        return None
+    if not reference:
+        raise ValueError("mode='mean' needs reference= sentences to take the head means over (the task's training "
+                         "sentences, ablation_reference(task)), never the evaluated ones.")
+    if set(reference) == set(sentences):
+        raise ValueError("mode='mean': reference= are the very sentences the ablation is measured on; take the "
+                         "means over other (training) sentences, ablation_reference(task).")
+    return head_means(encoder, reference, batch_size=batch_size)
 
 
 def _check_heads(encoder: Encoder, heads: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -197,8 +225,12 @@ def model_score(encoder: Encoder, sentences: Sequence[str], *, measure: str, lm_
 
 def ablation_scan(encoder: Encoder, sentences: Sequence[str], *, heads: Iterable[tuple[int, int]] | None = None,
                   mode: str = "zero", measure: str | None = None, lm_model: torch.nn.Module | None = None,
-                  seed: int = 0, batch_size: int = 32, progress: bool | None = None) -> pd.DataFrame:
-    """Ablate each head alone and measure the change of the model's output.
+                  seed: int = 0, batch_size: int = 32, progress: bool | None = None,
+                  reference: Sequence[str] | None = None) -> pd.DataFrame:
+    """Ablate each head alone and measure the change of the model's output on ``sentences``.
+
+    ``mode="mean"`` needs ``reference``: the sentences the head means are taken over (:func:`ablation_reference`,
+    training sentences; not ``sentences`` themselves).
 
     ``measure`` defaults to ``"mlm"`` / ``"clm"`` when ``lm_model`` is given (by the encoder's causality), else
     ``"embedding"``. Returns one row per head: ``layer``, ``head``, ``mode``, ``measure``, ``baseline`` (score
@@ -210,7 +242,7 @@ def ablation_scan(encoder: Encoder, sentences: Sequence[str], *, heads: Iterable
         measure = "embedding" if lm_model is None else ("clm" if encoder.spec.causal else "mlm")
     heads = _check_heads(encoder, heads if heads is not None else
                          [(lay, h) for lay in range(encoder.num_layers) for h in range(encoder.num_heads)])
-    means = head_means(encoder, sentences, batch_size=batch_size) if mode == "mean" else None
+    means = _means(encoder, mode, reference, sentences, batch_size)
     kw = dict(measure=measure, lm_model=lm_model, batch_size=batch_size, seed=seed)
     base, ref = model_score(encoder, sentences, **kw)
     rows = []
@@ -226,9 +258,10 @@ def ablation_scan(encoder: Encoder, sentences: Sequence[str], *, heads: Iterable
 def topk_ablation_curve(encoder: Encoder, sentences: Sequence[str], ranked_heads: Sequence[tuple[int, int]],
                         ks: Sequence[int], *, mode: str = "zero", measure: str | None = None,
                         lm_model: torch.nn.Module | None = None, n_random: int = 3, seed: int = 0,
-                        batch_size: int = 32) -> pd.DataFrame:
+                        batch_size: int = 32, reference: Sequence[str] | None = None) -> pd.DataFrame:
     """Ablate the top ``k`` heads of ``ranked_heads`` together, for each ``k`` in ``ks``, and, as the reference,
-    ``n_random`` random sets of ``k`` heads (drawn with ``np.random.RandomState(seed)``).
+    ``n_random`` random sets of ``k`` heads (drawn with ``np.random.RandomState(seed)``). ``reference``: as in
+    :func:`ablation_scan`.
 
     Returns one row per (k, kind): ``k``, ``kind`` (``"top"`` or ``"random"``), ``delta`` (mean change of the
     model's output over the random draws for ``"random"``), ``delta_sd`` (s.d. over the draws; NaN for
@@ -239,7 +272,7 @@ def topk_ablation_curve(encoder: Encoder, sentences: Sequence[str], ranked_heads
     all_heads = [(lay, h) for lay in range(encoder.num_layers) for h in range(encoder.num_heads)]
     if measure is None:
         measure = "embedding" if lm_model is None else ("clm" if encoder.spec.causal else "mlm")
-    means = head_means(encoder, sentences, batch_size=batch_size) if mode == "mean" else None
+    means = _means(encoder, mode, reference, sentences, batch_size)
     kw = dict(measure=measure, lm_model=lm_model, batch_size=batch_size, seed=seed)
     base, ref = model_score(encoder, sentences, **kw)
     rng = np.random.RandomState(seed)

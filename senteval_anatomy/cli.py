@@ -203,7 +203,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                    help="rank heads on the dev scores of this task (one of --tasks) instead of each task's own")
     f = p.add_argument_group("findings you can trust (builtin harness; senteval_anatomy.findings)")
     f.add_argument("--controls", action="store_true",
-                   help="also train every probe on the task's control task: control accuracy and selectivity")
+                   help="also train every probe on the task's bag-of-words and permuted-label controls: control "
+                        "accuracies and selectivity against each (docs/findings.md)")
     f.add_argument("--untrained-baseline", action="store_true",
                    help="also sweep the same architecture with random weights: untrained score and gain")
     f.add_argument("--seeds", type=int, default=1, help="probe seeds per cell: mean and standard deviation")

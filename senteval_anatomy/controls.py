@@ -1,24 +1,37 @@
-"""Control tasks for sentence-level SentEval tasks, and selectivity (Hewitt & Liang 2019, adapted).
+"""Control tasks for sentence-level SentEval tasks, and selectivity: what a probe's accuracy is *not* evidence of.
 
-A probe that scores well on a task may have read the property from the representation, or may have memorised its
-way there. Hewitt & Liang's control task keeps the task's inputs and output space but replaces every label by a fixed
-random function of something a probe can only *memorise* (there: the word type). Selectivity = task accuracy -
-control accuracy: high when the representation makes the property easy and the probe cannot simply memorise.
+A probe that scores well on a task may have read the property from the representation, or may have got there
+another way. A control task keeps the task's sentences, splits, evaluator and class proportions and replaces every
+label by one the property cannot explain; selectivity = task accuracy - control accuracy. Each kind of control
+rules out one other way, and is named for it (:data:`CONTROL_KINDS`):
 
-Adapted to sentences
---------------------
-Every word type ``w`` (lower-cased token) gets a fixed pseudo-random value ``u(w)`` in [0, 1) from a keyed hash of
-``(seed, w)``. A sentence's *control score* is the mean of ``u`` over its distinct word types (pairs: over the types
-of both sentences). The score is cut into the task's classes at the quantiles of the task's own training label
-distribution, with the classes assigned to the score bins in a seeded random order. So
+``bow`` - bag-of-words control
+    Every word type ``w`` (lower-cased token) gets a fixed pseudo-random value ``u(w)`` in [0, 1) from a keyed hash
+    of ``(seed, w)``; a sentence's *control score* is the mean of ``u`` over its distinct word types (pairs: over the
+    types of both sentences), and the label is the score's bin. The label is linear in the sentence's bag of word
+    types and carries no syntax, semantics or task label: a probe gets it right exactly as far as the
+    representation lets a linear read-out recover *which words the sentence holds* (a word-count model reaches ~80%
+    on it). So it asks "is the task just as easy as reading off the words?", not whether the probe memorised (it is
+    **not** Hewitt & Liang's word-type control, whose labels are per token). High bow selectivity: the
+    representation gives the task's property more readily than the lexical content.
 
-* the control label of a sentence is a deterministic function of its set of word types (and the seed): the same
-  sentence gets the same control label in every split, file order and run;
-* the class proportions are the task's (exactly on the training split up to ties between equal scores,
-  approximately on dev/test, which are cut at the training thresholds);
-* the label carries no information about syntax, semantics or the task's labels: a probe can only get it right by
-  knowing which word types the sentence holds (the control score is *linear* in the sentence's bag of types, so a
-  representation that keeps word identity makes it learnable; one that does not, cannot).
+``permuted`` - permuted-label control
+    The task's own labels, shuffled within each split (a keyed hash of the sentence orders the rows; the split's
+    label multiset is dealt out in that order): the same class counts on every split, no relation to the sentence.
+    Nothing is learnable, so the control's test accuracy is the empirical chance level of *this* probe on *this*
+    label distribution, with its seed, early stopping and class imbalance (the probe's capacity to fit noise shows
+    in its training fit, which SentEval's evaluators do not report; on dev/test it can only cost accuracy).
+    Permuted selectivity: the task accuracy above what a probe that learned nothing scores.
+
+Both kinds give **every split exactly the task's class counts** (the rows are ordered by the control's key and the
+split's labels dealt out in bins of the task's class sizes, ties broken by the sentence itself): a probe that
+learned nothing - one that predicts a constant, e.g. the training majority class - scores the same on the task and
+on its control, so its selectivity is exactly 0 (the earlier bow control cut the scores at training-split
+quantiles, and its unbalanced test classes gave such probes -5 to -21 points). The cost: a control label is a
+function of the sentence *within its split*; the same sentence in two splits can, rarely, fall on different sides
+of a cut point.
+
+:func:`majority_acc` is the other reference every accuracy gets: the test share of the training majority class.
 
 Only classification tasks have a control (``relatedness`` and ``sts`` tasks are regressions with no classes).
 """
@@ -28,24 +41,30 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .engine.tasks import Task
+from .vocab import CONTROL_KIND_NAMES
 
 __all__ = [
-    "CONTROLS",
+    "CONTROL_KINDS",
     "CONTROL_SUFFIX",
     "ControlKind",
     "ControlTask",
+    "bow_labels",
     "control_scores",
     "control_task",
+    "control_tasks",
+    "majority_acc",
+    "permuted_labels",
     "selectivity",
     "type_value",
 ]
 
-#: Marks a control task in names (results, plots): ``"Tense+control"``.
-CONTROL_SUFFIX = "+control"
+#: Marks a control task in names (results, plots): ``"Tense+bow-control"``.
+CONTROL_SUFFIX = "-control"
 
 _SUPPORTED_KINDS = ("classification", "pair_classification")
 
@@ -56,7 +75,11 @@ def type_value(word: str, seed: int) -> float:
     A keyed BLAKE2b hash, not Python's ``hash`` (salted per process), so values are the same in every process,
     platform and Python version.
     """
-    digest = hashlib.blake2b(word.lower().encode("utf-8"), digest_size=8, key=str(int(seed)).encode()).digest()
+    return _keyed(word.lower(), seed)
+
+
+def _keyed(text: str, seed: int) -> float:
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8, key=str(int(seed)).encode()).digest()
     return int.from_bytes(digest, "little") / 2.0**64
 
 
@@ -66,8 +89,8 @@ def _types(tokens: Iterable[str]) -> set[str]:
 
 def control_scores(sentences: Sequence[Sequence[str]], seed: int,
                    others: Sequence[Sequence[str]] | None = None) -> np.ndarray:
-    """Control score of each tokenised sentence: the mean type value over its distinct word types (with
-    ``others``, sentence pairs: over the types of both). A sentence with no token scores 0.5."""
+    """Bag-of-words control score of each tokenised sentence: the mean type value over its distinct word types
+    (with ``others``, sentence pairs: over the types of both). A sentence with no token scores 0.5."""
     cache: dict[str, float] = {}
 
     def value(w: str) -> float:
@@ -83,57 +106,155 @@ def control_scores(sentences: Sequence[Sequence[str]], seed: int,
     return out
 
 
-def _split_scores(rec: dict, seed: int) -> np.ndarray:
+def _row_keys(rec: Mapping[str, Any]) -> list[str]:
+    """One string per row of a split: the sentence (pairs: both sentences), the identity a control label hangs on."""
     if "X" in rec:
-        return control_scores(rec["X"], seed)
-    return control_scores(rec["A"], seed, rec["B"])
+        return [" ".join(x) for x in rec["X"]]
+    return [" ".join(a) + " ||| " + " ".join(b) for a, b in zip(rec["A"], rec["B"], strict=True)]
 
 
-def _bin_labels(thresholds: np.ndarray, bin_classes: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The control class of each score: its bin between the cut points, mapped through the seeded bin order."""
-    return np.asarray(bin_classes)[np.searchsorted(thresholds, scores, side="right")].astype(np.int64)
+def _deal(order_key: np.ndarray, row_keys: list[str], y: np.ndarray, class_order: np.ndarray) -> np.ndarray:
+    """Labels with exactly the class counts of ``y``: rows sorted by ``(order_key, row key)``, the first
+    ``count[class_order[0]]`` rows get ``class_order[0]``, the next ones ``class_order[1]``, and so on."""
+    counts = np.bincount(y, minlength=len(class_order))
+    dealt = np.repeat(class_order, counts[class_order])
+    order = sorted(range(len(y)), key=lambda i: (order_key[i], row_keys[i]))
+    out = np.empty(len(y), dtype=np.int64)
+    out[np.asarray(order, dtype=np.int64)] = dealt
+    return out
+
+
+def _class_order(n_classes: int, seed: int) -> np.ndarray:
+    return np.random.RandomState(int(seed) % 2**32).permutation(n_classes)
+
+
+def bow_labels(task: Task, seed: int) -> dict[str, np.ndarray]:
+    """Bag-of-words control labels of every split of ``task`` (file order): rows ordered by their control score
+    (:func:`control_scores`), cut into bins of the split's class counts, bins mapped to classes in a seeded order."""
+    n_classes = _n_classes(task)
+    order = _class_order(n_classes, seed)
+    out = {}
+    for split, rec in task.data.items():
+        scores = control_scores(rec["X"], seed) if "X" in rec else control_scores(rec["A"], seed, rec["B"])
+        out[split] = _deal(scores, _row_keys(rec), np.asarray(rec["y"], dtype=np.int64), order)
+    return out
+
+
+def permuted_labels(task: Task, seed: int) -> dict[str, np.ndarray]:
+    """Permuted-label control labels of every split of ``task`` (file order): the split's own labels dealt out to
+    its rows in the order of a keyed hash of each sentence, i.e. shuffled within the split, same class counts."""
+    n_classes = _n_classes(task)
+    out = {}
+    for split, rec in task.data.items():
+        keys = _row_keys(rec)
+        out[split] = _deal(np.array([_keyed(k, seed) for k in keys]), keys, np.asarray(rec["y"], dtype=np.int64),
+                           np.arange(n_classes))
+    return out
+
+
+@dataclass(frozen=True)
+class ControlKind:
+    """One kind of control task: its name (column prefix, :data:`~senteval_anatomy.vocab.CONTROL_KIND_NAMES`), what
+    it is called in reports, what a selectivity against it can rule out, and its label function
+    ``labels(task, seed) -> {split: int labels in task.data order}``."""
+
+    name: str
+    title: str
+    rules_out: str
+    labels: Callable[[Task, int], dict[str, np.ndarray]]
+
+    @property
+    def acc_column(self) -> str:
+        """Results column of the control's test accuracy."""
+        return f"{self.name}_control_acc"
+
+    @property
+    def selectivity_column(self) -> str:
+        """Results column of ``acc - control acc``."""
+        return f"{self.name}_selectivity"
+
+
+#: Every kind of control, by name. A pipeline that runs controls takes any of them the same way:
+#: ``control_task(task, seed, kind).labels_for(records)`` gives a variant's labels in the records' order.
+CONTROL_KINDS: dict[str, ControlKind] = {k.name: k for k in (
+    ControlKind("bow", "bag-of-words control",
+                "reading off which words the sentence holds as the explanation of the accuracy",
+                bow_labels),
+    ControlKind("permuted", "permuted-label control",
+                "chance: what a probe that learned nothing scores on these class proportions",
+                permuted_labels),
+)}
+assert tuple(CONTROL_KINDS) == CONTROL_KIND_NAMES, "vocab.CONTROL_KIND_NAMES names the registry's kinds, in order"
 
 
 class ControlTask(Task):
     """The control version of a loaded classification task: same spec, sentences, splits and evaluator; labels
-    replaced by the control labels (see the module docstring).
+    replaced by the control's (see the module docstring).
 
     Attributes
     ----------
     source : Task
         The task it controls.
+    kind : ControlKind
     control_seed : int
-        Seed of the type values and of the class-to-bin assignment.
-    thresholds : np.ndarray
-        The ``n_classes - 1`` score cut points (from the training split).
-    bin_classes : np.ndarray
-        ``bin_classes[b]`` is the class of score bin ``b``.
     """
 
     source: Task
+    kind: ControlKind
     control_seed: int
-    thresholds: np.ndarray
-    bin_classes: np.ndarray
 
     @property
     def control_name(self) -> str:
-        """The name results use for this control: ``"<task>+control"``."""
-        return self.spec.name + CONTROL_SUFFIX
+        """The name results use for this control: ``"<task>+<kind>-control"``."""
+        return f"{self.spec.name}+{self.kind.name}{CONTROL_SUFFIX}"
 
-    def labels_for(self, records: dict) -> dict[str, np.ndarray]:
-        """Control labels of every split of ``records`` (``{split: {"X": [tokens...]}}`` or pairs ``"A"`` /
-        ``"B"``), in the records' own order. Control labels are a function of each sentence's word types, so this
-        gives the control labels of the source task's rows in the order its embeddings have
-        (``task.sorted_data()``): a task's probes and its control probes can then share one set of features and
-        train together (:class:`~senteval_anatomy.engine.batched.Variant`)."""
-        return {split: _bin_labels(self.thresholds, self.bin_classes, _split_scores(rec, self.control_seed))
-                for split, rec in records.items()}
+    def labels_for(self, records: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """This control's labels for the rows of ``records`` (``{split: {"X": [tokens...], ...}}`` or pairs
+        ``"A"`` / ``"B"``; the source task's rows in any order, e.g. ``task.sorted_data()``, the order its
+        embeddings have), looked up by sentence in this control task's own data - never derived from the records'
+        labels. So a task's probes and its control probes can share one set of features and train together
+        (:class:`~senteval_anatomy.engine.batched.Variant`) with exactly the control task's labels.
+
+        Raises
+        ------
+        KeyError
+            A split or a sentence that is not in this control task.
+        """
+        out = {}
+        for split, rec in records.items():
+            if split not in self.data:
+                raise KeyError(f"split {split!r} is not in control task {self.control_name}.")
+            pool: dict[str, list[int]] = {}
+            own = self.data[split]
+            for k, y in zip(_row_keys(own), own["y"], strict=True):
+                pool.setdefault(k, []).append(int(y))
+            for v in pool.values():
+                v.sort(reverse=True)  # duplicates of a sentence: their labels dealt in a fixed order
+            labels = []
+            for k in _row_keys(rec):
+                if not pool.get(k):
+                    raise KeyError(f"{self.control_name}: a {split} sentence of the records is not in the task "
+                                   f"({k[:60]!r}); labels_for takes the source task's own rows.")
+                labels.append(pool[k].pop())
+            out[split] = np.asarray(labels, dtype=np.int64)
+        return out
 
     def __repr__(self) -> str:
-        return f"ControlTask({self.name!r}, seed={self.control_seed})"
+        return f"ControlTask({self.name!r}, kind={self.kind.name!r}, seed={self.control_seed})"
 
 
-def control_task(task: Task, seed: int = 0) -> ControlTask:
+def _n_classes(task: Task) -> int:
+    spec = task.spec
+    if spec.kind not in _SUPPORTED_KINDS:
+        raise ValueError(f"{spec.name} is a {spec.kind} task; control tasks exist for classification tasks only "
+                         f"(kinds {', '.join(_SUPPORTED_KINDS)}). Leave {spec.name} out of the controls.")
+    n_classes = task.n_classes
+    if not n_classes or n_classes < 2:
+        raise ValueError(f"{spec.name}: a control task needs at least 2 classes, the task has {n_classes}.")
+    return int(n_classes)
+
+
+def control_task(task: Task, seed: int = 0, kind: str = "bow") -> ControlTask:
     """The control task of ``task`` (from :func:`~senteval_anatomy.engine.tasks.load_task`).
 
     Parameters
@@ -142,66 +263,56 @@ def control_task(task: Task, seed: int = 0) -> ControlTask:
         A loaded classification or pair-classification task.
     seed : int
         Control seed: another seed draws another control task of the same kind.
+    kind : str
+        A key of :data:`CONTROL_KINDS` (``"bow"`` or ``"permuted"``).
 
     Raises
     ------
     ValueError
-        For regression tasks (relatedness, STS), which have no classes to control.
+        For regression tasks (relatedness, STS), which have no classes to control, and for an unknown kind.
     """
-    spec = task.spec
-    if spec.kind not in _SUPPORTED_KINDS:
-        raise ValueError(f"{spec.name} is a {spec.kind} task; control tasks exist for classification tasks only "
-                         f"(kinds {', '.join(_SUPPORTED_KINDS)}). Leave {spec.name} out of the controls.")
-    n_classes = task.n_classes
-    if not n_classes or n_classes < 2:
-        raise ValueError(f"{spec.name}: a control task needs at least 2 classes, the task has {n_classes}.")
-    fit_split = "train" if "train" in task.data else next(iter(task.data))
-    y_fit = np.asarray(task.data[fit_split]["y"], dtype=np.int64)
-    # Class proportions of the task's training labels -> score quantiles at which the bins are cut.
-    counts = np.bincount(y_fit, minlength=n_classes).astype(np.float64)
-    rng = np.random.RandomState(int(seed) % 2**32)
-    bin_classes = rng.permutation(n_classes)
-    cum = np.cumsum(counts[bin_classes])[:-1] / counts.sum()
-    fit_scores = _split_scores(task.data[fit_split], seed)
-    thresholds = np.quantile(fit_scores, cum, method="inverted_cdf") if len(cum) else np.zeros(0)
+    if kind not in CONTROL_KINDS:
+        raise ValueError(f"unknown control kind {kind!r}; the kinds are {', '.join(CONTROL_KINDS)}.")
+    n_classes = _n_classes(task)
+    ck = CONTROL_KINDS[kind]
+    labels = ck.labels(task, int(seed))
     data: dict[str, dict] = {}
     for split, rec in task.data.items():
-        labels = _bin_labels(thresholds, bin_classes, _split_scores(rec, seed))
         new = dict(rec)
-        new["y"] = [int(v) for v in labels]
+        new["y"] = [int(v) for v in labels[split]]
         data[split] = new
-    names = [f"control-{k}" for k in range(n_classes)]
-    out = ControlTask(spec, data, task.samples, seed=task.seed, task_path=task.task_path, label_names=names)
+    names = [f"{kind}-control-{k}" for k in range(n_classes)]
+    out = ControlTask(task.spec, data, task.samples, seed=task.seed, task_path=task.task_path, label_names=names)
     out.n_classes = n_classes
     out.source = task
+    out.kind = ck
     out.control_seed = int(seed)
-    out.thresholds = np.asarray(thresholds, dtype=np.float64)
-    out.bin_classes = bin_classes
     return out
 
 
+def control_tasks(task: Task, seed: int = 0, kinds: Sequence[str] | None = None) -> dict[str, ControlTask]:
+    """Every control (``kinds``, default all of :data:`CONTROL_KINDS`) of a classification task, by kind; ``{}``
+    for a task without classes (relatedness, STS), which has no control."""
+    if task.spec.kind not in _SUPPORTED_KINDS:
+        return {}
+    return {k: control_task(task, seed, k) for k in (CONTROL_KIND_NAMES if kinds is None else kinds)}
+
+
+def majority_acc(task: Task) -> float:
+    """Test accuracy (points) of the probe that learned nothing and predicts the training majority class (ties: the
+    smaller class id): the floor every accuracy of the task is read against. NaN without classes or a test split."""
+    if task.spec.kind not in _SUPPORTED_KINDS:
+        return float("nan")
+    fit = task.data.get("train") or next(iter(task.data.values()))
+    test = task.data.get("test")
+    if not test or not len(test["y"]):
+        return float("nan")
+    major = int(np.argmax(np.bincount(np.asarray(fit["y"], dtype=np.int64))))
+    return 100.0 * float(np.mean(np.asarray(test["y"], dtype=np.int64) == major))
+
+
 def selectivity(task_acc: float | np.ndarray, control_acc: float | np.ndarray) -> float | np.ndarray:
-    """Selectivity (Hewitt & Liang 2019): task accuracy minus control-task accuracy, in accuracy points."""
+    """Selectivity: task accuracy minus control-task accuracy, in accuracy points. Both controls have the task's
+    class counts on every split, so a constant (majority) probe has selectivity exactly 0: the difference is
+    chance-corrected without a further term."""
     return np.subtract(task_acc, control_acc)
-
-
-@dataclass(frozen=True)
-class ControlKind:
-    """One kind of control as the sweep runs it: a label function and the result columns it fills.
-
-    ``labels(task, seed)`` gives the control labels of every split of ``task`` in the order of
-    ``task.sorted_data()`` (the order of the task's embeddings), so the control probes are slots of the same stacked
-    run as the task's probes (:class:`~senteval_anatomy.engine.batched.Variant`). ``columns`` names the result
-    columns (:data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`): the control accuracy, then the task accuracy minus it.
-    """
-
-    labels: Callable[[Task, int], Mapping[str, np.ndarray]]
-    columns: tuple[str, str]
-
-
-#: Every control the sweep's ``controls=True`` (``--controls``) runs, by name. A new control is one entry here
-#: (and its two columns in :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`); the sweep's loop does not change.
-CONTROLS: dict[str, ControlKind] = {
-    "control": ControlKind(labels=lambda task, seed: control_task(task, seed).labels_for(task.sorted_data()),
-                           columns=("control_acc", "selectivity")),
-}

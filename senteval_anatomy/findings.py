@@ -1,28 +1,32 @@
 """Findings you can trust: every head's probing score with its controls, baseline, uncertainty and utilisation.
 
 The sweep computes them (:func:`senteval_anatomy.sweeping.sweep` with ``findings=``; ``--controls``, ``--seeds``,
-``--untrained-baseline``, ``--mdl``, ``--ablate``): controls and seeds are variants of the same stacked run as the
-task's probes, so each probe trains once (:mod:`senteval_anatomy.sweeping.variants`). They are columns of the one
-tidy table, ``results.csv`` (:data:`~senteval_anatomy.vocab.RESULT_COLUMNS` followed by
+``--untrained-baseline``, ``--mdl``, ``--ablate``): the controls and the extra seeds are variants of the same stacked
+run as the task's probes, so each probe trains once (:mod:`senteval_anatomy.sweeping.variants`). They are columns of
+the one tidy table, ``results.csv`` (:data:`~senteval_anatomy.vocab.RESULT_COLUMNS` followed by
 :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`, empty when an option is off). This module turns them into the
 report's claims section and figures:
 
 =========================  ========================================================================================
 column                     meaning
 =========================  ========================================================================================
-``acc_low``, ``acc_high``  95% percentile bootstrap interval of test accuracy (same resamples for every head)
+``acc_low``, ``acc_high``  95% Wilson interval of test accuracy (:func:`senteval_anatomy.stats.accuracy_ci`)
 ``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
-``control_acc``            test accuracy on the control task (:mod:`senteval_anatomy.controls`)
-``selectivity``            ``acc - control_acc`` (Hewitt & Liang 2019)
+``majority_acc``           test accuracy of predicting the training majority class (:func:`.controls.majority_acc`)
+``<kind>_control_acc``     test accuracy on the ``bow`` / ``permuted`` control task (:mod:`senteval_anatomy.controls`)
+``<kind>_selectivity``     ``acc - <kind>_control_acc`` (0 for a probe that learned nothing)
 ``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)
 ``untrained_gain``         ``acc - untrained_acc``: what training put there
 ``mdl``, ``compression``   online codelength of the training labels, bits, and ``N log2 K / mdl`` (:mod:`.engine.mdl`)
 ``ablation_delta``         change of the model's own output when this head alone is ablated (:mod:`.ablation`)
 ``dev_rank``               rank by dev score within the task and view (1 = selected)
 ``p_vs_best``              McNemar p-value of this probe's test predictions against the dev-selected best
-``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``)
+``p_vs_best_adj``          ``p_vs_best`` corrected (``correction``, Holm) over the ``family_size`` probes of the view
+``tied_with_best``         ``p_vs_best_adj >= alpha`` (or the best itself)
+``p_vs_next``              McNemar p of rank r against rank r + 1, for the top-k ranks (``top_k``), uncorrected
 ``p_vs_layer_best``        McNemar p against the dev-best head of the same layer
-``tied_with_layer_best``   ``p_vs_layer_best >= alpha`` (or the layer best itself): not distinguishable from it
+``p_vs_layer_best_adj``    corrected over every non-layer-best head of the model (``layer_family_size`` tests)
+``tied_with_layer_best``   ``p_vs_layer_best_adj >= alpha`` (or the layer best itself): not distinguishable from it
 =========================  ========================================================================================
 
 Columns of options that were not requested are NaN. Selection is on dev throughout; test predictions are only used
@@ -49,6 +53,11 @@ __all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "finding
 
 
 
+def _flag(col: pd.Series) -> pd.Series:
+    """A boolean column as bools, also after a CSV round trip (``"True"`` / ``"False"`` / empty)."""
+    return col.astype(str).str.lower() == "true"
+
+
 def _best(rows: pd.DataFrame) -> pd.Series:
     """The dev-selected row (first maximum of ``devacc``)."""
     return rows.loc[rows["devacc"].astype(float).idxmax()]
@@ -58,31 +67,49 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
     distinguishable from the next best and what ablating it does; then the paper's claims re-tested (layers; top
     heads across tasks; top-k against the best layer, from ``curves`` = top-k curves with intervals)."""
+    from .controls import CONTROL_KINDS
+    from .stats import CORRECTIONS
+
     heads = table[table["view"] == "heads"]
+    method = CORRECTIONS.get(str(heads["correction"].dropna().iloc[0]) if heads["correction"].notna().any()
+                             else "", "no correction")
     lines = ["## Findings with controls, baselines and intervals", "",
-             "Per task, the head selected on **dev**; test accuracy with its 95% bootstrap interval; selectivity = "
-             "accuracy - control-task accuracy; gain = accuracy - the same head of the untrained model; "
-             f"\"separable from #2\" = McNemar p < {alpha} against the second head on dev; ablation = change of the "
-             "model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).", ""]
+             "Per task, the head selected on **dev**; test accuracy with its 95% Wilson interval; majority = the "
+             "test accuracy of always predicting the training majority class.", "",
+             "Selectivity = accuracy - control accuracy, against each control; both controls have the task's class "
+             "counts on every split, so a probe that learned nothing has selectivity 0:", ""]
+    lines += [f"- **{k.title}** (`{k.selectivity_column}`): rules out {k.rules_out}." for k in CONTROL_KINDS.values()]
+    lines += ["", "The claim \"the head holds the property\" uses the permuted-label selectivity (is it above what "
+              "learning nothing scores?); the claim \"it holds more than its words\" uses the bag-of-words "
+              "selectivity. Gain = accuracy - the same head of the untrained model. \"Separable from #2\" = the "
+              f"second head on dev differs from the best by McNemar on test, with p corrected by {method} over the "
+              f"family of all heads compared with the best (family size m), at alpha = {alpha}; ablation = change of "
+              "the model's own output when that head alone is ablated (and its rank among all heads, 1 = largest).",
+              ""]
     rows = []
     for task, t in heads.groupby("task", sort=False):
         b = _best(t)
         second = t[t["dev_rank"] == 2]
-        p_next = float(b["p_vs_next"]) if pd.notna(b.get("p_vs_next")) else np.nan
+        p2 = float(second.iloc[0]["p_vs_best_adj"]) if len(second) and pd.notna(second.iloc[0]["p_vs_best_adj"]) \
+            else np.nan
         abl_rank = np.nan
         if t["ablation_delta"].notna().any():
             abl_rank = int((t["ablation_delta"] > b["ablation_delta"]).sum() + 1)
-        rows.append({
+        row = {
             "task": task, "head": f"L{int(b['layer'])}H{int(b['head'])}", "acc": b["acc"],
             "95% CI": f"[{b['acc_low']:.1f}, {b['acc_high']:.1f}]" if pd.notna(b["acc_low"]) else "n/a",
-            "seed s.d.": b["acc_std"], "selectivity": b["selectivity"], "untrained": b["untrained_acc"],
-            "gain": b["untrained_gain"],
+            "majority": b["majority_acc"], "seed s.d.": b["acc_std"]}
+        for k in CONTROL_KINDS.values():
+            row[f"{k.name} sel."] = b[k.selectivity_column]
+        row.update({
+            "untrained": b["untrained_acc"], "gain": b["untrained_gain"],
             "#2": (f"L{int(second.iloc[0]['layer'])}H{int(second.iloc[0]['head'])} {second.iloc[0]['acc']:.1f}"
                    if len(second) else "n/a"),
-            "separable from #2": ("n/a" if np.isnan(p_next) else f"{'yes' if p_next < alpha else 'no'} "
-                                  f"(p={p_next:.2g})"),
+            "separable from #2": ("n/a" if np.isnan(p2) else f"{'yes' if p2 < alpha else 'no'} "
+                                  f"(p adj={p2:.2g}, m={int(b['family_size'])})"),
             "ablation": b["ablation_delta"], "ablation rank": abl_rank,
         })
+        rows.append(row)
     from .report import markdown_table
 
     lines += [markdown_table(pd.DataFrame(rows), floatfmt=".3g"), ""]
@@ -90,23 +117,25 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     # statistically tied with the task's best.
     lines += ["### Claim: surface and syntactic information sits in lower layers, semantic in higher ones", "",
               "For each task: the layer of the dev-selected head, and every layer holding a head not separable from "
-              f"it (McNemar p >= {alpha} on test). A claim about *the* layer of a task holds only if that set is "
-              "narrow.", ""]
+              f"it (McNemar on test, p corrected by {method} over the m heads compared with the best, tied at "
+              f"adjusted p >= {alpha}). A claim about *the* layer of a task holds only if that set is narrow.", ""]
     claim_rows = []
     for task, t in heads.groupby("task", sort=False):
         b = _best(t)
-        tied = t[(t["p_vs_best"] >= alpha) | (t["dev_rank"] == 1)]
+        tied = t[_flag(t["tied_with_best"]) | (t["dev_rank"] == 1)]
         layers = sorted(int(v) for v in tied["layer"].unique())
         claim_rows.append({"task": task, "best layer": int(b["layer"]),
                            "layers with a tied head": ", ".join(map(str, layers)) if len(tied) else "n/a",
-                           "tied heads": len(tied), "heads": len(t)})
+                           "tied heads": len(tied), "heads": len(t),
+                           "family size m": int(b["family_size"]) if pd.notna(b["family_size"]) else "n/a"})
     lines += [markdown_table(pd.DataFrame(claim_rows)), ""]
     # Claim: top heads transfer across tasks - is the dev-best head of one task tied with the best of another?
     tasks = list(heads["task"].unique())
     if len(tasks) > 1:
         lines += ["### Claim: the top heads of one task are top heads of other tasks", "",
                   "Row task's dev-selected head, evaluated in the column task: its test accuracy there, and whether "
-                  f"it is statistically tied with the column task's own dev-selected head (McNemar p >= {alpha}).",
+                  "it is statistically tied with the column task's own dev-selected head (McNemar, corrected by "
+                  f"{method} within the column task, adjusted p >= {alpha}).",
                   ""]
         cells = []
         for a in tasks:
@@ -118,7 +147,7 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
                     row[b] = "-"
                     continue
                 r = tb.iloc[0]
-                tied = r["dev_rank"] == 1 or (pd.notna(r["p_vs_best"]) and r["p_vs_best"] >= alpha)
+                tied = r["dev_rank"] == 1 or bool(_flag(tb["tied_with_best"]).iloc[0])
                 row[b] = f"{r['acc']:.1f} ({'tied' if tied else 'worse'})"
             cells.append(row)
         lines += [markdown_table(pd.DataFrame(cells)), ""]
@@ -128,8 +157,7 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
 
 def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]:
     """Markdown lines: "top-k heads beat the best layer" re-tested per task, from top-k curves computed with
-    intervals (the sweep's top-k view with a findings option, or :func:`senteval_anatomy.topk.topk_curve` with
-    ``intervals=True``): the k chosen on dev and the layer
+    intervals (:func:`senteval_anatomy.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
     chosen on dev, each test score with its bootstrap interval, and McNemar's p of the two."""
     from .report import markdown_table
     from .vocab import INTERVAL_COLUMNS
@@ -161,26 +189,30 @@ def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]
                    markdown_table(pd.DataFrame(rows)), ""]
 
 
-def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
+def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None, kind: str = "bow") -> Any:
     """The paper's head heatmap (layers x heads, heads sorted within each layer, dev-best outlined) coloured by
-    selectivity instead of accuracy, drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    the selectivity against control ``kind`` (:data:`senteval_anatomy.controls.CONTROL_KINDS`) instead of accuracy,
+    drawn by :func:`senteval_anatomy.plots.heatmap`."""
+    from .controls import CONTROL_KINDS
     from .plots import heatmap
     from .results import Results
 
+    ck = CONTROL_KINDS[kind]
     rows = table[(table["task"] == task) & (table["view"] == "heads")]
-    if rows.empty or rows["selectivity"].isna().all():
-        raise ValueError(f"no selectivity for task {task!r}: run the sweep with controls (--controls) on it.")
+    if rows.empty or rows[ck.selectivity_column].isna().all():
+        raise ValueError(f"no {ck.title} selectivity for task {task!r}: run the sweep with --controls on "
+                         "it.")
     shown = rows.copy()
-    shown["acc"] = shown["selectivity"]  # the heatmap colours 'acc'; selection (red box) still reads devacc
+    shown["acc"] = shown[ck.selectivity_column]  # the heatmap colours 'acc'; selection (red box) reads devacc
     fig = heatmap(Results(shown[list(RESULT_COLUMNS)], model=model), task,
-                  title=f"{task}: selectivity (accuracy - control accuracy, points)")
+                  title=f"{task}: selectivity vs the {ck.title} (points)")
     fig.axes[-1].set_ylabel("selectivity (points)")
     return fig
 
 
 def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) -> Any:
     """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
-    is not distinguishable from the dev-best head of its layer (McNemar p >= alpha on test): how much the within-layer
+    is not distinguishable from the dev-best head of its layer (McNemar on test, Holm-corrected over all heads): how much the within-layer
     ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
     (:func:`senteval_anatomy.plots.heatmap`, ``tied``)."""
     from .plots import heatmap, tied_cells
@@ -202,7 +234,7 @@ def utilisation_plot(table: pd.DataFrame, task: str) -> Any:
 
     rows = table[(table["task"] == task) & (table["view"] == "heads")]
     if rows.empty or rows["ablation_delta"].isna().all():
-        raise ValueError(f"no ablation results for task {task!r}: run the sweep with ablation (--ablate) on it.")
+        raise ValueError(f"no ablation results for task {task!r}: run the sweep with --ablate on it.")
     fig = Figure(figsize=(5.2, 3.8), layout="constrained")
     ax = fig.add_subplot()
     sc = ax.scatter(rows["acc"], rows["ablation_delta"], c=rows["layer"], cmap="viridis", s=18)
@@ -249,6 +281,7 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
     """Save the findings figures of every task there is data for under ``figdir`` (tied heads, selectivity,
     utilisation, top-k ablation; ``curves`` defaults to ``table.attrs["ablation_curves"]``) and return them by
     caption, for :func:`senteval_anatomy.report.write_report`."""
+    from .controls import CONTROL_KINDS
     from .plots import save_figure
 
     figdir = Path(figdir)
@@ -260,9 +293,10 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
         if rows["tied_with_layer_best"].notna().any():
             figures[f"{task}: heads tied with their layer's best"] = save_figure(tied_heatmap(table, task),
                                                                               figdir / f"tied_{task}")
-        if rows["selectivity"].notna().any():
-            figures[f"{task}: selectivity per head"] = save_figure(selectivity_heatmap(table, task),
-                                                                   figdir / f"selectivity_{task}")
+        for kind, ck in CONTROL_KINDS.items():
+            if rows[ck.selectivity_column].notna().any():
+                figures[f"{task}: selectivity per head vs the {ck.title}"] = save_figure(
+                    selectivity_heatmap(table, task, kind=kind), figdir / f"selectivity_{kind}_{task}")
         if rows["ablation_delta"].notna().any():
             figures[f"{task}: probing accuracy vs. ablation"] = save_figure(utilisation_plot(table, task),
                                                                             figdir / f"utilisation_{task}")

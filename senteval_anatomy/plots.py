@@ -234,13 +234,15 @@ def _draw_heatmap(
 
 
 #: Legend of the dots :func:`heatmap` draws with ``tied``.
-TIED_NOTE = "dot = not distinguishable from its layer's best head (McNemar, test)"
+TIED_NOTE = "dot = not distinguishable from its layer's best head (McNemar on test, Holm over all heads)"
 
 
 def tied_cells(findings: pd.DataFrame, task: str) -> list[tuple[int, int]] | None:
     """The ``(layer, head)`` of every head of ``task`` that a findings table
-    (the sweep with a findings option) marks ``tied_with_layer_best``; ``None`` when it has no paired
-    tests for the task (nothing to mark, as opposed to nothing tied)."""
+    (the sweep with a findings option) marks ``tied_with_layer_best``, i.e. whose McNemar p against
+    its layer's dev-best head, corrected over every head of the model (:func:`senteval_anatomy.stats.layer_tests`,
+    Holm), is at least alpha; ``None`` when it has no paired tests for the task (nothing to mark, as opposed to
+    nothing tied)."""
     rows = findings[(findings["task"] == task) & (findings["view"] == "heads")] if "task" in findings else findings[:0]
     if rows.empty or "tied_with_layer_best" not in rows or rows["tied_with_layer_best"].isna().all():
         return None

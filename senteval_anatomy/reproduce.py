@@ -65,6 +65,7 @@ __all__ = [
     "reference_results",
     "compare",
     "dry_run",
+    "paper_dev_ties",
     "reproduce",
     "main",
 ]
@@ -443,6 +444,29 @@ def dry_run(plans: Sequence[_Plan], ks: Sequence[int] | None, paper_selection: b
     return "\n".join(lines)
 
 
+def paper_dev_ties(ref: str, task: str, view: str = "heads") -> pd.DataFrame:
+    """Rows of the paper's ``view`` (``"heads"`` or ``"layers"``) of ``task`` whose dev score equals the best one:
+    more than one row means the paper's own "best head" (or layer) is a tie on dev, broken only by the order rule
+    (lower layer, then head), while the tied rows' test scores differ (bert-base SICKEntailment: L0H4 and L7H1 at
+    dev 75.2, test 71.75 and 68.99). Columns ``layer``, ``head``, ``devacc``, ``acc``, in selection order."""
+    rows = reference_results(ref, pooling="cls").table
+    rows = rows[(rows["task"] == task) & (rows["view"] == view) & rows["devacc"].notna()]
+    if rows.empty:
+        return rows[["layer", "head", "devacc", "acc"]]
+    top = rows[rows["devacc"] == rows["devacc"].max()]
+    return top.sort_values(["layer", "head"], kind="mergesort")[["layer", "head", "devacc", "acc"]]
+
+
+def _tie_note(ties: pd.DataFrame, view: str) -> str:
+    """`` (tied on dev with 7,1: test 68.99)`` for a tie at the top of the paper's numbers; empty otherwise."""
+    if len(ties) < 2:
+        return ""
+    others = ties.iloc[1:]
+    at = [_fmt_head(r.layer, r.head) if view == "heads" else str(int(r.layer)) for r in others.itertuples()]
+    return " **tied on dev** with " + ", ".join(f"{a} (test {r.acc:.2f})" for a, r in
+                                                zip(at, others.itertuples(), strict=True))
+
+
 def _reference_summary(ref: str, tasks: Sequence[str], topk_tasks: Sequence[str]) -> str:
     paper = reference_results(ref, pooling="cls")
     k = paper_k(ref)
@@ -454,12 +478,13 @@ def _reference_summary(ref: str, tasks: Sequence[str], topk_tasks: Sequence[str]
             continue
         try:
             h = paper.best_head(task)
-            head = _cell(_fmt_head(h.layer, h.head), h.devacc, h.acc)
+            head = _cell(_fmt_head(h.layer, h.head), h.devacc, h.acc) + _tie_note(paper_dev_ties(ref, task), "heads")
         except ValueError:
             head = "n/a"
         try:
             b, last = paper.best_layer(task), paper.last_layer(task)
-            layer, last_s = _cell(str(b.layer), b.devacc, b.acc), _cell(str(last.layer), last.devacc, last.acc)
+            layer = _cell(str(b.layer), b.devacc, b.acc) + _tie_note(paper_dev_ties(ref, task, "layers"), "layers")
+            last_s = _cell(str(last.layer), last.devacc, last.acc)
         except ValueError:
             layer = last_s = "n/a"
         dev_rows, test_rows = _paper_topk(ref, task)

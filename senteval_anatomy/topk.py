@@ -146,7 +146,6 @@ def topk_curve(
     baselines: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     intervals: bool = False,
-    n_boot: int = 1000,
 ) -> pd.DataFrame:
     """Evaluate the top-k heads representation of ``task`` for each k, plus layer baselines.
 
@@ -180,12 +179,12 @@ def topk_curve(
     on_row : callable, optional
         Called with each finished row (for logging or incremental saving of long sweeps).
     intervals : bool, default=False
-        Also keep every row's test predictions and add :data:`INTERVAL_COLUMNS` (bootstrap interval, McNemar
+        Also keep every row's test predictions and add :data:`INTERVAL_COLUMNS` (Wilson interval, McNemar
         against the best layer), so that "top-k beats the best layer" can be stated with its uncertainty. The
         rows are then evaluated by the batched trainer with one probe
         (:func:`~senteval_anatomy.engine.batched.evaluate_many`, ``predictions=True``), whose numbers equal the
         engine's; tasks without per-sentence test predictions (relatedness, STS, inner k-fold, sklearn probes) get
-        NaN there. ``n_boot`` bootstrap resamples.
+        NaN there.
 
     Returns
     -------
@@ -312,7 +311,7 @@ def topk_curve(
     columns = list(CURVE_COLUMNS)
     if intervals:
         columns += list(INTERVAL_COLUMNS)
-        add_intervals(rows, predictions, n_boot=n_boot, seed=int(run_params.get("seed", 1111)))
+        add_intervals(rows, predictions)
     frame = pd.DataFrame(rows, columns=columns)
     frame["k"] = frame["k"].astype("Int64")
     frame["layer"] = frame["layer"].astype("Int64")

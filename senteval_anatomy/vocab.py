@@ -206,13 +206,18 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "layout",
 )  # fmt: skip
 
+#: Kinds of control task, in report order (the registry is :data:`senteval_anatomy.controls.CONTROL_KINDS`; these
+#: names are the prefixes of their columns below).
+CONTROL_KIND_NAMES: tuple[str, ...] = ("bow", "permuted")
 #: Columns the sweep's findings options fill after :data:`RESULT_COLUMNS` in ``results.csv`` (controls, untrained
 #: baseline, seeds, intervals, paired tests, MDL, ablation); their meaning is in that module's docstring. NaN where an
 #: option was not run or does not apply to the task.
 FINDINGS_COLUMNS: tuple[str, ...] = (
-    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "control_acc", "selectivity", "untrained_acc",
-    "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank", "p_vs_best",
-    "p_vs_next", "p_vs_layer_best", "tied_with_layer_best",
+    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "majority_acc",
+    *(c for k in CONTROL_KIND_NAMES for c in (f"{k}_control_acc", f"{k}_selectivity")),
+    "untrained_acc", "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank",
+    "p_vs_best", "p_vs_best_adj", "tied_with_best", "p_vs_next", "p_vs_layer_best", "p_vs_layer_best_adj",
+    "tied_with_layer_best", "family_size", "layer_family_size", "correction",
 )  # fmt: skip
 
 
@@ -224,9 +229,9 @@ CURVE_COLUMNS: tuple[str, ...] = (
     "ntest", "f1", "by", "selected", "seconds",
 )  # fmt: skip
 
-#: Extra columns of a top-k curve with intervals: the 95% bootstrap interval of each row's test accuracy (every row
-#: of a curve sees the same resamples) and the exact McNemar p-value of its test predictions against the dev-chosen
-#: best layer's (NaN for that row, and for tasks without per-sentence predictions).
+#: Extra columns of a top-k curve with intervals: the 95% Wilson interval of each row's test accuracy
+#: (:func:`senteval_anatomy.stats.accuracy_ci`) and the exact McNemar p-value of its test predictions against the
+#: dev-chosen best layer's (NaN for that row, and for tasks without per-sentence predictions).
 INTERVAL_COLUMNS: tuple[str, ...] = ("acc_low", "acc_high", "p_vs_best_layer")
 
 

@@ -9,6 +9,7 @@ from conftest import CORPUS, _config, _minilm_tokenizer
 
 from senteval_anatomy.ablation import (
     ablate_heads,
+    ablation_reference,
     ablation_scan,
     head_means,
     model_score,
@@ -80,7 +81,7 @@ def test_mlm_and_clm_losses_respond_to_ablation(tiny_encoder):
 
 def test_embedding_shift_without_lm_head(tiny_encoder):
     enc = tiny_encoder("bert")
-    scan = ablation_scan(enc, SENTENCES, heads=[(0, 0), (1, 1)], mode="mean")
+    scan = ablation_scan(enc, SENTENCES[:6], heads=[(0, 0), (1, 1)], mode="mean", reference=SENTENCES[6:])
     assert (scan["measure"] == "embedding").all() and (scan["baseline"] == 0).all()
     assert (scan["delta"] > 0).all() and (scan["delta"] < 1).all()
 
@@ -94,3 +95,31 @@ def test_topk_ablation_curve(tiny_encoder):
     assert curve["delta"].gt(0).all() and curve.loc[1, "delta_sd"] >= 0
     with pytest.raises(ValueError, match="outside"):
         topk_ablation_curve(enc, SENTENCES, [(1, 0)], ks=[2])
+
+
+def test_mean_ablation_means_come_from_the_reference_not_the_evaluated_sentences(tiny_encoder):
+    """mode="mean" substitutes the heads' mean context over ``reference`` (training sentences), never over the
+    sentences it is measured on; without a reference, or with the evaluated sentences as reference, it refuses."""
+    from senteval_anatomy.engine.tasks import Task, get_task
+
+    enc = tiny_encoder("bert")
+    evaluated, train = SENTENCES[:6], SENTENCES[6:]
+    scan = ablation_scan(enc, evaluated, heads=[(1, 2)], mode="mean", reference=train)
+    base, ref = model_score(enc, evaluated, measure="embedding")
+    with ablate_heads(enc, [(1, 2)], mode="mean", means=head_means(enc, train)):
+        want = model_score(enc, evaluated, measure="embedding", reference=ref)[0] - base
+    with ablate_heads(enc, [(1, 2)], mode="mean", means=head_means(enc, evaluated)):
+        own = model_score(enc, evaluated, measure="embedding", reference=ref)[0] - base
+    assert scan.loc[0, "delta"] == pytest.approx(want) and want != pytest.approx(own)
+    curve = topk_ablation_curve(enc, evaluated, [(1, 2)], ks=[1], n_random=1, mode="mean", reference=train)
+    assert curve.loc[0, "delta"] == pytest.approx(want)
+    with pytest.raises(ValueError, match="reference="):
+        ablation_scan(enc, evaluated, heads=[(1, 2)], mode="mean")
+    with pytest.raises(ValueError, match="very sentences"):
+        ablation_scan(enc, evaluated, heads=[(1, 2)], mode="mean", reference=list(evaluated))
+    # The task's reference: its training sentences, never its test sentences.
+    split = lambda ss: [s.split() for s in ss]  # noqa: E731
+    task = Task(get_task("Tense"), {"train": {"X": split(train), "y": [0] * len(train)},
+                                    "test": {"X": split(evaluated), "y": [0] * len(evaluated)}}, [])
+    assert ablation_reference(task) == list(dict.fromkeys(" ".join(s) for s in split(train)))
+    assert not set(ablation_reference(task)) & set(" ".join(s) for s in split(evaluated))

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from senteval_anatomy.controls import control_scores, control_task, selectivity, type_value
+from senteval_anatomy.controls import (
+    CONTROL_KINDS,
+    control_scores,
+    control_task,
+    control_tasks,
+    majority_acc,
+    selectivity,
+    type_value,
+)
 from senteval_anatomy.engine.tasks import Task, get_task, load_task
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "senteval-data"
@@ -60,31 +68,81 @@ def test_type_values_are_fixed_and_seeded():
     assert s[0] == s[1] == pytest.approx((type_value("a", 3) + type_value("b", 3)) / 2)
 
 
-def test_control_labels_deterministic_and_balanced_as_task():
+def _by_sentence(records, labels):
+    """{split: {sentence: sorted labels}}: control labels compared sentence by sentence, whatever the row order."""
+    out = {}
+    for split, rec in records.items():
+        d: dict = {}
+        for x, y in zip(rec["X"], labels[split], strict=True):
+            d.setdefault(tuple(x), []).append(int(y))
+        out[split] = {k: sorted(v) for k, v in d.items()}
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(CONTROL_KINDS))
+def test_control_labels_deterministic_and_balanced_as_task(kind):
     task = _synthetic_task()
-    c1, c2, c3 = control_task(task, seed=0), control_task(task, seed=0), control_task(task, seed=1)
+    c1, c2, c3 = control_task(task, 0, kind), control_task(task, 0, kind), control_task(task, 1, kind)
     for split in task.data:
         assert c1.data[split]["y"] == c2.data[split]["y"]
         assert c1.data[split]["X"] is task.data[split]["X"]
+        # Exactly the task's class counts on every split: a constant probe scores the same on task and control.
+        np.testing.assert_array_equal(np.bincount(c1.data[split]["y"], minlength=3),
+                                      np.bincount(task.data[split]["y"], minlength=3))
     assert c1.data["train"]["y"] != c3.data["train"]["y"]
-    # A function of the sentence only: the same sentence has the same label whatever its split or neighbours.
+    # A function of the sentences of the split, not of their order.
     reordered = Task(task.spec, {s: {"X": rec["X"][::-1], "y": rec["y"][::-1]} for s, rec in task.data.items()},
                      task.samples, label_names=task.label_names)
-    c4 = control_task(reordered, seed=0)
-    assert c4.data["test"]["y"] == c1.data["test"]["y"][::-1]
-    label_of = {}
-    for rec in c1.data.values():
-        for x, y in zip(rec["X"], rec["y"], strict=True):
-            assert label_of.setdefault(tuple(sorted(set(x))), y) == y
-    # Balanced as the task: exact on train (up to ties), close on dev / test.
-    for split in ("train", "dev", "test"):
-        want = np.bincount(task.data[split]["y"], minlength=3) / len(task.data[split]["y"])
-        got = np.bincount(c1.data[split]["y"], minlength=3) / len(c1.data[split]["y"])
-        assert np.abs(got - want).max() < (0.005 if split == "train" else 0.08), (split, got, want)
-    assert c1.n_classes == task.n_classes == 3
+    c4 = control_task(reordered, 0, kind)
+    assert _by_sentence(reordered.data, {s: r["y"] for s, r in c4.data.items()}) == \
+        _by_sentence(task.data, {s: r["y"] for s, r in c1.data.items()})
+    assert c1.n_classes == task.n_classes == 3 and c1.kind is CONTROL_KINDS[kind]
+    assert c1.control_name == f"Length+{kind}-control"
     # Independent of the task's labels (chance agreement ~ sum p_k^2 ~ 0.33, not 1).
     agree = np.mean(np.asarray(c1.data["train"]["y"]) == np.asarray(task.data["train"]["y"]))
     assert agree < 0.5
+
+
+@pytest.mark.parametrize("kind", sorted(CONTROL_KINDS))
+def test_labels_for_the_embedding_order_are_the_control_tasks_own(kind):
+    """The findings path trains control probes as variants of the task's run with ``labels_for(task.sorted_data())``
+    (rows in the embeddings' order): those labels must be the control task's, sentence by sentence - a labels_for
+    that reads the records' own (real) labels fails here."""
+    task = _synthetic_task()
+    ctrl = control_task(task, 0, kind)
+    ordered = task.sorted_data()
+    got = ctrl.labels_for(ordered)
+    assert _by_sentence(ordered, got) == _by_sentence(task.data, {s: r["y"] for s, r in ctrl.data.items()})
+    real = {s: np.asarray(r["y"]) for s, r in ordered.items()}
+    assert np.mean(got["train"] == real["train"]) < 0.5
+    with pytest.raises(KeyError, match="not in the task"):
+        ctrl.labels_for({"test": {"X": [["never", "seen"]], "y": [0]}})
+
+
+def test_a_probe_that_learned_nothing_has_zero_selectivity():
+    """Known answer: a constant prediction (the training majority) scores exactly majority_acc on the task and on
+    every control, so its selectivity is 0 (the old training-quantile cut points gave such probes -5 to -21)."""
+    rs = np.random.RandomState(2)
+    task = _synthetic_task()
+    for split in task.data:  # unbalanced: 70% class 0
+        n = len(task.data[split]["y"])
+        task.data[split]["y"] = [int(v) for v in np.where(rs.rand(n) < 0.7, 0, rs.randint(1, 3, n))]
+    maj = majority_acc(task)
+    assert maj == pytest.approx(100 * np.mean(np.asarray(task.data["test"]["y"]) == 0))
+    for ctrl in control_tasks(task, seed=4).values():
+        control_const = 100 * np.mean(np.asarray(ctrl.data["test"]["y"]) == 0)
+        assert selectivity(maj, control_const) == 0.0
+
+
+def test_permuted_control_is_not_learnable():
+    """Known answer: on the permuted-label control, features that carry the task (length) and features that carry
+    the words both score near the control's chance."""
+    task = _synthetic_task()
+    ctrl = control_task(task, seed=0, kind="permuted")
+    majority = 100 * np.bincount(ctrl.data["test"]["y"]).max() / len(ctrl.data["test"]["y"])
+    for feats in (_length, _bow):
+        assert _acc(ctrl, feats) < majority + 10
+    assert _acc(task, _length) - _acc(ctrl, _length) > 50  # permuted selectivity of the right features: high
 
 
 def test_control_learnable_only_by_memorising_word_types():
@@ -110,10 +168,8 @@ def test_control_rejects_regression_tasks():
 @pytest.mark.skipif(not (SHARED_DATA / "probing" / "past_present.txt").is_file(), reason="shared data absent")
 def test_control_of_a_real_probing_task():
     task = load_task("Tense", SHARED_DATA)
-    ctrl = control_task(task, seed=0)
-    for split in ("train", "dev", "test"):
-        want = np.bincount(task.data[split]["y"], minlength=2) / len(task.data[split]["y"])
-        got = np.bincount(ctrl.data[split]["y"], minlength=2) / len(ctrl.data[split]["y"])
-        # dev/test are cut at the training thresholds: close up to sampling noise (3.5 binomial s.d.)
-        assert np.abs(got - want).max() < 3.5 * np.sqrt(0.25 / len(ctrl.data[split]["y"])), (split, got, want)
-    assert ctrl.samples is task.samples and ctrl.name == "Tense" and ctrl.control_name == "Tense+control"
+    for kind, ctrl in control_tasks(task, seed=0).items():
+        for split in ("train", "dev", "test"):
+            np.testing.assert_array_equal(np.bincount(ctrl.data[split]["y"], minlength=2),
+                                          np.bincount(task.data[split]["y"], minlength=2))
+        assert ctrl.samples is task.samples and ctrl.name == "Tense" and ctrl.control_name == f"Tense+{kind}-control"

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
+from senteval_anatomy.controls import CONTROL_KINDS, majority_acc
+from senteval_anatomy.engine.tasks import load_task
 from senteval_anatomy.findings import claims_section, findings_figures, selectivity_heatmap
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
@@ -38,7 +40,17 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     plain = sweep(enc, ["Tense"], task_path=tiny_data, views=("heads",), params=FAST, store=store, progress=False)
     pd.testing.assert_frame_equal(table[list(RESULT_COLUMNS)], plain[list(RESULT_COLUMNS)], check_dtype=False)
     acc = table["acc"].to_numpy()
-    np.testing.assert_allclose(table["selectivity"], acc - table["control_acc"], atol=1e-9)
+    for kind in CONTROL_KINDS:
+        np.testing.assert_allclose(table[f"{kind}_selectivity"], acc - table[f"{kind}_control_acc"], atol=1e-9)
+    task = load_task("Tense", tiny_data)
+    assert (table["majority_acc"] == majority_acc(task)).all()
+    # The permuted control is the empirical chance level: near the majority baseline for every head, much nearer
+    # than the task's own accuracy (control labels built from the real labels would make the two equal).
+    off = (table["permuted_control_acc"] - table["majority_acc"]).abs()
+    assert off.max() < 10 and off.mean() < 0.5 * (table["acc"] - table["majority_acc"]).abs().mean()
+    assert (table["family_size"] == len(table) - 1).all() and (table["correction"] == "holm").all()
+    assert (table["layer_family_size"] == enc.num_layers * (enc.num_heads - 1)).all()
+    assert (table["p_vs_best_adj"].dropna() >= table["p_vs_best"].dropna()).all()
     np.testing.assert_allclose(table["untrained_gain"], acc - table["untrained_acc"], atol=1e-9)
     assert (table["acc_low"] <= acc + 1e-9).all() and (acc <= table["acc_high"] + 1e-9).all()
     assert (table["n_seeds"] == 2).all() and table["acc_std"].notna().all()
@@ -51,16 +63,17 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     # one table on disk: results.csv carries the findings columns (no findings.csv beside it)
     on_disk = pd.read_csv(tmp_path / "results.csv")
     assert len(on_disk) == len(table) and not (tmp_path / "findings.csv").exists()
-    np.testing.assert_allclose(on_disk["selectivity"], table["selectivity"], atol=1e-9)
+    np.testing.assert_allclose(on_disk["bow_selectivity"], table["bow_selectivity"], atol=1e-9)
     text = claims_section(table)
     assert "Tense" in text and "95% CI" in text and "layers with a tied head" in text
-    fig = selectivity_heatmap(table, "Tense")
-    assert "selectivity" in fig.axes[0].get_title()
+    fig = selectivity_heatmap(table, "Tense", kind="permuted")
+    assert "selectivity vs the permuted-label control" in fig.axes[0].get_title()
     curves = pd.read_csv(tmp_path / "ablation_curves.csv")
     assert list(curves["k"].unique()) == [1, 2, 4, 8] and set(curves["kind"]) == {"top", "random"}
     figures = findings_figures(table, tmp_path / "figs", curves=curves)
     names = {p.name for paths in figures.values() for p in paths}
-    assert {"selectivity_Tense.png", "utilisation_Tense.png", "tied_Tense.png", "ablation_topk_Tense.png"} <= names
+    assert {"selectivity_bow_Tense.png", "selectivity_permuted_Tense.png", "utilisation_Tense.png", "tied_Tense.png",
+            "ablation_topk_Tense.png"} <= names
     pd.testing.assert_frame_equal(pd.DataFrame(table.attrs["ablation_curves"]), curves, check_dtype=False)
     assert len(pd.concat([table, table])) == 2 * len(table)  # attrs never break pandas operations
 
@@ -79,9 +92,11 @@ def test_each_probe_trains_once_with_controls_and_seeds(tiny_encoder, tiny_data,
     assert len(calls) == 1 and calls[0] is None
     calls.clear()
     table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, controls=True, seeds=3)
-    assert len(calls) == 1 and len(calls[0]) == 4  # task + 2 seeds + 1 control: slots of one stacked run
+    # the task + 2 more seeds + one variant per control kind: slots of one stacked run
+    assert len(calls) == 1 and len(calls[0]) == 3 + len(CONTROL_KINDS)
     pd.testing.assert_frame_equal(table[list(RESULT_COLUMNS)], plain[list(RESULT_COLUMNS)], check_dtype=False)
-    assert table["control_acc"].notna().all() and table["acc_std"].notna().all()
+    assert table["bow_control_acc"].notna().all() and table["permuted_control_acc"].notna().all()
+    assert table["acc_std"].notna().all()
 
 
 def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
@@ -96,9 +111,10 @@ def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
 
 
 def test_claims_section_on_a_known_table():
-    """Two tasks x 2 layers x 2 heads with known tests: A's best head is tied with B's best; B's best is worse in A."""
+    """Two tasks x 2 layers x 2 heads with known (corrected) tests: A's best head is tied with B's best; B's best is
+    worse in A."""
     rows = []
-    spec = {  # (task, layer, head): (devacc, acc, dev_rank, p_vs_best)
+    spec = {  # (task, layer, head): (devacc, acc, dev_rank, p_vs_best_adj)
         ("A", 0, 1): (90, 88, 1, np.nan), ("A", 1, 0): (80, 79, 2, 0.001), ("A", 0, 0): (70, 70, 3, 0.0001),
         ("A", 1, 1): (60, 61, 4, 0.0001),
         ("B", 1, 0): (75, 74, 1, np.nan), ("B", 0, 1): (74, 73, 2, 0.5), ("B", 0, 0): (60, 60, 3, 0.01),
@@ -106,15 +122,32 @@ def test_claims_section_on_a_known_table():
     }
     for (task, layer, head), (dev, acc, rank, p) in spec.items():
         rows.append({"task": task, "view": "heads", "layer": layer, "head": head, "devacc": dev, "acc": acc,
-                     "acc_low": acc - 3, "acc_high": acc + 3, "acc_std": 0.5, "selectivity": 20.0,
-                     "untrained_acc": 50.0, "untrained_gain": acc - 50, "dev_rank": rank, "p_vs_best": p,
-                     "p_vs_next": 0.01 if rank == 1 else np.nan, "ablation_delta": float(rank)})
+                     "acc_low": acc - 3, "acc_high": acc + 3, "acc_std": 0.5, "majority_acc": 50.0,
+                     "bow_selectivity": 20.0, "permuted_selectivity": 30.0,
+                     "untrained_acc": 50.0, "untrained_gain": acc - 50, "dev_rank": rank, "p_vs_best": p / 3,
+                     "p_vs_best_adj": p, "tied_with_best": rank == 1 or p >= 0.05, "family_size": 3,
+                     "correction": "holm", "p_vs_next": 0.01 if rank == 1 else np.nan, "ablation_delta": float(rank)})
     text = claims_section(pd.DataFrame(rows))
-    assert "| A | L0H1 | 88 | [85.0, 91.0] |" in text
-    assert "yes (p=0.01)" in text  # separable from #2
+    assert "| A | L0H1 | 88 | [85.0, 91.0] | 50 | 0.5 | 20 | 30 |" in text
+    assert "yes (p adj=0.001, m=3)" in text and "no (p adj=0.5, m=3)" in text  # separable from #2, corrected
+    assert "Holm (family-wise error rate)" in text and "bag-of-words control" in text
     assert "| A (L0H1) | - | 73.0 (tied) |" in text
     assert "| B (L1H0) | 79.0 (worse) | - |" in text
-    assert "| A | 0 | 0 | 1 | 4 |" in text  # layer claim: only the best itself is tied in A
+    assert "| A | 0 | 0 | 1 | 4 | 3 |" in text  # layer claim: only the best itself is tied in A; family size
+
+
+def test_findings_mean_ablation_uses_training_sentences(tiny_encoder, tiny_data):
+    """The findings path's mean ablation measures on the first test sentences with the heads' means over the
+    task's training sentences: its deltas equal ablation_scan with reference=ablation_reference(task)."""
+    from senteval_anatomy.ablation import ablation_reference, ablation_scan
+
+    enc = tiny_encoder("bert")
+    table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, controls=False, ablate=True,
+                           ablation_mode="mean", ablation_sentences=8, ablation_ks=(1,), progress=False)
+    task = load_task("Tense", tiny_data)
+    test = list(dict.fromkeys(" ".join(s) for s in task.data["test"]["X"]))[:8]
+    scan = ablation_scan(enc, test, mode="mean", reference=ablation_reference(task), progress=False)
+    np.testing.assert_allclose(table["ablation_delta"], scan["delta"], rtol=1e-6)
 
 
 def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data, tmp_path):
@@ -169,8 +202,8 @@ def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
     rep = run(plan, enc, store).report
     md = rep.path.read_text()
     assert rep.path == tmp_path / "report.md"
-    assert "## Findings with controls" in md and "selectivity_Tense.png" in md
-    assert (tmp_path / "figures" / "findings" / "selectivity_Tense.png").is_file()
+    assert "## Findings with controls" in md and "selectivity_bow_Tense.png" in md
+    assert (tmp_path / "figures" / "findings" / "selectivity_bow_Tense.png").is_file()
     assert "### Claim: the top-k heads beat the best layer" in md and "McNemar p" in md
     assert TIED_NOTE in md
     assert {"acc_low", "acc_high", "p_vs_best_layer"} <= set(rep.curves.columns)

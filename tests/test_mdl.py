@@ -64,3 +64,17 @@ def test_mdl_rejects_regression():
     task = Task(get_task("SICKRelatedness"), {}, [])
     with pytest.raises(ValueError, match="classification"):
         mdl_many(task, {}, PARAMS)
+
+
+def test_mdl_of_random_features_is_below_one():
+    """Known answer for the docs' claim: features that carry nothing about the labels compress *worse* than the
+    uniform code (each block's probe fits noise), so a useless representation scores below 1, not 1."""
+    rs = np.random.RandomState(0)
+    n, d = 1000, 32
+    y = rs.randint(0, 2, n)
+    emb = {"train": {"X": rs.randn(n, 4, d).astype(np.float32), "y": y}}
+    task = Task(get_task("Tense"), {}, [], label_names=["PAST", "PRES"])
+    params = {"seed": 2, "device": "cpu",
+              "classifier": {"nhid": 0, "optim": "adam", "batch_size": 64, "tenacity": 5, "epoch_size": 4}}
+    comp = np.array([r["compression"] for r in mdl_many(task, emb, params, progress=False)])
+    assert (comp < 1.0).all() and (comp > 0.5).all(), comp

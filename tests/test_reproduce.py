@@ -168,6 +168,18 @@ def test_dry_run_lists_the_work_and_the_reference_numbers(capsys):
     assert "12 x 12 = 144" in text and "Total" in text and "GB" in text
     assert "0,7 (86.84 / 86.91)" in text  # bert-base Length best head, as published
     assert "heads ranked on TEST" in text
+    # a tie at the top of the paper's own numbers is marked: bert-base SICKEntailment's best head on dev (75.2) is
+    # shared by L0H4 (test 71.75) and L7H1 (test 68.99); the order rule alone picks L0H4
+    assert "0,4 (75.20 / 71.75) **tied on dev** with 7,1 (test 68.99)" in text
+    length_rows = [line for line in text.splitlines() if line.startswith("| Length |")]
+    assert length_rows and not any("tied on dev" in line for line in length_rows)  # no tie: no mark
+
+
+def test_paper_dev_ties_known_cases():
+    ties = R.paper_dev_ties("openai-gpt", "OddManOut")
+    assert len(ties) == 2 and set(ties["layer"]) == {10, 11} and (ties["devacc"] == 60.96).all()
+    assert sorted(ties["acc"]) == [59.29, 60.25]
+    assert len(R.paper_dev_ties("bert-base-uncased", "Length")) == 1
 
 
 def test_bad_arguments_are_one_line_errors(capsys, tmp_path, task_path):

@@ -214,7 +214,7 @@ def test_topk_curve_intervals_keep_the_numbers_and_add_uncertainty(bert, task_pa
                                                        "epoch_size": 1, "max_epoch": 6})
     kw = dict(ks=[1, 4], params=params, store=store, progress=False)
     plain = topk_curve(bert, "Length", task_path, res, **kw)
-    curve = topk_curve(bert, "Length", task_path, res, intervals=True, n_boot=200, **kw)
+    curve = topk_curve(bert, "Length", task_path, res, intervals=True, **kw)
     assert list(curve.columns) == list(CURVE_COLUMNS) + list(INTERVAL_COLUMNS)
     cols = ["kind", "k", "layer", "devacc", "acc", "selected"]
     pd.testing.assert_frame_equal(curve[cols], plain[cols])

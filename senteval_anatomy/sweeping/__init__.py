@@ -279,7 +279,7 @@ def _topk_view(plan: Plan, context: RunContext, setting: Mapping[str, Any], data
         spec = {"ranking": [list(p) for p in ranking], "ks": ks, "rank_task": rank_task,
                 "rank_data_hash": data[rank_task], "intervals": intervals,
                 "best_layer": best.layer if (best is not None and intervals) else None,
-                "n_boot": plan.findings.n_boot if intervals else None}
+                "interval": "wilson" if intervals else None}
         key = {**unit_key(setting, task, data[task], "topk"), "topk": spec}
         unit = unit_path(out / TOPK_DIR, key) if out is not None else None
         done = _resume_curve(unit, key, plan.resume)

@@ -5,13 +5,15 @@ With any findings option on, each unit of the sweep (one task x view) trains its
 
 * variant 0: the task's own labels and seed -- the plain table's numbers, bit for bit;
 * ``seeds - 1`` more probe seeds (``seed + 1``, ...): ``acc_mean`` / ``acc_std``;
-* one variant per control kind of :data:`senteval_anatomy.controls.CONTROLS` (``controls=True``): a label
-  function per split; each fills its two columns (control accuracy, task accuracy minus it).
+* one variant per control kind of :data:`senteval_anatomy.controls.CONTROL_KINDS` (``controls=True``): a label
+  function per split; each fills its two columns (``<kind>_control_acc``, ``<kind>_selectivity``). A new kind of
+  control is one entry in that registry; this loop does not change.
 
 The untrained twin (``untrained_baseline``) is the same probes on another feature source (the twin's stored
 features, encoded with the run's ``batch_size``). MDL and ablation are *column providers*: per unit they add
 columns from the unit's embeddings (MDL) or from the model (ablation), without training a probe again. Paired
-statistics (bootstrap interval, dev rank, McNemar tests) come from variant 0's test predictions.
+statistics (Wilson interval, dev rank, McNemar tests with Holm's correction) come from variant 0's test
+predictions.
 
 The meaning of every column is in :mod:`senteval_anatomy.findings`; the schema is
 :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`.
@@ -34,8 +36,8 @@ __all__ = ["FindingsOptions", "TABLE_COLUMNS", "UnitFindings", "paired_columns",
 #: Every column of ``results.csv``: the result schema, then the findings columns (empty when an option is off).
 TABLE_COLUMNS: tuple[str, ...] = (*RESULT_COLUMNS, *FINDINGS_COLUMNS)
 
-_NUMERIC = ("acc_low", "acc_high", "acc_mean", "acc_std", "control_acc", "selectivity", "untrained_acc",
-            "untrained_gain", "mdl", "compression", "ablation_delta", "p_vs_best", "p_vs_next", "p_vs_layer_best")
+_TEXT = ("ablation_measure", "tied_with_best", "tied_with_layer_best", "correction")
+_NUMERIC = tuple(c for c in FINDINGS_COLUMNS if c not in _TEXT)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,6 @@ class FindingsOptions:
     lm_model: Any = field(default=None, compare=False)
     alpha: float = 0.05
     top_k: int = 5
-    n_boot: int = 1000
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -77,12 +78,16 @@ class FindingsOptions:
             cfg = getattr(self.lm_model, "config", None)
             lm = {"class": type(self.lm_model).__name__, "name": str(getattr(cfg, "name_or_path", "") or ""),
                   "config": key_hash(cfg.to_dict()) if hasattr(cfg, "to_dict") else None}
-        return {"controls": bool(self.controls), "control_seed": int(self.control_seed) if self.controls else None,
+        from ..stats import CORRECTION
+        from ..vocab import CONTROL_KIND_NAMES
+
+        return {"controls": list(CONTROL_KIND_NAMES) if self.controls else [],
+                "control_seed": int(self.control_seed) if self.controls else None, "correction": CORRECTION,
                 "untrained_seed": int(self.untrained_seed) if self.untrained_baseline else None,
                 "seeds": int(self.seeds), "mdl": bool(self.mdl),
                 "ablation": ({"mode": self.ablation_mode, "sentences": int(self.ablation_sentences),
                               "ks": list(self.ablation_ks), "lm_model": lm} if self.ablate else None),
-                "alpha": float(self.alpha), "top_k": int(self.top_k), "n_boot": int(self.n_boot)}
+                "alpha": float(self.alpha), "top_k": int(self.top_k), "interval": "wilson"}
 
 
 def typed(table: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +99,7 @@ def typed(table: pd.DataFrame) -> pd.DataFrame:
             table[c] = np.nan
     for c in _NUMERIC:
         table[c] = pd.to_numeric(table[c], errors="coerce")
-    for c in ("ablation_measure", "tied_with_layer_best"):  # text / yes-no: missing is None, so parquet can type it
+    for c in _TEXT:  # text / yes-no: missing is None, so parquet can type it
         has = table[c].notna()
         table[c] = table[c].astype(object).where(has, None) if has.any() else np.nan
     return table[list(TABLE_COLUMNS)]
@@ -108,16 +113,18 @@ class UnitFindings:
     """
 
     def __init__(self, options: FindingsOptions, task: Any, params: Any) -> None:
-        from ..controls import CONTROLS
+        from ..controls import CONTROL_KINDS, control_tasks
         from ..engine.batched import Variant
 
         self.options, self.task, self.params = options, task, params
         self.classification = task.spec.kind in ("classification", "pair_classification")
         self.paired = (self.classification and task.spec.evaluator in ("split", "kfold")
                        and bool(params.usepytorch))
-        self.controls = list(CONTROLS.items()) if options.controls and self.classification else []
+        ctasks = control_tasks(task, options.control_seed) if options.controls else {}
+        self.controls = [(name, CONTROL_KINDS[name]) for name in ctasks]
+        ordered = task.sorted_data()  # control labels in the order of the task's embeddings
         self.variants = ([Variant()] + [Variant(seed=int(params.seed) + k) for k in range(1, options.seeds)]
-                         + [Variant(labels=kind.labels(task, options.control_seed)) for _, kind in self.controls])
+                         + [Variant(labels=ct.labels_for(ordered)) for ct in ctasks.values()])
         self.seed_acc: list[list[float]] = [[] for _ in range(options.seeds - 1)]
         self.control_acc: list[list[float]] = [[] for _ in self.controls]
         self.untrained_acc: list[float] = []
@@ -149,16 +156,20 @@ class UnitFindings:
         acc = df["acc"].to_numpy(dtype=float)
         if self.paired:
             paired = paired_columns(df["devacc"].to_numpy(dtype=float), np.concatenate(self.correct), probes,
-                                    view, alpha=o.alpha, top_k=o.top_k, n_boot=o.n_boot, seed=int(self.params.seed))
+                                    view, alpha=o.alpha, top_k=o.top_k)
             for c in paired.columns:
                 extra[c] = paired[c].to_numpy()
         stacked = np.stack([acc] + [np.asarray(a, dtype=float) for a in self.seed_acc])
         extra["n_seeds"] = o.seeds
         extra["acc_mean"] = stacked.mean(0)
         extra["acc_std"] = stacked.std(0, ddof=1) if o.seeds > 1 else np.nan
+        if self.classification:
+            from ..controls import majority_acc
+
+            extra["majority_acc"] = majority_acc(self.task)
         for (_, kind), values in zip(self.controls, self.control_acc, strict=True):
-            extra[kind.columns[0]] = values
-            extra[kind.columns[1]] = acc - np.asarray(values, dtype=float)
+            extra[kind.acc_column] = values
+            extra[kind.selectivity_column] = acc - np.asarray(values, dtype=float)
         if self.untrained_acc:
             extra["untrained_acc"] = self.untrained_acc
             extra["untrained_gain"] = acc - np.asarray(self.untrained_acc, dtype=float)
@@ -174,13 +185,15 @@ class UnitFindings:
                   progress: bool) -> pd.DataFrame | None:
         """Column provider: each head ablated alone on the task's first test sentences; and the top-k ablation
         curve (heads ranked on dev)."""
-        from ..ablation import ablation_scan, topk_ablation_curve
+        from ..ablation import ablation_reference, ablation_scan, topk_ablation_curve
 
         o, task = self.options, self.task
         test = task.data.get("test") or next(iter(task.data.values()))
         side = test["X"] if "X" in test else test["A"]
         sents = list(dict.fromkeys(" ".join(s) for s in side))[:o.ablation_sentences]
-        scan = ablation_scan(encoder, sents, mode=o.ablation_mode, lm_model=o.lm_model, progress=progress)
+        reference = ablation_reference(task) if o.ablation_mode == "mean" else None
+        scan = ablation_scan(encoder, sents, mode=o.ablation_mode, lm_model=o.lm_model, progress=progress,
+                             reference=reference)
         delta = {(int(r.layer), int(r.head)): float(r.delta) for r in scan.itertuples()}
         extra["ablation_delta"] = [delta[p] for p in probes]
         extra["ablation_measure"] = scan["measure"].iloc[0]
@@ -189,31 +202,24 @@ class UnitFindings:
         if not ks:
             return None
         curve = topk_ablation_curve(encoder, sents, ranked, ks, mode=o.ablation_mode, lm_model=o.lm_model,
-                                    seed=int(self.params.seed))
+                                    seed=int(self.params.seed), reference=reference)
         curve.insert(0, "task", task.spec.name)
         return curve
 
 
 def paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[int, int]], view: str, *,
-                   alpha: float, top_k: int, n_boot: int, seed: int) -> pd.DataFrame:
-    """Column provider from variant 0's test predictions: bootstrap interval, dev rank, McNemar against the dev
-    best, the next rank and (heads) the dev best of the same layer."""
-    from ..stats import mcnemar, rank_tests
+                   alpha: float, top_k: int) -> pd.DataFrame:
+    """Column provider from variant 0's test predictions: Wilson interval, dev rank, McNemar against the dev best
+    (Holm-corrected over the view), the next rank and (heads) the dev best of the same layer."""
+    from ..stats import CORRECTION, layer_tests, rank_tests
 
-    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, n_boot=n_boot, seed=seed)
-    p_layer = np.full(len(probes), np.nan)
-    tied = np.full(len(probes), None, dtype=object)  # layers view: no "layer best"
-    if view == "heads":
-        layers = np.array([lay for lay, _ in probes])
-        for lay in np.unique(layers):
-            idx = np.flatnonzero(layers == lay)
-            best = idx[np.argmax(devacc[idx])]  # first maximum: ties keep head order, as the sweep's selection
-            for i in idx:
-                if i == best:
-                    tied[i] = True
-                else:
-                    p_layer[i] = mcnemar(correct[best], correct[i])
-                    tied[i] = p_layer[i] >= alpha
-    return pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
-                         "p_vs_best": ranked["p_vs_best"], "p_vs_next": ranked["p_vs_next"],
-                         "p_vs_layer_best": p_layer, "tied_with_layer_best": tied})
+    ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, correction=CORRECTION)
+    out = pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],
+                        "p_vs_best": ranked["p_vs_best"], "p_vs_best_adj": ranked["p_vs_best_adj"],
+                        "tied_with_best": ranked["tied_with_best"], "p_vs_next": ranked["p_vs_next"],
+                        "family_size": ranked["family_size"], "correction": CORRECTION})
+    if view == "heads":  # layers view: no "layer best"
+        layer = layer_tests(devacc, correct, [lay for lay, _ in probes], alpha=alpha, correction=CORRECTION)
+        for c in ("p_vs_layer_best", "p_vs_layer_best_adj", "tied_with_layer_best", "layer_family_size"):
+            out[c] = layer[c].to_numpy()
+    return out

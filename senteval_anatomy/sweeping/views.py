@@ -101,11 +101,10 @@ def evaluate_topk(task: Any, feats: Any, ranking: Sequence[tuple[int, int]], ks:
     return out
 
 
-def add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]], *,
-                  n_boot: int, seed: int) -> None:
-    """Fill :data:`~senteval_anatomy.vocab.INTERVAL_COLUMNS` in curve ``rows`` from their test predictions (same
-    bootstrap resamples for all; McNemar against the row of kind ``best_layer``, chosen on dev)."""
-    from ..stats import bootstrap_ci, correctness, mcnemar
+def add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Fill :data:`~senteval_anatomy.vocab.INTERVAL_COLUMNS` in curve ``rows`` from their test predictions (Wilson
+    interval; McNemar against the row of kind ``best_layer``, chosen on dev)."""
+    from ..stats import accuracy_ci, correctness, mcnemar
 
     for r in rows:
         r.update({c: math.nan for c in INTERVAL_COLUMNS})
@@ -113,7 +112,7 @@ def add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np
         return
     idx = sorted(predictions)
     correct = np.stack([correctness(predictions[i][0], predictions[i][1]) for i in idx])
-    _, low, high = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    _, low, high = accuracy_ci(correct)
     for j, i in enumerate(idx):
         rows[i]["acc_low"], rows[i]["acc_high"] = float(low[j]), float(high[j])
     best = next((j for j, i in enumerate(idx) if rows[i]["kind"] == "best_layer"), None)  # chosen on dev

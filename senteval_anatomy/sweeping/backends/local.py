@@ -174,8 +174,7 @@ def _topk_unit(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.Dat
     columns = list(CURVE_COLUMNS)
     if intervals:
         columns += list(INTERVAL_COLUMNS)
-        add_intervals(rows, {i: (p, _arr(t)) for i, (p, t) in predictions.items()}, n_boot=int(spec["n_boot"]),
-                      seed=int(ctx.run_params.seed))
+        add_intervals(rows, {i: (p, _arr(t)) for i, (p, t) in predictions.items()})
     frame = pd.DataFrame(rows, columns=columns)
     if frame.loc[frame["kind"] == "topk", "devacc"].notna().any():
         frame.loc[choose_k(frame).name, "selected"] = True
