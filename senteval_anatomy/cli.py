@@ -499,6 +499,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     if findings and single:
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate work on a sweep; drop them, or drop "
                          "--head/--layer")
+    if findings and args.backend != "local":
+        raise UsageError(f"--controls/--untrained-baseline/--seeds/--mdl/--ablate run on the local backend (their "
+                         f"variants train in the local loop); drop --backend {args.backend}, or drop them")
     if args.backend == "ray":
         import importlib.util
 

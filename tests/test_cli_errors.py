@@ -84,6 +84,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("ks-empty-item", ["--topk", "--ks", "1,,2"], "expected comma-separated integers"),
     ("ks-more-than-heads", ["--topk", "--ks", "1,1000"], "more than the 8 heads"),
     ("ks-without-topk", ["--no-topk", "--ks", "1,2"], "add --topk"),
+    ("findings-on-ray", ["--controls", "--backend", "ray"], "run on the local backend"),
     ("rank-task-not-swept", ["--topk", "--rank-task", "Depth"], "must be one of --tasks"),
     ("rank-task-unknown", ["--topk", "--rank-task", "Foo"], "unknown task 'Foo'"),
     ("rank-task-two-tasks", ["--tasks", "Length,Tense", "--topk", "--rank-task", "Length,Tense"], "give one task"),

@@ -114,6 +114,9 @@ def make_plan(
     if fo.any() and plan.harness != "builtin":
         raise ValueError(f"the findings options run on the builtin harness (stacked variants), not "
                          f"harness={plan.harness!r}.")
+    if fo.any() and plan.backend != "local" and type(plan.backend).__name__ != "LocalBackend":
+        raise ValueError("the findings options run on the local backend (their variants train in the local loop); "
+                         "use backend='local'.")
     if plan.rank_task is not None and plan.rank_task not in task_list:
         raise ValueError(f"rank_task={plan.rank_task!r} is not among the tasks {task_list}; add it.")
     if plan.out is not None:
