@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from senteval_anatomy.models import load_encoder
+    from senteval_anatomy.encoders.loading import load_encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
     from senteval_anatomy.vocab import preset_params

@@ -52,7 +52,7 @@ FULL = {"tasks": 10, "sentences": 120_000, "train": 100_000}
 
 def cut_data(root: Path, tasks: list[str], n_train: int, n_other: int) -> Path:
     """A SentEval folder with the first ``n_train`` / ``n_other`` lines of each split of the demo probing files."""
-    from senteval_anatomy.engine.tasks import get_task
+    from senteval_anatomy.engine import get_task
 
     for task in tasks:
         rel = get_task(task).files[0]  # e.g. probing/past_present.txt
@@ -127,7 +127,7 @@ def one_run(config: str, data: Path, tasks: list[str], out: Path) -> dict[str, A
     """Run the sweep once in this (fresh) process: ``local`` or ``ray:N``."""
     import torch
 
-    from senteval_anatomy.models import load_encoder
+    from senteval_anatomy.encoders.loading import load_encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
     from senteval_anatomy.sweeping.backends.ray import RayBackend
@@ -187,10 +187,11 @@ def measure_costs(data: Path, task: str, device: str, n_encode: int, n_probes: i
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
+    from senteval_anatomy.encoders.encoder import Encoder
+    from senteval_anatomy.encoders.loading import load_encoder
     from senteval_anatomy.engine.batched import evaluate_many
     from senteval_anatomy.engine.params import apply_defaults
     from senteval_anatomy.engine.tasks import load_task
-    from senteval_anatomy.models import Encoder, load_encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping.units import StoreBatcher
     from senteval_anatomy.vocab import PAPER_PARAMS

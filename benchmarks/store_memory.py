@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from senteval_anatomy.models import Encoder
+from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.store import FeatureStore
 
 WORDS = (

@@ -4,9 +4,9 @@ For each task, on one machine, with the same features and the paper's probe sett
 (:data:`senteval_anatomy.vocab.PAPER_PARAMS`), the script times:
 
 (c) **bare forward**: ``encoder.model(input_ids, attention_mask)`` under ``torch.inference_mode`` over the task's
-    unique sentences, in the length-sorted batches that :func:`~senteval_anatomy.features.iter_encode` builds, with
+    unique sentences, in the length-sorted batches that :func:`~senteval_anatomy.encoders.encoding.iter_encode` builds, with
     no hooks. Tokenising and padding are done beforehand and not timed.
-**encode()**: :func:`~senteval_anatomy.features.encode` on the same sentences: tokenising and the same forward
+**encode()**: :func:`~senteval_anatomy.encoders.encoding.encode` on the same sentences: tokenising and the same forward
     passes with the hooks that pool every head and every layer. It runs part by part in alternation with (c), so
     that a change of load on a shared machine hits both alike; ``encode() / (c) - 1`` is the extraction overhead.
 **store**: ``FeatureStore.get`` into an empty temporary cache: ``encode`` plus the writes to disk and checksums.
@@ -28,7 +28,7 @@ Usage::
     python benchmarks/sweep_speed.py --model-size base                # + store_memory.py's BERT-base peak RSS
 
 ``--threads`` sets torch's threads for everything (default 1: the batched trainer's own default, see
-``DEFAULT_CPU_THREADS`` in ``senteval_anatomy/engine/batched.py``; on a machine shared with other jobs more threads
+``DEFAULT_CPU_THREADS`` in ``senteval_anatomy/engine/stacked.py``; on a machine shared with other jobs more threads
 than free cores make every small op wait). Times on a shared machine vary from run to run: the load average at the
 start and end is printed with the results.
 """
@@ -82,7 +82,7 @@ def bare_batches(encoder: Any, sentences: list[str], batch_size: int) -> list[di
     import numpy as np
     import torch
 
-    from senteval_anatomy.features import tokenize
+    from senteval_anatomy.encoders.encoding import tokenize
 
     ids, _ = tokenize(encoder, sentences)
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -131,7 +131,7 @@ def time_forward_and_encode(encoder: Any, sentences: list[str], batch_size: int,
     import numpy as np
     import torch
 
-    from senteval_anatomy.features import encode, tokenize
+    from senteval_anatomy.encoders.encoding import encode, tokenize
 
     ids, _ = tokenize(encoder, sentences)
     order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
@@ -189,9 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from senteval_anatomy.adapters import HeadAdapter
+    from senteval_anatomy.encoders.loading import load_encoder
     from senteval_anatomy.engine import SE
     from senteval_anatomy.engine.tasks import load_task
-    from senteval_anatomy.models import load_encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
     from senteval_anatomy.vocab import PAPER_PARAMS

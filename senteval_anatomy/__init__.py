@@ -20,13 +20,13 @@ from typing import Any
 from ._version import __version__
 
 _EXPORTS = {
-    "ARCHITECTURES": "models",
-    "Encoder": "models",
-    "UnsupportedModelError": "models",
-    "load_encoder": "models",
-    "Features": "features",
-    "encode": "features",
-    "iter_encode": "features",
+    "ARCHITECTURES": "encoders.architectures",
+    "Encoder": "encoders.encoder",
+    "UnsupportedModelError": "encoders.architectures",
+    "load_encoder": "encoders.loading",
+    "Features": "encoders.encoding",
+    "encode": "encoders.encoding",
+    "iter_encode": "encoders.encoding",
     "FeatureStore": "store",
     "HeadAdapter": "adapters",
     "HeadsAdapter": "adapters",

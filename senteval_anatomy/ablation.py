@@ -1,8 +1,8 @@
 """Head ablation: does the model *use* what a probe finds in a head? (Michel et al. 2019, one head at a time.)
 
 A head is ablated by a forward pre-hook on its block's attention output projection, the module whose input holds
-the ``H`` head contexts side by side (the one :mod:`senteval_anatomy.features` reads heads from; found through the
-encoder's :class:`~senteval_anatomy.models.ArchSpec`). The hook replaces the head's ``d`` columns by zeros
+the ``H`` head contexts side by side (the one :mod:`senteval_anatomy.encoders.encoding` reads heads from; found through the
+encoder's :class:`~senteval_anatomy.encoders.architectures.ArchSpec`). The hook replaces the head's ``d`` columns by zeros
 (``mode="zero"``) or by the head's mean context over a *reference* set of sentences (``mode="mean"``, which keeps
 the scale the next layers expect). The reference is the task's **training** sentences
 (:func:`ablation_reference`), never the sentences the ablation is measured on: a mean taken over the evaluated
@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .features import encode, tokenize
-from .models import Encoder
+from .encoders.encoder import Encoder
+from .encoders.encoding import encode, tokenize
 from .vocab import ENCODE_BATCH_SIZE
 
 __all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_reference", "ablation_scan", "head_means",

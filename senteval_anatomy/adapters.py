@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .features import encode
-from .models import Encoder
+from .encoders.encoder import Encoder
+from .encoders.encoding import encode
 from .store import FeatureStore, StoredFeatures
 from .vocab import ENCODE_BATCH_SIZE, VIEWS, check_pooling, default_cache_dir, vector_name
 
@@ -142,8 +142,9 @@ class _Adapter:
                 rows = None
             if rows is not None:
                 # rows in batch order: fancy indexing keeps row i = batch[i]
-                heads = np.asarray(feats.heads[rows]) if self.view == "heads" else None
-                layers = np.asarray(feats.layers[rows]) if self.view == "layers" else None
+                # read() checks every chunk of the cache entry on its first read (store.StoredFeatures.read)
+                heads = feats.read("heads", rows) if self.view == "heads" else None
+                layers = feats.read("layers", rows) if self.view == "layers" else None
                 return np.ascontiguousarray(self._select(heads, layers), dtype=np.float32)
         # Sentences prepare() did not see (or no prepare at all): encode them directly, without caching.
         f = encode(
@@ -216,7 +217,7 @@ class LayerAdapter(_Adapter):
 
     def __init__(self, encoder: Encoder, layer: int | str = -1, **kwargs: Any) -> None:
         super().__init__(encoder, **kwargs)
-        if layer == "embeddings":
+        if isinstance(layer, str) and layer.strip().lower() == "embeddings":  # as --layer reads it
             self.layer: int | str = "embeddings"
             self._index = 0
         else:

@@ -51,7 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "downstream": ("", "the same over downstream tasks, plus the top-k heads representation"),
     "data": ("senteval_anatomy.data.__main__:main", "download SentEval's data, check a data folder"),
     "cache": ("senteval_anatomy.store:main", "list, verify or clear the feature cache"),
-    "models": ("senteval_anatomy.models:main", "the supported model types and bundled models"),
+    "models": ("senteval_anatomy.encoders.selfcheck:main", "the supported model types and bundled models"),
     "reproduce": ("senteval_anatomy.reproduce:main", "run the paper's experiments and compare with its numbers"),
 }
 
@@ -168,6 +168,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=path_arg, default=None,
                    help="feature cache folder (default: $SENTEVAL_ANATOMY_CACHE or ~/.cache/senteval_anatomy)")
     p.add_argument("--cache-dtype", choices=("float32", "float16"), default="float32", help="dtype of cached features")
+    p.add_argument("--no-rebuild", action="store_true",
+                   help="a damaged cache entry found while reading (checksum, NaN) is an error, not rebuilt")
     g = p.add_argument_group("probe settings (SentEval's params; defaults from --preset)")
     g.add_argument("--seed", type=int, default=None, help=_preset_help("seed of every probe and fold split", "seed"))
     g.add_argument("--kfold", type=int, default=None, help=_preset_help("cross-validation folds (>= 2)", "kfold"))
@@ -400,6 +402,14 @@ def _nearest_existing(path: Path) -> Path:
     return probe
 
 
+def _can_write_in(folder: Path) -> bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def _check_writable(flag: str, path: Path) -> None:
     """``path`` is (or can become) a folder we can write in; checked by writing an anonymous temporary file."""
     if path.exists() and not path.is_dir():
@@ -430,7 +440,7 @@ def _check_out_is_ours(out: Path) -> None:
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
     from .data import DOWNLOAD_HINT
-    from .engine.tasks import get_task
+    from .engine.registry import get_task
 
     for name in tasks:
         try:
@@ -449,7 +459,8 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from .data import resolve_task_path
-    from .vocab import CACHE_ENV_VAR, NO_DEV_TASKS, VIEWS, check_views, default_cache_dir, slug
+    from .engine.registry import NO_DEV_TASKS
+    from .vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
@@ -561,8 +572,15 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
         _check_writable("--out", out)
         _check_out_is_ours(out)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
-    _check_writable("--cache-dir" if cache_dir else f"the cache folder (default, or ${CACHE_ENV_VAR}; set --cache-dir)",
-                    cache_dir or default_cache_dir())
+    cache_flag = "--cache-dir" if cache_dir else f"the cache folder (default, or ${CACHE_ENV_VAR}; set --cache-dir)"
+    features = (cache_dir or default_cache_dir()) / "features"
+    if features.is_dir() and not _can_write_in(features):
+        # A lab's shared read-only cache: the entries it holds are served; only an entry it lacks is an error (one
+        # line, when the store would have to write it).
+        notes.append(f"{features} is read-only: its entries are used as they are; an entry it lacks cannot be "
+                     "added (give a writable --cache-dir for that)")
+    else:
+        _check_writable(cache_flag, cache_dir or default_cache_dir())
     params["task_path"] = str(task_path)
     return _Plan(kind=kind, tasks=tasks, views=views, params=params, preset=args.preset, task_path=task_path,
                  data_note=data_note, out=out, cache_dir=cache_dir, harness=harness, topk=topk, ks=ks,
@@ -571,7 +589,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .models import ArchSpecError, UnsupportedModelError, load_encoder
+    from .encoders.architectures import ArchSpecError, UnsupportedModelError
+    from .encoders.loading import load_encoder
 
     try:
         return load_encoder(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
@@ -643,7 +662,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     print(f"model: {encoder!r}", file=sys.stderr)
     from .store import FeatureStore
 
-    store = FeatureStore(plan.cache_dir, dtype=args.cache_dtype)
+    store = FeatureStore(plan.cache_dir, dtype=args.cache_dtype, rebuild=not args.no_rebuild)
     adapter = _check_for_model(plan, encoder, store)
     if args.threads is not None:
         import torch
@@ -696,8 +715,9 @@ def _os_error_message(exc: OSError) -> str:
 
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
+    from .encoders.architectures import UnsupportedModelError
     from .engine.tasks import DataError
-    from .models import UnsupportedModelError
+    from .store import CacheCorruptionError
 
     def on_term(signum: int, frame: Any) -> None:
         raise _Terminated()
@@ -729,6 +749,11 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except CacheCorruptionError as exc:  # --no-rebuild and a damaged entry: the line names it and how to repair
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:  # the reader went away (`... | head`): nothing to report to it
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
         return EXIT_FAILURE
@@ -776,7 +801,49 @@ def run(kind: str, argv: Sequence[str] | None = None, *, prog: str | None = None
     argv = _join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = _parser(kind, prog)
     args = parser.parse_args(argv)
-    return _guarded(lambda: _run(kind, args), debug=args.debug, prog=parser.prog)
+
+    def work() -> int:
+        _check_repeated_flags(parser, argv)
+        return _run(kind, args)
+
+    return _guarded(work, debug=args.debug, prog=parser.prog)
+
+
+def _check_repeated_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """A flag that takes one value, given twice, is a mistake: argparse would keep the last one silently
+    (``--views layers --views heads`` dropped the layers). ``--tasks`` is the one that adds up (documented)."""
+    single: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, (argparse._ExtendAction, argparse._AppendAction,
+                                                             argparse._CountAction, argparse._HelpAction,
+                                                             argparse._VersionAction, argparse._StoreTrueAction,
+                                                             argparse._StoreFalseAction)):
+            continue
+        for opt in action.option_strings:
+            single[opt] = action
+    given: dict[int, list[tuple[str, str]]] = {}
+    tokens = list(argv)
+    for i, tok in enumerate(tokens):
+        if tok == "--":
+            break
+        if not tok.startswith("-"):
+            continue
+        name, eq, value = tok.partition("=")
+        matches = [o for o in single if o == name] or [o for o in single if o.startswith("--") and name.startswith(
+            "--") and o.startswith(name)]  # argparse's abbreviations (--vie for --views)
+        actions = {id(single[o]) for o in matches}
+        if len(actions) != 1:
+            continue
+        action = single[matches[0]]
+        shown = value if eq else (tokens[i + 1] if action.nargs != 0 and i + 1 < len(tokens) else name)
+        given.setdefault(id(action), []).append((name, shown))
+    for uses in given.values():
+        if len(uses) > 1:
+            flag = uses[0][0]
+            values = ", then ".join(repr(v) for _, v in uses)
+            raise UsageError(f"{flag} given {len(uses)} times ({values}); it takes one value and only the last "
+                             f"would count: give it once" + (" (several views: --views heads,layers)"
+                                                               if flag == "--views" else ""))
 
 
 def _dispatch(name: str, argv: list[str], debug: bool) -> int:

@@ -18,7 +18,7 @@ Rows carry the short hashes of both: ``setting`` groups rows that belong to one 
 and the report group by it), ``data_hash`` says which data each task's numbers were computed on.
 
 Unit files (``<out>/units/<model>__<task>__<view>__<pooling>__<key hash>.json``) are JSON: the format tag, the full
-key, its hash, and the rows. A unit that is empty, truncated, not JSON, of another format or holding another key is
+key, its hash, the rows, and a hash of the rows (an edited number is refused and recomputed). A unit that is empty, truncated, not JSON, of another format or holding another key is
 reported by path (:class:`UnitFileWarning`) and recomputed; it never stops a run.
 """
 
@@ -43,6 +43,7 @@ __all__ = [
     "key_hash",
     "preset_name",
     "read_unit",
+    "select_units",
     "setting_fields",
     "unit_key",
     "unit_path",
@@ -184,7 +185,13 @@ def write_unit(path: Path, key: Mapping[str, Any], table: Any) -> None:
     }
     if getattr(table, "attrs", None):
         payload["attrs"] = json.loads(json.dumps(table.attrs, default=str))
+    payload["content_hash"] = _content_hash(payload)
     atomic_write(path, json.dumps(payload, indent=None, sort_keys=False))
+
+
+def _content_hash(payload: Mapping[str, Any]) -> str:
+    """SHA-256 of a unit's numbers (columns, rows, attrs): an accuracy edited by hand no longer matches it."""
+    return key_hash({k: payload.get(k) for k in ("columns", "rows", "attrs")}, 64)
 
 
 def read_unit(path: Path, key: Mapping[str, Any] | None = None, *,
@@ -222,6 +229,10 @@ def read_unit(path: Path, key: Mapping[str, Any] | None = None, *,
     if key is not None and stored != json.loads(json.dumps(key, default=str)):
         bad("holds results for other settings or data than its name says")
         return None
+    if payload.get("content_hash") != _content_hash(payload):
+        bad("its rows do not match its content hash (numbers edited by hand, damaged, or written by an older "
+            "version)")
+        return None
     columns, rows = payload.get("columns"), payload.get("rows")
     if not isinstance(columns, list) or not isinstance(rows, list) or not rows or any(
         not isinstance(r, list) or len(r) != len(columns) for r in rows
@@ -236,3 +247,47 @@ def read_unit(path: Path, key: Mapping[str, Any] | None = None, *,
     if isinstance(payload.get("attrs"), dict):
         table.attrs.update(payload["attrs"])
     return table
+
+
+def select_units(out_dir: str | os.PathLike[str], run_keys: Sequence[Mapping[str, Any]] = ()) -> list[Any]:
+    """The unit tables that make up ``out_dir``'s results table: for every unit of this run (``run_keys``), the unit
+    whose key equals that key; for every other (setting, task, view) in the folder, its newest valid unit.
+
+    Why: a folder holds units of several runs. Choosing "the newest unit" for this run's own (setting, task, view)
+    would serve numbers of other data: run clean, edit a data file and run, revert the edit and run again -- the
+    third run reuses the first run's unit, but the second run's unit is newer. A run's rows are therefore the units
+    *of its keys*, and the newest-wins rule is only for groups this run did not touch (named in a warning when two
+    units compete for one group). Damaged or foreign unit files are named in a :class:`UnitFileWarning` and left out.
+    """
+    out = Path(out_dir)
+    units = out / "units"
+    chosen: dict[tuple[str, str, str], Any] = {}
+    mine: set[Path] = set()
+    for key in run_keys:
+        path = unit_path(out, key)
+        df = read_unit(path, key) if path.is_file() else None
+        group = (key_hash(key["setting"], 16), str(key["task"]), str(key["view"]))
+        mine.add(path.resolve())
+        if df is not None:
+            chosen[group] = df
+        else:  # never fall back to another unit of the same group: it holds other data or settings
+            chosen[group] = None
+    latest: dict[tuple[str, str, str], tuple[float, Path, Any]] = {}
+    for f in sorted(units.glob("*.json")):
+        if f.resolve() in mine:
+            continue
+        df = read_unit(f)
+        if df is None:
+            continue
+        group = (str(df["setting"].iloc[0]), str(df["task"].iloc[0]), str(df["view"].iloc[0]))
+        if group in chosen:  # a unit of this run's setting on other data: kept on disk, not in the table
+            continue
+        mtime = f.stat().st_mtime
+        if group in latest:
+            older, newer = sorted([latest[group], (mtime, f, df)], key=lambda t: (t[0], str(t[1])))
+            warnings.warn(f"unit file {older[1]} holds {group[1]} {group[2]} of the same setting on other data than "
+                          f"the newer {newer[1].name}; results.csv keeps the newer one", UnitFileWarning, stacklevel=2)
+            latest[group] = newer
+        else:
+            latest[group] = (mtime, f, df)
+    return [df for df in chosen.values() if df is not None] + [df for _, _, df in latest.values()]

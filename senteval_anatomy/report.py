@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 
 from ._version import __version__
-from .engine.tasks import PROBING_TASKS
+from .engine.registry import PROBING_GROUPS, PROBING_TASKS
 from .outdir import REPORT_MD
 from .results import Results
-from .vocab import PROBING_GROUPS, atomic_write, slug
+from .vocab import atomic_write, slug
 
 __all__ = ["grouped_table", "markdown_table", "paper_table", "probing_table", "task_group", "write_report"]
 

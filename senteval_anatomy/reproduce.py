@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine.tasks import PROBING_TASKS as ENGINE_PROBING_TASKS
+from .engine.registry import PROBING_TASKS as ENGINE_PROBING_TASKS
+from .engine.registry import get_task
 from .results import Results, TestSelectionWarning
 from .vocab import (
     PAPER_DOWNSTREAM_TASKS,
@@ -373,30 +374,22 @@ def _parse_models(spec: str, reference_model: str | None) -> list[tuple[str, str
     return out
 
 
-def _shape_of(model: str, reference: str) -> tuple[int, int, int, int]:
-    """(layers, heads, head_dim, hidden) for planning, from the reference (all of the paper's models have 64-d
-    heads) or, for another model, from its local config."""
-    if model == reference:
-        nl, nh = reference_shape(reference)
-        return nl, nh, 64, nh * 64
-    from transformers import AutoConfig
+def _shape_of(model: str) -> tuple[int, int, int, int]:
+    """(layers, heads, head_dim, hidden) for planning, from the model's own config (offline: bundled, a folder, or
+    the local Hugging Face cache); a model whose config cannot be read is a ``ValueError`` naming it (exit 2)."""
+    from .encoders.architectures import UnsupportedModelError
+    from .encoders.loading import config_shape
 
     try:
-        cfg = AutoConfig.from_pretrained(model, local_files_only=True)
-    except OSError:
-        nl, nh = reference_shape(reference)
-        return nl, nh, 64, nh * 64
-    nl = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 0)
-    nh = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1)
-    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 0)
-    return int(nl), int(nh), int(hidden) // int(nh), int(hidden)
+        return config_shape(model)
+    except UnsupportedModelError as exc:
+        raise ValueError(f"--models {exc}") from None
 
 
 def _task_sentences(task: str) -> int:
-    from .data.check import STANDARD_SIZES
-
-    n = sum(STANDARD_SIZES.get(task, {}).values())
-    return n * (2 if task in ("MRPC", "SICKEntailment", "SICKRelatedness", "STSBenchmark") else 1)
+    spec = get_task(task)
+    n = sum((spec.sizes or {}).values())
+    return n * (2 if spec.pair else 1)
 
 
 #: Rough throughputs assumed by --dry-run (one recent GPU, base-size model, fp32): labelled as assumptions.
@@ -412,8 +405,8 @@ def dry_run(plans: Sequence[_Plan], ks: Sequence[int] | None, paper_selection: b
     lines = ["# Dry run: nothing is encoded or trained\n"]
     total_s = 0.0
     total_bytes = 0.0
-    for plan in plans:
-        nl, nh, dh, hidden = _shape_of(plan.model, plan.reference)
+    shapes = [_shape_of(plan.model) for plan in plans]  # every model read before anything is printed
+    for plan, (nl, nh, dh, hidden) in zip(plans, shapes):
         scale = max(1.0, (nl * hidden) / (12 * 768))
         n_sent = sum(_task_sentences(t) for t in plan.tasks)
         store_bytes = n_sent * (nl * nh * dh + (nl + 1) * hidden) * 4
@@ -513,7 +506,7 @@ def reproduce(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the paper's experiments for each ``(model, reference_model)`` and compare; returns (comparison,
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
-    from .models import load_encoder
+    from .encoders.loading import load_encoder
     from .store import FeatureStore
     from .sweeping.pipeline import run as run_plan
     from .sweeping.plan import make_plan

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine.tasks import PROBING_TASKS
+from .engine.registry import PROBING_GROUPS, PROBING_TASKS
 from .selection import (
     BY_CHOICES,
     HeadPick,
@@ -42,13 +42,13 @@ from .table import (
     validate_table,
     write_reference_json,
 )
-from .vocab import PROBING_GROUPS, vector_name
+from .vocab import vector_name
 
 #: How many top heads the "where the best heads sit" analysis counts by default (the paper's top 10); a model with
 #: fewer heads counts all of them.
 THIRDS_K = 10
 
-#: Names documented as importable from here; each has its one home in selection, table or vocab.
+#: Names documented as importable from here; each has its one home in selection, table, vocab or the task registry.
 __all__ = [
     "BY_CHOICES",
     "COLUMNS",

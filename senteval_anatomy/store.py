@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
@@ -60,7 +61,8 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,7 @@ from .vocab import (
 )
 
 __all__ = [
+    "CacheCorruptionError",
     "CacheCorruptionWarning",
     "CacheWriteError",
     "ClearReport",
@@ -118,6 +121,11 @@ class CacheCorruptionWarning(UserWarning):
     """A cache entry failed validation (damaged, truncated or mismatched) and is being rebuilt."""
 
 
+class CacheCorruptionError(ValueError):
+    """A damaged cache entry found while its features were read, with rebuilding turned off (``rebuild=False``,
+    ``--no-rebuild``): one line naming the entry, the file and what is wrong."""
+
+
 class NonFiniteFeaturesError(ValueError):
     """The encoder produced a NaN or an infinity; the message names model, view, layer, head and sentence.
 
@@ -134,6 +142,10 @@ class CacheWriteError(OSError):
 def _write_error_message(cache_dir: Path, exc: OSError) -> str:
     what = exc.strerror or str(exc)
     where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"cannot add an entry to the feature cache under {cache_dir}: {what}{where}. A read-only cache serves "
+                "the entries it holds; this run needs one it lacks: point --cache-dir / "
+                f"${CACHE_ENV_VAR} at a writable folder (or have the cache's owner run it once). Nothing was stored.")
     return (
         f"cannot write the feature cache under {cache_dir}: {what}{where}. Nothing was stored. Free disk space "
         f"(`python -m senteval_anatomy.store clear` empties the cache), or point --cache-dir / ${CACHE_ENV_VAR} at a "
@@ -175,6 +187,37 @@ def _quick_checksum(path: Path) -> str:
     return h.hexdigest()
 
 
+#: Rows per checksummed chunk are chosen so that a chunk is about this many bytes: small enough that the trainer's
+#: first read of a row checks little more than it reads, large enough that the manifest stays small.
+_CHUNK_BYTES = 1 << 20
+
+
+def _rows_per_chunk(shape: Sequence[int], itemsize: int) -> int:
+    row_bytes = max(1, itemsize * int(np.prod(shape[1:], dtype=np.int64)))
+    return max(1, _CHUNK_BYTES // row_bytes)
+
+
+def _chunk_crc(arr: np.ndarray, start: int, stop: int) -> int:
+    """CRC-32 of the raw bytes of rows ``start:stop`` of a C-ordered array (a memory map reads just those pages)."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(arr[start:stop])).cast("B"))
+
+
+def _chunk_checksums(path: Path) -> dict:
+    """Per-chunk CRC-32s of an ``.npy`` file's rows: what every read of the entry verifies (see StoredFeatures)."""
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    rpc = _rows_per_chunk(arr.shape, arr.dtype.itemsize)
+    crcs = [_chunk_crc(arr, start, start + rpc) for start in range(0, arr.shape[0], rpc)]
+    del arr
+    return {"rows": rpc, "crc32": crcs}
+
+
+def _manifest_seal(manifest: dict) -> str:
+    """SHA-256 of the whole manifest (every field but the seal itself): an edited model name, n_truncated, shape or
+    checksum shows as a broken seal, not as a true statement about the entry."""
+    body = {k: v for k, v in manifest.items() if k != "seal"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 def _fsync_path(path: Path) -> None:
     """fsync a file or a directory, so that a rename that follows cannot expose unwritten data after a crash."""
     flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if path.is_dir() else 0)
@@ -199,7 +242,7 @@ def _remove_tree(path: Path) -> int:
 
     Returns the bytes freed.
     """
-    if not path.exists():
+    if path.is_symlink() or not path.is_dir():  # never follow a link: the store makes none, its target is not ours
         return 0
     size = _dir_size(path)
     trash = path.parent / f"{_TRASH_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}"
@@ -208,7 +251,7 @@ def _remove_tree(path: Path) -> int:
     except FileNotFoundError:  # someone else removed it first
         return 0
     shutil.rmtree(trash, ignore_errors=True)
-    return size
+    return size - (_dir_size(trash) if trash.exists() else 0)  # only what was actually freed
 
 
 def _dir_size(path: Path) -> int:
@@ -305,6 +348,64 @@ class StoredFeatures:
     heads: np.ndarray | None
     layers: np.ndarray | None
     _index: dict[str, int] | None = field(default=None, repr=False)
+    #: per view, which row chunks were verified already (each chunk is checked once, on its first read)
+    _verified: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: computes the entry afresh (set by FeatureStore.get); None: a damaged chunk raises CacheCorruptionError
+    _rebuild: Callable[[], StoredFeatures] | None = field(default=None, repr=False)
+
+    def read(self, view: str, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``heads[rows]`` / ``layers[rows]`` (as stored), every chunk holding one of ``rows`` checked on its first read.
+
+        Why here: the trainer reads every row it uses anyway, so checking the chunks as they are read costs one CRC-32
+        and one finiteness test per chunk and process, and no extra pass over the cache. A chunk whose bytes do not
+        match the CRC-32 recorded at write time, or that holds a NaN/inf (the store never writes one), is damage: the
+        entry is named in a :class:`CacheCorruptionWarning`, removed and computed again (the same features), or, with
+        rebuilding off, a one-line :class:`CacheCorruptionError`.
+        """
+        arr = getattr(self, view)
+        if arr is None:
+            raise ValueError(f"feature store entry {self.key} holds no {view} features "
+                             f"(views={self.manifest.get('views')})")
+        idx = np.asarray(rows, dtype=np.int64)
+        if self.path is not None:
+            problem = self._check_chunks(view, arr, idx)
+            if problem is not None:
+                self._damaged(problem)
+                arr = getattr(self, view)
+        return np.asarray(arr[idx])
+
+    def _check_chunks(self, view: str, arr: np.ndarray, idx: np.ndarray) -> str | None:
+        fname = f"{view}.npy"
+        meta = (self.manifest.get("files") or {}).get(fname) or {}
+        chunks = meta.get("chunks")
+        if not isinstance(chunks, dict) or not isinstance(chunks.get("crc32"), list):
+            return f"{fname}: no per-chunk checksums in the manifest"
+        rpc, crcs = int(chunks["rows"]), chunks["crc32"]
+        done = self._verified.get(view)
+        if done is None:
+            done = self._verified[view] = np.zeros(len(crcs), dtype=bool)
+        todo = np.unique(idx // rpc) if len(idx) else idx
+        for c in todo[~done[todo]] if len(todo) else ():
+            start, stop = int(c) * rpc, min((int(c) + 1) * rpc, arr.shape[0])
+            if _chunk_crc(arr, start, stop) != crcs[int(c)]:
+                return f"{fname}: rows {start}..{stop - 1} do not match their checksum (changed on disk)"
+            chunk = arr[start:stop]
+            if not np.isfinite(chunk).all():
+                bad = _first_non_finite(chunk) or 0
+                return f"{fname}: non-finite value in row {start + bad} (the store never writes one)"
+            done[int(c)] = True
+        return None
+
+    def _damaged(self, problem: str) -> None:
+        if self._rebuild is None:
+            raise CacheCorruptionError(
+                f"feature cache entry {self.path} is damaged: {problem}; remove it with `senteval-anatomy cache verify "
+                "--repair` (or allow rebuilding: drop --no-rebuild) and run again")
+        warnings.warn(f"feature cache entry {self.path} is unusable ({problem}); discarding and recomputing it",
+                      CacheCorruptionWarning, stacklevel=4)
+        fresh = self._rebuild()
+        self.manifest, self.heads, self.layers = fresh.manifest, fresh.heads, fresh.layers
+        self._verified = {}
 
     @property
     def n_truncated(self) -> int:
@@ -357,7 +458,7 @@ class StoredFeatures:
             flat = self.heads.reshape(n, n_layers * n_heads, d)
             return flat if flat.dtype == np.float32 else flat.astype(np.float32)
         idx = np.asarray(rows, dtype=np.int64)
-        return np.asarray(self.heads[idx], dtype=np.float32).reshape(len(idx), n_layers * n_heads, d)
+        return np.asarray(self.read("heads", idx), dtype=np.float32).reshape(len(idx), n_layers * n_heads, d)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -383,6 +484,9 @@ class FeatureStore:
             Memory then grows with the number of sentences.
         verify: how an entry is checked when opened from disk: ``"quick"`` (sizes + sampled checksums, default),
             ``"full"`` (SHA-256 of every file) or ``"none"``.
+        rebuild: what a damaged entry found while its features are read (a chunk that fails its checksum, a NaN)
+            leads to: ``True`` recomputes it (with a :class:`CacheCorruptionWarning`), ``False`` raises
+            :class:`CacheCorruptionError` (``--no-rebuild``: a shared cache you would rather repair yourself).
     """
 
     def __init__(
@@ -392,6 +496,7 @@ class FeatureStore:
         dtype: str = "float32",
         memory: bool = False,
         verify: str = "quick",
+        rebuild: bool = True,
     ) -> None:
         if str(dtype) not in DTYPES:
             raise ValueError(f"FeatureStore(dtype={dtype!r}): must be one of {DTYPES}")
@@ -400,6 +505,7 @@ class FeatureStore:
         self.dtype = str(dtype)
         self.memory = bool(memory)
         self.verify = verify
+        self.rebuild = bool(rebuild)
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.root = self.cache_dir / "features"
         self._mem: dict[str, StoredFeatures] = {}
@@ -464,21 +570,41 @@ class FeatureStore:
             for name in candidates:
                 if name in self._mem:
                     return self._mem[name]
-        else:
+        model_name = str(getattr(encoder, "name", "?"))
+        if not self.memory:
             for name in candidates:
                 hit = self._open_cached(name, fields, uniq, want)
                 if hit is not None:
-                    return hit
+                    views = tuple(hit.manifest.get("views") or want)
+                    return self._with_rebuild(hit, encoder, uniq, sentences_blob,
+                                              dict(fields, views=list(views), model=model_name), batch_size, progress)
 
         name = candidates[0]
-        manifest_fields = dict(fields, views=list(want), model=str(getattr(encoder, "name", "?")))
+        manifest_fields = dict(fields, views=list(want), model=model_name)
         if self.memory:
             feats = self._compute_in_memory(name, encoder, uniq, manifest_fields, batch_size, progress)
             self._mem[name] = feats
             return feats
-        return self._compute_to_disk(
-            name, encoder, uniq, sentences_blob, manifest_fields, batch_size, progress
-        )
+        feats = self._compute_to_disk(name, encoder, uniq, sentences_blob, manifest_fields, batch_size, progress)
+        return self._with_rebuild(feats, encoder, uniq, sentences_blob, manifest_fields, batch_size, progress)
+
+    def _with_rebuild(self, feats: StoredFeatures, encoder: Any, uniq: list[str], sentences_blob: bytes,
+                      manifest_fields: dict, batch_size: int, progress: Any) -> StoredFeatures:
+        """Give ``feats`` the means to recompute itself when a read finds damage (unless ``rebuild=False``)."""
+        if not self.rebuild or feats.path is None:
+            feats._rebuild = None
+            return feats
+
+        def rebuild() -> StoredFeatures:
+            name = feats.key
+            _remove_tree(self.root / name)
+            _MEMO.pop(self._memo_key(name), None)
+            fresh = self._compute_to_disk(name, encoder, uniq, sentences_blob, manifest_fields, batch_size, progress)
+            _MEMO[self._memo_key(name)] = feats  # the repaired object stays the one every reader holds
+            return fresh
+
+        feats._rebuild = rebuild
+        return feats
 
     # -- reading ------------------------------------------------------------------------------------------------
 
@@ -502,6 +628,10 @@ class FeatureStore:
                     f"{_MANIFEST}: entry named for views {name.rsplit('-', 1)[-1]} lacks {lacking}"
                 )
         except _CorruptEntry as exc:
+            if not self.rebuild:
+                raise CacheCorruptionError(
+                    f"feature cache entry {path} is damaged: {exc}; remove it with `senteval-anatomy cache verify "
+                    "--repair` (or allow rebuilding: drop --no-rebuild) and run again") from None
             warnings.warn(
                 f"feature cache entry {path} is unusable ({exc}); discarding and recomputing it",
                 CacheCorruptionWarning,
@@ -540,7 +670,7 @@ class FeatureStore:
     def _batches(
         self, encoder: Any, uniq: list[str], fields: dict, batch_size: int, progress: Any
     ) -> Iterator[Any]:
-        from .features import iter_encode  # lazy: the list/clear command must not import torch
+        from .encoders.encoding import iter_encode  # lazy: the list/clear command must not import torch
 
         return iter_encode(
             encoder,
@@ -656,7 +786,10 @@ class FeatureStore:
                     "quick": _quick_checksum(p),
                     "sha256": _sha256_file(p),
                 }
+                if fname.endswith(".npy"):
+                    files[fname]["chunks"] = _chunk_checksums(p)
             manifest = _manifest(fields, shapes, self.dtype, n_truncated, len(uniq), files=files)
+            manifest["seal"] = _manifest_seal(manifest)
             _write_json(tmp / _MANIFEST, manifest)
             _fsync_path(tmp)
             try:
@@ -694,6 +827,10 @@ class FeatureStore:
         if not self.root.is_dir():
             return out
         for p in sorted(self.root.iterdir()):
+            if p.is_symlink() and not p.name.startswith("."):  # listed, never followed: its target is not the store's to count, verify or remove
+                out.append({"error": "a symbolic link (the store never makes one)", "foreign": True,
+                            "created": p.lstat().st_mtime, "key": p.name, "path": str(p), "size_bytes": 0})
+                continue
             if p.name.startswith(".") or not p.is_dir():
                 continue
             if not _ENTRY_RE.match(p.name):
@@ -738,7 +875,10 @@ class FeatureStore:
         report.freed += self._clear_leftovers()
         if self.root.is_dir():
             for p in sorted(self.root.iterdir()):
-                if not p.is_dir():
+                if p.is_symlink():
+                    if p.name.startswith("."):
+                        report.left_alone.append((str(p), "not a cache entry (a symbolic link; never followed)"))
+                elif not p.is_dir():
                     report.left_alone.append((str(p), "not a cache entry (a file)"))
                 elif p.name.startswith(".") and not (_TMP_RE.match(p.name) or _TRASH_RE.match(p.name)):
                     report.left_alone.append((str(p), "not a cache entry (hidden folder the store did not make)"))
@@ -801,7 +941,7 @@ class FeatureStore:
         host = socket.gethostname()
         now = time.time()
         for p in self.root.iterdir():
-            if not p.is_dir():
+            if p.is_symlink() or not p.is_dir():
                 continue
             if _TRASH_RE.match(p.name):
                 freed += _dir_size(p)
@@ -922,7 +1062,8 @@ def _manifest(
         "n_truncated": int(n_truncated),
         "created": time.time(),
         "files": files,
-        "checksum": "quick = sha256(size, first MiB, 16 sampled 64 KiB blocks, last MiB); sha256 = full file",
+        "checksum": "quick = sha256(size, first MiB, 16 sampled 64 KiB blocks, last MiB); sha256 = full file; "
+        "chunks = crc32 of every `rows` rows, checked as they are read; seal = sha256 of this manifest",
     }
 
 
@@ -941,6 +1082,8 @@ def _open_entry(
     shapes = manifest.get("shapes")
     if not isinstance(key, dict) or not isinstance(files, dict) or not isinstance(shapes, dict):
         raise _CorruptEntry(f"{_MANIFEST}: missing key_fields/files/shapes")
+    if verify != "none":
+        _validate_manifest(manifest)
     if expect is not None:
         for k, v in expect.items():
             if key.get(k) != v:
@@ -992,6 +1135,30 @@ def _open_entry(
     if not isinstance(sentences, list) or len(sentences) != manifest.get("n_sentences"):
         raise _CorruptEntry(f"{_SENTENCES}: does not hold {manifest.get('n_sentences')} sentences")
     return StoredFeatures(path.name, path, manifest, sentences, arrays["heads"], arrays["layers"])
+
+
+def _validate_manifest(manifest: dict) -> None:
+    """The manifest as a whole: its seal, and every statement in it agreeing with the others (views, shapes, dtypes,
+    files, model name, sentence count), so that no field outside the key can be edited and then shown as true."""
+    if manifest.get("seal") != _manifest_seal(manifest):
+        raise _CorruptEntry(f"{_MANIFEST}: its seal does not match its content (edited after the entry was written, "
+                            "or written by an older version)")
+    key, shapes, dtypes, files = (manifest.get(k) for k in ("key_fields", "shapes", "dtypes", "files"))
+    if not isinstance(dtypes, dict) or set(dtypes) != set(shapes) or set(manifest.get("views") or ()) != set(shapes):
+        raise _CorruptEntry(f"{_MANIFEST}: views, shapes and dtypes name different views")
+    for view, shape in shapes.items():
+        if dtypes[view] != key.get("dtype"):
+            raise _CorruptEntry(f"{_MANIFEST}: {view} dtype {dtypes[view]!r} is not the key's {key.get('dtype')!r}")
+        if not isinstance(shape, list) or not shape or shape[0] != manifest.get("n_sentences"):
+            raise _CorruptEntry(f"{_MANIFEST}: {view} shape {shape} does not hold n_sentences rows")
+        chunks = (files.get(f"{view}.npy") or {}).get("chunks") if isinstance(files.get(f"{view}.npy"), dict) else None
+        if not isinstance(chunks, dict) or not isinstance(chunks.get("crc32"), list) or not isinstance(
+                chunks.get("rows"), int) or chunks["rows"] < 1 or len(chunks["crc32"]) != -(-shape[0] // chunks["rows"]):
+            raise _CorruptEntry(f"{_MANIFEST}: {view}.npy has no valid per-chunk checksums")
+    if manifest.get("model") != key.get("model"):
+        raise _CorruptEntry(f"{_MANIFEST}: model {manifest.get('model')!r} is not the key's {key.get('model')!r}")
+    if not isinstance(manifest.get("n_truncated"), int) or not 0 <= manifest["n_truncated"] <= manifest["n_sentences"]:
+        raise _CorruptEntry(f"{_MANIFEST}: n_truncated {manifest.get('n_truncated')!r} is not a count of sentences")
 
 
 def _first_non_finite(arr: np.ndarray, chunk_bytes: int = 32 * _MIB) -> int | None:
@@ -1131,6 +1298,13 @@ def _cmd_list(store: FeatureStore, args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``verify`` checks, said on its first line: without --full, also what it did not check.
+_QUICK_CHECKS = ("quick: manifests (sealed, validated whole), sizes, .npy headers, sampled checksums; NOT checked: "
+                 "the bytes between the sampled blocks and NaN/inf in them (every run checks the chunks it reads; "
+                 "--full checks every byte)")
+_FULL_CHECKS = "full: manifests, sha256 of every file, every array scanned for NaN/inf"
+
+
 def _cmd_verify(store: FeatureStore, args: argparse.Namespace) -> int:
     checks = store.verify_entries(full=args.full, model=args.model)
     damaged = [c for c in checks if c.status == "damaged"]
@@ -1140,11 +1314,11 @@ def _cmd_verify(store: FeatureStore, args: argparse.Namespace) -> int:
             {"key": c.key, "path": str(c.path), "status": c.status, "problem": c.problem, "size_bytes": c.size_bytes}
             for c in checks
         ]
-        print(json.dumps({"root": str(store.root), "full": args.full, "repaired": bool(args.repair and damaged),
+        print(json.dumps({"root": str(store.root), "full": args.full,
+                          "checked": _FULL_CHECKS if args.full else _QUICK_CHECKS, "repaired": bool(args.repair and damaged),
                           "entries": rows}, indent=1))
     else:
-        mode = "full: sha256 of every file, every array scanned" if args.full else "quick: sampled checksums"
-        print(f"feature cache: {store.root} ({mode})")
+        print(f"feature cache: {store.root} ({_FULL_CHECKS if args.full else _QUICK_CHECKS})")
         if not checks:
             print("(empty)")
         for c in checks:

@@ -34,6 +34,7 @@ __all__ = [
     "table_path",
     "validate_table",
     "write_reference_json",
+    "write_results_table",
 ]
 
 #: Every column of the tidy table, in the order the sweep writes them (the one schema: vocab.RESULT_COLUMNS).
@@ -394,3 +395,53 @@ def _as_float(x: Any) -> float:
         return float(x)
     except (TypeError, ValueError):
         return math.nan
+
+
+#: Beside ``results.csv``: the SHA-256 of the last ``results.csv`` a run wrote, so that a hand-edited table is noticed.
+_WRITTEN_HASH = ".results.csv.sha256"
+
+
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_results_table(out_dir: str | os.PathLike[str], df: pd.DataFrame) -> Path | None:
+    """Write ``results.csv`` and ``results.parquet`` into ``out_dir`` (atomically); return the backup it made, if any.
+
+    Why the backup: a user who edited ``results.csv`` by hand (a note, a corrected row) would lose that work when the
+    next run rewrites the table. The SHA-256 of every ``results.csv`` a run writes is kept beside it; when the file on
+    disk no longer has that hash, it is kept as ``results.csv.<UTC time>.bak`` and the run says so (a warning naming
+    both files).
+    """
+    import time
+    import warnings
+
+    out = Path(out_dir)
+    csv = out / "results.csv"
+    record = out / _WRITTEN_HASH
+    backup: Path | None = None
+    if csv.is_file() and record.is_file():
+        try:
+            written = record.read_text(encoding="utf-8").strip()
+        except OSError:
+            written = ""
+        if written and _sha256_of(csv) != written:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            backup = out / f"results.csv.{stamp}.bak"
+            n = 1
+            while backup.exists():
+                n += 1
+                backup = out / f"results.csv.{stamp}-{n}.bak"
+            os.replace(csv, backup)
+            warnings.warn(f"{csv} was changed since a run wrote it (edited by hand?); it is kept as {backup.name} and "
+                          "a new results.csv is written", UserWarning, stacklevel=2)
+    atomic_write(csv, lambda p: df.to_csv(p, index=False))
+    atomic_write(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
+    atomic_write(record, _sha256_of(csv))
+    return backup

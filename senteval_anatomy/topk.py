@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .engine.registry import NO_DEV_TASKS
 from .results import Results
 from .selection import (  # choose_k re-exported: its home is selection
     TestSelectionWarning,
@@ -42,7 +43,7 @@ from .selection import (  # choose_k re-exported: its home is selection
     choose_k,
 )
 from .sweeping.views import add_intervals, curve_row, default_ks, evaluate_topk
-from .vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, NO_DEV_TASKS, check_pooling, preset_params
+from .vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, check_pooling, preset_params
 
 __all__ = [
     "CURVE_COLUMNS",

@@ -12,8 +12,9 @@ The module is import-light on purpose (standard library only at import time; tor
 Contents
 --------
 Names and values
-    :data:`VIEWS`, :data:`POOLINGS`, :data:`HARNESSES`, :func:`vector_name`, :data:`STS_DATASETS`,
-    :data:`PROBING_GROUPS`, :data:`NO_DEV_TASKS`.
+    :data:`VIEWS`, :data:`POOLINGS`, :data:`HARNESSES`, :func:`vector_name`. (Per-task facts, such as
+    STS sub-datasets, probing groups and which tasks have no dev score, are on each task's ``TaskSpec``:
+    ``senteval_anatomy.engine.registry``.)
 Probe settings
     :data:`PRESETS` (``paper``, ``senteval-default``, ``prototyping``), :data:`PAPER_PARAMS`, :func:`preset_params`.
 Results
@@ -34,8 +35,10 @@ import copy
 import errno
 import hashlib
 import math
+import numbers
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -48,17 +51,14 @@ __all__ = [
     "DEFAULT_PRESET",
     "ENCODE_BATCH_SIZE",
     "HARNESSES",
-    "NO_DEV_TASKS",
     "PAPER_DOWNSTREAM_TASKS",
     "PAPER_PARAMS",
     "POOLINGS",
     "PRESETS",
-    "PROBING_GROUPS",
     "PROTOCOL_VERSION",
     "RESULT_COLUMNS",
     "CURVE_COLUMNS",
     "INTERVAL_COLUMNS",
-    "STS_DATASETS",
     "ParamError",
     "Scores",
     "VIEWS",
@@ -86,26 +86,6 @@ POOLINGS: tuple[str, ...] = ("cls", "last", "mean", "one-past-last")
 
 #: How a sweep evaluates its probes: batched trainer, our SE one probe at a time, or the installed SentEval.
 HARNESSES: tuple[str, ...] = ("builtin", "engine", "senteval")
-
-#: Sub-datasets of STS12-16, in SentEval's order (the files the loaders read and the keys of their result dicts).
-STS_DATASETS: dict[str, tuple[str, ...]] = {
-    "STS12": ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews"),
-    "STS13": ("FNWN", "headlines", "OnWN"),
-    "STS14": ("deft-forum", "deft-news", "headlines", "images", "OnWN", "tweet-news"),
-    "STS15": ("answers-forums", "answers-students", "belief", "headlines", "images"),
-    "STS16": ("answer-answer", "headlines", "plagiarism", "postediting", "question-question"),
-}
-
-#: The reference notebooks' grouping of the probing tasks (paper-reference section 5), used by tables and figures.
-PROBING_GROUPS: dict[str, tuple[str, ...]] = {
-    "surface": ("Length", "WordContent"),
-    "syntactic": ("Depth", "TopConstituents", "BigramShift"),
-    "semantic": ("Tense", "SubjNumber", "ObjNumber", "OddManOut", "CoordinationInversion"),
-}
-
-#: Tasks whose result has no dev score (unsupervised cosine similarity): nothing can be selected on dev for them.
-NO_DEV_TASKS: tuple[str, ...] = tuple(STS_DATASETS)
-
 
 def vector_name(view: str, layer: int, head: int = -1) -> str:
     """The one name of a vector, used in results, cache manifests, adapters and plot labels.
@@ -293,6 +273,9 @@ def check_views(views: Sequence[str] | str) -> tuple[str, ...]:
     >>> check_views("layers, heads"), check_views(["layers"])
     (('heads', 'layers'), ('layers',))
     """
+    np = _numpy()
+    if views is None or not (isinstance(views, (str, list, tuple)) or (np is not None and isinstance(views, np.ndarray))):
+        raise ValueError(f"views={views!r}: give one or more of {', '.join(VIEWS)} (e.g. 'heads,layers').")
     items = views.split(",") if isinstance(views, str) else list(views)
     names = []
     for v in items:
@@ -498,7 +481,7 @@ def check_probe_params(params: Mapping[str, Any]) -> None:
     """
 
     def whole(setting: str, value: Any, low: int, why: str, high: int | None = None) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_whole(value):
             raise ParamError(setting, value, "must be a whole number")
         if value < low or (high is not None and value > high):
             bounds = f">= {low}" if high is None else f"between {low} and {high}"
@@ -510,7 +493,7 @@ def check_probe_params(params: Mapping[str, Any]) -> None:
         whole("seed", params["seed"], 0, "NumPy's seeds are 32-bit", 2**32 - 1)
     if "batch_size" in params:
         whole("batch_size", params["batch_size"], 1, "sentences per batcher call")
-    if "usepytorch" in params and not isinstance(params["usepytorch"], bool):
+    if "usepytorch" in params and not _is_bool(params["usepytorch"]):
         raise ParamError("usepytorch", params["usepytorch"], "must be True or False")
     clf = params.get("classifier") or {}
     for key, low, why in (
@@ -524,5 +507,73 @@ def check_probe_params(params: Mapping[str, Any]) -> None:
             whole(f"classifier.{key}", clf[key], low, why)
     if "dropout" in clf:
         d = clf["dropout"]
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+        if _is_bool(d) or not isinstance(d, numbers.Real) or not 0 <= d < 1:
             raise ParamError("classifier.dropout", d, "must be a number in [0, 1)")
+
+
+# ------------------------------------------------------------------------------------------------ argument checks
+# One home for how every entry point (the command line, sweep(), encode(), the adapters, load_encoder, reproduce)
+# reads its arguments: numpy scalars and arrays are accepted wherever Python ints and lists are, repeats are removed
+# the same way, and a mistake is one line naming the argument.
+
+
+def _numpy() -> Any:
+    """NumPy if something already imported it (then values may be NumPy's), else None: this module stays light."""
+    return sys.modules.get("numpy")
+
+
+def _is_bool(value: Any) -> bool:
+    np = _numpy()
+    return isinstance(value, bool) or (np is not None and isinstance(value, np.bool_))
+
+
+def is_whole(value: Any) -> bool:
+    """An integer, Python's or NumPy's, but not a bool (``True`` is an int to Python, never a count to a user)."""
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays turned into Python numbers and lists (recursively through dicts,
+    lists and tuples), so that settings hash, print and compare the same whichever the caller passed."""
+    np = _numpy()
+    if np is not None and isinstance(value, np.generic):
+        return value.item()
+    if np is not None and isinstance(value, np.ndarray):
+        return [plain(v) for v in value.tolist()]
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
+def names_list(value: Any, *, what: str, example: str) -> list[str]:
+    """A list of names from a comma-separated string, a list/tuple or a NumPy array of strings, stripped, without
+    repeats (first occurrence kept): the one way ``tasks``/``views`` are read. ``None``, a non-string item or no name
+    at all is a one-line ``ValueError`` naming ``what``."""
+    if value is None:
+        raise ValueError(f"{what}=None: give {example}")
+    np = _numpy()
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, (list, tuple)) or (np is not None and isinstance(value, np.ndarray)):
+        items = list(value.tolist() if not isinstance(value, (list, tuple)) else value)
+    else:
+        raise ValueError(f"{what}={value!r}: expected a string or a list of strings, e.g. {example}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{what}={value!r}: {item!r} is not a name; give strings, e.g. {example}")
+        name = item.strip()
+        if name and name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError(f"{what}={value!r} names nothing; give {example}")
+    return out
+
+
+def check_count(value: Any, *, what: str, low: int = 1, why: str = "") -> int:
+    """A whole number >= ``low`` (NumPy's included, bools refused) as a Python int; else a one-line ``ValueError``."""
+    if not is_whole(value) or value < low:
+        raise ValueError(f"{what}={value!r}: give a whole number >= {low}" + (f" ({why})" if why else ""))
+    return int(value)

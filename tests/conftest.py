@@ -125,8 +125,8 @@ def build_tiny(arch: str, *, seed: int = 0, attn_implementation: str | None = No
 
 @pytest.fixture(scope="session")
 def tiny_encoder() -> Callable[..., object]:
-    """Factory: ``tiny_encoder("gpt2")`` → an :class:`~senteval_anatomy.models.Encoder` on CPU (cached per arch)."""
-    from senteval_anatomy.models import Encoder
+    """Factory: ``tiny_encoder("gpt2")`` → an :class:`~senteval_anatomy.encoders.encoder.Encoder` on CPU (cached per arch)."""
+    from senteval_anatomy.encoders.encoder import Encoder
 
     cache: dict[tuple, object] = {}
 
@@ -143,7 +143,7 @@ def tiny_encoder() -> Callable[..., object]:
 @pytest.fixture(scope="session")
 def minilm():
     """The bundled all-MiniLM-L6-v2, loaded offline on CPU (once per session)."""
-    from senteval_anatomy.models import load_encoder
+    from senteval_anatomy.encoders.loading import load_encoder
 
     return load_encoder("minilm", device="cpu")
 

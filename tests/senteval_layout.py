@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from senteval_anatomy.engine.tasks import STS_DATASETS
+from senteval_anatomy.engine.families.sts import STS_DATASETS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "senteval-data"

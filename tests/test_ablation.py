@@ -15,8 +15,8 @@ from senteval_anatomy.ablation import (
     model_score,
     topk_ablation_curve,
 )
-from senteval_anatomy.features import encode
-from senteval_anatomy.models import Encoder
+from senteval_anatomy.encoders.encoder import Encoder
+from senteval_anatomy.encoders.encoding import encode
 
 SENTENCES = list(dict.fromkeys(CORPUS))
 

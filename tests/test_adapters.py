@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from senteval_anatomy.adapters import HeadAdapter, HeadsAdapter, LayerAdapter
-from senteval_anatomy.features import encode
+from senteval_anatomy.encoders.encoding import encode
 from senteval_anatomy.store import FeatureStore
 
 

@@ -1,6 +1,6 @@
 """Every supported architecture, proven against its own computation (tiny random models, no download).
 
-For each ``model_type`` in :data:`~senteval_anatomy.models.ARCHITECTURES` a tiny model (2-3 layers, hidden 32) is
+For each ``model_type`` in :data:`~senteval_anatomy.encoders.architectures.ARCHITECTURES` a tiny model (2-3 layers, hidden 32) is
 built from its config, with a real tokenizer. The checks are independent of the layout table: the tests below know,
 from reading each family's modeling code, where q, k and v come from and what the attention module returns.
 
@@ -30,17 +30,17 @@ import pytest
 import torch
 from conftest import REPO, _bpe_tokenizer, _minilm_tokenizer
 
-from senteval_anatomy.features import _pool, encode
-from senteval_anatomy.models import (
+from senteval_anatomy.encoders.architectures import (
     ARCHITECTURES,
     ArchSpec,
     ArchSpecError,
-    Encoder,
     UnsupportedModelError,
     load_arch_spec,
-    load_encoder,
     supported_models_markdown,
 )
+from senteval_anatomy.encoders.encoder import Encoder
+from senteval_anatomy.encoders.encoding import encode, pool
+from senteval_anatomy.encoders.loading import load_encoder
 
 SENTS = [
     "the cat sat on the mat .",
@@ -496,7 +496,7 @@ def test_layers_are_embeddings_and_block_outputs(model_type):
     want = [seen_in[0]] + seen_out
     assert len(want) == enc.num_layers + 1  # ALBERT: one block called once per layer
     for i, x in enumerate(want):
-        np.testing.assert_allclose(got[:, i], _pool(x, mask, mask.sum(1) - 1, "mean").numpy(), atol=3e-5,
+        np.testing.assert_allclose(got[:, i], pool(x, mask, mask.sum(1) - 1, "mean").numpy(), atol=3e-5,
                                    rtol=1e-4, err_msg=f"layer index {i}")
 
 
@@ -747,12 +747,12 @@ def test_tokenizer_that_does_not_match_the_model_is_refused(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- the command
 def _run_models(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "senteval_anatomy.models", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "senteval_anatomy.encoders", *args], capture_output=True, text=True,
                           cwd=REPO, timeout=300)
 
 
 def test_models_command_lists_every_type_and_how_it_is_read(capsys):
-    from senteval_anatomy.models import main
+    from senteval_anatomy.encoders.selfcheck import main
 
     assert main([]) == 0
     out = capsys.readouterr().out
@@ -761,7 +761,7 @@ def test_models_command_lists_every_type_and_how_it_is_read(capsys):
 
 
 def test_models_check_on_a_saved_model_passes_and_a_broken_one_fails(tmp_path, capsys):
-    from senteval_anatomy.models import main
+    from senteval_anatomy.encoders.selfcheck import main
 
     model, tok = tiny("gpt_neox")
     model.save_pretrained(tmp_path / "ok")
@@ -786,4 +786,4 @@ def test_readme_lists_exactly_the_table():
     begin, end = "<!-- supported-models:begin -->", "<!-- supported-models:end -->"
     assert begin in readme and end in readme
     listed = readme.split(begin, 1)[1].split(end, 1)[0].strip()
-    assert listed == supported_models_markdown(), "regenerate with: python -m senteval_anatomy.models --markdown"
+    assert listed == supported_models_markdown(), "regenerate with: python -m senteval_anatomy.encoders --markdown"

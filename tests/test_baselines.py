@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from senteval_anatomy.baselines import untrained_encoder, untrained_name
-from senteval_anatomy.features import encode
+from senteval_anatomy.encoders.encoding import encode
 
 SENTENCES = ["the cat sat on the mat .", "what is the capital of france ?", "dogs bark ."]
 

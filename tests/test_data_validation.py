@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from senteval_anatomy.data.__main__ import main as data_main
-from senteval_anatomy.engine import DataError, load_task
-from senteval_anatomy.engine.tasks import PROBING_FILES, PROBING_LABELS, SENTEVAL_FILE_LINES, get_task
+from senteval_anatomy.engine import PROBING_TASKS, DataError, get_task, load_task
+from senteval_anatomy.engine.registry import SENTEVAL_FILE_LINES
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "data" / "default"
@@ -45,10 +45,10 @@ def _first_line_of(path: Path, split: str) -> int:
 # ------------------------------------------------------------------------------------------------ label sets
 
 
-@pytest.mark.parametrize("task", [t for t, labels in PROBING_LABELS.items() if labels is not None])
+@pytest.mark.parametrize("task", [t for t in PROBING_TASKS if get_task(t).labels is not None])
 def test_unknown_train_label_is_an_error_naming_file_and_line(data: Path, task: str) -> None:
     """A typo in a training label used to become a new class silently; it is now refused."""
-    path = data / "probing" / PROBING_FILES[task]
+    path = data / get_task(task).files[0]
     load_task(task, data)  # the demo data is valid
     lineno = 7
     _set_line(path, lineno, lambda line: "\t".join(f + "x" if k == 1 else f for k, f in enumerate(line.split("\t"))))
@@ -61,7 +61,7 @@ def test_unknown_train_label_is_an_error_naming_file_and_line(data: Path, task: 
 
 @pytest.mark.parametrize("split", ["tr", "va", "te"])
 def test_unknown_label_in_every_split(data: Path, split: str) -> None:
-    path = data / "probing" / PROBING_FILES["Tense"]
+    path = data / get_task("Tense").files[0]
     lineno = _first_line_of(path, split) + 3
     _set_line(path, lineno, lambda line: line.replace("\tPAST\t", "\tPASST\t").replace("\tPRES\t", "\tPRESS\t"))
     with pytest.raises(DataError, match="unknown label 'P(ASST|RESS)'") as err:
@@ -70,7 +70,7 @@ def test_unknown_label_in_every_split(data: Path, split: str) -> None:
 
 
 def test_label_with_a_trailing_space_is_not_a_new_class(data: Path) -> None:
-    path = data / "probing" / PROBING_FILES["SubjNumber"]
+    path = data / get_task("SubjNumber").files[0]
     _set_line(path, 2, lambda line: line.replace("\tNN\t", "\tNN \t").replace("\tNNS\t", "\tNNS \t"))
     with pytest.raises(DataError, match=r"unknown label 'NNS? '") as err:
         load_task("SubjNumber", data)
@@ -78,7 +78,7 @@ def test_label_with_a_trailing_space_is_not_a_new_class(data: Path) -> None:
 
 
 def test_word_content_label_must_be_a_word_of_its_sentence(data: Path) -> None:
-    path = data / "probing" / PROBING_FILES["WordContent"]
+    path = data / get_task("WordContent").files[0]
     split, label, sentence = _lines(path)[4].split("\t")
     assert label in sentence.lower().split()
     _set_line(path, 5, lambda line: f"{split}\t{label[:-1]}\t{sentence}")  # a typo: the word is not in the sentence
@@ -95,27 +95,27 @@ def test_word_content_label_must_be_a_word_of_its_sentence(data: Path) -> None:
 @pytest.mark.skipif(not (SHARED / "probing").is_dir(), reason="the real SentEval subsample is not available")
 def test_label_sets_are_senteval_s() -> None:
     """Every label in the real SentEval probing files is accepted, and TopConstituents' 20 are exactly SentEval's."""
-    for task, fname in PROBING_FILES.items():
-        labels = {line.split("\t")[1] for line in _lines(SHARED / "probing" / fname)}
+    for task in PROBING_TASKS:
+        labels = {line.split("\t")[1] for line in _lines(SHARED / get_task(task).files[0])}
         load_task(task, SHARED)  # raises on any unknown label (or WordContent word missing from its sentence)
-        if PROBING_LABELS[task] is not None:
-            assert labels <= PROBING_LABELS[task], task
-    top = {line.split("\t")[1] for line in _lines(SHARED / "probing" / PROBING_FILES["TopConstituents"])}
-    assert top == PROBING_LABELS["TopConstituents"] and len(top) == 20
+        if get_task(task).labels is not None:
+            assert labels <= get_task(task).labels, task
+    top = {line.split("\t")[1] for line in _lines(SHARED / get_task("TopConstituents").files[0])}
+    assert top == get_task("TopConstituents").labels and len(top) == 20
 
 
 def test_demo_labels_are_within_the_fixed_sets() -> None:
-    for task, fname in PROBING_FILES.items():
-        labels = {line.split("\t")[1] for line in _lines(DEFAULT / "probing" / fname)}
-        if PROBING_LABELS[task] is not None:
-            assert labels <= PROBING_LABELS[task], task
+    for task in PROBING_TASKS:
+        labels = {line.split("\t")[1] for line in _lines(DEFAULT / get_task(task).files[0])}
+        if get_task(task).labels is not None:
+            assert labels <= get_task(task).labels, task
 
 
 # ------------------------------------------------------------------------------------------------ cut short
 
 
 def test_last_line_cut_short_is_reported_where_the_line_count_is_known(data: Path) -> None:
-    rel = "probing/" + PROBING_FILES["Depth"]
+    rel = get_task("Depth").files[0]
     path = data / rel
     raw = path.read_bytes()
     n = raw.count(b"\n")
@@ -162,7 +162,7 @@ def test_full_file_without_final_newline_is_fine(data: Path) -> None:
 
 
 def test_check_command_reports_a_cut_file_as_broken(data: Path, capsys: pytest.CaptureFixture) -> None:
-    path = data / "probing" / PROBING_FILES["Tense"]
+    path = data / get_task("Tense").files[0]
     path.write_bytes(path.read_bytes()[:-3])
     assert data_main(["check", str(data), "--tasks", "Tense"]) == 1
     out = capsys.readouterr().out

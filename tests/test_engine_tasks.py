@@ -20,7 +20,7 @@ from senteval_anatomy.engine import (
     load_task,
     pair_features,
 )
-from senteval_anatomy.engine.tasks import PROBING_LABELS, STS_DATASETS
+from senteval_anatomy.engine.families.sts import STS_DATASETS
 
 FAST_CLF = {"nhid": 0, "optim": "adam", "batch_size": 16, "tenacity": 1, "epoch_size": 1, "max_epoch": 3}
 
@@ -135,7 +135,7 @@ def make_all_tasks(root):
                                for k, d in enumerate(datasets)})
     for name in PROBING_TASKS:
         # Two labels from the task's fixed label set (WordContent: a target word that the sentence contains).
-        labels = sorted(PROBING_LABELS[name] or ())[:2] or ["cat", "dog"]
+        labels = sorted(get_task(name).labels or ())[:2] or ["cat", "dog"]
         word = name == "WordContent"
         write_probing(root, name, [("tr" if i < 30 else "va" if i < 40 else "te", labels[i % 2],
                                     _sent(i % 2, i) + (f" {labels[i % 2]}" if word else "")) for i in range(50)])

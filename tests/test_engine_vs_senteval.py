@@ -39,9 +39,9 @@ from test_engine_tasks import (
 )
 
 from senteval_anatomy.compat import senteval_compat
-from senteval_anatomy.engine import SE
+from senteval_anatomy.engine import SE, get_task
+from senteval_anatomy.engine.families.trec import TREC_LABELS
 from senteval_anatomy.engine.probes import TorchProbe
-from senteval_anatomy.engine.tasks import PROBING_LABELS, TREC_LABELS
 
 SENTEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "third_party" / "SentEval"
 
@@ -137,7 +137,7 @@ def make_noisy_tasks(root: Path) -> None:
     for name, n_classes in (("Tense", 2), ("TopConstituents", 20), ("WordContent", 8)):
         # Labels from the task's fixed set, in sorted order so that label id y is class y (WordContent: a word that
         # the sentence contains, as in SentEval's data).
-        names = sorted(PROBING_LABELS[name] or (f"word{y}" for y in range(n_classes)))[:n_classes]
+        names = sorted(get_task(name).labels or (f"word{y}" for y in range(n_classes)))[:n_classes]
         rows = []
         for split, n in (("tr", 6 * n_classes + 40), ("va", 30), ("te", 30)):
             rows += [(split, names[y], f"{s} {names[y]}" if name == "WordContent" else s)

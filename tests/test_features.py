@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import _bpe_tokenizer
 
-from senteval_anatomy.features import POOLINGS, encode, iter_encode
-from senteval_anatomy.models import ARCHITECTURES, UnsupportedModelError, load_encoder
+from senteval_anatomy.encoders.architectures import ARCHITECTURES, UnsupportedModelError
+from senteval_anatomy.encoders.encoding import POOLINGS, encode, iter_encode
+from senteval_anatomy.encoders.loading import load_encoder
 
 SENTS = [
     "the cat sat on the mat .",
@@ -96,7 +97,7 @@ def test_a_saved_model_outside_the_table_loads_by_discovery(tmp_path):
     """load_encoder on a folder of a type the table lacks: discovered, validated, recorded, and usable."""
     from transformers import Starcoder2Config, Starcoder2Model
 
-    from senteval_anatomy.models import ARCHITECTURES as table
+    from senteval_anatomy.encoders.architectures import ARCHITECTURES as table
 
     tok = _bpe_tokenizer("llama")
     cfg = Starcoder2Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -16,8 +16,8 @@ from test_cli import PROBE, run
 from test_sweep import FAST, make_tiny_data
 
 from senteval_anatomy.analysis import analyse
+from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.identity import UNIT_FORMAT, UnitFileWarning, read_unit
-from senteval_anatomy.models import Encoder
 from senteval_anatomy.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import merge_units, sweep
@@ -132,7 +132,7 @@ def _unit(out: Path) -> Path:
     return unit
 
 
-@pytest.mark.parametrize("damage", ["empty", "truncated", "foreign", "other key", "csv text"])
+@pytest.mark.parametrize("damage", ["empty", "truncated", "foreign", "other key", "csv text", "edited accuracy"])
 def test_damaged_unit_is_named_and_recomputed(tiny_encoder, data, tmp_path, counted, damage):
     enc = tiny_encoder("bert")
     store = FeatureStore(tmp_path / "cache")
@@ -152,6 +152,10 @@ def test_damaged_unit_is_named_and_recomputed(tiny_encoder, data, tmp_path, coun
         from senteval_anatomy.identity import key_hash
 
         payload["key_hash"] = key_hash(payload["key"])
+        unit.write_text(json.dumps(payload))
+    elif damage == "edited accuracy":  # issue 18: a number edited by hand, key and key hash untouched
+        payload = json.loads(text)
+        payload["rows"][0][payload["columns"].index("acc")] = 99.99
         unit.write_text(json.dumps(payload))
     else:
         unit.write_text("model,task\nx,y\n")
@@ -230,3 +234,59 @@ def test_cli_runs_with_two_seeds_into_one_folder(tmp_path):
     table = load_table(out)
     assert sorted(table["seed"].unique()) == [1, 2] and table["setting"].nunique() == 2
     assert "other run setting" in (out / "report.md").read_text()
+
+
+def _summary(stdout: str) -> str:
+    """The printed summary of a CLI run, without the lines that name paths or times."""
+    return "\n".join(line for line in stdout.splitlines()
+                     if not line.startswith(("report:", "output folder:")) and "sweep:" not in line)
+
+
+def test_edit_run_revert_run_serves_this_runs_keys(tmp_path):
+    """Issue 18: run clean, edit a data file and run, revert the edit and run again into one --out. The third run's
+    results.csv rows, printed summary and report.md are those of the clean data (its own keys' units), not the
+    newest unit (the edited data's), which stays on disk and out of the table."""
+    model_dir = tmp_path / "model"
+    model, tok = build_tiny("bert", seed=1)
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    data = make_tiny_data(tmp_path / "data", n_train=60, n_dev=20, n_test=20)
+    out = tmp_path / "out"
+    f = data / "probing" / "past_present.txt"
+    clean_text = f.read_text(encoding="utf-8")
+
+    def cli_run() -> tuple[str, pd.DataFrame, str]:
+        r = run("run_probing.py", "--model", str(model_dir), "--task-path", str(data), "--tasks", "Tense",
+                "--views", "layers", "--out", str(out), "--no-plots", *PROBE, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        return _summary(r.stdout), pd.read_csv(out / "results.csv"), (out / "report.md").read_text()
+
+    clean_summary, clean_table, clean_report = cli_run()
+    lines = clean_text.splitlines()
+    lines = [ln.replace("\tPRES\t", "\tPAST\t") if i % 2 else ln for i, ln in enumerate(lines)]  # other labels
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _, edited_table, _ = cli_run()
+    assert edited_table["data_hash"].iloc[0] != clean_table["data_hash"].iloc[0]
+    f.write_text(clean_text, encoding="utf-8")
+    summary, table, report = cli_run()
+    assert len(list((out / "units").glob("*.json"))) == 2  # the edited data's unit stays on disk
+    cols = ["task", "view", "layer", "head", "devacc", "acc", "data_hash"]
+    pd.testing.assert_frame_equal(table[cols], clean_table[cols])
+    assert summary == clean_summary
+    assert report == clean_report
+
+
+def test_a_hand_edited_results_csv_is_kept_as_a_backup(tiny_encoder, data, tmp_path):
+    enc = tiny_encoder("bert")
+    store = FeatureStore(tmp_path / "cache")
+    out = tmp_path / "out"
+    _sweep(enc, data, out, store)
+    untouched = list(out.glob("results.csv.*.bak"))
+    _sweep(enc, data, out, store)
+    assert untouched == [] and list(out.glob("results.csv.*.bak")) == []  # a run's own file is simply replaced
+    edited = (out / "results.csv").read_text() + "# my note\n"
+    (out / "results.csv").write_text(edited)
+    with pytest.warns(UserWarning, match=r"results.csv was changed since a run wrote it .* kept as results\.csv\."):
+        _sweep(enc, data, out, store)
+    (bak,) = out.glob("results.csv.*.bak")
+    assert bak.read_text() == edited and "# my note" not in (out / "results.csv").read_text()

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from senteval_anatomy.engine import Task, get_task
 from senteval_anatomy.engine.mdl import block_ends, mdl_many, online_codelength
-from senteval_anatomy.engine.tasks import Task, get_task
 
 PARAMS = {"seed": 2, "device": "cpu",
           "classifier": {"nhid": 0, "optim": "adam", "batch_size": 32, "tenacity": 2, "epoch_size": 2}}

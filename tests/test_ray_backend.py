@@ -205,8 +205,8 @@ DRIVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from conftest import build_tiny
+    from senteval_anatomy.encoders.encoder import Encoder
     from senteval_anatomy.sweeping.backends.ray import RayBackend
-    from senteval_anatomy.models import Encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
     from test_sweep import FAST
@@ -259,3 +259,44 @@ def test_an_unreachable_cluster_is_one_clear_line(tiny_data, tmp_path):
     assert out.returncode == 2
     lines = [x for x in out.stderr.splitlines() if "error:" in x]
     assert len(lines) == 1 and "127.0.0.1:9" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_resume_merges_only_parts_of_this_key_and_range(tiny_encoder, tmp_path):
+    """Issue 18's planted bug: the resume merged a saved partial result whatever its key or probe range. Only a part
+    holding this unit's key, with the range its name says, inside the unit and not overlapping another, is merged."""
+    import json
+
+    from senteval_anatomy.identity import UnitFileWarning, write_unit
+    from senteval_anatomy.sweeping.backends.ray import _part_key, _parts_dir, _read_parts
+
+    data = make_tiny_data(tmp_path / "data", n_train=40, n_dev=16, n_test=16)
+    out = tmp_path / "out"
+    table = sweep(tiny_encoder("bert"), ["Tense"], task_path=data, views=("layers",), params=FAST,
+                  store=FeatureStore(tmp_path / "cache"), out_dir=out, progress=False)
+    (unit,) = (out / "units").glob("*.json")
+    key = json.loads(unit.read_text())["key"]
+    n = len(table)  # 3 probes: embeddings and two blocks
+    parts = _parts_dir(unit)
+    parts.mkdir()
+    write_unit(parts / "000000-000001.json", _part_key(key, 0, 1), table.iloc[0:1])  # a good part
+    other = json.loads(json.dumps(key))
+    other["setting"]["params"]["seed"] = 99
+    write_unit(parts / "000001-000002.json", _part_key(other, 1, 2), table.iloc[1:2])  # another seed's part
+    with pytest.warns(UnitFileWarning, match="000001-000002.json: holds results for other settings"):
+        got = _read_parts(unit, key, n)
+    assert sorted(got) == [0]
+    pd.testing.assert_frame_equal(got[0], table.iloc[0:1].reset_index(drop=True), check_dtype=False)
+    # a part saved for probes 0..1 under the name of probes 1..2 (its key says 0..1)
+    (parts / "000001-000002.json").unlink()
+    write_unit(parts / "000001-000002.json", _part_key(key, 0, 1), table.iloc[0:1])
+    with pytest.warns(UnitFileWarning, match="other settings or data than its name says"):
+        assert sorted(_read_parts(unit, key, n)) == [0]
+    # overlapping parts (an earlier run with another chunk size) and a part past the unit's last probe
+    for f in parts.glob("*.json"):
+        f.unlink()
+    write_unit(parts / "000000-000002.json", _part_key(key, 0, 2), table.iloc[0:2])
+    write_unit(parts / "000001-000002.json", _part_key(key, 1, 2), table.iloc[1:2])
+    write_unit(parts / "000002-000004.json", _part_key(key, 2, 4), pd.concat([table.iloc[2:3]] * 2))
+    with pytest.warns(UnitFileWarning, match="overlap another part or lie outside") as record:
+        got = _read_parts(unit, key, n)
+    assert sorted(got) == [0] and len(got[0]) == 2 and len(record) == 2

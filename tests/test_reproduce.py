@@ -162,10 +162,18 @@ def test_rank_correlation_is_spearman_of_the_two_heatmaps(reproduced):
         assert math.isclose(corr.loc[task, "spearman_test"], spearmanr(joined.iloc[:, 0], joined.iloc[:, 1]).statistic)
 
 
-def test_dry_run_lists_the_work_and_the_reference_numbers(capsys):
-    assert R.main(["--models", "bert-base-uncased,gpt2", "--dry-run"]) == 0
+def test_dry_run_lists_the_work_and_the_reference_numbers(capsys, tiny_bert_dir):
+    """The plan is the model's real shape, read offline from its config: the bundled 6 x 12 MiniLM compared with
+    bert-base's numbers plans 6 x 12 (issue 18: it planned bert-base's 12 x 12), a local folder its own shape."""
+    from senteval_anatomy.encoders.loading import config_shape
+
+    assert R.main(["--models", f"minilm=bert-base-uncased,{tiny_bert_dir}=gpt2", "--dry-run"]) == 0
     text = capsys.readouterr().out
-    assert "12 x 12 = 144" in text and "Total" in text and "GB" in text
+    minilm = text.split("## minilm", 1)[1].split("\n## ", 1)[0]
+    assert "every head (6 x 12 = 72)" in minilm and "12 x 12" not in minilm
+    nl, nh, _, _ = config_shape(tiny_bert_dir)
+    assert f"every head ({nl} x {nh} = {nl * nh})" in text
+    assert "Total" in text and "GB" in text
     assert "0,7 (86.84 / 86.91)" in text  # bert-base Length best head, as published
     assert "heads ranked on TEST" in text
     # a tie at the top of the paper's own numbers is marked: bert-base SICKEntailment's best head on dev (75.2) is
@@ -180,6 +188,18 @@ def test_paper_dev_ties_known_cases():
     assert len(ties) == 2 and set(ties["layer"]) == {10, 11} and (ties["devacc"] == 60.96).all()
     assert sorted(ties["acc"]) == [59.29, 60.25]
     assert len(R.paper_dev_ties("bert-base-uncased", "Length")) == 1
+
+
+@pytest.mark.parametrize("model", ["no-such-org/no-such-model", "./no-such-folder", "bert-base-uncased"])
+def test_dry_run_of_a_model_it_cannot_read_is_one_line(capsys, model, monkeypatch, tmp_path):
+    """A Hub id not in the local cache, or a folder that does not exist: one line naming it, exit 2, no plan."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))  # bert-base-uncased is not cached here
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert R.main(["--models", f"{model}=bert-base-uncased", "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    lines = [x for x in captured.err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: --models {model}: cannot read its config offline"), lines
+    assert "Dry run" not in captured.out
 
 
 def test_bad_arguments_are_one_line_errors(capsys, tmp_path, task_path):
@@ -201,7 +221,7 @@ def test_one_past_last_pooling_reads_an_appended_id0_token(tiny_encoder):
     (attended to, as in the reference code, which had no padding mask), in a batch as alone."""
     import torch
 
-    from senteval_anatomy.features import encode, tokenize
+    from senteval_anatomy.encoders.encoding import encode, tokenize
 
     enc = tiny_encoder("gpt2")
     sentences = ["the cat sat on the mat .", "what is the capital of france ?", "dogs bark ."]

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from senteval_anatomy.engine.batched import BatchedMLP, evaluate_many
+from senteval_anatomy.engine.batched import evaluate_many
+from senteval_anatomy.engine.stacked import BatchedMLP
 from senteval_anatomy.engine.tasks import Task, get_task
 from senteval_anatomy.stats import (
     accuracy_ci,

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from senteval_anatomy import features as features_mod
 from senteval_anatomy import store as store_mod
-from senteval_anatomy.features import encode
-from senteval_anatomy.models import Encoder
+from senteval_anatomy.encoders import encoding as features_mod
+from senteval_anatomy.encoders.encoder import Encoder
+from senteval_anatomy.encoders.encoding import encode
 from senteval_anatomy.store import CacheCorruptionWarning, FeatureStore, StoredFeatures, default_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,6 +268,7 @@ def test_full_verify_catches_what_quick_check_does_not_sample(counted: Counted, 
     f = FeatureStore(tmp_path).get(counted.enc, SENTENCES)
     manifest = json.loads((f.path / "manifest.json").read_text())
     manifest["files"]["heads.npy"]["sha256"] = "0" * 64  # as if a byte outside the sampled blocks changed
+    manifest["seal"] = store_mod._manifest_seal(manifest)  # and the manifest resealed: only the full hash can tell
     (f.path / "manifest.json").write_text(json.dumps(manifest))
     store_mod._MEMO.clear()
     FeatureStore(tmp_path, verify="quick").get(counted.enc, SENTENCES)  # quick check passes
@@ -466,8 +467,37 @@ def test_sampled_checksum_on_entries_above_3_mib(wide_encoder: Encoder, tmp_path
         full = store.verify_entries(full=True)
         assert [c.status for c in full] == ["damaged"] and "heads.npy: sha256 mismatch" in full[0].problem
 
+        # ... and the read the trainer does anyway checks every chunk it reads: named, rebuilt, never used (issue 18)
+        rows = np.arange(len(WIDE_SENTENCES))
+        store_mod._MEMO.clear()
+        strict = FeatureStore(tmp_path, rebuild=False).get(enc.enc, WIDE_SENTENCES, batch_size=256)
+        with pytest.raises(store_mod.CacheCorruptionError, match=r"heads\.npy: rows \d+\.\.\d+ do not match their "
+                           r"checksum") as info:
+            strict.read("heads", rows)
+        assert "\n" not in str(info.value) and str(heads.parent) in str(info.value)
+        del strict
+        store_mod._MEMO.clear()
+        h = store.get(enc.enc, WIDE_SENTENCES, batch_size=256)
+        calls = enc.calls
+        with pytest.warns(CacheCorruptionWarning, match=r"heads\.npy: rows .* do not match their checksum"):
+            served = h.read("heads", rows)
+        assert enc.calls > calls, "the damaged entry must be recomputed, not used"
+        np.testing.assert_array_equal(served, good)
+        np.testing.assert_array_equal(h.read("heads", rows), good)  # the same object now reads the rebuilt entry
+        heads = h.path / "heads.npy"
+        del h
+
+        # a NaN written with its chunk checksum updated too: refused as non-finite (the store never writes one)
+        _poke_nan(heads, outside, keep_mtime=True)
+        _rewrite_manifest_checksums(heads.parent, "heads.npy")
+        store_mod._MEMO.clear()
+        h = FeatureStore(tmp_path, rebuild=False).get(enc.enc, WIDE_SENTENCES, batch_size=256)
+        with pytest.raises(store_mod.CacheCorruptionError, match=r"heads\.npy: non-finite value in row \d+"):
+            h.read("heads", rows)
+        del h
+
         # The same damage written by a process (mtime changes, as any write does): found at read time, never used.
-        _poke_nan(heads, outside, keep_mtime=False)
+        _poke_nan(heads, outside + 64, keep_mtime=False)
         store_mod._MEMO.clear()
         with pytest.raises(ValueError, match="heads.npy: sha256 mismatch .the file was modified after"):
             store.open(heads.parent.name)
@@ -483,6 +513,11 @@ def _rewrite_manifest_checksums(entry: Path, fname: str) -> None:
     manifest["files"][fname].update(
         size=st.st_size, mtime_ns=st.st_mtime_ns, quick=store_mod._quick_checksum(p), sha256=store_mod._sha256_file(p)
     )
+    try:
+        manifest["files"][fname]["chunks"] = store_mod._chunk_checksums(p)
+    except ValueError:  # a header that no longer parses: keep the old chunk checksums
+        pass
+    manifest["seal"] = store_mod._manifest_seal(manifest)
     (entry / "manifest.json").write_text(json.dumps(manifest))
 
 
@@ -567,6 +602,9 @@ def test_verify_command_reports_and_repairs(counted: Counted, tmp_path: Path) ->
     out = _cli("verify", "--cache-dir", str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("\nok ") == 3 and "my-notes" in out.stdout and "left alone" in out.stdout
+    # without --full it says what it did not check (issue 18: "ok" must not read as "every byte is fine")
+    assert "NOT checked: the bytes between the sampled blocks and NaN/inf" in out.stdout.splitlines()[0]
+    assert "NOT checked" not in _cli("verify", "--full", "--cache-dir", str(tmp_path)).stdout
 
     # Damage: a truncated array (g) and a manifest moved to another entry's folder (h, a key/name mismatch).
     with open(gpath / "layers.npy", "r+b") as fh:
@@ -670,8 +708,8 @@ tests_dir, cache, mode, work = sys.argv[1:5]
 sys.path.insert(0, tests_dir)
 from conftest import build_tiny  # the suite's tiny BERT, seed 0: the same weights as the parent's
 
-from senteval_anatomy import features
-from senteval_anatomy.models import Encoder
+from senteval_anatomy.encoders import encoding as features
+from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.store import FeatureStore
 
 work = Path(work)
@@ -791,3 +829,73 @@ def test_no_code_path_reads_or_writes_pickle() -> None:
             ):
                 problems.append(f"{where}: {owner}.{name}")
     assert problems == []
+
+
+def test_a_half_precision_file_under_a_float32_manifest_is_refused(counted: Counted, tmp_path: Path) -> None:
+    """Issue 18's planted bug: heads.npy rewritten as float16 (same shape) under a manifest that says float32, with
+    every checksum, size and seal updated to match: only comparing the file's dtype with the manifest's can see it."""
+    store = FeatureStore(tmp_path)
+    f = store.get(counted.enc, SENTENCES)
+    good = np.array(f.heads)
+    heads = f.path / "heads.npy"
+    del f
+    np.save(heads, good.astype(np.float16))
+    _rewrite_manifest_checksums(heads.parent, "heads.npy")
+    manifest = json.loads((heads.parent / "manifest.json").read_text())
+    assert manifest["dtypes"]["heads"] == "float32" and manifest["files"]["heads.npy"]["size"] == heads.stat().st_size
+    store_mod._MEMO.clear()
+    calls = counted.calls
+    with pytest.warns(CacheCorruptionWarning, match=r"heads.npy: .npy header says float16\[.*\], manifest says float32"):
+        g = store.get(counted.enc, SENTENCES)
+    assert counted.calls > calls and g.heads.dtype == np.float32
+    np.testing.assert_array_equal(np.array(g.heads), good)
+
+
+@pytest.mark.parametrize("edit", ["model", "n_truncated", "dtypes"])
+def test_a_manifest_is_validated_whole(counted: Counted, tmp_path: Path, edit: str) -> None:
+    """Metadata outside the key (model name, n_truncated) edited by hand is not shown as true: the manifest's seal
+    breaks, the entry is named, removed and rebuilt; `cache verify` (quick) reports it."""
+    store = FeatureStore(tmp_path)
+    f = store.get(counted.enc, SENTENCES)
+    path = f.path
+    del f
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.update({"model": "bert-large-uncased", "n_truncated": 3,
+                     "dtypes": {"heads": "float16", "layers": "float32"}}[edit] if edit == "dtypes" else
+                    {edit: {"model": "bert-large-uncased", "n_truncated": 3}[edit]})
+    if edit == "dtypes":
+        manifest["dtypes"] = {"heads": "float16", "layers": "float32"}
+        manifest["seal"] = store_mod._manifest_seal(manifest)  # resealed: the fields must still agree with each other
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    store_mod._MEMO.clear()
+    checks = store.verify_entries()
+    assert [c.status for c in checks] == ["damaged"]
+    assert ("seal" if edit != "dtypes" else "dtype 'float16' is not the key's 'float32'") in checks[0].problem
+    calls = counted.calls
+    with pytest.warns(CacheCorruptionWarning, match="manifest.json"):
+        g = store.get(counted.enc, SENTENCES)
+    assert counted.calls > calls and g.manifest["model"] == counted.enc.name and g.n_truncated == 0
+
+
+def test_clear_and_repair_never_follow_or_leave_symlinks(counted: Counted, tmp_path: Path) -> None:
+    """Issue 18: an entry that is a symlink (to another cache's entry) made `clear` report "freed 28.5 MiB" while
+    freeing nothing and leave a `.trash-*` link. Links are listed, never followed, never removed, never counted."""
+    other = FeatureStore(tmp_path / "other")
+    target = other.get(counted.enc, SENTENCES).path
+    store = FeatureStore(tmp_path / "mine")
+    own = store.get(counted.enc, SENTENCES[:3]).path
+    store.root.joinpath(target.name).symlink_to(target, target_is_directory=True)
+    store.root.joinpath(".trash-" + "a" * 32 + "-heads+layers-0badf00d").symlink_to(target, target_is_directory=True)
+    before = sorted(p.name for p in target.iterdir())
+    own_size = store_mod._dir_size(own)
+    out = _cli("verify", "--repair", "--cache-dir", str(tmp_path / "mine"))
+    assert out.returncode == 0 and "not an entry, left alone" in out.stdout, out.stdout
+    out = _cli("clear", "--cache-dir", str(tmp_path / "mine"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"removed 1 entry, freed {store_mod._human(own_size)}" in out.stdout, out.stdout
+    assert f"left alone: {store.root / target.name}: not a cache entry (a symbolic link" in out.stdout
+    assert "a symbolic link; never followed" in out.stdout
+    assert sorted(p.name for p in target.iterdir()) == before  # the link's target is untouched
+    assert sorted(p.name for p in store.root.iterdir()) == sorted([target.name, ".trash-" + "a" * 32 +
+                                                                   "-heads+layers-0badf00d"])
+    assert not list(store.root.glob(".trash-*-????????")) or all(p.is_symlink() for p in store.root.glob(".trash-*"))

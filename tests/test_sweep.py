@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from senteval_anatomy.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores, vector_name
@@ -154,7 +156,7 @@ def test_interrupted_sweep_keeps_finished_units(tiny_encoder, tiny_data, tmp_pat
 
 def test_sweep_errors(tiny_encoder, tiny_data):
     enc = tiny_encoder("bert")
-    with pytest.raises(ValueError, match="Unknown task.*Lenght"):
+    with pytest.raises(ValueError, match="unknown task 'Lenght'"):
         sweep(enc, ["Lenght"], task_path=tiny_data, progress=False)
     with pytest.raises(ValueError, match="harness"):
         sweep(enc, ["Tense"], task_path=tiny_data, harness="fast", progress=False)
@@ -163,3 +165,64 @@ def test_sweep_errors(tiny_encoder, tiny_data):
     with pytest.raises(ImportError, match="SentEval"):
         sweep(enc, ["Tense"], task_path=tiny_data, harness="senteval", progress=False, params=FAST,
               store=FeatureStore(memory=True))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"classifier": {"nhid": 0, "epoch_size": 0}}, "params: classifier.epoch_size=0: must be >= 1"),
+    ({"classifier": {"nhid": 0, "max_epoch": 0, "tenacity": -1}}, "params: classifier.tenacity=-1: must be >= 0"),
+    ({"classifier": {"nhid": 0, "max_epoch": 0}}, "params: classifier.max_epoch=0: must be >= 1"),
+    ({"kfold": 1}, "params: kfold=1: must be >= 2"),
+    ({"seed": 2.5}, "params: seed=2.5: must be a whole number"),
+    ({"seed": True}, "params: seed=True: must be a whole number"),
+])
+def test_sweep_refuses_the_settings_the_cli_refuses(tiny_encoder, tiny_data, tmp_path, params, message):
+    """Issue 18: the Python API is as careful as the command line: one line naming the setting, before any work."""
+    store = FeatureStore(tmp_path / "cache")
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        sweep(tiny_encoder("bert"), ["Tense"], task_path=tiny_data, params=dict(FAST, **params), store=store,
+              out_dir=tmp_path / "out", progress=False)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"tasks": None}, "tasks=None: give"),
+    ({"tasks": [None]}, "is not a name"),
+    ({"tasks": "Lenght"}, "unknown task 'Lenght'"),
+    ({"tasks": ","}, "names nothing"),
+    ({"views": None}, "views=None: give one or more of heads, layers"),
+    ({"views": "EMBEDDINGS"}, "unknown: EMBEDDINGS"),
+    ({"batch_size": 2.5}, "batch_size=2.5: give a whole number >= 1"),
+    ({"batch_size": True}, "batch_size=True: give a whole number >= 1"),
+    ({"params": [("kfold", 5)]}, "params=[('kfold', 5)]: give a dict"),
+])
+def test_sweep_arguments_are_one_line_errors(tiny_encoder, tiny_data, tmp_path, kw, message):
+    kw = {"tasks": ["Tense"], **kw}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sweep(tiny_encoder("bert"), kw.pop("tasks"), task_path=tiny_data, store=FeatureStore(tmp_path / "cache"),
+              progress=False, **{"params": FAST, **kw})
+    assert not (tmp_path / "cache").exists()
+
+
+def test_sweep_takes_numpy_and_removes_repeats_like_the_cli(tiny_encoder, tiny_data, tmp_path):
+    """numpy scalars and arrays are accepted wherever ints and lists are, and give the same setting (same key) as
+    Python values; "Tense,Tense" is one task (issue 18: every row came twice and Results blamed a re-run)."""
+    import numpy as np
+
+    from senteval_anatomy.adapters import LayerAdapter
+
+    enc = tiny_encoder("bert")
+    store = FeatureStore(tmp_path / "cache")
+    plain = sweep(enc, "Tense,Tense", task_path=tiny_data, views="layers", params=FAST, store=store, progress=False)
+    assert len(plain) == enc.num_layers + 1 and plain["task"].tolist() == ["Tense"] * len(plain)
+    Results(plain).best_layer("Tense")  # no duplicate rows
+    numpy_params = dict(FAST, seed=np.int64(7), kfold=np.int32(2),
+                        classifier=dict(FAST["classifier"], max_epoch=np.int64(8)))
+    numpy = sweep(enc, np.array(["Tense", "tense"]), task_path=tiny_data, views=np.array(["layers"]),
+                  params=numpy_params, store=store, progress=False, batch_size=np.int64(16))
+    pd.testing.assert_frame_equal(numpy, plain)
+    a, b = LayerAdapter(enc, "EMBEDDINGS"), LayerAdapter(enc, "embeddings")
+    assert a.name == b.name
+    for bad in (2.5, True, None):
+        with pytest.raises(TypeError, match="must be an int block index"):
+            LayerAdapter(enc, bad)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from senteval_anatomy.engine import batched as B
+from senteval_anatomy.engine import chunks, kernels, stacked
 from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
 
 FAST = {"nhid": 0, "optim": "rmsprop", "batch_size": 32, "tenacity": 1, "epoch_size": 1, "max_epoch": 12}
@@ -31,14 +32,14 @@ def test_trainer_cross_entropy_is_the_solo_one_bit_for_bit(nclasses, rows):
     gen = torch.Generator().manual_seed(rows * 31 + nclasses)
     logits = (torch.randn(7, rows, nclasses, generator=gen) * 5).requires_grad_()
     y = torch.randint(0, nclasses, (rows,), generator=gen)
-    loss = B._slot_cross_entropy(logits, y)
+    loss = kernels.slot_cross_entropy(logits, y)
     (grad,) = torch.autograd.grad(loss, logits)
     for s in range(7):  # the solo probe: nn.CrossEntropyLoss(reduction="mean") on its own [m, C] logits
         solo_logits = logits[s].detach().clone().requires_grad_()
         solo = F.cross_entropy(solo_logits, y)
         (solo_grad,) = torch.autograd.grad(solo, solo_logits)
         assert torch.equal(grad[s], solo_grad), f"slot {s}: gradient differs from the solo probe's"
-    ref = B._ce_reference(logits.detach(), y)
+    ref = kernels.ce_reference(logits.detach(), y)
     assert torch.equal(loss.detach(), ref)
 
 
@@ -65,16 +66,16 @@ def test_thread_count_changes_no_result_and_is_restored():
 
 def test_evaluate_many_takes_probe_threads_from_params(monkeypatch):
     """``num_threads="auto"``: the engine's ``params.probe_threads`` when set, else the trainer's default of 1."""
-    from senteval_anatomy.engine.tasks import Task, get_task
+    from senteval_anatomy.engine import Task, get_task
 
     seen = []
-    real = B._torch_threads
+    real = chunks.torch_threads
 
     def spy(n, device):
         seen.append(n)
         return real(n, device)
 
-    monkeypatch.setattr(B, "_torch_threads", spy)
+    monkeypatch.setattr(chunks, "torch_threads", spy)
     rs = np.random.RandomState(1)
     y = rs.randint(0, 2, 60)
     X = rs.randn(60, 2, 3).astype(np.float32)
@@ -84,7 +85,7 @@ def test_evaluate_many_takes_probe_threads_from_params(monkeypatch):
     B.evaluate_many(task, emb, params)
     B.evaluate_many(task, emb, dict(params, probe_threads=2))
     B.evaluate_many(task, emb, dict(params, probe_threads=2), num_threads=None)
-    assert seen == [B.DEFAULT_CPU_THREADS, 2, None]
+    assert seen == [stacked.DEFAULT_CPU_THREADS, 2, None]
     with pytest.raises(ValueError, match="num_threads"):
         B.evaluate_many(task, emb, params, num_threads="many")
 
@@ -135,7 +136,7 @@ def test_grid_slots_train_with_the_fast_loss_and_match_solo_probes():
     X = np.stack([centers[y] * s + rs.randn(140, 5) for s in (0.2, 1.5)], axis=1).astype(np.float32)
     slot_probe, slot_reg = np.tile(np.arange(2), 4), np.repeat(PYTORCH_L2_GRID, 2)
     Xt = torch.from_numpy(X.transpose(1, 0, 2).copy())
-    bm = B.BatchedMLP(5, 6, slot_probe, slot_reg, n_probes=2, seed=4, config=FAST, device="cpu")
+    bm = stacked.BatchedMLP(5, 6, slot_probe, slot_reg, n_probes=2, seed=4, config=FAST, device="cpu")
     bm.fit(Xt, torch.from_numpy(y), np.arange(100), val_rows=np.arange(100, 140))
     pred = bm.predict(Xt, np.arange(140))
     for s in range(len(slot_probe)):

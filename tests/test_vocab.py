@@ -63,9 +63,10 @@ def test_one_view_rule_everywhere(tmp_path):
     for bad in ("", "head", ["heads", "attn"], []):
         with pytest.raises(ValueError, match="heads, layers"):
             check_views(bad)
-    from senteval_anatomy import features, store
+    from senteval_anatomy import store
+    from senteval_anatomy.encoders import encoding
 
-    assert features.check_views is check_views and store.check_views is check_views
+    assert encoding.check_views is check_views and store.check_views is check_views
 
 
 def test_pooling_rule():
@@ -125,10 +126,10 @@ def test_device_rule():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
-    from senteval_anatomy import models
+    from senteval_anatomy.encoders import encoder
     from senteval_anatomy.engine import params
 
-    assert params.resolve_device is resolve_device and models.resolve_device is resolve_device
+    assert params.resolve_device is resolve_device and encoder.resolve_device is resolve_device
 
 
 def test_cache_root_rule(monkeypatch, tmp_path):
@@ -189,13 +190,12 @@ def test_atomic_write_names_a_folder_in_the_way(tmp_path):
 
 
 def test_no_second_definition_in_the_package():
-    """One home per fact: the vector-name scheme, temp-file writers, the cache variable and the STS table are spelt
-    out only in vocab.py."""
+    """One home per fact: the vector-name scheme, temp-file writers, and the cache variable are spelt out only in
+    vocab.py (per-task facts such as the STS table live on the task specs: tests/test_task_registry.py)."""
     patterns = {
         "vector name scheme": re.compile(r"attn\.head\.\{|hook_resid_post\""),
         "temp-file writer": re.compile(r"mkstemp\("),
         "cache variable": re.compile(r"\"SENTEVAL_ANATOMY_CACHE\""),
-        "STS table": re.compile(r"\(\"MSRpar\","),
         "view names": re.compile(r"\(\"heads\", \"layers\"\)"),
         "pooling names": re.compile(r"\(\"cls\", \"last\", \"mean\"\)"),
         "device rule": re.compile(r"def resolve_device"),
@@ -209,10 +209,3 @@ def test_no_second_definition_in_the_package():
             assert not pat.search(text), f"{path.relative_to(PACKAGE)} defines the {what} again; import it from vocab"
 
 
-def test_sts_pair_counts_name_the_same_sub_datasets():
-    """data.sources keeps the number of scored pairs per STS sub-dataset; its names follow the one table."""
-    from senteval_anatomy.data.sources import STS_SCORED_PAIRS
-    from senteval_anatomy.engine.tasks import STS_DATASETS
-
-    assert STS_DATASETS is vocab.STS_DATASETS
-    assert {t: tuple(c) for t, c in STS_SCORED_PAIRS.items()} == STS_DATASETS

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..vocab import OneLineParser, path_arg
 from . import ENV_VAR, resolve_task_path
 from .download import default_download_dir, download, parse_source_overrides
-from .sources import GROUPS, datasets_for, expand_tasks
+from .sources import datasets_for, expand_tasks, groups
 
 
 def _tasks_arg(p: argparse.ArgumentParser, what: str) -> None:
@@ -30,7 +30,7 @@ def _tasks_arg(p: argparse.ArgumentParser, what: str) -> None:
         action="extend",  # --tasks A --tasks B means both, as in one --tasks A,B
         metavar="T",
         help=f"tasks to {what}: SentEval names (SST2, SICKEntailment, Depth…), datasets (SICK, STS12…) or groups "
-        f"({', '.join(GROUPS)}); commas or spaces; default: all",
+        f"({', '.join(groups())}); commas or spaces; default: all",
     )
 
 

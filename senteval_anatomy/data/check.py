@@ -24,45 +24,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..engine.tasks import PROBING_LABELS, PROBING_SPLIT_SIZES, PROBING_TASKS
+from ..engine import DataError, load_task
+from ..engine.registry import get_task, task_names
 from .download import MANIFEST_NAME, sha256_file
-from .sources import STS_SCORED_PAIRS, expand_tasks, task_dataset
+from .sources import expand_tasks, task_dataset
 
-STANDARD_SIZES: dict[str, dict[str, int]] = {
-    "MR": {"all": 10662},
-    "SUBJ": {"all": 10000},
-    "SST2": {"train": 67349, "dev": 872, "test": 1821},
-    "SST5": {"train": 8544, "dev": 1101, "test": 2210},
-    "TREC": {"train": 5452, "test": 500},
-    "MRPC": {"train": 4076, "test": 1725},
-    "SICKEntailment": {"train": 4500, "dev": 500, "test": 4927},
-    "SICKRelatedness": {"train": 4500, "dev": 500, "test": 4927},
-    "STSBenchmark": {"train": 5749, "dev": 1500, "test": 1379},
-    **{name: dict(sets) for name, sets in STS_SCORED_PAIRS.items()},
-    **{
-        t: {
-            "train": PROBING_SPLIT_SIZES["tr"],
-            "dev": PROBING_SPLIT_SIZES["va"],
-            "test": PROBING_SPLIT_SIZES["te"],
-        }
-        for t in PROBING_TASKS
-    },
-}
-"""SentEval's usual sizes (items per split; STS: scored pairs per sub-dataset). CR and MPQA are left out: their
-exact counts are not pinned down by the sources we trust (about 3.8k and 10.6k)."""
-
-APPROX_SIZES = {"CR": "about 3.8k", "MPQA": "about 10.6k"}
-
-STANDARD_CLASSES: dict[str, int] = {
-    **{t: len(labels) for t, labels in PROBING_LABELS.items() if labels is not None and t != "Depth"},
-    "WordContent": 1000,
-}
-"""Classes of each probing task in SentEval's data: the size of its fixed label set (engine.tasks.PROBING_LABELS);
-WordContent's 1000 target words. Depth is left out: its set (depths 5-12) bounds the labels, but how many of them
-SentEval's file uses is not pinned down by the sources we trust."""
-
-LATIN1_TASKS = ("CR", "MR", "MPQA", "SUBJ", "TREC")
-"""Tasks whose files SentEval opens as latin-1 (all others: UTF-8)."""
+# SentEval's standard sizes (``TaskSpec.sizes``: items per split, STS: scored pairs per sub-dataset), loose sizes
+# where those are not pinned down (``approx_size``: CR, MPQA), the class count of each probing task's data
+# (``standard_classes``) and the encoding SentEval reads a task's files with (``encoding``) are facts of each task,
+# read from its spec in the task registry.
 
 
 @dataclass
@@ -148,7 +118,7 @@ def _file_report(root: Path, rel: str, task: str, reference: str | None, notes: 
     data = path.read_bytes()
     enc, utf8 = _encoding(data)
     crlf = b"\r\n" in data
-    if task in LATIN1_TASKS and enc.startswith("utf-8"):
+    if get_task(task).encoding == "latin-1" and enc.startswith("utf-8"):
         notes.append(
             f"{rel}: holds UTF-8 multi-byte characters but SentEval reads it as latin-1, so they become mojibake "
             "(SentEval's own files are ASCII)"
@@ -172,15 +142,17 @@ def _fmt_sizes(sizes: dict[str, int]) -> str:
 
 def check_task(root: Path, task: str, manifest: dict | None = None, synthetic: bool = False) -> TaskReport:
     """Check one task under ``root`` (see the module doc for the statuses)."""
-    from ..engine import DataError, get_task, load_task
-
     spec = get_task(task)
-    ds = task_dataset(task)
-    refs = {o.path: o.sha256 for o in ds.outputs}
+    try:
+        ds = task_dataset(task)
+    except KeyError:  # a registered task with no download recipe: everything but provenance is checked
+        ds = None
+    refs = {o.path: o.sha256 for o in ds.outputs} if ds else {}
     notes: list[str] = []
     files = [_file_report(root, rel, task, refs.get(rel), notes) for rel in spec.files]
     missing = [f.path for f in files if not f.present]
-    report = TaskReport(task, "absent", files=files, notes=notes, standard=STANDARD_SIZES.get(task))
+    standard = None if spec.sizes is None else dict(spec.sizes)
+    report = TaskReport(task, "absent", files=files, notes=notes, standard=standard)
     if len(missing) == len(files):
         report.problems.append(
             f"no file of {task} under {root} (expected {', '.join(spec.files[:3])}{' …' if len(spec.files) > 3 else ''})"
@@ -190,7 +162,7 @@ def check_task(root: Path, task: str, manifest: dict | None = None, synthetic: b
         report.status = "broken"
         report.problems.append(f"missing: {', '.join(missing)}")
         report.problems.append(
-            f"fix: python -m senteval_anatomy.data download --tasks {ds.name} --dest {root}"
+            f"fix: python -m senteval_anatomy.data download --tasks {ds.name if ds else task} --dest {root}"
         )
         return report
     try:
@@ -201,24 +173,23 @@ def check_task(root: Path, task: str, manifest: dict | None = None, synthetic: b
         return report
     report.sizes = _sizes(loaded)
     report.classes = loaded.n_classes
-    standard = report.standard
     if standard is None:
         report.status = "present"
-        if task in APPROX_SIZES:
-            notes.append(f"{sum(report.sizes.values())} items; SentEval's {task} has {APPROX_SIZES[task]}")
+        if spec.approx_size:
+            notes.append(f"{sum(report.sizes.values())} items; SentEval's {task} has {spec.approx_size}")
     elif report.sizes == standard:
         report.status = "complete"
     else:
         report.status = "partial"
         if not synthetic:  # the report's header already says the demo data is not SentEval's
             notes.append(f"not SentEval's standard size ({_fmt_sizes(standard)}): a subset or other data")
-    want = STANDARD_CLASSES.get(task)
+    want = spec.standard_classes
     if want is not None and report.classes is not None and report.classes != want and not synthetic:
         notes.append(f"{report.classes} classes (SentEval: {want})")
     if any(f.reference for f in files):
         same = sum(1 for f in files if f.reference)
         notes.append(f"{same} of {len(files)} file(s) byte-identical to SentEval's prepared files")
-    if manifest and ds.name in manifest:
+    if manifest and ds and ds.name in manifest:
         entry = manifest[ds.name]
         notes.append(f"downloaded {entry.get('date', '?')} via {entry.get('recipe', '?')}")
         notes.extend(f"download warning: {w}" for w in entry.get("warnings", []))
@@ -241,15 +212,13 @@ def check(root: str | Path, tasks: Sequence[str] | None = None) -> CheckReport:
 
     Raises ``FileNotFoundError`` when ``root`` is not a folder, ``ValueError`` for an unknown task name.
     """
-    from ..engine import TASK_NAMES, UNSUPPORTED_TASKS
-
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
             f"{root}: not a folder (expected SentEval's data folder holding probing/ and downstream/)"
         )
     requested = expand_tasks(list(tasks)) if tasks else None
-    names = requested if requested is not None else [t for t in TASK_NAMES if t not in UNSUPPORTED_TASKS]
+    names = requested if requested is not None else list(task_names())
     manifest = None
     if (root / MANIFEST_NAME).is_file():
         try:

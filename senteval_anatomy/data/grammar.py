@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from ..engine.tasks import PROBING_FILES
+from ..engine.registry import PROBING_TASKS, get_task
 from ..vocab import atomic_write
 
 GENERATOR_VERSION = "2"
@@ -2187,14 +2187,14 @@ def mrpc_lines(seed: str = SEED, sizes: dict[str, int] | None = None) -> dict[st
 def default_files(seed: str = SEED, progress: bool = False) -> dict[str, str]:
     """Every file of the default data set: ``{relative path: content}`` (deterministic for a given seed)."""
     files: dict[str, str] = {}
-    tasks = list(PROBING_FILES)
+    tasks = list(PROBING_TASKS)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(tasks) + 4, desc="default data", unit="task")
     for task in tasks:
-        files[f"probing/{PROBING_FILES[task]}"] = "".join(e.line + "\n" for e in probing_examples(task, seed))
+        files[get_task(task).files[0]] = "".join(e.line + "\n" for e in probing_examples(task, seed))
         if bar:
             bar.update(1)
     sst = sst_lines(seed)

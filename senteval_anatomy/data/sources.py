@@ -22,15 +22,21 @@ sed originals on a few rare tokens.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import io
+import lzma
 import tarfile
 import zipfile
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..engine.tasks import PROBING_FILES, SENTEVAL_FILE_LINES
-from ..vocab import STS_DATASETS
+from ..engine.registry import SENTEVAL_FILE_LINES, get_task, specs
+from ..engine.spec import TaskSpec
+from ..vocab import names_list
 from .tokenization import cat_v, cut_fields, moses_tokenize, ptb_tokenize, split_lines, strip_trec_quotes
 
 Build = Callable[[Mapping[str, Path], Path], None]
@@ -233,19 +239,20 @@ def ptb_file(raw: bytes) -> bytes:
     return (out + ("\n" if trailing_newline and lines else "")).encode("ascii")
 
 
-_NB_MEMBERS = {
-    "MR": ("rt10662/rt-polarity.pos", "rt10662/rt-polarity.neg", "MR/rt-polarity.pos", "MR/rt-polarity.neg"),
-    "CR": ("customerr/custrev.pos", "customerr/custrev.neg", "CR/custrev.pos", "CR/custrev.neg"),
-    "SUBJ": ("subj/subj.objective", "subj/subj.subjective", "SUBJ/subj.objective", "SUBJ/subj.subjective"),
-    "MPQA": ("mpqa/mpqa.pos", "mpqa/mpqa.neg", "MPQA/mpqa.pos", "MPQA/mpqa.neg"),
+_NB_MEMBERS = {  # the label-1 and label-0 files of each task inside datasmall_NB_ACL12.zip
+    "MR": ("rt10662/rt-polarity.pos", "rt10662/rt-polarity.neg"),
+    "CR": ("customerr/custrev.pos", "customerr/custrev.neg"),
+    "SUBJ": ("subj/subj.objective", "subj/subj.subjective"),
+    "MPQA": ("mpqa/mpqa.pos", "mpqa/mpqa.neg"),
 }
 
 
 def _nb_classif(task: str) -> Build:
+    files = get_task(task).files  # label-1 file, label-0 file
+
     def build(inputs: Mapping[str, Path], root: Path) -> None:
-        m1, m2, o1, o2 = _NB_MEMBERS[task]
-        for member, rel in ((m1, o1), (m2, o2)):
-            _write(root, f"downstream/{rel}", ptb_file(_read_zip(inputs["datasmall_NB_ACL12.zip"], member)))
+        for member, rel in zip(_NB_MEMBERS[task], files):
+            _write(root, rel, ptb_file(_read_zip(inputs["datasmall_NB_ACL12.zip"], member)))
 
     return build
 
@@ -267,34 +274,6 @@ QNN = "https://raw.githubusercontent.com/FreedomIntelligence/qnn/77f549372d43/da
 YANS = "https://raw.githubusercontent.com/yan-soares/research_embeddings_fine_tuning/045c5e94572a/data/downstream"
 
 
-
-STS_SCORED_PAIRS: dict[str, dict[str, int]] = {
-    "STS12": {
-        "MSRpar": 750,
-        "MSRvid": 750,
-        "SMTeuroparl": 459,
-        "surprise.OnWN": 750,
-        "surprise.SMTnews": 399,
-    },
-    "STS13": {"FNWN": 189, "headlines": 750, "OnWN": 561},
-    "STS14": {
-        "deft-forum": 450,
-        "deft-news": 300,
-        "headlines": 750,
-        "images": 750,
-        "OnWN": 750,
-        "tweet-news": 750,
-    },
-    "STS15": {"answers-forums": 375, "answers-students": 750, "belief": 375, "headlines": 750, "images": 750},
-    "STS16": {
-        "answer-answer": 254,
-        "headlines": 249,
-        "plagiarism": 230,
-        "postediting": 244,
-        "question-question": 209,
-    },
-}
-"""Scored pairs (non-empty gold lines) per STS sub-dataset: the ``nsamples`` SentEval reports on the full data."""
 
 _STS_ZIPS = {
     "STS12": "http://ixa2.si.ehu.es/stswiki/images/4/40/STS2012-en-test.zip",
@@ -333,13 +312,20 @@ def _prepared_recipe(rels: dict[str, tuple[str, ...]]) -> Recipe:
     return Recipe("prepared copy", arts, _place_prepared(list(rels)))
 
 
-def _probing_dataset(task: str, fname: str) -> Dataset:
+def _served(dataset: str) -> tuple[str, ...]:
+    """The tasks whose spec names ``dataset`` as the download unit of their files, in the registry's order."""
+    return tuple(s.name for s in specs() if s.dataset == dataset)
+
+
+def _probing_dataset(spec: TaskSpec) -> Dataset:
+    rel = spec.files[0]
+    fname = rel.removeprefix("probing/")
     art = Artifact(fname, (f"{SENTEVAL_RAW}/{fname}",))
     return Dataset(
-        name=task,
-        tasks=(task,),
-        outputs=(Output(f"probing/{fname}", lines=SENTEVAL_FILE_LINES[f"probing/{fname}"]),),
-        recipes=(Recipe("SentEval repository", (art,), copy_as({fname: f"probing/{fname}"})),),
+        name=spec.dataset,
+        tasks=_served(spec.dataset),
+        outputs=(Output(rel, lines=SENTEVAL_FILE_LINES[rel]),),
+        recipes=(Recipe("SentEval repository", (art,), copy_as({fname: rel})),),
         note="Ships with SentEval's git repository; 100k/10k/10k lines (tr/va/te).",
         group="probing",
     )
@@ -350,7 +336,7 @@ def _sst(kind: str, task: str, raw_names: dict[str, str], raw_base: str, qnn_dir
     raw = tuple(Artifact(raw_names[s], (f"{raw_base}/{raw_names[s]}",), _SHA[outs[s]]) for s in outs)
     return Dataset(
         name=task,
-        tasks=(task,),
+        tasks=_served(task),
         outputs=tuple(
             Output(f"downstream/{outs[s]}", _SHA[outs[s]], SENTEVAL_FILE_LINES[f"downstream/{outs[s]}"])
             for s in outs
@@ -365,11 +351,11 @@ def _sst(kind: str, task: str, raw_names: dict[str, str], raw_base: str, qnn_dir
 
 
 def _nb_dataset(task: str, note: str) -> Dataset:
-    _, _, o1, o2 = _NB_MEMBERS[task]
+    o1, o2 = (f.removeprefix("downstream/") for f in get_task(task).files)
     zip_art = Artifact("datasmall_NB_ACL12.zip", (f"{FB_BUCKET}/datasmall_NB_ACL12.zip",))
     return Dataset(
         name=task,
-        tasks=(task,),
+        tasks=_served(task),
         outputs=(
             Output(f"downstream/{o1}", lines=SENTEVAL_FILE_LINES.get(f"downstream/{o1}"), exact=False),
             Output(f"downstream/{o2}", lines=SENTEVAL_FILE_LINES.get(f"downstream/{o2}"), exact=False),
@@ -385,7 +371,8 @@ def _nb_dataset(task: str, note: str) -> Dataset:
 def _sts_dataset(task: str) -> Dataset:
     year = int(task[3:])
     archive = f"STS20{year}-en-test.zip"
-    sets = STS_DATASETS[task]
+    spec = get_task(task)
+    sets = spec.splits
     folder = f"STS/{task}-en-test"
     outputs = []
     for s in sets:
@@ -394,7 +381,7 @@ def _sts_dataset(task: str) -> Dataset:
     rels = {f"{folder}/STS.{kind}.{s}.txt": () for s in sets for kind in ("input", "gs")}
     return Dataset(
         name=task,
-        tasks=(task,),
+        tasks=_served(task),
         outputs=tuple(outputs),
         recipes=(
             Recipe(
@@ -405,14 +392,15 @@ def _sts_dataset(task: str) -> Dataset:
             _prepared_recipe(rels),
         ),
         note="Scored pairs per sub-dataset: "
-        + ", ".join(f"{k} {v}" for k, v in STS_SCORED_PAIRS[task].items()),
+        + ", ".join(f"{k} {v}" for k, v in spec.sizes.items()),
     )
 
 
 def _build_table() -> dict[str, Dataset]:
     table: dict[str, Dataset] = {}
-    for task, fname in PROBING_FILES.items():
-        table[task] = _probing_dataset(task, fname)
+    for spec in specs():
+        if spec.is_probing:
+            table[spec.dataset] = _probing_dataset(spec)
 
     table["SST2"] = _sst(
         "binary",
@@ -432,7 +420,7 @@ def _build_table() -> dict[str, Dataset]:
     trec_names = {"train_5500.label": "TREC/train_5500.label", "TREC_10.label": "TREC/TREC_10.label"}
     table["TREC"] = Dataset(
         name="TREC",
-        tasks=("TREC",),
+        tasks=_served("TREC"),
         outputs=tuple(
             Output(f"downstream/{r}", _SHA[r], SENTEVAL_FILE_LINES[f"downstream/{r}"]) for r in trec_names.values()
         ),
@@ -449,7 +437,7 @@ def _build_table() -> dict[str, Dataset]:
     mrpc = {s: f"MRPC/msr_paraphrase_{s}.txt" for s in ("train", "test")}
     table["MRPC"] = Dataset(
         name="MRPC",
-        tasks=("MRPC",),
+        tasks=_served("MRPC"),
         outputs=tuple(
             Output(f"downstream/{r}", _SHA[r], SENTEVAL_FILE_LINES[f"downstream/{r}"]) for r in mrpc.values()
         ),
@@ -470,7 +458,7 @@ def _build_table() -> dict[str, Dataset]:
     sick = {s: f"SICK/SICK_{s}.txt" for s in ("train", "trial", "test_annotated")}
     table["SICK"] = Dataset(
         name="SICK",
-        tasks=("SICKRelatedness", "SICKEntailment"),
+        tasks=_served("SICK"),
         outputs=tuple(
             Output(f"downstream/{r}", _SHA[r], SENTEVAL_FILE_LINES[f"downstream/{r}"], exact=False)
             for r in sick.values()
@@ -494,7 +482,7 @@ def _build_table() -> dict[str, Dataset]:
     stsb = {s: f"STS/STSBenchmark/sts-{s}.csv" for s in ("train", "dev", "test")}
     table["STSBenchmark"] = Dataset(
         name="STSBenchmark",
-        tasks=("STSBenchmark",),
+        tasks=_served("STSBenchmark"),
         outputs=tuple(
             Output(f"downstream/{r}", lines=SENTEVAL_FILE_LINES[f"downstream/{r}"], exact=False) for r in stsb.values()
         ),
@@ -512,8 +500,9 @@ def _build_table() -> dict[str, Dataset]:
             _prepared_recipe({r: () for r in stsb.values()}),
         ),
     )
-    for task in STS_DATASETS:
-        table[task] = _sts_dataset(task)
+    for spec in specs():
+        if spec.kind == "sts":
+            table[spec.dataset] = _sts_dataset(spec.name)
 
     table["MR"] = _nb_dataset("MR", "5331 positive and 5331 negative snippets.")
     table["CR"] = _nb_dataset("CR", "About 3.8k reviews sentences in all (positive and negative).")
@@ -525,66 +514,70 @@ def _build_table() -> dict[str, Dataset]:
 DATASETS: dict[str, Dataset] = _build_table()
 """Dataset name -> :class:`Dataset`. Probing datasets are named after their task."""
 
-PROBING_TASKS: tuple[str, ...] = tuple(PROBING_FILES)
-DOWNSTREAM_TASKS: tuple[str, ...] = (
-    "CR",
-    "MR",
-    "MPQA",
-    "SUBJ",
-    "SST2",
-    "SST5",
-    "TREC",
-    "MRPC",
-    "SICKRelatedness",
-    "SICKEntailment",
-    "STSBenchmark",
-    "STS12",
-    "STS13",
-    "STS14",
-    "STS15",
-    "STS16",
-)
-ALL_TASKS: tuple[str, ...] = DOWNSTREAM_TASKS + PROBING_TASKS
-"""Every task the downloader knows, in SentEval's (and the engine's) order."""
+def all_tasks() -> tuple[str, ...]:
+    """Every task the downloader knows, in SentEval's (and the engine's) order: downstream, then probing tasks
+    (read from the task registry, so a registered task is known here too)."""
+    return tuple(s.name for s in specs() if not s.is_probing) + tuple(s.name for s in specs() if s.is_probing)
 
-GROUPS: dict[str, tuple[str, ...]] = {
-    "all": ALL_TASKS,
-    "probing": PROBING_TASKS,
-    "downstream": DOWNSTREAM_TASKS,
-    "sick": ("SICKRelatedness", "SICKEntailment"),
-    "sts": ("STS12", "STS13", "STS14", "STS15", "STS16"),
-    "sst": ("SST2", "SST5"),
-    "classification": ("CR", "MR", "MPQA", "SUBJ"),
-}
+
+def groups() -> dict[str, tuple[str, ...]]:
+    """The group names ``--tasks`` accepts: ``all``, ``probing``, ``downstream`` and each downstream task's
+    ``group`` (``classification``, ``sst``, ``sick``, ``sts``), from the task registry."""
+    out: dict[str, tuple[str, ...]] = {
+        "all": all_tasks(),
+        "probing": tuple(s.name for s in specs() if s.is_probing),
+        "downstream": tuple(s.name for s in specs() if not s.is_probing),
+    }
+    for s in specs():
+        if not s.is_probing and s.group:
+            out[s.group] = out.get(s.group, ()) + (s.name,)
+    return out
 
 
 def task_dataset(task: str) -> Dataset:
-    """The dataset that provides ``task``'s files."""
-    for ds in DATASETS.values():
-        if task in ds.tasks:
-            return ds
-    raise KeyError(task)
+    """The dataset that provides ``task``'s files (its spec's ``dataset``); ``KeyError`` when none does."""
+    try:
+        name = get_task(task).dataset
+    except ValueError:
+        raise KeyError(task) from None
+    if name not in DATASETS:
+        raise KeyError(task)
+    return DATASETS[name]
 
 
 def expand_tasks(names: list[str] | tuple[str, ...] | None) -> list[str]:
     """Turn user input (task names, dataset names like ``SICK``, groups like ``probing``; any case, commas allowed)
     into SentEval task names, in a stable order. ``None`` or empty means every task."""
+    every, named = all_tasks(), groups()
     if not names:
-        return list(ALL_TASKS)
-    lookup = {t.lower(): (t,) for t in ALL_TASKS}
+        return list(every)
+    lookup = {t.lower(): (t,) for t in every}
     lookup.update({d.lower(): ds.tasks for d, ds in DATASETS.items()})
-    lookup.update(GROUPS)
+    lookup.update(named)
     wanted: list[str] = []
     for raw in names:
         for name in filter(None, (p.strip() for p in raw.split(","))):
             key = name.lower()
             if key not in lookup:
                 raise ValueError(
-                    f"unknown task {name!r}; use SentEval task names ({', '.join(ALL_TASKS)}), a dataset "
-                    f"(SICK, STS12…) or a group ({', '.join(GROUPS)})"
+                    f"unknown task {name!r}; use SentEval task names ({', '.join(every)}), a dataset "
+                    f"(SICK, STS12…) or a group ({', '.join(named)})"
                 )
             wanted.extend(t for t in lookup[key] if t not in wanted)
-    return [t for t in ALL_TASKS if t in wanted]
+    return [t for t in every if t in wanted]
+
+
+def check_tasks(tasks: Any) -> list[str]:
+    """Task names as every entry point reads them (the command line's ``--tasks`` convention: names in any case,
+    data sets, groups; a string with commas, a list or a NumPy array), each once: ``"Length,Length"`` is one task."""
+    names = names_list(tasks, what="tasks", example="'Length,Depth' or ['Length'] (or a group such as 'probing')")
+    out: list[str] = []
+    for name in names:  # the caller's order (a sweep runs tasks in it), groups expanded in place
+        try:
+            out.extend(t for t in expand_tasks([name]) if t not in out)
+        except ValueError as exc:
+            raise ValueError(f"tasks={tasks!r}: {exc}") from None
+    return out
 
 
 def datasets_for(tasks: list[str]) -> list[Dataset]:
@@ -593,25 +586,55 @@ def datasets_for(tasks: list[str]) -> list[Dataset]:
     return [ds for name, ds in DATASETS.items() if name in names]
 
 
+class DamagedArchiveError(ValueError):
+    """A ``--mirror`` archive that cannot be read to the end (truncated, a bad CRC, not what its name says): one line
+    naming the archive and what is wrong, instead of the decompressor's own exception."""
+
+
+@contextlib.contextmanager
+def _reading_archive(path: Path, member: str | None = None) -> Iterator[None]:
+    """Turn the decompressors' errors (EOFError, zlib.error, BadZipFile, TarError) into a :class:`DamagedArchiveError`
+    naming the archive (and the member being read)."""
+    try:
+        yield
+    except EOFError:
+        what = "it is truncated: the compressed data ends before the archive does"
+    except zlib.error as exc:
+        what = f"its compressed data is corrupt ({exc})"
+    except zipfile.BadZipFile as exc:
+        what = f"a zip member failed its check ({exc})" if "CRC" in str(exc) else f"not a readable zip ({exc})"
+    except (tarfile.TarError, gzip.BadGzipFile, lzma.LZMAError) as exc:
+        what = f"not a readable tar archive ({exc or type(exc).__name__})"
+    else:
+        return
+    at = f" while reading {member}" if member else ""
+    raise DamagedArchiveError(f"--mirror {path}: the archive is damaged{at}: {what}; download or create it again, "
+                              "or drop this --mirror")
+
+
 def archive_names(path: Path) -> list[str]:
     """Member file names of a zip or tar archive (used to look up mirror archives)."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            return [n for n in zf.namelist() if not n.endswith("/")]
-    with tarfile.open(path) as tf:
-        return [m.name for m in tf.getmembers() if m.isfile()]
+    with _reading_archive(path):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return [n for n in zf.namelist() if not n.endswith("/")]
+        with tarfile.open(path) as tf:
+            return [m.name for m in tf.getmembers() if m.isfile()]
+    raise AssertionError("unreachable")  # pragma: no cover - _reading_archive either returns or raises
 
 
 def read_archive_member(path: Path, member: str) -> bytes:
-    """Bytes of one member of a zip or tar archive."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            return zf.read(member)
-    with tarfile.open(path) as tf:
-        fh = tf.extractfile(member)
-        if fh is None:
-            raise FileNotFoundError(f"{member} is not a regular file in {path}")
-        return fh.read()
+    """Bytes of one member of a zip or tar archive (a damaged archive: :class:`DamagedArchiveError`)."""
+    with _reading_archive(path, member):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return zf.read(member)
+        with tarfile.open(path) as tf:
+            fh = tf.extractfile(member)
+            if fh is None:
+                raise FileNotFoundError(f"{member} is not a regular file in {path}")
+            return fh.read()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def is_archive(path: Path) -> bool:

@@ -17,18 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .params import DEFAULTS, apply_defaults, dotdict
-from .tasks import (
-    DOWNSTREAM_TASKS,
-    PROBING_TASKS,
-    TASK_NAMES,
-    UNSUPPORTED_TASKS,
-    DataError,
-    Task,
-    TaskSpec,
-    get_task,
-    load_task,
-    pair_features,
-)
+from .protocol import pair_features
+from .registry import DOWNSTREAM_TASKS, PROBING_TASKS, TASK_NAMES, UNSUPPORTED_TASKS, get_task, register
+from .spec import DataError, TaskSpec
+from .tasks import Task, load_task
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +36,7 @@ __all__ = [
     "TaskSpec",
     "Task",
     "get_task",
+    "register",
     "load_task",
     "pair_features",
 ]

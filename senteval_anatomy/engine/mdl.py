@@ -14,7 +14,7 @@ reported for random features in an earlier review; how far below depends on widt
 "1.0 = useless" would make a weakly informative head look useless and an overfitting one look informative.
 
 Per block, the probes of all P heads (or layers) are trained at once by the batched trainer
-(:class:`~senteval_anatomy.engine.batched.BatchedMLP`, one slot per probe, no weight decay), so a sweep pays one
+(:class:`~senteval_anatomy.engine.stacked.BatchedMLP`, one slot per probe, no weight decay), so a sweep pays one
 stacked training per block, not P.
 
 Protocol (fixed, so codelengths are comparable across heads, layers, models and runs):
@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .batched import DEFAULT_CPU_THREADS, BatchedMLP
 from .params import apply_defaults, resolve_device, thread_limit
 from .probes import classifier_config
+from .stacked import DEFAULT_CPU_THREADS, BatchedMLP
 from .tasks import pair_features
 
 __all__ = ["DEFAULT_FRACTIONS", "MDL_VALIDATION_SPLIT", "block_ends", "mdl_many", "online_codelength",

@@ -155,10 +155,11 @@ def pair_features(u, v) -> np.ndarray:
     return np.c_[np.abs(u - v), u * v]
 
 
-def task_classifier(task_name: str, classifier: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The probe config a task trains with: WordContent forces a linear probe (``nhid = 0``, on a deep copy, so the
-    caller's ``params.classifier`` is untouched); every other task uses ``classifier`` as given."""
-    if task_name == "WordContent" and (classifier.get("nhid") or 0) > 0:
+def task_classifier(spec: Any, classifier: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The probe config a task trains with: a task whose spec has ``force_linear`` (WordContent) trains a linear
+    probe (``nhid = 0``, on a deep copy, so the caller's ``params.classifier`` is untouched); every other task uses
+    ``classifier`` as given."""
+    if spec.force_linear and (classifier.get("nhid") or 0) > 0:
         forced = copy.deepcopy(dict(classifier))
         forced["nhid"] = 0
         return forced
@@ -210,7 +211,7 @@ def evaluator_call(spec: Any, embeddings: Mapping[str, Mapping[str, Any]], param
         return EvaluatorCall("relatedness", (*split("train"), *split("dev"), *split("test")),
                              {"seed": seed, "device": params.device})
     kw: dict[str, Any] = {"nclasses": n_classes, "seed": seed, "usepytorch": bool(params.usepytorch),
-                          "classifier": task_classifier(spec.name, params.classifier), "device": params.device}
+                          "classifier": task_classifier(spec, params.classifier), "device": params.device}
     if spec.evaluator == "split":
         return EvaluatorCall("split", (*split("train"), *split("dev"), *split("test")), kw)
     if spec.evaluator == "kfold":
@@ -287,7 +288,7 @@ def result_dict(spec: Any, r: Mapping[str, Any], embeddings: Mapping[str, Mappin
                 "ntest": _n_rows(embeddings["test"])}
     if ev == "kfold":
         out = {"devacc": r["devacc"], "acc": r["acc"]}
-        if spec.name == "MRPC":
+        if spec.extra_f1:
             out["f1"] = mrpc_f1(embeddings["test"]["y"], r["yhat"])
         out.update(ndev=_n_rows(embeddings["train"]), ntest=_n_rows(embeddings["test"]))
         return out

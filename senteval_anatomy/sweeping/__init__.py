@@ -43,16 +43,24 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..identity import UnitFileWarning, data_hash, read_unit, setting_fields, unit_key, unit_path
-from ..outdir import ABLATION_CURVES_CSV, RESULTS_CSV, RESULTS_PARQUET, TOPK_CSV, TOPK_DIR, UNITS_DIR
-from ..table import save_table
+from ..identity import (
+    UnitFileWarning,
+    data_hash,
+    read_unit,
+    select_units,
+    setting_fields,
+    unit_key,
+    unit_path,
+)
+from ..outdir import ABLATION_CURVES_CSV, TOPK_CSV, TOPK_DIR, UNITS_DIR
+from ..table import write_results_table
 from ..vocab import CURVE_COLUMNS, ENCODE_BATCH_SIZE, VIEWS, atomic_write, check_pooling
 from .backends import PendingUnit, RunContext, get_backend
 from .plan import Plan, make_plan
 from .variants import TABLE_COLUMNS, FindingsOptions, typed
 
 if TYPE_CHECKING:  # torch stays out of light commands (the CLI's parser lists the backends of this package)
-    from ..models import Encoder
+    from ..encoders.encoder import Encoder
     from ..store import FeatureStore
 
 __all__ = ["SweepOutput", "execute", "merge_units", "sweep"]
@@ -60,14 +68,12 @@ __all__ = ["SweepOutput", "execute", "merge_units", "sweep"]
 _ORDER = ["model", "setting", "task", "view", "layer", "head"]
 
 
-def merge_units(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Merge every valid unit under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
+def merge_units(out_dir: str | os.PathLike[str], run_keys: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """Merge the units under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
 
-    A folder may hold several settings (seeds, poolings, models, data folders): their rows differ in the ``setting``
-    column and never collide. Damaged or foreign unit files are named in a :class:`UnitFileWarning` and left out;
-    when one setting holds a task x view on two versions of its data (the files were edited in place), or computed
-    with and without findings options, only the newest unit enters the table and the older one is named (it stays
-    on disk). Every row has every column of :data:`~.variants.TABLE_COLUMNS` (findings columns empty when off).
+    The rows of a run's own units (``run_keys``) are the units of exactly those keys; other settings' rows in the
+    folder stay (newest unit per setting, task and view); see :func:`~senteval_anatomy.identity.select_units`.
+    Every row has every column of :data:`~.variants.TABLE_COLUMNS` (findings columns empty when off).
     """
     out = Path(out_dir)
     units = out / UNITS_DIR
@@ -75,25 +81,9 @@ def merge_units(out_dir: str | os.PathLike[str]) -> pd.DataFrame:
     if legacy:
         warnings.warn(f"{len(legacy)} unit file(s) of an older format in {units} (e.g. {legacy[0].name}) carry no "
                       "result key and are ignored; rerun the sweep to recompute them", UnitFileWarning, stacklevel=2)
-    latest: dict[tuple[str, str, str], tuple[float, Path, pd.DataFrame]] = {}
-    for f in sorted(units.glob("*.json")):
-        df = read_unit(f)
-        if df is None:
-            continue
-        group = (str(df["setting"].iloc[0]), str(df["task"].iloc[0]), str(df["view"].iloc[0]))
-        mtime = f.stat().st_mtime
-        if group in latest:
-            older, newer = sorted([latest[group], (mtime, f, df)], key=lambda t: (t[0], str(t[1])))
-            warnings.warn(f"unit file {older[1]} holds {group[1]} {group[2]} of the same setting on other data or "
-                          f"options than the newer {newer[1].name}; results.csv keeps the newer one",
-                          UnitFileWarning, stacklevel=2)
-            latest[group] = newer
-        else:
-            latest[group] = (mtime, f, df)
-    df = _table([d for _, _, d in latest.values()])
+    df = _table(select_units(out, run_keys))
     out.mkdir(parents=True, exist_ok=True)
-    save_table(df, out / RESULTS_CSV)
-    save_table(df, out / RESULTS_PARQUET)
+    write_results_table(out, df)
     return df
 
 
@@ -207,11 +197,13 @@ def execute(encoder: Encoder, plan: Plan, store: FeatureStore | None = None) -> 
     data: dict[str, str] = {}
     frames: dict[tuple[str, str], pd.DataFrame] = {}
     pending: list[PendingUnit] = []
+    run_keys: list[dict] = []  # this run's units: its rows in results.csv are exactly these keys' units
     for task_name in plan.tasks:
         task = tasks[task_name] = load_task(task_name, run_params.task_path, seed=run_params.seed)
         data[task_name] = data_hash(task)
         for view in views:
             key = {**unit_key(setting, task_name, data[task_name], view), **extra_key}
+            run_keys.append(key)
             unit = unit_path(out, key) if out is not None else None
             done = _resume(unit, key, plan.resume)
             if done is not None:
@@ -230,7 +222,7 @@ def execute(encoder: Encoder, plan: Plan, store: FeatureStore | None = None) -> 
     curves = _topk_view(plan, context, setting, data, frames, out) if plan.topk and "heads" in views else None
     ablation_curves = pd.concat(ablation, ignore_index=True) if ablation else None
     if out is not None:
-        merge_units(out)
+        merge_units(out, run_keys)
         if curves is not None:
             atomic_write(out / TOPK_CSV, lambda p: curves.to_csv(p, index=False))
         if ablation_curves is not None:

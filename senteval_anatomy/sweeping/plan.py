@@ -40,18 +40,11 @@ def parse_ks(ks: str | Sequence[int] | None) -> list[int] | None:
 
 
 def parse_tasks(tasks: Sequence[str] | str) -> list[str]:
-    """Task names as a list (a comma-separated string is split), each known to the engine."""
-    from ..engine import TASK_NAMES
+    """Task names as every entry point reads them (:func:`senteval_anatomy.data.sources.check_tasks`: the command
+    line's ``--tasks`` convention, each task once, in the caller's order)."""
+    from ..data.sources import check_tasks
 
-    if isinstance(tasks, str):
-        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
-    tasks = list(tasks)
-    if not tasks:
-        raise ValueError("No tasks given.")
-    unknown = [t for t in tasks if t not in TASK_NAMES]
-    if unknown:
-        raise ValueError(f"Unknown task(s) {unknown}; valid names: {', '.join(TASK_NAMES)}.")
-    return tasks
+    return check_tasks(tasks)
 
 
 @dataclass
@@ -99,18 +92,27 @@ def make_plan(
     """A checked :class:`Plan`. ``params`` override ``preset`` (default: the paper's settings); ``findings`` is a
     :class:`~.variants.FindingsOptions` or its fields as a mapping; ``settings`` are the other fields of
     :class:`Plan`. Raises ``ValueError`` naming the setting at the first mistake."""
+    from ..vocab import ParamError, check_count, check_probe_params, plain
+
     task_list = parse_tasks(tasks)
+    if params is not None and not isinstance(params, Mapping):
+        raise ValueError(f"params={params!r}: give a dict of SentEval params, e.g. {{'kfold': 5, 'seed': 1111}}")
+    params = plain(params) if params is not None else None
     base = dict(preset_params(preset or DEFAULT_PRESET, **dict(params or {})) if preset is not None or params is None
                 else params)
+    try:  # the command line's checks: epoch_size=0, max_epoch=0, tenacity=-1, kfold=1 ... are one line
+        check_probe_params(base)
+    except ParamError as exc:
+        raise ValueError(f"params: {exc}") from None
     base["task_path"] = str(task_path)
+    if "batch_size" in settings:
+        settings["batch_size"] = check_count(settings["batch_size"], what="batch_size",
+                                             why="sentences per forward pass")
     fo = findings if isinstance(findings, FindingsOptions) else FindingsOptions(**dict(findings or {}))
     plan = Plan(tasks=task_list, task_path=Path(task_path), params=base, views=check_views(views), preset=preset,
                 ks=parse_ks(ks), findings=fo, **settings)
     if plan.harness not in HARNESSES:
         raise ValueError(f"harness={plan.harness!r} is not one of {HARNESSES}.")
-    b = plan.batch_size
-    if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-        raise ValueError(f"batch_size={b!r}: give a positive number of sentences per forward pass.")
     if fo.any() and plan.harness != "builtin":
         raise ValueError(f"the findings options run on the builtin harness (stacked variants), not "
                          f"harness={plan.harness!r}.")

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..encoders.encoder import Encoder
 from ..identity import key_hash
-from ..models import Encoder
 from ..store import StoredFeatures
 from ..vocab import RESULT_COLUMNS, main_scores, vector_name
 
@@ -36,7 +36,7 @@ class StoreBatcher:
     """A SentEval batcher returning ``[len(batch), n_probes, d]``: a chunk of probes' vectors from the store.
 
     ``Task.embed`` stacks such 3-D batches as they are, which is the layout ``evaluate_many`` takes. ``feats`` is a
-    :class:`~senteval_anatomy.store.StoredFeatures`, or anything with its ``rows()``, ``heads`` and ``layers`` (the Ray
+    :class:`~senteval_anatomy.store.StoredFeatures`, or anything with its ``rows()`` and ``read()`` (the Ray
     backend joins a task's encoding shards that way).
     """
 
@@ -47,11 +47,11 @@ class StoreBatcher:
 
     def __call__(self, params: Any, batch: Sequence[Sequence[str]]) -> np.ndarray:
         rows = self.feats.rows([" ".join(tokens) for tokens in batch])
+        arr = self.feats.read(self.view, rows)  # every chunk checked on its first read (store.StoredFeatures.read)
         if self.view == "heads":
-            arr = np.asarray(self.feats.heads[rows])
             arr = arr.reshape(arr.shape[0], -1, arr.shape[-1])[:, self.probes]
         else:
-            arr = np.asarray(self.feats.layers[rows])[:, self.probes]
+            arr = arr[:, self.probes]
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -66,7 +66,7 @@ def probe_slices(encoder: Encoder, task: Any, view: str, n_probes: int, budget_g
     features) fit in ``budget_gb`` (:func:`probe_chunk_size`): the sweep, and every run that streams stored features
     like it (with the findings variants), embeds and trains one chunk at a time."""
     dim = encoder.head_dim if view == "heads" else encoder.hidden_size
-    pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
+    pair = task.spec.pair
     chunk = probe_chunk_size(len(task.samples), n_probes, dim, pair, budget_gb * 1024**3)
     return [slice(start, min(start + chunk, n_probes)) for start in range(0, n_probes, chunk)]
 

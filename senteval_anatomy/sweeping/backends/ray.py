@@ -14,7 +14,7 @@ encodes exactly the batches the local sweep would, and the features are the same
 ``shard_size`` sentences is one shard, whose store entry is the very entry the local backend uses.
 
 *Training units* — (task, view, chunk of probes). Each reads its probes' vectors from the task's shards through the
-sweep's own batcher (:class:`~senteval_anatomy.units.StoreBatcher`) and trains them with :func:`~senteval_anatomy.engine.batched.evaluate_many`. Probes never
+sweep's own batcher (:class:`~senteval_anatomy.sweeping.units.StoreBatcher`) and trains them with :func:`~senteval_anatomy.engine.batched.evaluate_many`. Probes never
 interact (that is what makes the batched trainer exact), so a chunk's results do not depend on how the probes were
 chunked: the rows are those of the local backend.
 
@@ -334,8 +334,22 @@ class _JoinedFeatures:
         self.sentences = [s for p in parts for s in p.sentences]
         offsets = np.cumsum([0] + [len(p.sentences) for p in parts])
         self._index = {s: i for i, s in enumerate(self.sentences)}
+        self._parts, self._offsets = list(parts), offsets
         self.heads = _RowGather([p.heads for p in parts], offsets) if parts[0].heads is not None else None
         self.layers = _RowGather([p.layers for p in parts], offsets) if parts[0].layers is not None else None
+
+    def read(self, view: str, rows: np.ndarray) -> np.ndarray:
+        """``view``'s vectors of ``rows``, each shard read through its own checked ``read``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        gather = getattr(self, view)
+        out = np.empty((len(rows), *gather.shape[1:]), dtype=gather.arrays[0].dtype)
+        part = np.searchsorted(self._offsets, rows, side="right") - 1
+        for k, p in enumerate(self._parts):
+            mask = part == k
+            if mask.any():
+                local = rows[mask] - self._offsets[k]
+                out[mask] = p.read(view, local) if hasattr(p, "read") else getattr(p, view)[local]
+        return out
 
     def rows(self, sentences: Sequence[str]) -> np.ndarray:
         try:
@@ -473,7 +487,7 @@ class RayBackend:
                 by_task.setdefault(u.task, []).append(u)
             for task_name, task_units in by_task.items():
                 task = load_task(task_name, task_path, seed=run_params["seed"])
-                pair = task.spec.kind in ("pair_classification", "relatedness", "sts")
+                pair = task.spec.pair
                 todo: list[tuple[tuple[str, str], int, int]] = []
                 for u in task_units:
                     key = (u.task, u.view)
@@ -481,7 +495,7 @@ class RayBackend:
                     sizes[key], paths[key] = len(probes), u.path
                     if not resume and u.path is not None:
                         shutil.rmtree(_parts_dir(u.path), ignore_errors=True)
-                    frames[key] = _read_parts(u.path, u.key)
+                    frames[key] = _read_parts(u.path, u.key, len(probes))
                     unit_keys[key] = u.key
                     dim = encoder.head_dim if u.view == "heads" else encoder.hidden_size
                     per_unit = min(self.probes_per_unit, probe_chunk_size(len(task.samples), len(probes), dim, pair,
@@ -572,7 +586,7 @@ class RayBackend:
         bounds = shard_bounds(len(uniq), batch_size, self.shard_size)
         if len(bounds) == 1:
             return [uniq]
-        from ...features import tokenize
+        from ...encoders.encoding import tokenize
 
         ids, _ = tokenize(encoder, uniq, limit)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -589,21 +603,35 @@ def _part_key(key: dict, start: int, end: int) -> dict:
     return dict(key, probes=[start, end])
 
 
-def _read_parts(unit_path: Path | None, key: dict) -> dict[int, Any]:
-    """Finished training units of a result unit, ``{first probe: rows}``, from an earlier (interrupted) run. A part
-    of other settings, or damaged, is named in a warning by :func:`~senteval_anatomy.identity.read_unit` and
-    recomputed."""
-    from ...identity import read_unit
+def _read_parts(unit_path: Path | None, key: dict, n_probes: int) -> dict[int, Any]:
+    """Finished training units of a result unit, ``{first probe: rows}``, from an earlier (interrupted) run.
+
+    A part is merged only when the key inside it is this unit's key with the probe range its name says, it holds one
+    row per probe of that range, and the range lies inside the unit without overlapping a part already taken (an
+    interrupted run with another chunk size leaves overlapping parts). Anything else is named in a
+    :class:`~senteval_anatomy.identity.UnitFileWarning` and its probes are trained again."""
+    import warnings
+
+    from ...identity import UnitFileWarning, read_unit
 
     if unit_path is None or not _parts_dir(unit_path).is_dir():
         return {}
     out: dict[int, Any] = {}
+    end = 0
     for f in sorted(_parts_dir(unit_path).glob("*.json")):
         a, _, b = f.stem.partition("-")
-        if a.isdigit() and b.isdigit() and int(b) > int(a):
-            df = read_unit(f, _part_key(key, int(a), int(b)))
-            if df is not None and len(df) == int(b) - int(a):
-                out[int(a)] = df
+        if not (a.isdigit() and b.isdigit() and int(b) > int(a)):
+            continue
+        start, stop = int(a), int(b)
+        if start < end or stop > n_probes:
+            warnings.warn(f"partial result {f}: probes {start}..{stop - 1} overlap another part or lie outside the "
+                          f"unit's {n_probes} probes; it is not merged and they are trained again", UnitFileWarning,
+                          stacklevel=2)
+            continue
+        df = read_unit(f, _part_key(key, start, stop))
+        if df is not None and len(df) == stop - start:
+            out[start] = df
+            end = stop
     return out
 
 

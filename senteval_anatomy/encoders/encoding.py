@@ -7,7 +7,8 @@ Shapes (see ``docs/architecture.md``):
 * ``layers`` ``[n, L + 1, D]``: index 0 is the embeddings (the input of block 0), index ``l + 1`` the output of
   block ``l`` (the residual stream after the block; for GPT-2 this is before the final ``ln_f``, as in the paper).
 
-Pooling happens inside the hooks, so memory per batch is ``[batch, L·H·d]`` rather than ``[batch, pos, L·H·d]``.
+Pooling happens inside the hooks (:class:`FeatureHooks`, registered through :mod:`~senteval_anatomy.encoders.hooks`),
+so memory per batch is ``[batch, L·H·d]`` rather than ``[batch, pos, L·H·d]``.
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .models import Encoder
-from .vocab import (  # re-exported: the one home is vocab
+from ..vocab import (  # re-exported: the one home is vocab
     ENCODE_BATCH_SIZE,
     POOLINGS,
     VIEWS,
     check_pooling,
     check_views,
 )
+from .encoder import Encoder
+from .hooks import HookSet, on_block_input, on_heads, on_output
+from .readers import quiet_transformers
 
-__all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "encode", "iter_encode", "tokenize"]
+__all__ = ["POOLINGS", "VIEWS", "EncodedBatch", "Features", "FeatureHooks", "encode", "iter_encode", "pool", "tokenize"]
 
 
 @dataclass
@@ -82,21 +86,13 @@ def tokenize(
     """
     tok = encoder.tokenizer
     limit = encoder.token_limit(max_length)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            ids: list[list[int]] = tok(list(sentences), add_special_tokens=True, truncation=False)["input_ids"]
-            long = [i for i, x in enumerate(ids) if len(x) > limit]
-            if long:
-                cut = tok([sentences[i] for i in long], add_special_tokens=True, truncation=True, max_length=limit)
-                for i, x in zip(long, cut["input_ids"]):
-                    ids[i] = x
-        finally:
-            hf_logging.set_verbosity(verbosity)
+    with quiet_transformers():
+        ids: list[list[int]] = tok(list(sentences), add_special_tokens=True, truncation=False)["input_ids"]
+        long = [i for i, x in enumerate(ids) if len(x) > limit]
+        if long:
+            cut = tok([sentences[i] for i in long], add_special_tokens=True, truncation=True, max_length=limit)
+            for i, x in zip(long, cut["input_ids"]):
+                ids[i] = x
     filler = next(
         (t for t in (tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.pad_token_id) if t is not None), 0
     )
@@ -108,7 +104,7 @@ def tokenize(
     return ids, truncated
 
 
-def _pool(x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor, pooling: str) -> torch.Tensor:
+def pool(x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor, pooling: str) -> torch.Tensor:
     """Pool ``x [batch, pos, feat]`` over real tokens into ``[batch, feat]`` (float32)."""
     x = x.float()
     if pooling == "cls":
@@ -119,14 +115,15 @@ def _pool(x: torch.Tensor, mask: torch.Tensor, last: torch.Tensor, pooling: str)
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
-class _Hooks:
-    """Forward hooks that pool the head contexts and block outputs of one forward pass."""
+class FeatureHooks:
+    """Forward hooks that pool the head contexts and block outputs of one forward pass (a context manager: the hooks
+    are removed when it closes)."""
 
     def __init__(self, encoder: Encoder, pooling: str, views: tuple[str, ...]) -> None:
         self.encoder = encoder
         self.pooling = pooling
         self.views = views
-        self.handles: list[Any] = []
+        self.hooks = HookSet()
         self.mask: torch.Tensor | None = None
         self.last: torch.Tensor | None = None
         L = encoder.num_layers
@@ -135,7 +132,7 @@ class _Hooks:
 
     def _p(self, x: torch.Tensor) -> torch.Tensor:
         assert self.mask is not None and self.last is not None
-        return _pool(x, self.mask, self.last, self.pooling)
+        return pool(x, self.mask, self.last, self.pooling)
 
     def _check_shape(self, x: torch.Tensor, where: str) -> None:
         assert self.mask is not None
@@ -146,7 +143,7 @@ class _Hooks:
                 "so positions cannot be mapped back to tokens. Load it with attn_implementation='sdpa' or 'eager'."
             )
 
-    def __enter__(self) -> _Hooks:
+    def __enter__(self) -> FeatureHooks:
         enc = self.encoder
         shared = enc.spec.shared_blocks
         # Layer of each call: the block's index, or, where one module serves several layers (ALBERT), the call's
@@ -165,34 +162,28 @@ class _Hooks:
             spec = enc.spec
             for index, block in targets:
 
-                def pre(module: Any, args: tuple, kwargs: dict, index: int = index) -> None:
-                    x = args[0] if args else next(iter(kwargs.values()))
+                def read_heads(x: torch.Tensor, index: int = index) -> None:
                     self._check_shape(x, f"o_proj ({spec.o_proj})")
                     self.heads[layer_of("heads", index)] = self._p(x)
 
-                o_proj = block.get_submodule(spec.o_proj)
-                self.handles.append(o_proj.register_forward_pre_hook(pre, with_kwargs=True))
+                self.hooks.add(on_heads(block.get_submodule(spec.o_proj), read_heads))
         if "layers" in self.views:
             first = targets[0][1]
 
-            def embed(module: Any, args: tuple, kwargs: dict) -> None:
+            def embed(x: torch.Tensor) -> None:
                 if shared and self.calls["layers"] > 0:
                     return  # a shared block runs again for later layers; only its first input is the embedding
-                x = args[0] if args else kwargs.get("hidden_states")
-                if x is None:  # called with other keyword names: the first tensor is the hidden states
-                    x = next(v for v in kwargs.values() if isinstance(v, torch.Tensor))
                 self._check_shape(x, "block 0's input")
                 self.layers[0] = self._p(x)
 
-            self.handles.append(first.register_forward_pre_hook(embed, with_kwargs=True))
+            self.hooks.add(on_block_input(first, embed))
             for index, block in targets:
 
-                def post(module: Any, args: tuple, output: Any, index: int = index) -> None:
-                    out = output[0] if isinstance(output, (tuple, list)) else output
+                def read_layer(out: torch.Tensor, index: int = index) -> None:
                     self._check_shape(out, "a block's output")
                     self.layers[layer_of("layers", index) + 1] = self._p(out)
 
-                self.handles.append(block.register_forward_hook(post))
+                self.hooks.add(on_output(block, read_layer))
         return self
 
     def collect(self, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -205,7 +196,7 @@ class _Hooks:
                 raise RuntimeError(
                     f"{enc.model_type}: the attention output projection did not run once per layer in this forward "
                     f"pass (no heads for layers {missing}); the layout ({enc.layout}) does not describe this model. "
-                    "Run `python -m senteval_anatomy.models --check MODEL`."
+                    "Run `python -m senteval_anatomy.encoders --check MODEL`."
                 )
             heads = torch.stack(self.heads, 1).reshape(n, enc.num_layers, enc.num_heads, enc.head_dim)  # type: ignore[arg-type]
         if "layers" in self.views:
@@ -222,9 +213,7 @@ class _Hooks:
         return heads, layers
 
     def __exit__(self, *exc: Any) -> None:
-        for h in self.handles:
-            h.remove()
-        self.handles.clear()
+        self.hooks.remove()
 
 
 def iter_encode(
@@ -245,8 +234,6 @@ def iter_encode(
     longer than the model's limit are truncated; one warning gives the count. ``progress=None`` shows a bar from
     1,000 sentences on.
     """
-    from tqdm.auto import tqdm
-
     sentences = _check_sentences(sentences)
     pooling = check_pooling(pooling, encoder)
     views = check_views(views)
@@ -272,7 +259,7 @@ def iter_encode(
     show = progress if progress is not None else len(sentences) >= 1000
     model = encoder.model
     model.eval()
-    with _Hooks(encoder, pooling, views) as hooks, torch.inference_mode():
+    with FeatureHooks(encoder, pooling, views) as hooks, torch.inference_mode():
         bar = tqdm(total=len(sentences), desc=desc, unit="sent", disable=not show, leave=False)
         try:
             for start in range(0, len(order), batch_size):

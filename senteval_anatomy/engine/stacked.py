@@ -1,0 +1,649 @@
+"""The stacked trainers: S SentEval probes ("slots") trained in lock-step as one model, each exactly like its solo
+probe (:class:`BatchedMLP` for classification, :class:`BatchedRelatedness` for SICK-R / STS-B), on the parameter
+stack :class:`_SlotStack` with per-slot early stopping and best snapshots. Why this equals the solo probes, and how
+close it is: :mod:`senteval_anatomy.engine.batched`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernels import slot_cross_entropy, stacked_forward, template_parameters
+from .params import resolve_device, thread_limit
+from .probes import (
+    RELATEDNESS_BATCH_SIZE,
+    RELATEDNESS_EPOCHS_PER_ROUND,
+    RELATEDNESS_L2,
+    RELATEDNESS_MAX_EPOCH,
+    RELATEDNESS_NCLASSES,
+    RELATEDNESS_PATIENCE,
+    EarlyStopping,
+    build_mlp,
+    classifier_config,
+    parse_optimizer,
+    seed_torch,
+)
+from .protocol import pearson_or_zero
+
+__all__ = ["DEFAULT_CPU_THREADS", "BatchedMLP", "BatchedRelatedness", "torch_threads"]
+
+OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
+
+#: Upper bound (elements) of one gathered ``[slots, rows, features]`` block at scoring time, so that scoring thousands
+#: of slots on wide pair features never materialises more than ~256 MB at once.
+_SCORE_BLOCK_ELEMS = 64 * 1024 * 1024
+
+#: Torch threads used by the stacked trainer on CPU unless the caller asks otherwise (``num_threads``). Every op of a
+#: training step works on a few hundred KB, so threads gain little, and on a shared machine (more runnable threads
+#: than cores) each op waits for a descheduled thread. On a 2-core machine, 2 threads were 1.3x faster than 1 when it
+#: was idle and 5-12x slower while other jobs ran; one thread is the safe default. One thread also makes every
+#: matmul of a slot the solo probe's single-threaded matmul, which is how the agreement tests run.
+DEFAULT_CPU_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None, device: torch.device):
+    """Run the block with ``n`` torch (and BLAS / OpenMP) threads on CPU, restored afterwards (the engine's
+    :func:`~senteval_anatomy.engine.params.thread_limit`); ``None`` or a CUDA device: unchanged."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"num_threads must be a positive int or None, got {n!r}.")
+    if n is None or device.type != "cpu":
+        yield
+        return
+    with thread_limit(int(n)):
+        yield
+
+
+class _Group:
+    """Slots sharing one weight decay and one stream: one optimizer param group, parameters ``[n_slots, ...]``."""
+
+    __slots__ = ("reg", "stream", "slots", "probe_pos", "label_pos", "params", "full")
+
+    def __init__(self, reg: float, stream: int, slots: np.ndarray, probe_pos: torch.Tensor,
+                 label_pos: torch.Tensor | None, params: list[nn.Parameter], full: bool):
+        self.reg = reg
+        self.stream = stream  # the stream (seed, rows) whose mini-batches these slots train on
+        self.slots = slots  # global slot ids, ascending
+        self.probe_pos = probe_pos  # probe index of each slot (long tensor on the device)
+        self.label_pos = label_pos  # label-set index of each slot (None: one label set)
+        self.params = params
+        self.full = full  # slots are exactly probes 0..P-1 in order: no gather needed
+
+
+class _SlotStack:
+    """Parameters of S independent probes ("slots"), grouped by (stream, weight decay), plus each slot's best
+    snapshot.
+
+    A slot is one (probe, weight decay, label set, stream) tuple. Its initial weights are given per slot (a solo
+    probe's init is a pure function of its seed and the shapes, so the slots of one stream share them). Slots that
+    stop early are dropped from the live stack (``compact``) together with their optimizer state, so compute
+    follows the number of still-running probes; their best snapshot stays in ``best``.
+    """
+
+    def __init__(
+        self,
+        init: Sequence[torch.Tensor],
+        slot_probe: np.ndarray,
+        slot_reg: np.ndarray,
+        n_probes: int,
+        make_optimizer: OptimizerFactory,
+        device: torch.device,
+        slot_stream: np.ndarray | None = None,
+        slot_labels: np.ndarray | None = None,
+    ):
+        """``init``: per-slot initial parameters ``[S, ...]``."""
+        self.device = device
+        self.slot_probe = np.asarray(slot_probe, dtype=np.int64)
+        self.slot_reg = np.asarray(slot_reg, dtype=np.float64)
+        n_slots = len(self.slot_probe)
+        self.slot_stream = (np.zeros(n_slots, np.int64) if slot_stream is None
+                            else np.asarray(slot_stream, dtype=np.int64))
+        self.slot_labels = None if slot_labels is None else np.asarray(slot_labels, dtype=np.int64)
+        self.n_probes = n_probes
+        self.make_optimizer = make_optimizer
+        init = [t.detach().to(device=device, dtype=torch.float32) for t in init]
+        self.best = [t.clone().contiguous() for t in init]
+        self.groups: list[_Group] = []
+        seen: list[tuple[int, float]] = []
+        for k, reg in zip(self.slot_stream.tolist(), self.slot_reg.tolist(), strict=True):
+            if (k, reg) not in seen:
+                seen.append((k, reg))
+        for k, reg in seen:
+            slots = np.flatnonzero((self.slot_reg == reg) & (self.slot_stream == k))
+            si = torch.as_tensor(slots, device=device)
+            params = [nn.Parameter(t.index_select(0, si).contiguous()) for t in init]
+            self.groups.append(self._make_group(reg, k, slots, params))
+        self.optimizer = self._build_optimizer()
+
+    def _make_group(self, reg: float, stream: int, slots: np.ndarray, params: list[nn.Parameter]) -> _Group:
+        probes = self.slot_probe[slots]
+        full = len(probes) == self.n_probes and bool(np.all(probes == np.arange(self.n_probes)))
+        labels = None if self.slot_labels is None else torch.as_tensor(self.slot_labels[slots], device=self.device)
+        return _Group(reg, stream, slots, torch.as_tensor(probes, device=self.device), labels, params, full)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer | None:
+        if not self.groups:
+            return None
+        return self.make_optimizer([{"params": g.params, "weight_decay": g.reg} for g in self.groups])
+
+    def active_streams(self) -> list[int]:
+        """Streams with at least one running slot, ascending."""
+        return sorted({g.stream for g in self.groups})
+
+    @property
+    def n_active(self) -> int:
+        return sum(len(g.slots) for g in self.groups)
+
+    def active_slots(self) -> np.ndarray:
+        return np.concatenate([g.slots for g in self.groups]) if self.groups else np.zeros(0, np.int64)
+
+    def snapshot(self, slots: np.ndarray) -> None:
+        """Copy the live parameters of ``slots`` (global ids, all active) into their best snapshot."""
+        if len(slots) == 0:
+            return
+        for g in self.groups:
+            local = np.flatnonzero(np.isin(g.slots, slots))
+            if len(local) == 0:
+                continue
+            li = torch.as_tensor(local, device=self.device)
+            gi = torch.as_tensor(g.slots[local], device=self.device)
+            with torch.no_grad():
+                for best, p in zip(self.best, g.params, strict=True):
+                    best.index_copy_(0, gi, p.index_select(0, li))
+
+    def compact(self, stopped: np.ndarray) -> None:
+        """Drop ``stopped`` slots (global ids) from the live stack, keeping the optimizer state of the others."""
+        if len(stopped) == 0:
+            return
+        old_opt = self.optimizer
+        new_groups: list[_Group] = []
+        remap: list[tuple[nn.Parameter, nn.Parameter, torch.Tensor]] = []
+        for g in self.groups:
+            keep = np.flatnonzero(~np.isin(g.slots, stopped))
+            if len(keep) == len(g.slots):
+                new_groups.append(g)
+                continue
+            if len(keep) == 0:
+                continue
+            ki = torch.as_tensor(keep, device=self.device)
+            params = []
+            for p in g.params:
+                q = nn.Parameter(p.detach().index_select(0, ki).contiguous())
+                remap.append((p, q, ki))
+                params.append(q)
+            new_groups.append(self._make_group(g.reg, g.stream, g.slots[keep], params))
+        self.groups = new_groups
+        self.optimizer = self._build_optimizer()
+        if self.optimizer is None or old_opt is None:
+            return
+        # Carry the optimizer state over: sliced for the compacted parameters, as is for untouched groups.
+        # Per-parameter state is either parameter-shaped (moments, accumulators) or a scalar (step counters).
+        moved = {id(p): (q, ki) for p, q, ki in remap}
+        kept = {id(p) for g in self.groups for p in g.params}
+        for old_p, state in old_opt.state.items():
+            if id(old_p) in moved:
+                q, ki = moved[id(old_p)]
+                self.optimizer.state[q] = {
+                    k: (v.index_select(0, ki).contiguous() if torch.is_tensor(v) and v.shape == old_p.shape else v)
+                    for k, v in state.items()
+                }
+            elif id(old_p) in kept:
+                self.optimizer.state[old_p] = state
+
+    def step(self, stoppers: Sequence[EarlyStopping], scored: Iterable[tuple[int, float]]) -> None:
+        """End of a validation round: feed each ``(slot, score)`` to that slot's early stopping, in the given order;
+        snapshot the slots that improved and drop the ones that stopped (the tail every stacked trainer shares)."""
+        improved, stopped = [], []
+        for s, score in scored:
+            if stoppers[s].step(score):
+                improved.append(s)
+            elif stoppers[s].stop:
+                stopped.append(s)
+        self.snapshot(np.asarray(improved, dtype=np.int64))
+        self.compact(np.asarray(stopped, dtype=np.int64))
+
+    def restore_best(self) -> None:
+        """End of training: the live stack is discarded, only the snapshots remain (SentEval restores the best)."""
+        self.groups = []
+        self.optimizer = None
+
+
+def _iter_blocks(
+    params: Sequence[torch.Tensor],
+    probe_pos: torch.Tensor,
+    full: bool,
+    X: torch.Tensor,
+    rows: torch.Tensor,
+    chunk: int,
+):
+    """Yield ``(s0, s1, i0, i1, outputs)`` over row chunks of ``chunk`` (the solo probe's scoring chunk, so that the
+    matmul shapes are the solo ones) and slot blocks bounded by :data:`_SCORE_BLOCK_ELEMS`. Eval mode, no grad."""
+    n_slots = params[0].shape[0]
+    width = max(X.shape[2], *(w.shape[1] for w in params[::2]))  # widest of input, hidden and output
+    sblock = max(1, _SCORE_BLOCK_ELEMS // max(1, chunk * width))
+    with torch.no_grad():
+        for i0 in range(0, len(rows), chunk):
+            r = rows[i0 : i0 + chunk]
+            xr = X.index_select(1, r)
+            for s0 in range(0, n_slots, sblock):
+                s1 = min(n_slots, s0 + sblock)
+                if full:
+                    xs = xr[s0:s1]
+                else:
+                    xs = xr.index_select(0, probe_pos[s0:s1])
+                yield s0, s1, i0, i0 + len(r), stacked_forward([p[s0:s1] for p in params], xs)
+
+
+class BatchedMLP:
+    """S SentEval classification probes trained in lock-step, each exactly like a solo
+    :class:`~senteval_anatomy.engine.probes.TorchProbe`.
+
+    A *slot* is one (probe, weight decay, label set, stream) tuple: ``slot_probe[s]`` indexes the probe axis of the
+    stacked features ``X`` ``[P, N, d]``, ``slot_reg[s]`` is its ``weight_decay``, ``slot_labels[s]`` the row of the
+    label matrix ``Y`` ``[L, N]`` it learns (a task's labels, its control task's labels...), and ``slot_stream[s]``
+    its *stream*: the seed (``stream_seeds[k]``) that draws its initial weights, validation split, mini-batches and
+    dropout masks, together with the training / validation rows of that stream. Every slot has its own early
+    stopping (cumulative tenacity on its validation accuracy), its own best snapshot and its own optimizer state;
+    the slots of a stream share the mini-batch row indices, which are the same for every solo probe of that seed.
+    So one stacked run trains a task's probes and its control probes under N seeds at once; slot ``s`` ends where
+    a solo ``TorchProbe(seed=stream_seeds[slot_stream[s]])`` trained on labels ``Y[slot_labels[s]]`` ends.
+
+    Parameters
+    ----------
+    inputdim, nclasses : int
+    slot_probe : array of int, shape (S,)
+        Probe index of every slot (an index into the first axis of ``X``).
+    slot_reg : array of float, shape (S,)
+        ``weight_decay`` of every slot.
+    n_probes : int
+        Size of the probe axis of ``X``.
+    seed : int
+        The seed of the single stream when ``stream_seeds`` is not given.
+    config : mapping
+        ``params.classifier`` (``nhid`` required), parsed by :func:`~senteval_anatomy.engine.probes.classifier_config`.
+    device : str or torch.device
+    slot_stream : array of int, shape (S,), optional
+        Stream of every slot (index into ``stream_seeds``); default: every slot in stream 0.
+    stream_seeds : sequence of int, optional
+        Seed of every stream; default ``[seed]``. Several streams may have the same seed (e.g. k-fold folds drawn
+        from different label sets: same seed, other rows).
+    slot_labels : array of int, shape (S,), optional
+        Label set of every slot (a row of a 2-D ``y``); default: ``y`` is one label vector shared by all slots.
+    """
+
+    def __init__(self, inputdim: int, nclasses: int, slot_probe: np.ndarray, slot_reg: np.ndarray, *,
+                 n_probes: int, seed: int = 1111, config: dict[str, Any] | None = None, device: Any = "auto",
+                 slot_stream: np.ndarray | None = None, stream_seeds: Sequence[int] | None = None,
+                 slot_labels: np.ndarray | None = None):
+        cfg = classifier_config(config if config is not None else {"nhid": 0})
+        self.inputdim = int(inputdim)
+        self.nclasses = int(nclasses)
+        self.seed = seed
+        self.nhid = int(cfg["nhid"] or 0)
+        self.batch_size = int(cfg["batch_size"])
+        self.tenacity = cfg["tenacity"]
+        self.epoch_size = int(cfg["epoch_size"])
+        self.max_epoch = cfg["max_epoch"]
+        self.dropout = cfg["dropout"]
+        self.device = resolve_device(device)
+        slot_probe = np.asarray(slot_probe, dtype=np.int64)
+        if slot_probe.ndim != 1 or len(slot_probe) == 0 or slot_probe.min() < 0 or slot_probe.max() >= n_probes:
+            raise ValueError(f"slot_probe must be a non-empty 1-D array of probe indices in 0..{n_probes - 1}")
+        if np.shape(slot_reg) != slot_probe.shape:
+            raise ValueError(f"slot_reg has shape {np.shape(slot_reg)}, expected {slot_probe.shape} (one per slot)")
+        seeds = [int(seed)] if stream_seeds is None else [int(v) for v in stream_seeds]
+        if slot_stream is None:
+            slot_stream = np.zeros(len(slot_probe), dtype=np.int64)
+        slot_stream = np.asarray(slot_stream, dtype=np.int64)
+        if slot_stream.shape != slot_probe.shape or slot_stream.min() < 0 or slot_stream.max() >= len(seeds):
+            raise ValueError(f"slot_stream must give every slot a stream in 0..{len(seeds) - 1} (one per slot), "
+                             f"got shape {slot_stream.shape}")
+        if slot_labels is not None:
+            slot_labels = np.asarray(slot_labels, dtype=np.int64)
+            if slot_labels.shape != slot_probe.shape or slot_labels.min() < 0:
+                raise ValueError(f"slot_labels must give every slot a label-set index (one per slot), got shape "
+                                 f"{slot_labels.shape}")
+
+        optim_cls, optim_params = parse_optimizer(cfg["optim"])  # fail before touching any RNG, as the solo probe
+        # Per stream, the construction order of TorchProbe: seed, build the module on the CPU (its init is the init
+        # of every slot of that stream), then the numpy stream that draws validation splits and mini-batches. With
+        # several streams, each keeps its torch generator state after the build for its own dropout masks.
+        inits: list[list[torch.Tensor]] = []
+        self.rngs_: list[np.random.RandomState] = []
+        self._torch_states: list[torch.Tensor] = []
+        for sd in seeds:
+            seed_torch(sd)
+            template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
+            inits.append(template_parameters(template))
+            self.rngs_.append(np.random.RandomState(sd))
+            self._torch_states.append(self._get_rng_state())
+        self.rng_ = self.rngs_[0]
+        self.stream_seeds = seeds
+        init = [torch.stack([inits[k][i] for k in slot_stream.tolist()]) for i in range(len(inits[0]))]
+
+        def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+            return optim_cls(groups, **optim_params)
+
+        self._stack = _SlotStack(init, slot_probe, np.asarray(slot_reg, dtype=np.float64), int(n_probes),
+                                 make_optimizer, self.device, slot_stream=slot_stream, slot_labels=slot_labels)
+        self.n_slots = len(slot_probe)
+        self.n_streams = len(seeds)
+
+    def _get_rng_state(self) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return torch.cuda.get_rng_state(self.device)
+        return torch.get_rng_state()
+
+    def _set_rng_state(self, state: torch.Tensor) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state, self.device)
+        else:
+            torch.set_rng_state(state)
+
+    def _per_stream(self, rows: Any, what: str) -> list[np.ndarray] | None:
+        """``rows`` as one int64 array per stream (one array: shared by every stream)."""
+        if rows is None:
+            return None
+        if isinstance(rows, (list, tuple)):
+            if len(rows) != self.n_streams:
+                raise ValueError(f"BatchedMLP: {what} has {len(rows)} row sets for {self.n_streams} streams.")
+            return [np.asarray(r, dtype=np.int64) for r in rows]
+        return [np.asarray(rows, dtype=np.int64)] * self.n_streams
+
+    @staticmethod
+    def _labels(y: torch.Tensor) -> torch.Tensor:
+        """Labels as a ``[L, N]`` matrix (a 1-D ``y`` is one label set)."""
+        return y.unsqueeze(0) if y.dim() == 1 else y
+
+    # -- training --------------------------------------------------------------------------------------------------
+    def fit(self, X: torch.Tensor, y: torch.Tensor, train_rows: Any, val_rows: Any = None,
+            validation_split: float | None = None) -> BatchedMLP:
+        """Train every slot on rows ``train_rows`` of ``X`` [P, N, d] / ``y`` ([N], or [L, N] with ``slot_labels``)
+        with early stopping on the accuracy over ``val_rows`` (or on a ``validation_split`` drawn like the solo
+        probe's, per stream), then keep each slot's best snapshot. ``train_rows`` / ``val_rows`` are one array for
+        all streams or a list with one array per stream. Sets ``best_score_`` (per slot, in [0, 1]) and
+        ``n_epochs_`` (per slot)."""
+        trains = self._per_stream(train_rows, "train_rows")
+        vals = self._per_stream(val_rows, "val_rows")
+        if vals is None:
+            if not validation_split:
+                raise ValueError("BatchedMLP.fit needs val_rows or validation_split for early stopping.")
+            vals = []
+            for k, rows in enumerate(trains):
+                n = len(rows)
+                permutation = self.rngs_[k].permutation(n)
+                n_val = int(validation_split * n)
+                if n_val == 0:
+                    raise ValueError(
+                        f"validation_split={validation_split} of {n} samples leaves no validation sample "
+                        f"(need at least {int(np.ceil(1 / validation_split))} samples)."
+                    )
+                trains[k] = rows[permutation[n_val:]]
+                vals.append(rows[permutation[:n_val]])
+        for k in range(self.n_streams):
+            if len(trains[k]) == 0 or len(vals[k]) == 0:
+                raise ValueError(f"BatchedMLP.fit: empty training ({len(trains[k])}) or validation ({len(vals[k])}) "
+                                 "set.")
+        dev = self.device
+        Y = self._labels(y)
+        tr = [torch.as_tensor(r, device=dev) for r in trains]
+        self._val = [torch.as_tensor(r, device=dev) for r in vals]
+        stoppers = [EarlyStopping(self.tenacity, best=-1.0) for _ in range(self.n_slots)]
+        self.n_epochs_ = np.zeros(self.n_slots, dtype=np.int64)
+        stack = self._stack
+        nepoch = 0
+        while stack.n_active and nepoch <= self.max_epoch:
+            live = stack.active_streams()
+            for _ in range(self.epoch_size):
+                batches: dict[int, list[torch.Tensor]] = {}
+                for k in live:
+                    perm_t = torch.as_tensor(self.rngs_[k].permutation(len(tr[k])), device=dev)
+                    batches[k] = [tr[k][perm_t[i : i + self.batch_size]]
+                                  for i in range(0, len(tr[k]), self.batch_size)]
+                for i in range(max(len(b) for b in batches.values())):
+                    self._train_step(X, Y, {k: b[i] for k, b in batches.items() if i < len(b)})
+            nepoch += self.epoch_size
+            active = stack.active_slots()
+            self.n_epochs_[active] = nepoch
+            acc = self._live_accuracy(X, Y)
+            stack.step(stoppers, [(s, acc[s]) for s in active])
+        stack.restore_best()
+        self.best_score_ = np.array([s.best for s in stoppers], dtype=np.float64)
+        return self
+
+    def _mask(self, k: int, m: int) -> torch.Tensor | None:
+        """The dropout mask ``[m, nhid]`` of stream ``k`` for one step (None without a hidden layer). The solo
+        probe's nn.Dropout draws one mask per step from the global generator; every slot of a stream draws the same
+        one, so one draw serves them all. With several streams, each draws from its own saved generator state."""
+        if not self.nhid:
+            return None
+        ones = torch.ones(m, self.nhid, device=self.device)
+        if self.n_streams == 1:
+            return F.dropout(ones, self.dropout, True)
+        outer = self._get_rng_state()
+        try:
+            self._set_rng_state(self._torch_states[k])
+            mask = F.dropout(ones, self.dropout, True)
+            self._torch_states[k] = self._get_rng_state()
+        finally:
+            self._set_rng_state(outer)
+        return mask
+
+    def _train_step(self, X: torch.Tensor, Y: torch.Tensor, idx: dict[int, torch.Tensor]) -> None:
+        """One optimizer step; ``idx[k]`` are stream ``k``'s mini-batch rows (streams without a batch this step,
+        having fewer rows, keep their parameters: their gradients stay None, which every optimizer skips)."""
+        stack = self._stack
+        fetched: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
+        total: torch.Tensor | None = None
+        for g in stack.groups:
+            if g.stream not in idx:
+                continue
+            if g.stream not in fetched:
+                rows = idx[g.stream]
+                # index_select: much faster than X[:, idx] on CPU
+                fetched[g.stream] = (X.index_select(1, rows), Y.index_select(1, rows), self._mask(g.stream, len(rows)))
+            xb_all, yb_all, mask = fetched[g.stream]
+            xb = xb_all if g.full else xb_all.index_select(0, g.probe_pos)
+            yb = yb_all[0] if g.label_pos is None else yb_all.index_select(0, g.label_pos)
+            out = stacked_forward(g.params, xb, mask)
+            # Mean CE per slot, summed over slots: each slot's gradient is exactly its solo gradient.
+            loss = slot_cross_entropy(out, yb)
+            total = loss if total is None else total + loss
+        assert stack.optimizer is not None and total is not None
+        stack.optimizer.zero_grad()
+        total.backward()
+        stack.optimizer.step()
+
+    def _live_accuracy(self, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
+        """Validation accuracy of every active slot with its current weights (NaN for inactive slots)."""
+        acc = np.full(self.n_slots, np.nan)
+        for g in self._stack.groups:
+            rows = self._val[g.stream]
+            correct = self._count_correct([p.detach() for p in g.params], g.probe_pos, g.label_pos, g.full, X, Y,
+                                          rows)
+            for s, c in zip(g.slots, correct.tolist(), strict=True):
+                acc[s] = 1.0 * c / len(rows)
+        return acc
+
+    def _count_correct(self, params, probe_pos, label_pos, full, X, Y, rows) -> torch.Tensor:
+        correct = torch.zeros(params[0].shape[0], dtype=torch.int64, device=self.device)
+        for s0, s1, i0, i1, out in _iter_blocks(params, probe_pos, full, X, rows, self.batch_size):
+            yr = Y.index_select(1, rows[i0:i1])
+            yr = yr[0] if label_pos is None else yr.index_select(0, label_pos[s0:s1])
+            correct[s0:s1] += out.max(2)[1].eq(yr).sum(1)
+        return correct
+
+    # -- inference (best snapshots) --------------------------------------------------------------------------------
+    def _slot_view(self, slots: np.ndarray | None):
+        """Best-snapshot parameters, probe and label-set index tensors and "no gather needed" flag of ``slots``
+        (default all)."""
+        probes = self._stack.slot_probe
+        labels = self._stack.slot_labels
+        params = self._stack.best
+        if slots is not None:
+            slots = np.asarray(slots, dtype=np.int64)
+            probes = probes[slots]
+            labels = None if labels is None else labels[slots]
+            si = torch.as_tensor(slots, device=self.device)
+            params = [p.index_select(0, si) for p in params]
+        full = len(probes) == self._stack.n_probes and bool(np.all(probes == np.arange(self._stack.n_probes)))
+        label_pos = None if labels is None else torch.as_tensor(labels, device=self.device)
+        return params, torch.as_tensor(probes, device=self.device), label_pos, full
+
+    def _by_stream(self, rows: Any, slots: np.ndarray | None, fn: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+        """``fn(rows_k, slots_k)`` per stream when ``rows`` is a list with one row set per stream, reassembled in
+        slot order; else ``None``."""
+        if not isinstance(rows, (list, tuple)):
+            return None
+        per = self._per_stream(rows, "rows")
+        slots = np.arange(self.n_slots) if slots is None else np.asarray(slots, dtype=np.int64)
+        streams = self._stack.slot_stream[slots]
+        parts: dict[int, np.ndarray] = {}
+        for k in np.unique(streams).tolist():
+            parts[k] = fn(per[k], slots[streams == k])
+        out, pos = [], {k: 0 for k in parts}
+        for k in streams.tolist():
+            out.append(parts[k][pos[k]])
+            pos[k] += 1
+        return np.stack(out) if out and np.ndim(out[0]) else np.asarray(out)
+
+    def score(self, X: torch.Tensor, y: torch.Tensor, rows: Any, slots: np.ndarray | None = None) -> np.ndarray:
+        """Accuracy in [0, 1] of the best snapshot of ``slots`` (default: every slot) on ``rows`` (one array, or a
+        list with one array per stream), float64."""
+        split = self._by_stream(rows, slots, lambda r, s: self.score(X, y, r, slots=s))
+        if split is not None:
+            return split.astype(np.float64)
+        rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        if len(rows_t) == 0:
+            raise ValueError("BatchedMLP.score: empty evaluation set.")
+        params, probe_pos, label_pos, full = self._slot_view(slots)
+        correct = self._count_correct(params, probe_pos, label_pos, full, X, self._labels(y), rows_t).tolist()
+        return np.array([1.0 * c / len(rows_t) for c in correct], dtype=np.float64)
+
+    def predict(self, X: torch.Tensor, rows: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
+        """Class ids of the best snapshot of ``slots`` (default: every slot) on ``rows``: int64 (n_slots, n_rows)."""
+        rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        params, probe_pos, _, full = self._slot_view(slots)
+        out = torch.empty(params[0].shape[0], len(rows_t), dtype=torch.int64, device=self.device)
+        for s0, s1, i0, i1, logits in _iter_blocks(params, probe_pos, full, X, rows_t, self.batch_size):
+            out[s0:s1, i0:i1] = logits.max(2)[1]
+        return out.cpu().numpy()
+
+    def predict_log_proba(self, X: torch.Tensor, rows: np.ndarray, slots: np.ndarray | None = None) -> np.ndarray:
+        """Natural-log class probabilities of the best snapshot of ``slots`` (default: every slot) on ``rows``:
+        float64 (n_slots, n_rows, nclasses). Used for codelengths (online-code MDL), where a probability matters,
+        not only the argmax."""
+        rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        params, probe_pos, _, full = self._slot_view(slots)
+        out = np.empty((params[0].shape[0], len(rows_t), self.nclasses), dtype=np.float64)
+        for s0, s1, i0, i1, logits in _iter_blocks(params, probe_pos, full, X, rows_t, self.batch_size):
+            out[s0:s1, i0:i1] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+        return out
+
+
+class BatchedRelatedness:
+    """S SentEval relatedness regressions (``Linear(d, 5) -> Softmax``, MSE on 5-bin targets) trained in lock-step,
+    each exactly like a solo :class:`~senteval_anatomy.engine.probes.RelatednessRegressor`: Adam (lr 1e-3, no
+    weight decay), mini-batch 64, rounds of 50 epochs up to epoch 1000, its own early stopping on dev Pearson
+    (cumulative patience 3) and its own best snapshot. Slot ``s`` reads probe ``slot_probe[s]`` of ``X`` [P, N, d].
+    """
+
+    def __init__(self, inputdim: int, slot_probe: np.ndarray, *, n_probes: int, seed: int = 1111,
+                 device: Any = "auto"):
+        self.inputdim = int(inputdim)
+        self.nclasses = RELATEDNESS_NCLASSES
+        self.seed = seed
+        self.batch_size = RELATEDNESS_BATCH_SIZE
+        self.max_epoch = RELATEDNESS_MAX_EPOCH
+        self.device = resolve_device(device)
+        slot_probe = np.asarray(slot_probe, dtype=np.int64)
+        if slot_probe.ndim != 1 or len(slot_probe) == 0 or slot_probe.min() < 0 or slot_probe.max() >= n_probes:
+            raise ValueError(f"slot_probe must be a non-empty 1-D array of probe indices in 0..{n_probes - 1}")
+        # Same construction order as RelatednessRegressor: seed, build Linear(d, 5) on the CPU, numpy stream.
+        seed_torch(seed)
+        template = nn.Linear(self.inputdim, self.nclasses)
+        self.rng_ = np.random.RandomState(seed)
+
+        def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+            return torch.optim.Adam(groups)
+
+        init = [t.unsqueeze(0).repeat(len(slot_probe), *([1] * t.dim())) for t in template_parameters(template)]
+        self._stack = _SlotStack(init, slot_probe,
+                                 np.full(len(slot_probe), RELATEDNESS_L2), int(n_probes), make_optimizer, self.device)
+        self.n_slots = len(slot_probe)
+
+    def fit(self, X: torch.Tensor, Y: torch.Tensor, train_rows: np.ndarray, dev_rows: np.ndarray,
+            devscores: Sequence[float]) -> BatchedRelatedness:
+        """Train on rows ``train_rows`` of ``X`` [P, N, d] with 5-bin targets ``Y`` [N, 5]; early-stop each slot on
+        the Pearson of its ``probs @ [1..5]`` on ``dev_rows`` against the raw ``devscores``. Sets ``best_score_``
+        (best dev Pearson per slot) and ``n_epochs_``."""
+        dev = self.device
+        train_rows = np.asarray(train_rows, dtype=np.int64)
+        tr = torch.as_tensor(train_rows, device=dev)
+        devscores = np.asarray(devscores, dtype=np.float64)
+        stoppers = [EarlyStopping(RELATEDNESS_PATIENCE, best=-1.0) for _ in range(self.n_slots)]
+        self.n_epochs_ = np.zeros(self.n_slots, dtype=np.int64)
+        r = np.arange(1, self.nclasses + 1)
+        stack = self._stack
+        n = len(train_rows)
+        nepoch = 0
+        while stack.n_active and nepoch <= self.max_epoch:
+            for _ in range(RELATEDNESS_EPOCHS_PER_ROUND):
+                permutation = self.rng_.permutation(n)
+                perm_t = torch.as_tensor(permutation, device=dev)
+                for i in range(0, n, self.batch_size):
+                    self._train_step(X, Y, tr[perm_t[i : i + self.batch_size]])
+            nepoch += RELATEDNESS_EPOCHS_PER_ROUND
+            active = stack.active_slots()
+            self.n_epochs_[active] = nepoch
+            scored = []
+            for g in stack.groups:
+                proba = self._proba([p.detach() for p in g.params], g.probe_pos, g.full, X, dev_rows)
+                scored += [(s, pearson_or_zero(np.dot(proba[k], r), devscores)) for k, s in enumerate(g.slots)]
+            stack.step(stoppers, scored)
+        stack.restore_best()
+        self.best_score_ = np.array([s.best for s in stoppers], dtype=np.float64)
+        return self
+
+    def _train_step(self, X: torch.Tensor, Y: torch.Tensor, idx: torch.Tensor) -> None:
+        stack = self._stack
+        xb_all = X.index_select(1, idx)  # much faster than X[:, idx] on CPU
+        yb = Y[idx]
+        total: torch.Tensor | None = None
+        for g in stack.groups:
+            xb = xb_all if g.full else xb_all.index_select(0, g.probe_pos)
+            out = torch.softmax(stacked_forward(g.params, xb), dim=-1)
+            # Mean MSE per slot (over its batch x 5 entries), summed over slots: solo gradients per slot.
+            loss = F.mse_loss(out, yb.expand_as(out), reduction="none").mean((1, 2)).sum()
+            total = loss if total is None else total + loss
+        assert stack.optimizer is not None and total is not None
+        stack.optimizer.zero_grad()
+        total.backward()
+        stack.optimizer.step()
+
+    def _proba(self, params, probe_pos, full, X, rows) -> np.ndarray:
+        rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
+        out = np.empty((params[0].shape[0], len(rows_t), self.nclasses), dtype=np.float32)
+        for s0, s1, i0, i1, logits in _iter_blocks(params, probe_pos, full, X, rows_t, self.batch_size):
+            out[s0:s1, i0:i1] = torch.softmax(logits, dim=-1).cpu().numpy()
+        return out
+
+    def predict_proba(self, X: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        """Class probabilities of every slot's best snapshot, float32 of shape (S, len(rows), 5)."""
+        probe_pos = torch.as_tensor(self._stack.slot_probe, device=self.device)
+        full = self.n_slots == self._stack.n_probes and bool(
+            np.all(self._stack.slot_probe == np.arange(self._stack.n_probes)))
+        return self._proba(self._stack.best, probe_pos, full, X, rows)
+
+    def predict(self, X: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+        """Expected score ``probs @ [1..5]`` of every slot, float64 of shape (S, len(rows))."""
+        r = np.arange(1, self.nclasses + 1)
+        return np.stack([np.dot(p, r) for p in self.predict_proba(X, rows)])
+
