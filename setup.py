@@ -46,7 +46,7 @@ setup(
         # ~30 s of install time on top of torch; without it those tests skip.
         "test": ["pytest>=7", "ruff>=0.5", "ray>=2.9"],
         # The real SentEval for --harness senteval and your own SentEval scripts (not on PyPI: from its repository;
-        # run it on today's stack through senteval_anatomy.compat, see docs/compat.md).
+        # run it on today's stack through senteval_anatomy.interop.compat, see docs/compat.md).
         "senteval": ["senteval @ git+https://github.com/facebookresearch/SentEval"],
     },
     entry_points={

@@ -188,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from senteval_anatomy.adapters import HeadAdapter
     from senteval_anatomy.encoders.loading import load_encoder
     from senteval_anatomy.engine import SE
     from senteval_anatomy.engine.tasks import load_task
+    from senteval_anatomy.interop.adapters import HeadAdapter
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
     from senteval_anatomy.vocab import PAPER_PARAMS

@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("senteval_anatomy.data.__main__:main", "download SentEval's data, check a data folder"),
     "cache": ("senteval_anatomy.store:main", "list, verify or clear the feature cache"),
     "models": ("senteval_anatomy.encoders.selfcheck:main", "the supported model types and bundled models"),
-    "reproduce": ("senteval_anatomy.reproduce:main", "run the paper's experiments and compare with its numbers"),
+    "reproduce": ("senteval_anatomy.interop.reproduce:main", "run the paper's experiments and compare with its numbers"),
     "finetune": ("senteval_anatomy.finetune.cli:main", "fine-tune end to end on the last / dev-best layer / top-k heads"),
 }
 
@@ -204,7 +204,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                    "all heads; the paper's k, heads per layer, is always added)")
     a.add_argument("--rank-task", default=None,
                    help="rank heads on the dev scores of this task (one of --tasks) instead of each task's own")
-    f = p.add_argument_group("findings you can trust (builtin harness; senteval_anatomy.findings)")
+    f = p.add_argument_group("findings you can trust (builtin harness; senteval_anatomy.analysis.findings)")
     f.add_argument("--controls", action="store_true",
                    help="also train every probe on the task's bag-of-words and permuted-label controls: control "
                         "accuracies and selectivity against each (docs/findings.md)")
@@ -604,7 +604,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _check_for_model(plan: _Plan, encoder: Any, store: Any) -> Any:
     """Settings that depend on the model's shape; returns the single adapter when one was asked for."""
-    from .adapters import HeadAdapter, LayerAdapter
+    from .interop.adapters import HeadAdapter, LayerAdapter
 
     if plan.ks is not None:
         total = encoder.num_layers * encoder.num_heads
@@ -643,8 +643,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def _single(plan: _Plan, encoder: Any, adapter: Any) -> int:
-    from .identity import preset_name
     from .sweeping.backends.local import harness_engine  # the one harness switch, as the sweep runs it
+    from .sweeping.identity import preset_name
 
     engine_cls, running = harness_engine(plan.harness, plan.params.get("device") or "auto")
     with running:

@@ -176,7 +176,7 @@ PROTOCOL_VERSION = 1
 
 #: The one result schema: every column of the tidy table, in the order the sweep writes them. ``model``..``metric``
 #: say what a row is; ``devacc``..``f1`` are its scores; the rest is its identity and provenance: ``setting`` is the
-#: short hash of every run setting that determines the numbers (see :mod:`senteval_anatomy.identity`) and
+#: short hash of every run setting that determines the numbers (see :mod:`senteval_anatomy.sweeping.identity`) and
 #: ``data_hash`` that of the task's data (its files' content and split sizes); ``data_path`` is the folder read;
 #: ``layout`` says where the heads were read (``table:<model_type>``, ``discovered``, ``user`` or ``user:<file>``).
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -186,7 +186,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "layout",
 )  # fmt: skip
 
-#: Kinds of control task, in report order (the registry is :data:`senteval_anatomy.controls.CONTROL_KINDS`; these
+#: Kinds of control task, in report order (the registry is :data:`senteval_anatomy.engine.controls.CONTROL_KINDS`; these
 #: names are the prefixes of their columns below).
 CONTROL_KIND_NAMES: tuple[str, ...] = ("bow", "permuted")
 #: Columns the sweep's findings options fill after :data:`RESULT_COLUMNS` in ``results.csv`` (controls, untrained
@@ -201,7 +201,7 @@ FINDINGS_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-#: Columns of a top-k curve (:func:`senteval_anatomy.topk.topk_curve`, the sweep's ``topk`` view): one row per k
+#: Columns of a top-k curve (:func:`senteval_anatomy.analysis.topk.topk_curve`, the sweep's ``topk`` view): one row per k
 #: (``kind`` ``topk``) and per layer baseline (``last_layer``, ``best_layer``, ``mean_last_layer``...); ``selected``
 #: marks the k chosen on dev.
 CURVE_COLUMNS: tuple[str, ...] = (
@@ -210,7 +210,7 @@ CURVE_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 #: Extra columns of a top-k curve with intervals: the 95% Wilson interval of each row's test accuracy
-#: (:func:`senteval_anatomy.stats.accuracy_ci`) and the exact McNemar p-value of its test predictions against the
+#: (:func:`senteval_anatomy.engine.stats.accuracy_ci`) and the exact McNemar p-value of its test predictions against the
 #: dev-chosen best layer's (NaN for that row, and for tasks without per-sentence predictions).
 INTERVAL_COLUMNS: tuple[str, ...] = ("acc_low", "acc_high", "p_vs_best_layer")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import CORPUS, _config, _minilm_tokenizer
 
-from senteval_anatomy.ablation import (
+from senteval_anatomy.encoders.ablation import (
     ablate_heads,
     ablation_reference,
     ablation_scan,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from senteval_anatomy.adapters import HeadAdapter, HeadsAdapter, LayerAdapter
 from senteval_anatomy.encoders.encoding import encode
+from senteval_anatomy.interop.adapters import HeadAdapter, HeadsAdapter, LayerAdapter
 from senteval_anatomy.store import FeatureStore
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from senteval_anatomy.baselines import untrained_encoder, untrained_name
+from senteval_anatomy.encoders.baselines import untrained_encoder, untrained_name
 from senteval_anatomy.encoders.encoding import encode
 
 SENTENCES = ["the cat sat on the mat .", "what is the capital of france ?", "dogs bark ."]

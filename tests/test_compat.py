@@ -1,4 +1,4 @@
-"""senteval_anatomy.compat against the real, unmodified SentEval (the workspace copy; skipped when it is absent).
+"""senteval_anatomy.interop.compat against the real, unmodified SentEval (the workspace copy; skipped when it is absent).
 
 Everything runs on CPU on tiny task folders cut from real data (tests/senteval_layout.py), with tiny probe settings.
 """
@@ -181,8 +181,8 @@ def test_every_family_runs_with_our_adapters_and_our_engine_gives_the_same_numbe
     senteval, task_path, compat, minilm, usepytorch
 ):
     """Real SentEval (patched) and senteval_anatomy.engine.SE on the same adapters, features and seed: same numbers."""
-    from senteval_anatomy.adapters import HeadAdapter, HeadsAdapter, LayerAdapter
     from senteval_anatomy.engine import SE as OurSE
+    from senteval_anatomy.interop.adapters import HeadAdapter, HeadsAdapter, LayerAdapter
 
     adapters = [HeadAdapter(minilm, 2, 3, progress=False), LayerAdapter(minilm, 4, progress=False),
                 HeadsAdapter(minilm, [(0, 1), (5, 2), (3, 3)], progress=False)]
@@ -240,14 +240,14 @@ print("RESULT " + json.dumps({{k: v.get("acc", v.get("pearson", v.get("all", {{}
 
 def test_a_users_senteval_script_runs_with_one_added_line(tmp_path, task_path):
     """A SentEval script of the bow-example kind, usepytorch=True, on CPU: with the one added line, and unchanged
-    through ``python -m senteval_anatomy.compat`` (the same script as it is stops, see
+    through ``python -m senteval_anatomy.interop.compat`` (the same script as it is stops, see
     test_unpatched_senteval_fails_exactly_where_the_patches_say)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(SENTEVAL_DIR)]), PYTHONWARNINGS="ignore",
                OMP_NUM_THREADS="1")
     runs = {}
     for name, line, launcher in (
-        ("one_line", "import senteval_anatomy.compat; senteval_anatomy.compat.patch()", []),
-        ("unchanged", "", ["-m", "senteval_anatomy.compat"]),
+        ("one_line", "import senteval_anatomy.interop.compat; senteval_anatomy.interop.compat.patch()", []),
+        ("unchanged", "", ["-m", "senteval_anatomy.interop.compat"]),
     ):
         script = tmp_path / f"{name}.py"
         script.write_text(textwrap.dedent(USER_SCRIPT.format(compat_line=line)))
@@ -332,8 +332,8 @@ def test_a_script_shaped_like_sentevals_examples_runs_through_the_runner_and_wit
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")  # no SentEval there
     runs = {}
     for name, line, launcher in (
-        ("runner", "", ["-m", "senteval_anatomy.compat", "--device", "cpu"]),
-        ("one_line", "import senteval_anatomy.compat; senteval_anatomy.compat.patch()", []),
+        ("runner", "", ["-m", "senteval_anatomy.interop.compat", "--device", "cpu"]),
+        ("one_line", "import senteval_anatomy.interop.compat; senteval_anatomy.interop.compat.patch()", []),
     ):
         script = tmp_path / f"{name}.py"
         script.write_text(EXAMPLE_STYLE_SCRIPT.format(senteval_dir=str(SENTEVAL_DIR), compat_line=line))
@@ -342,7 +342,7 @@ def test_a_script_shaped_like_sentevals_examples_runs_through_the_runner_and_wit
         assert run.returncode == 0, (name, run.stderr[-3000:])
         runs[name] = json.loads(run.stdout.split("RESULT ", 1)[1])
         if name == "runner":  # it says what it patched, once SentEval was imported
-            assert "senteval_anatomy.compat: " in run.stderr and "(device cpu)" in run.stderr, run.stderr[-2000:]
+            assert "senteval_anatomy.interop.compat: " in run.stderr and "(device cpu)" in run.stderr, run.stderr[-2000:]
     assert runs["runner"] == runs["one_line"]
     assert 0 < runs["runner"]["MR"] <= 100 and np.isfinite(runs["runner"]["STS12"]), runs
 
@@ -352,7 +352,7 @@ def test_a_script_shaped_like_sentevals_examples_runs_through_the_runner_and_wit
     (["{folder}"], "is a folder, not a script"),
 ], ids=["device-unknown", "script-is-a-folder"])
 def test_compat_command_refuses_in_one_line(argv, fragment, tmp_path, capsys):
-    """``python -m senteval_anatomy.compat``: a bad --device or a folder given as the script is one line, exit 2,
+    """``python -m senteval_anatomy.interop.compat``: a bad --device or a folder given as the script is one line, exit 2,
     no traceback, and the script does not run."""
     from senteval_anatomy import compat as compat_module
 

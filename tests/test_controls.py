@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from senteval_anatomy.controls import (
+from senteval_anatomy.engine.controls import (
     CONTROL_KINDS,
     control_scores,
     control_task,

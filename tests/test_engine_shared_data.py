@@ -90,7 +90,7 @@ FLOORS = {"TREC": 60, "SST5": 30, "SICKEntailment": 60, "MRPC": 66, "Length": 30
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("SENTEVAL_ANATOMY_SLOW") != "1", reason="set SENTEVAL_ANATOMY_SLOW=1 to run")
 def test_minilm_last_layer_on_shared_data(tmp_path):
-    adapters = pytest.importorskip("senteval_anatomy.adapters")
+    adapters = pytest.importorskip("senteval_anatomy.interop.adapters")
     from senteval_anatomy import load_encoder
     from senteval_anatomy.store import FeatureStore
 

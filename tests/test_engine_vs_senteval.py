@@ -8,12 +8,12 @@ sit between chance and 100 and a different fold, grid, rounding, refit split or 
 * ``usepytorch=False`` (scikit-learn): SentEval runs as it is, every task family that runs on today's stack without a
   patch: InnerKFold (CR, MR, MPQA, SUBJ), KFold (TREC; MRPC with its F1), Split (SST2, SST5, SICKEntailment, probing).
 * ``usepytorch=True``: SentEval's PyTorch ``MLP`` cannot run on Python >= 3.11 / CPU without patches (running it is
-  ``senteval_anatomy.compat``'s job, tested there). Here SentEval's own protocol code (``senteval/tools/
+  ``senteval_anatomy.interop.compat``'s job, tested there). Here SentEval's own protocol code (``senteval/tools/
   validation.py``: grids, folds, selection, the 5 % refit split, rounding; the task modules: WordContent's rule,
   MRPC's F1, result dicts) drives the engine's ``TorchProbe`` in place of its ``MLP``, which pins every setting of
   the evaluations around the probe; the probe itself is compared with SentEval's training loop elsewhere.
 * SICK-R and STS-B: SentEval's ``RelatednessPytorch`` asserts CUDA. SentEval's run goes through
-  ``senteval_anatomy.compat`` (``.cuda()`` routed to the CPU for SentEval's own calls, undone afterwards; the
+  ``senteval_anatomy.interop.compat`` (``.cuda()`` routed to the CPU for SentEval's own calls, undone afterwards; the
   engine's numbers are computed before, unpatched), so SentEval's regression itself runs: batch 64, rounds of 50
   epochs, patience 3, Adam, 5-bin targets.
 * STS12-16 need a NumPy patch (SentEval's ``np.array`` of ragged token lists), which is the compat module's job.
@@ -38,10 +38,10 @@ from test_engine_tasks import (
     write_trec,
 )
 
-from senteval_anatomy.compat import senteval_compat
 from senteval_anatomy.engine import SE, get_task
 from senteval_anatomy.engine.families.trec import TREC_LABELS
 from senteval_anatomy.engine.probes import TorchProbe
+from senteval_anatomy.interop.compat import senteval_compat
 
 SENTEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "third_party" / "SentEval"
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
-from senteval_anatomy.controls import CONTROL_KINDS, majority_acc
+from senteval_anatomy.analysis.findings import claims_section, findings_figures, selectivity_heatmap
+from senteval_anatomy.engine.controls import CONTROL_KINDS, majority_acc
 from senteval_anatomy.engine.tasks import load_task
-from senteval_anatomy.findings import claims_section, findings_figures, selectivity_heatmap
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS
@@ -139,7 +139,7 @@ def test_claims_section_on_a_known_table():
 def test_findings_mean_ablation_uses_training_sentences(tiny_encoder, tiny_data):
     """The findings path's mean ablation measures on the first test sentences with the heads' means over the
     task's training sentences: its deltas equal ablation_scan with reference=ablation_reference(task)."""
-    from senteval_anatomy.ablation import ablation_reference, ablation_scan
+    from senteval_anatomy.encoders.ablation import ablation_reference, ablation_scan
 
     enc = tiny_encoder("bert")
     table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, controls=False, ablate=True,
@@ -155,7 +155,7 @@ def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data
     budget (one probe per chunk) gives the same table as one chunk."""
     import warnings
 
-    from senteval_anatomy.identity import UnitFileWarning
+    from senteval_anatomy.sweeping.identity import UnitFileWarning
 
     enc = tiny_encoder("bert")
     store = FeatureStore()
@@ -191,7 +191,7 @@ def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
     """The pipeline with a findings option: the one report.md has the findings section, the top-k claim re-tested
     with intervals (the sweep's top-k view), the findings figures, and dots on the sorted heatmaps; --no-plots
     (draw_figures=False) draws none of them."""
-    from senteval_anatomy.plots import TIED_NOTE
+    from senteval_anatomy.analysis.plots import TIED_NOTE
     from senteval_anatomy.sweeping.pipeline import run
     from senteval_anatomy.sweeping.plan import make_plan
 
@@ -209,7 +209,7 @@ def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
     assert {"acc_low", "acc_high", "p_vs_best_layer"} <= set(rep.curves.columns)
     assert not (tmp_path / "findings").exists()  # no second report, no second figure folder
     # findings of another setting in the folder are never mixed in
-    from senteval_anatomy.analysis import analyse
+    from senteval_anatomy.analysis.analyse import analyse
 
     other = sweep(enc, ["Tense"], task_path=tiny_data, params=dict(FAST, seed=99), store=store, progress=False)
     rep2 = analyse(other, tmp_path / "other", formats=("png",))

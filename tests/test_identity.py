@@ -15,13 +15,13 @@ from conftest import build_tiny
 from test_cli import PROBE, run
 from test_sweep import FAST, make_tiny_data
 
-from senteval_anatomy.analysis import analyse
+from senteval_anatomy.analysis.analyse import analyse
+from senteval_anatomy.analysis.results import Results
+from senteval_anatomy.analysis.table import load_table
 from senteval_anatomy.encoders.encoder import Encoder
-from senteval_anatomy.identity import UNIT_FORMAT, UnitFileWarning, read_unit
-from senteval_anatomy.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import merge_units, sweep
-from senteval_anatomy.table import load_table
+from senteval_anatomy.sweeping.identity import UNIT_FORMAT, UnitFileWarning, read_unit
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_damaged_unit_is_named_and_recomputed(tiny_encoder, data, tmp_path, coun
     elif damage == "other key":  # a valid unit of another seed copied over this name
         payload = json.loads(text)
         payload["key"]["setting"]["params"]["seed"] = 99
-        from senteval_anatomy.identity import key_hash
+        from senteval_anatomy.sweeping.identity import key_hash
 
         payload["key_hash"] = key_hash(payload["key"])
         unit.write_text(json.dumps(payload))

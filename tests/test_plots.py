@@ -11,9 +11,22 @@ from matplotlib.image import AxesImage
 from PIL import Image
 from synthetic import synthetic_table
 
-from senteval_anatomy.plots import heatmap, heatmap_grid, layer_curves, panel_axes, save_figure, topk_plot
-from senteval_anatomy.report import grouped_table, markdown_table, paper_table, probing_table, write_report
-from senteval_anatomy.results import Results
+from senteval_anatomy.analysis.plots import (
+    heatmap,
+    heatmap_grid,
+    layer_curves,
+    panel_axes,
+    save_figure,
+    topk_plot,
+)
+from senteval_anatomy.analysis.report import (
+    grouped_table,
+    markdown_table,
+    paper_table,
+    probing_table,
+    write_report,
+)
+from senteval_anatomy.analysis.results import Results
 
 TASKS = ["Length", "WordContent", "Tense"]
 
@@ -195,7 +208,7 @@ def test_heatmap_marks_tied_heads_where_sorting_put_them(res):
     views agree on which cell it is), and the legend says what a dot means; the grid passes each task its own."""
     from matplotlib.collections import PathCollection
 
-    from senteval_anatomy.plots import TIED_NOTE
+    from senteval_anatomy.analysis.plots import TIED_NOTE
 
     mat = res.matrix("Tense")
     layer = 2

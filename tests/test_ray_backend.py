@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
-from senteval_anatomy.identity import read_unit
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.sweeping.backends.ray import (
@@ -30,6 +29,7 @@ from senteval_anatomy.sweeping.backends.ray import (
     unit_device,
     unit_resources,
 )
+from senteval_anatomy.sweeping.identity import read_unit
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ["Tense", "TREC"]
@@ -266,8 +266,8 @@ def test_resume_merges_only_parts_of_this_key_and_range(tiny_encoder, tmp_path):
     holding this unit's key, with the range its name says, inside the unit and not overlapping another, is merged."""
     import json
 
-    from senteval_anatomy.identity import UnitFileWarning, write_unit
     from senteval_anatomy.sweeping.backends.ray import _part_key, _parts_dir, _read_parts
+    from senteval_anatomy.sweeping.identity import UnitFileWarning, write_unit
 
     data = make_tiny_data(tmp_path / "data", n_train=40, n_dev=16, n_test=16)
     out = tmp_path / "out"

@@ -10,8 +10,7 @@ import torch
 
 from senteval_anatomy.engine.batched import evaluate_many
 from senteval_anatomy.engine.stacked import BatchedMLP
-from senteval_anatomy.engine.tasks import Task, get_task
-from senteval_anatomy.stats import (
+from senteval_anatomy.engine.stats import (
     accuracy_ci,
     adjust_pvalues,
     correctness,
@@ -23,6 +22,7 @@ from senteval_anatomy.stats import (
     seed_summary,
     wilson_interval,
 )
+from senteval_anatomy.engine.tasks import Task, get_task
 
 
 def test_seed_summary_known_values():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from senteval_anatomy.results import Results
+from senteval_anatomy.analysis.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores, vector_name
@@ -209,7 +209,7 @@ def test_sweep_takes_numpy_and_removes_repeats_like_the_cli(tiny_encoder, tiny_d
     Python values; "Tense,Tense" is one task (issue 18: every row came twice and Results blamed a re-run)."""
     import numpy as np
 
-    from senteval_anatomy.adapters import LayerAdapter
+    from senteval_anatomy.interop.adapters import LayerAdapter
 
     enc = tiny_encoder("bert")
     store = FeatureStore(tmp_path / "cache")

@@ -9,8 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from senteval_anatomy.results import Results, TestSelectionWarning
-from senteval_anatomy.topk import CURVE_COLUMNS, choose_k, default_ks, default_params, rank_heads, topk_curve
+from senteval_anatomy.analysis.results import Results, TestSelectionWarning
+from senteval_anatomy.analysis.topk import (
+    CURVE_COLUMNS,
+    choose_k,
+    default_ks,
+    default_params,
+    rank_heads,
+    topk_curve,
+)
 
 WORDS = "the cat dog sat on a mat big red blue runs fast slow house tree car green old new man".split()
 PARAMS = {"usepytorch": False, "kfold": 3, "seed": 7, "batch_size": 16, "classifier": {"nhid": 0}}
@@ -128,8 +135,8 @@ def test_topk_curve_ranks_and_chooses_on_dev(bert, task_path, store, scores):
     assert len(sel) == 1 and int(sel["k"].iloc[0]) == int(choose_k(curve)["k"])
 
     # k=1 is the dev-best head: the same number as evaluating that head alone through the engine
-    from senteval_anatomy.adapters import HeadAdapter
     from senteval_anatomy.engine import SE
+    from senteval_anatomy.interop.adapters import HeadAdapter
 
     la, h = expected_rank[0]
     one = HeadAdapter(bert, la, h, store=store)
@@ -206,7 +213,7 @@ def test_default_params_follow_the_table(bert, scores):
 def test_topk_curve_intervals_keep_the_numbers_and_add_uncertainty(bert, task_path, store, scores):
     """intervals=True: same dev / test numbers as the engine path, plus a bootstrap interval around each test score
     and a McNemar p-value of each row against the dev-chosen best layer (none for that row itself)."""
-    from senteval_anatomy.topk import INTERVAL_COLUMNS
+    from senteval_anatomy.analysis.topk import INTERVAL_COLUMNS
 
     dev, test, ldev, ltest = scores
     res = Results(_table(bert, dev, test, ldev, ltest))
@@ -230,10 +237,10 @@ def test_every_k_uses_the_ranking_prefix_in_rank_order(bert, task_path, store, m
     order on purpose; every k's features equal a direct ``HeadsAdapter(ranking[:k])`` batch for batch, and its
     scores equal that adapter run through the engine."""
     import senteval_anatomy.engine.batched as batched
-    from senteval_anatomy.adapters import HeadsAdapter
     from senteval_anatomy.engine import SE
     from senteval_anatomy.engine.params import apply_defaults
     from senteval_anatomy.engine.tasks import load_task
+    from senteval_anatomy.interop.adapters import HeadsAdapter
 
     heads = [(la, h) for la in range(bert.num_layers) for h in range(bert.num_heads)]
     order = [5, 2, 7, 0, 3, 6, 1, 4][: len(heads)]  # rank r -> index of its head: neither index nor reverse order

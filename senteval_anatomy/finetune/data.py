@@ -112,7 +112,7 @@ def load_finetune_data(task: str, task_path: str | Path, *, dev_fraction: float 
                        limits: dict[str, int | None] | None = None) -> FinetuneData:
     """Train / dev / test of a SentEval task, read by the package's loaders; MRPC and TREC get a held-out dev."""
     from ..engine import load_task
-    from ..identity import data_hash
+    from ..sweeping.identity import data_hash
 
     if task not in FINETUNE_TASKS:
         raise ValueError(f"--task {task!r}: fine-tuning works on {', '.join(FINETUNE_TASKS)} or a GLUE folder "

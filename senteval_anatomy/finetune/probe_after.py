@@ -58,9 +58,9 @@ def probe_after(encoder: Any, rows: pd.DataFrame, *, data: Any, task_path: str |
     import matplotlib.pyplot as plt
     from scipy.stats import spearmanr
 
+    from ..analysis.plots import save_figure
+    from ..analysis.results import Results
     from ..encoders.loading import load_encoder
-    from ..plots import save_figure
-    from ..results import Results
     from ..sweeping import sweep
     from ..vocab import VIEWS, atomic_write
     from .choosing import SELECTION_SWEEP_DIR

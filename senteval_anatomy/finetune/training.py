@@ -123,7 +123,7 @@ def run_key(*, model: str, fingerprint: str, dtype: str, data: FinetuneData, rea
 
 def run_name(key: Mapping[str, Any]) -> str:
     """File-system name of a run: readable parts and the key hash."""
-    from ..identity import key_hash
+    from ..sweeping.identity import key_hash
     from ..vocab import slug
 
     read = slug(key["requested"], default="read")
@@ -335,7 +335,7 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         correct = np.asarray(test_out.predictions, dtype=np.float64).reshape(-1).round(6).tolist()
     else:
         correct = (np.asarray(test_out.predictions).argmax(-1) == test_out.label_ids).astype(int).tolist()
-    from ..identity import key_hash
+    from ..sweeping.identity import key_hash
 
     row: dict[str, Any] = {
         "model": model_name,

@@ -26,7 +26,7 @@ Harnesses
 Results go to one tidy table (one row per model × task × view × layer × head), written as units
 ``<out>/units/<model>__<task>__<view>__<pooling>__<key hash>.json`` as soon as each (model, task, view) finishes,
 then merged into ``<out>/results.csv`` and ``<out>/results.parquet``. Each unit carries the full key of what
-determines its numbers (:mod:`senteval_anatomy.identity`: data content, model fingerprint and dtype, pooling, max
+determines its numbers (:mod:`senteval_anatomy.sweeping.identity`: data content, model fingerprint and dtype, pooling, max
 length, every probe setting, seed, harness, preset, protocol version); a rerun reuses a unit only when that key
 matches exactly, and recomputes a damaged or foreign one after naming it. One output folder may hold several
 settings; rows tell them apart by their ``setting`` column.
@@ -43,7 +43,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..identity import (
+from ..analysis.table import write_results_table
+from ..outdir import ABLATION_CURVES_CSV, TOPK_CSV, TOPK_DIR, UNITS_DIR
+from ..vocab import CURVE_COLUMNS, ENCODE_BATCH_SIZE, VIEWS, atomic_write, check_pooling
+from .backends import PendingUnit, RunContext, get_backend
+from .identity import (
     UnitFileWarning,
     data_hash,
     read_unit,
@@ -52,10 +56,6 @@ from ..identity import (
     unit_key,
     unit_path,
 )
-from ..outdir import ABLATION_CURVES_CSV, TOPK_CSV, TOPK_DIR, UNITS_DIR
-from ..table import write_results_table
-from ..vocab import CURVE_COLUMNS, ENCODE_BATCH_SIZE, VIEWS, atomic_write, check_pooling
-from .backends import PendingUnit, RunContext, get_backend
 from .plan import Plan, make_plan
 from .variants import TABLE_COLUMNS, FindingsOptions, typed
 
@@ -72,7 +72,7 @@ def merge_units(out_dir: str | os.PathLike[str], run_keys: Sequence[Mapping[str,
     """Merge the units under ``out_dir/units`` into ``results.csv`` and ``results.parquet`` (atomically).
 
     The rows of a run's own units (``run_keys``) are the units of exactly those keys; other settings' rows in the
-    folder stay (newest unit per setting, task and view); see :func:`~senteval_anatomy.identity.select_units`.
+    folder stay (newest unit per setting, task and view); see :func:`~senteval_anatomy.sweeping.identity.select_units`.
     Every row has every column of :data:`~.variants.TABLE_COLUMNS` (findings columns empty when off).
     """
     out = Path(out_dir)
@@ -242,7 +242,7 @@ def _topk_view(plan: Plan, context: RunContext, setting: Mapping[str, Any], data
     """The top-k heads view of every task: one more keyed unit per task (``out/topk/units``), computed by the
     local backend from the stored heads, ranked on dev; then the curve with the layer baselines read from the
     task's own layer rows (no probe trained again)."""
-    from ..results import Results
+    from ..analysis.results import Results
     from .backends.local import LocalBackend
     from .views import rank_on_dev, topk_ks
 

@@ -4,7 +4,7 @@
 1. the sweep (:func:`~senteval_anatomy.sweeping.execute`): every unit of the plan (heads, layers, with the findings
    variants and column providers when asked for) on the plan's backend, reusing finished units; then each task's
    top-k heads view from the store (on by default);
-2. the report (:func:`senteval_anatomy.analysis.analyse`, when the plan has an output folder): figures, tables and
+2. the report (:func:`senteval_anatomy.analysis.analyse.analyse`, when the plan has an output folder): figures, tables and
    ``report.md`` from what step 1 returned, nothing trained again.
 
 This module sits at the top of the run layer: it is the only one in :mod:`senteval_anatomy.sweeping` that calls
@@ -50,7 +50,7 @@ def run(plan: Plan, encoder: Any, store: Any = None) -> RunReport:
     seconds = time.perf_counter() - started
     report = None
     if plan.report and plan.out is not None:
-        from ..analysis import analyse
+        from ..analysis.analyse import analyse
 
         report = analyse(output.table, plan.out, curves=output.topk, ablation_curves=output.ablation_curves,
                          kind=plan.kind, data_note=plan.data_note, draw_figures=plan.draw_figures)

@@ -1,7 +1,7 @@
 """What one result unit computes, shared by every backend: its probes, how their vectors are read, how many fit in
 memory at once, and the table rows they become.
 
-A result unit is one (model, task, view) of a sweep (:mod:`senteval_anatomy.identity` gives its key and file). The
+A result unit is one (model, task, view) of a sweep (:mod:`senteval_anatomy.sweeping.identity` gives its key and file). The
 local backend (:mod:`senteval_anatomy.sweeping.backends.local`) computes a unit in one go; the Ray backend
 (:mod:`senteval_anatomy.sweeping.backends.ray`) computes chunks of its probes on different workers. Both use these
 pieces, so both give the same rows.
@@ -18,9 +18,9 @@ import pandas as pd
 
 from .._version import __version__
 from ..encoders.encoder import Encoder
-from ..identity import key_hash
 from ..store import StoredFeatures
 from ..vocab import RESULT_COLUMNS, main_scores, vector_name
+from .identity import key_hash
 
 __all__ = ["StoreBatcher", "probe_chunk_size", "probe_index", "probe_slices", "result_rows"]
 

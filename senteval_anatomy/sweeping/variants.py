@@ -5,7 +5,7 @@ With any findings option on, each unit of the sweep (one task x view) trains its
 
 * variant 0: the task's own labels and seed -- the plain table's numbers, bit for bit;
 * ``seeds - 1`` more probe seeds (``seed + 1``, ...): ``acc_mean`` / ``acc_std``;
-* one variant per control kind of :data:`senteval_anatomy.controls.CONTROL_KINDS` (``controls=True``): a label
+* one variant per control kind of :data:`senteval_anatomy.engine.controls.CONTROL_KINDS` (``controls=True``): a label
   function per split; each fills its two columns (``<kind>_control_acc``, ``<kind>_selectivity``). A new kind of
   control is one entry in that registry; this loop does not change.
 
@@ -15,7 +15,7 @@ columns from the unit's embeddings (MDL) or from the model (ablation), without t
 statistics (Wilson interval, dev rank, McNemar tests with Holm's correction) come from variant 0's test
 predictions.
 
-The meaning of every column is in :mod:`senteval_anatomy.findings`; the schema is
+The meaning of every column is in :mod:`senteval_anatomy.analysis.findings`; the schema is
 :data:`~senteval_anatomy.vocab.FINDINGS_COLUMNS`.
 """
 
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..identity import key_hash
 from ..vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores
+from .identity import key_hash
 
 __all__ = ["FindingsOptions", "TABLE_COLUMNS", "UnitFindings", "paired_columns", "typed"]
 
@@ -42,7 +42,7 @@ _NUMERIC = tuple(c for c in FINDINGS_COLUMNS if c not in _TEXT)
 
 @dataclass(frozen=True)
 class FindingsOptions:
-    """The findings options of a sweep (all off: the plain table). See :mod:`senteval_anatomy.findings`."""
+    """The findings options of a sweep (all off: the plain table). See :mod:`senteval_anatomy.analysis.findings`."""
 
     controls: bool = False
     control_seed: int = 0
@@ -61,7 +61,7 @@ class FindingsOptions:
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"seeds must be a positive int (number of probe seeds), got {self.seeds!r}.")
-        from ..ablation import ABLATION_MODES
+        from ..encoders.ablation import ABLATION_MODES
 
         if self.ablation_mode not in ABLATION_MODES:
             raise ValueError(f"ablation_mode={self.ablation_mode!r} is not one of {', '.join(ABLATION_MODES)}.")
@@ -78,7 +78,7 @@ class FindingsOptions:
             cfg = getattr(self.lm_model, "config", None)
             lm = {"class": type(self.lm_model).__name__, "name": str(getattr(cfg, "name_or_path", "") or ""),
                   "config": key_hash(cfg.to_dict()) if hasattr(cfg, "to_dict") else None}
-        from ..stats import CORRECTION
+        from ..engine.stats import CORRECTION
         from ..vocab import CONTROL_KIND_NAMES
 
         return {"controls": list(CONTROL_KIND_NAMES) if self.controls else [],
@@ -113,8 +113,8 @@ class UnitFindings:
     """
 
     def __init__(self, options: FindingsOptions, task: Any, params: Any) -> None:
-        from ..controls import CONTROL_KINDS, control_tasks
         from ..engine.batched import Variant
+        from ..engine.controls import CONTROL_KINDS, control_tasks
 
         self.options, self.task, self.params = options, task, params
         self.classification = task.spec.kind in ("classification", "pair_classification")
@@ -135,7 +135,7 @@ class UnitFindings:
         """One chunk of probes: variant results (``vres[0]`` is the task's own), and the chunk's embeddings for
         the column providers that read them (MDL, test labels of the paired tests)."""
         from ..engine.mdl import mdl_many
-        from ..stats import correctness
+        from ..engine.stats import correctness
 
         n_seeds = self.options.seeds
         for k in range(1, n_seeds):
@@ -164,7 +164,7 @@ class UnitFindings:
         extra["acc_mean"] = stacked.mean(0)
         extra["acc_std"] = stacked.std(0, ddof=1) if o.seeds > 1 else np.nan
         if self.classification:
-            from ..controls import majority_acc
+            from ..engine.controls import majority_acc
 
             extra["majority_acc"] = majority_acc(self.task)
         for (_, kind), values in zip(self.controls, self.control_acc, strict=True):
@@ -185,7 +185,7 @@ class UnitFindings:
                   progress: bool) -> pd.DataFrame | None:
         """Column provider: each head ablated alone on the task's first test sentences; and the top-k ablation
         curve (heads ranked on dev)."""
-        from ..ablation import ablation_reference, ablation_scan, topk_ablation_curve
+        from ..encoders.ablation import ablation_reference, ablation_scan, topk_ablation_curve
 
         o, task = self.options, self.task
         test = task.data.get("test") or next(iter(task.data.values()))
@@ -211,7 +211,7 @@ def paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[i
                    alpha: float, top_k: int) -> pd.DataFrame:
     """Column provider from variant 0's test predictions: Wilson interval, dev rank, McNemar against the dev best
     (Holm-corrected over the view), the next rank and (heads) the dev best of the same layer."""
-    from ..stats import CORRECTION, layer_tests, rank_tests
+    from ..engine.stats import CORRECTION, layer_tests, rank_tests
 
     ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, correction=CORRECTION)
     out = pd.DataFrame({"acc_low": ranked["acc_low"], "acc_high": ranked["acc_high"], "dev_rank": ranked["rank"],

@@ -2,9 +2,9 @@
 
 The sweep computes it as one more result unit per task (view ``topk``), after the task's heads unit: the ranking is
 that unit's dev scores (:func:`rank_on_dev`, the rule of :meth:`Results.top_heads
-<senteval_anatomy.results.Results.top_heads>`), the vectors are the stored heads (no re-encoding, no re-parsing of
+<senteval_anatomy.analysis.results.Results.top_heads>`), the vectors are the stored heads (no re-encoding, no re-parsing of
 the task's files), and each k is one probe of the batched trainer (:func:`~senteval_anatomy.engine.batched.evaluate_many`),
-whose numbers equal the engine's. :func:`senteval_anatomy.topk.topk_curve` evaluates its curves with the same
+whose numbers equal the engine's. :func:`senteval_anatomy.analysis.topk.topk_curve` evaluates its curves with the same
 :func:`evaluate_topk`.
 
 The representation of k is ``ranking[:k]`` in **rank order**: the best head first, then the second best, ... (not in
@@ -45,7 +45,7 @@ class HeadsBatcher:
 
 def rank_on_dev(head_rows: pd.DataFrame) -> list[tuple[int, int]]:
     """Every head with a dev score, best first: dev score descending, ties to the lower (layer, head) -- the rule of
-    :meth:`~senteval_anatomy.results.Results.top_heads`. Never reads test scores."""
+    :meth:`~senteval_anatomy.analysis.results.Results.top_heads`. Never reads test scores."""
     df = head_rows[head_rows["devacc"].notna()]
     ranked = df.sort_values(["devacc", "layer", "head"], ascending=[False, True, True], kind="mergesort")
     return [(int(a), int(b)) for a, b in zip(ranked["layer"], ranked["head"], strict=True)]
@@ -104,7 +104,7 @@ def evaluate_topk(task: Any, feats: Any, ranking: Sequence[tuple[int, int]], ks:
 def add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> None:
     """Fill :data:`~senteval_anatomy.vocab.INTERVAL_COLUMNS` in curve ``rows`` from their test predictions (Wilson
     interval; McNemar against the row of kind ``best_layer``, chosen on dev)."""
-    from ..stats import accuracy_ci, correctness, mcnemar
+    from ..engine.stats import accuracy_ci, correctness, mcnemar
 
     for r in rows:
         r.update({c: math.nan for c in INTERVAL_COLUMNS})

@@ -45,7 +45,7 @@ __all__ = ["BACKENDS", "Backend", "PendingUnit", "RunContext", "get_backend"]
 @dataclass(frozen=True)
 class PendingUnit:
     """One result unit of a sweep that is not on disk yet: ``path`` is its unit file (None: keep it in memory) and
-    ``key`` its identity (:func:`senteval_anatomy.identity.unit_key`, plus the findings options when any is on)."""
+    ``key`` its identity (:func:`senteval_anatomy.sweeping.identity.unit_key`, plus the findings options when any is on)."""
 
     task: str
     view: str

@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from ...identity import write_unit
 from ...vocab import VIEWS, main_scores, vector_name
+from ..identity import write_unit
 from . import PendingUnit, RunContext
 
 __all__ = ["BACKEND", "LocalBackend", "harness_engine"]
@@ -31,7 +31,7 @@ __all__ = ["BACKEND", "LocalBackend", "harness_engine"]
 
 def harness_engine(harness: str, device: Any = "auto") -> tuple[Any, AbstractContextManager]:
     """The ``SE`` class of a harness and the context to run it in: our engine for ``builtin``/``engine``; the
-    installed SentEval for ``senteval``, inside :func:`~senteval_anatomy.compat.senteval_compat` (today's stack)."""
+    installed SentEval for ``senteval``, inside :func:`~senteval_anatomy.interop.compat.senteval_compat` (today's stack)."""
     if harness == "senteval":
         try:
             import senteval  # type: ignore[import-not-found]
@@ -41,7 +41,7 @@ def harness_engine(harness: str, device: Any = "auto") -> tuple[Any, AbstractCon
                 "pip install git+https://github.com/facebookresearch/SentEval (or use harness='builtin', whose numbers "
                 "match SentEval's; see docs/engine.md)."
             ) from exc
-        from ...compat import senteval_compat
+        from ...interop.compat import senteval_compat
 
         # the unmodified SentEval on today's stack: getargspec, .cuda() on params.device, STS arrays (docs/compat.md)
         return senteval.engine.SE, senteval_compat(device=device or "auto")
@@ -104,7 +104,7 @@ def _batched(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.DataF
     found = UnitFindings(fo, task, params)
     ufeats = None
     if fo.untrained_baseline:
-        from ...baselines import untrained_encoder
+        from ...encoders.baselines import untrained_encoder
 
         twin = _twin(ctx, untrained_encoder, fo.untrained_seed)
         sentences = list(dict.fromkeys(" ".join(s) for s in task.samples))
@@ -140,8 +140,8 @@ def _topk_unit(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.Dat
     """The ``topk`` unit of a task: one probe per k of the heads ``ranking[:k]`` (rank order), from the store;
     ``selected`` marks the k chosen on dev. With intervals, the dev-chosen best layer is probed with test
     predictions too, for McNemar's test of "top-k beats the best layer"."""
+    from ...analysis.selection import choose_k
     from ...engine.batched import evaluate_many
-    from ...selection import choose_k
     from ...vocab import CURVE_COLUMNS, INTERVAL_COLUMNS
     from ..units import StoreBatcher
     from ..views import add_intervals, curve_row, evaluate_topk
@@ -191,7 +191,7 @@ def _one_by_one(ctx: RunContext, task_name: str, u: PendingUnit) -> pd.DataFrame
     """One unit through the ``engine`` or ``senteval`` harness: one evaluation per probe, through the adapters."""
     from tqdm.auto import tqdm
 
-    from ...adapters import HeadAdapter, LayerAdapter
+    from ...interop.adapters import HeadAdapter, LayerAdapter
     from ..units import probe_index, result_rows
 
     params = ctx.run_params

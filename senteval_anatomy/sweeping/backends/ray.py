@@ -446,7 +446,7 @@ class RayBackend:
         from tqdm.auto import tqdm
 
         from ...engine.tasks import load_task
-        from ...identity import write_unit
+        from ..identity import write_unit
         from ..units import probe_chunk_size, probe_index, result_rows
 
         if harness != "builtin":
@@ -609,10 +609,10 @@ def _read_parts(unit_path: Path | None, key: dict, n_probes: int) -> dict[int, A
     A part is merged only when the key inside it is this unit's key with the probe range its name says, it holds one
     row per probe of that range, and the range lies inside the unit without overlapping a part already taken (an
     interrupted run with another chunk size leaves overlapping parts). Anything else is named in a
-    :class:`~senteval_anatomy.identity.UnitFileWarning` and its probes are trained again."""
+    :class:`~senteval_anatomy.sweeping.identity.UnitFileWarning` and its probes are trained again."""
     import warnings
 
-    from ...identity import UnitFileWarning, read_unit
+    from ..identity import UnitFileWarning, read_unit
 
     if unit_path is None or not _parts_dir(unit_path).is_dir():
         return {}

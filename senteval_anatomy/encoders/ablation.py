@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .encoders.encoder import Encoder
-from .encoders.encoding import encode, tokenize
-from .encoders.hooks import HookSet, on_heads
-from .vocab import ENCODE_BATCH_SIZE
+from ..vocab import ENCODE_BATCH_SIZE
+from .encoder import Encoder
+from .encoding import encode, tokenize
+from .hooks import HookSet, on_heads
 
 __all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_reference", "ablation_scan", "head_means",
            "model_score", "topk_ablation_curve"]

@@ -1,6 +1,6 @@
 """Reproduce Jo & Myaeng (ACL 2020) and compare with the numbers its code released.
 
-``python -m senteval_anatomy.reproduce [--models bert-base-uncased,gpt2,...] [--task-path DIR] [--dry-run]
+``python -m senteval_anatomy.interop.reproduce [--models bert-base-uncased,gpt2,...] [--task-path DIR] [--dry-run]
 [--paper-selection] [--out DIR]``
 
 For each model it runs the paper's experiments with the paper's settings (the ``paper`` preset: logistic probe,
@@ -8,7 +8,7 @@ RMSprop, probe batch 256, tenacity 3, epoch size 2, kfold 5, seed 123):
 
 * every attention head and every layer on the 10 probing tasks and on SST5, TREC, SICKEntailment and MRPC, through
   :func:`senteval_anatomy.sweeping.sweep`;
-* the top-k heads representation on SST5, TREC, SICKEntailment and MRPC (:func:`senteval_anatomy.topk.topk_curve`),
+* the top-k heads representation on SST5, TREC, SICKEntailment and MRPC (:func:`senteval_anatomy.analysis.topk.topk_curve`),
   heads ranked and k chosen on dev;
 
 then puts our numbers beside the released ones (shipped in ``senteval_anatomy/reference/``, see its ``SOURCE.md``):
@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine.registry import PROBING_TASKS as ENGINE_PROBING_TASKS
-from .engine.registry import get_task
-from .results import Results, TestSelectionWarning
-from .vocab import (
+from ..analysis.results import Results, TestSelectionWarning
+from ..engine.registry import PROBING_TASKS as ENGINE_PROBING_TASKS
+from ..engine.registry import get_task
+from ..vocab import (
     PAPER_DOWNSTREAM_TASKS,
     POOLINGS,
     VIEWS,
@@ -71,7 +71,7 @@ __all__ = [
     "main",
 ]
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "reference"
 #: The paper's released per-head, per-layer and top-k numbers (see ``reference/SOURCE.md``).
 REFERENCE_FILE = REFERENCE_DIR / "jo_myaeng_2020.csv.gz"
 REFERENCE_COLUMNS = ("model", "experiment", "task", "layer", "head", "k", "metric", "dev", "test", "flags")
@@ -377,8 +377,8 @@ def _parse_models(spec: str, reference_model: str | None) -> list[tuple[str, str
 def _shape_of(model: str) -> tuple[int, int, int, int]:
     """(layers, heads, head_dim, hidden) for planning, from the model's own config (offline: bundled, a folder, or
     the local Hugging Face cache); a model whose config cannot be read is a ``ValueError`` naming it (exit 2)."""
-    from .encoders.architectures import UnsupportedModelError
-    from .encoders.loading import config_shape
+    from ..encoders.architectures import UnsupportedModelError
+    from ..encoders.loading import config_shape
 
     try:
         return config_shape(model)
@@ -400,7 +400,7 @@ ASSUMED_SECONDS_PER_TOPK_RUN = 30.0
 
 def dry_run(plans: Sequence[_Plan], ks: Sequence[int] | None, paper_selection: bool) -> str:
     """What would run, expected time and disk (from stated assumptions), and the paper's numbers it compares with."""
-    from .topk import default_ks
+    from ..analysis.topk import default_ks
 
     lines = ["# Dry run: nothing is encoded or trained\n"]
     total_s = 0.0
@@ -506,12 +506,12 @@ def reproduce(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the paper's experiments for each ``(model, reference_model)`` and compare; returns (comparison,
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
-    from .encoders.loading import load_encoder
-    from .store import FeatureStore
-    from .sweeping.pipeline import run as run_plan
-    from .sweeping.plan import make_plan
-    from .sweeping.views import default_ks
-    from .topk import topk_curve
+    from ..analysis.topk import topk_curve
+    from ..encoders.loading import load_encoder
+    from ..store import FeatureStore
+    from ..sweeping.pipeline import run as run_plan
+    from ..sweeping.plan import make_plan
+    from ..sweeping.views import default_ks
 
     out = Path(out_dir)
     tasks = list(tasks or (*PROBING_TASKS, *TOPK_TASKS))
@@ -565,7 +565,7 @@ def reproduce(
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog=prog or "python -m senteval_anatomy.reproduce",
+        prog=prog or "python -m senteval_anatomy.interop.reproduce",
         description="Run Jo & Myaeng (2020)'s experiments with its settings and compare with its released numbers.",
     )
     p.add_argument("--models", default="bert-base-uncased",
@@ -599,7 +599,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def _resolve_task_path(arg: str | None) -> Path:
     """The data folder (``--task-path``, ``$SENTEVAL_ANATOMY_DATA``, downloaded data, else the demo data), said aloud."""
-    from .data import resolve_task_path
+    from ..data import resolve_task_path
 
     try:
         path, origin = resolve_task_path(arg)
@@ -616,20 +616,20 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command line entry point; returns the exit status. ``prog``: the name usage lines show."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--finetune" in argv:  # the fine-tuning grid has its own options (senteval_anatomy.finetune.grid)
-        from .finetune.grid import main as finetune_grid
+        from ..finetune.grid import main as finetune_grid
 
         return finetune_grid([a for a in argv if a != "--finetune"], prog=f"{prog or 'reproduce'} --finetune")
     args = _parser(prog).parse_args(argv)
     try:
         models = _parse_models(args.models, args.reference_model)
-        from .data.sources import expand_tasks
-        from .engine import TASK_NAMES
+        from ..data.sources import expand_tasks
+        from ..engine import TASK_NAMES
 
         tasks = expand_tasks([",".join(args.tasks)]) if args.tasks else [*PROBING_TASKS, *TOPK_TASKS]
         bad = [t for t in tasks if t not in TASK_NAMES]
         if bad:
             raise ValueError(f"--tasks: unknown task(s) {bad}; the paper's are {', '.join(PROBING_TASKS + TOPK_TASKS)}")
-        from .sweeping.plan import parse_ks  # the one --ks parser
+        from ..sweeping.plan import parse_ks  # the one --ks parser
 
         ks = parse_ks(args.ks)
         topk_tasks = [t for t in TOPK_TASKS if t in tasks]

@@ -10,10 +10,10 @@ report's claims section and figures:
 =========================  ========================================================================================
 column                     meaning
 =========================  ========================================================================================
-``acc_low``, ``acc_high``  95% Wilson interval of test accuracy (:func:`senteval_anatomy.stats.accuracy_ci`)
+``acc_low``, ``acc_high``  95% Wilson interval of test accuracy (:func:`senteval_anatomy.engine.stats.accuracy_ci`)
 ``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
 ``majority_acc``           test accuracy of predicting the training majority class (:func:`.controls.majority_acc`)
-``<kind>_control_acc``     test accuracy on the ``bow`` / ``permuted`` control task (:mod:`senteval_anatomy.controls`)
+``<kind>_control_acc``     test accuracy on the ``bow`` / ``permuted`` control task (:mod:`senteval_anatomy.engine.controls`)
 ``<kind>_selectivity``     ``acc - <kind>_control_acc`` (0 for a probe that learned nothing)
 ``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)
 ``untrained_gain``         ``acc - untrained_acc``: what training put there
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .vocab import (
+from ..vocab import (
     FINDINGS_COLUMNS,
     RESULT_COLUMNS,
 )
@@ -67,8 +67,8 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
     distinguishable from the next best and what ablating it does; then the paper's claims re-tested (layers; top
     heads across tasks; top-k against the best layer, from ``curves`` = top-k curves with intervals)."""
-    from .controls import CONTROL_KINDS
-    from .stats import CORRECTIONS
+    from ..engine.controls import CONTROL_KINDS
+    from ..engine.stats import CORRECTIONS
 
     heads = table[table["view"] == "heads"]
     method = CORRECTIONS.get(str(heads["correction"].dropna().iloc[0]) if heads["correction"].notna().any()
@@ -157,10 +157,10 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
 
 def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]:
     """Markdown lines: "top-k heads beat the best layer" re-tested per task, from top-k curves computed with
-    intervals (:func:`senteval_anatomy.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
+    intervals (:func:`senteval_anatomy.analysis.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
     chosen on dev, each test score with its bootstrap interval, and McNemar's p of the two."""
+    from ..vocab import INTERVAL_COLUMNS
     from .report import markdown_table
-    from .vocab import INTERVAL_COLUMNS
 
     head = ["### Claim: the top-k heads beat the best layer", ""]
     if curves is None or not set(INTERVAL_COLUMNS) <= set(curves.columns):
@@ -191,9 +191,9 @@ def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]
 
 def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None, kind: str = "bow") -> Any:
     """The paper's head heatmap (layers x heads, heads sorted within each layer, dev-best outlined) coloured by
-    the selectivity against control ``kind`` (:data:`senteval_anatomy.controls.CONTROL_KINDS`) instead of accuracy,
-    drawn by :func:`senteval_anatomy.plots.heatmap`."""
-    from .controls import CONTROL_KINDS
+    the selectivity against control ``kind`` (:data:`senteval_anatomy.engine.controls.CONTROL_KINDS`) instead of accuracy,
+    drawn by :func:`senteval_anatomy.analysis.plots.heatmap`."""
+    from ..engine.controls import CONTROL_KINDS
     from .plots import heatmap
     from .results import Results
 
@@ -214,7 +214,7 @@ def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) ->
     """The accuracy heatmap of one task (heads in index order, so a cell is one head) with a dot on every head that
     is not distinguishable from the dev-best head of its layer (McNemar on test, Holm-corrected over all heads): how much the within-layer
     ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
-    (:func:`senteval_anatomy.plots.heatmap`, ``tied``)."""
+    (:func:`senteval_anatomy.analysis.plots.heatmap`, ``tied``)."""
     from .plots import heatmap, tied_cells
     from .results import Results
 
@@ -280,8 +280,8 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
                      curves: pd.DataFrame | None = None) -> dict[str, list[Path]]:
     """Save the findings figures of every task there is data for under ``figdir`` (tied heads, selectivity,
     utilisation, top-k ablation; ``curves`` defaults to ``table.attrs["ablation_curves"]``) and return them by
-    caption, for :func:`senteval_anatomy.report.write_report`."""
-    from .controls import CONTROL_KINDS
+    caption, for :func:`senteval_anatomy.analysis.report.write_report`."""
+    from ..engine.controls import CONTROL_KINDS
     from .plots import save_figure
 
     figdir = Path(figdir)

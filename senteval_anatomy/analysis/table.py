@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .outdir import RESULTS_CSV, RESULTS_PARQUET
-from .vocab import POOLINGS, RESULT_COLUMNS, VIEWS, atomic_write, vector_name
+from ..outdir import RESULTS_CSV, RESULTS_PARQUET
+from ..vocab import POOLINGS, RESULT_COLUMNS, VIEWS, atomic_write, vector_name
 
 __all__ = [
     "COLUMNS",
@@ -44,7 +44,7 @@ COLUMNS: tuple[str, ...] = RESULT_COLUMNS
 ESSENTIAL_COLUMNS: tuple[str, ...] = ("model", "task", "view", "layer", "head", "pooling", "metric", "devacc", "acc")
 
 #: A row is identified by these columns; two rows with the same key are an error (an appended re-run). ``setting``
-#: (the hash of every run setting, see :mod:`senteval_anatomy.identity`) lets one table hold several seeds, presets,
+#: (the hash of every run setting, see :mod:`senteval_anatomy.sweeping.identity`) lets one table hold several seeds, presets,
 #: data folders or dtypes of one model; tables without it (older sweeps, the reference's JSON) read it as "".
 KEY_COLUMNS: tuple[str, ...] = ("model", "setting", "task", "view", "pooling", "layer", "head")
 

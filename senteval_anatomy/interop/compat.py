@@ -2,15 +2,15 @@
 
 One line in an existing SentEval script::
 
-    import senteval_anatomy.compat; senteval_anatomy.compat.patch()          # device="auto": CUDA if there, else CPU
+    import senteval_anatomy.interop.compat; senteval_anatomy.interop.compat.patch()          # device="auto": CUDA if there, else CPU
 
 or scoped::
 
-    from senteval_anatomy.compat import senteval_compat
+    from senteval_anatomy.interop.compat import senteval_compat
     with senteval_compat(device="cpu"):
         senteval.engine.SE(params, batcher, prepare).eval(["SST5", "STS14"])
 
-or without touching the script at all: ``python -m senteval_anatomy.compat [--device cpu] my_senteval_script.py ARGS``.
+or without touching the script at all: ``python -m senteval_anatomy.interop.compat [--device cpu] my_senteval_script.py ARGS``.
 
 SentEval's files are never edited. Each patch replaces a name *inside SentEval's own modules* (or, for ``.cuda()``,
 re-routes only the calls whose caller is a SentEval module), is applied only where the running stack needs it, and is
@@ -83,7 +83,7 @@ class _InspectView(ModuleType):
     """:mod:`inspect` as SentEval's ``utils`` sees it under the patch: everything delegated, plus ``getargspec``."""
 
     def __init__(self) -> None:
-        super().__init__("inspect", "inspect, with getargspec restored for SentEval (senteval_anatomy.compat)")
+        super().__init__("inspect", "inspect, with getargspec restored for SentEval (senteval_anatomy.interop.compat)")
         self.getargspec = _getargspec
 
     def __getattr__(self, name: str) -> Any:
@@ -94,7 +94,7 @@ class _NumpyView(ModuleType):
     """:mod:`numpy` as SentEval's ``sts`` sees it under the patch: ``array`` of a list of lists is a 1-D object array."""
 
     def __init__(self) -> None:
-        super().__init__("numpy", "numpy, with NumPy<1.24's ragged np.array for SentEval (senteval_anatomy.compat)")
+        super().__init__("numpy", "numpy, with NumPy<1.24's ragged np.array for SentEval (senteval_anatomy.interop.compat)")
         self.array = _ragged_array
 
     def __getattr__(self, name: str) -> Any:
@@ -141,7 +141,7 @@ def _getargspec_problem() -> str | None:
 
 
 def _resolve(device: Any):
-    from .vocab import resolve_device
+    from ..vocab import resolve_device
 
     return resolve_device(device, what="senteval_compat(device=...)")
 
@@ -211,7 +211,7 @@ class _TorchView(ModuleType):
     def __init__(self, target: Any) -> None:
         import torch
 
-        super().__init__("torch", f"torch, with CUDA routed to {target} for SentEval (senteval_anatomy.compat)")
+        super().__init__("torch", f"torch, with CUDA routed to {target} for SentEval (senteval_anatomy.interop.compat)")
         self._torch = torch
         self._target = target
         self.cuda = _CudaView(target)
@@ -255,7 +255,7 @@ def _import_senteval(package: str | ModuleType) -> tuple[str, dict[str, ModuleTy
         raise ImportError(
             f"Cannot import SentEval as {name!r} ({exc}). {INSTALL_HINT} If your script puts SentEval on sys.path "
             "itself (sys.path.insert(0, PATH_TO_SENTEVAL)), call patch() after that line, or run the script "
-            "unchanged with python -m senteval_anatomy.compat SCRIPT."
+            "unchanged with python -m senteval_anatomy.interop.compat SCRIPT."
         ) from exc
     return name, mods
 
@@ -290,8 +290,8 @@ def _route_cuda(package: str, target: Any, undo: list[Any]) -> None:
             return self.to(target)
         return orig_module_cuda(self, *args, **kwargs)
 
-    tensor_cuda.__doc__ = f"Tensor.cuda, routed to {target} for SentEval's calls (senteval_anatomy.compat)."
-    module_cuda.__doc__ = f"Module.cuda, routed to {target} for SentEval's calls (senteval_anatomy.compat)."
+    tensor_cuda.__doc__ = f"Tensor.cuda, routed to {target} for SentEval's calls (senteval_anatomy.interop.compat)."
+    module_cuda.__doc__ = f"Module.cuda, routed to {target} for SentEval's calls (senteval_anatomy.interop.compat)."
     _set(torch.Tensor, "cuda", tensor_cuda, undo)  # type: ignore[arg-type]
     _set(torch.nn.Module, "cuda", module_cuda, undo)  # type: ignore[arg-type]
 
@@ -328,7 +328,7 @@ def patch(device: Any = "auto", *, senteval: str | ModuleType = "senteval") -> C
             if _STATE.package != name or _STATE.device != target:
                 raise RuntimeError(
                     f"SentEval is already patched for package {_STATE.package!r} on {_STATE.device}; call "
-                    f"senteval_anatomy.compat.unpatch() before patching for {name!r} on {target}."
+                    f"senteval_anatomy.interop.compat.unpatch() before patching for {name!r} on {target}."
                 )
             _STATE.depth += 1
             return _STATE
@@ -415,7 +415,7 @@ class _PatchAfterExec(importlib.abc.Loader):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m senteval_anatomy.compat [--device D] [--senteval PKG] SCRIPT [ARGS...]``: run an unchanged
+    """``python -m senteval_anatomy.interop.compat [--device D] [--senteval PKG] SCRIPT [ARGS...]``: run an unchanged
     SentEval script (as ``python SCRIPT ARGS`` would, ``__name__ == "__main__"``) with SentEval patched.
 
     When SentEval is importable already it is patched before the script starts; otherwise (the SentEval examples'
@@ -423,10 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import runpy
 
-    from .vocab import OneLineParser
+    from ..vocab import OneLineParser
 
-    p = OneLineParser(prog="python -m senteval_anatomy.compat",
-                      description="Run a SentEval script unchanged, with senteval_anatomy.compat applied.")
+    p = OneLineParser(prog="python -m senteval_anatomy.interop.compat",
+                      description="Run a SentEval script unchanged, with senteval_anatomy.interop.compat applied.")
     p.add_argument("--device", default="auto", help="where SentEval's PyTorch probes run (auto, cpu, cuda:1, mps)")
     p.add_argument("--senteval", default="senteval", help="import name of the SentEval package")
     p.add_argument("script", help="the SentEval script to run")
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.path.dirname(script))
 
     def announce(state: CompatState) -> None:
-        print(f"senteval_anatomy.compat: {', '.join(state.applied) or 'nothing needed'} (device {state.device})",
+        print(f"senteval_anatomy.interop.compat: {', '.join(state.applied) or 'nothing needed'} (device {state.device})",
               file=sys.stderr)
 
     try:

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .encoders.encoder import Encoder
-from .encoders.encoding import encode
-from .store import FeatureStore, StoredFeatures
-from .vocab import ENCODE_BATCH_SIZE, VIEWS, check_pooling, default_cache_dir, vector_name
+from ..encoders.encoder import Encoder
+from ..encoders.encoding import encode
+from ..store import FeatureStore, StoredFeatures
+from ..vocab import ENCODE_BATCH_SIZE, VIEWS, check_pooling, default_cache_dir, vector_name
 
 __all__ = ["HeadAdapter", "HeadsAdapter", "LayerAdapter", "default_store"]
 

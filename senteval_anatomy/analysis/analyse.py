@@ -1,8 +1,8 @@
 """After a sweep: heatmaps, layer curves, the top-k heads representation, paper-style tables and ``report.md``.
 
 This is the report step of the pipeline (:func:`senteval_anatomy.sweeping.pipeline.run`); it only calls the public
-pieces (:class:`~senteval_anatomy.results.Results`, :mod:`~senteval_anatomy.plots`, :mod:`~senteval_anatomy.report`,
-:mod:`~senteval_anatomy.findings`). It trains nothing: the top-k curves are the sweep's ``topk`` view (passed in, or
+pieces (:class:`~senteval_anatomy.analysis.results.Results`, :mod:`~senteval_anatomy.analysis.plots`, :mod:`~senteval_anatomy.analysis.report`,
+:mod:`~senteval_anatomy.analysis.findings`). It trains nothing: the top-k curves are the sweep's ``topk`` view (passed in, or
 read from the folder's keyed top-k units), the findings are the table's own findings columns.
 """
 
@@ -17,8 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .identity import UnitFileWarning
-from .outdir import (
+from ..outdir import (
     ABLATION_CURVES_CSV,
     FIGURES_DIR,
     FINDINGS_FIGURES_DIR,
@@ -28,9 +27,10 @@ from .outdir import (
     TOPK_DIR,
     UNITS_DIR,
 )
+from ..sweeping.identity import UnitFileWarning
+from ..vocab import slug
 from .results import Results
 from .table import load_table, validate_table
-from .vocab import slug
 
 __all__ = ["AnalysisReport", "analyse", "load_topk"]
 
@@ -49,8 +49,8 @@ class AnalysisReport:
 def load_topk(out_dir: str | Path, table: pd.DataFrame) -> pd.DataFrame | None:
     """The top-k curves the sweep wrote in ``out_dir`` (its keyed ``topk`` units) for the setting and data of
     ``table``'s rows, or ``None``: a report never shows a curve of another run."""
-    from .identity import key_hash, read_unit
-    from .vocab import CURVE_COLUMNS
+    from ..sweeping.identity import key_hash, read_unit
+    from ..vocab import CURVE_COLUMNS
 
     folder = Path(out_dir) / TOPK_DIR / UNITS_DIR
     if not folder.is_dir() or table.empty:
@@ -185,7 +185,7 @@ def analyse(
 def _findings(table: pd.DataFrame) -> pd.DataFrame | None:
     """The table itself when any of its rows carries findings columns (a sweep with a findings option), else
     ``None``: findings live in ``results.csv``, no second table."""
-    from .vocab import FINDINGS_COLUMNS
+    from ..vocab import FINDINGS_COLUMNS
 
     cols = [c for c in FINDINGS_COLUMNS if c in table.columns]
     if not cols or not table[cols].notna().any().any():
@@ -210,14 +210,14 @@ def _tied(findings: pd.DataFrame | None, table: pd.DataFrame) -> dict[str, list[
 
 def _paper_order(tasks: Any) -> list[str]:
     """Tasks in SentEval's order (the probing tasks as in the paper's tables), unknown names last."""
-    from .engine import TASK_NAMES
+    from ..engine import TASK_NAMES
 
     rank = {t: i for i, t in enumerate(TASK_NAMES)}
     return sorted(tasks, key=lambda t: (rank.get(t, len(rank)), t))
 
 
 def _probing_tasks() -> tuple[str, ...]:
-    from .engine import PROBING_TASKS
+    from ..engine import PROBING_TASKS
 
     return tuple(PROBING_TASKS)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .encoders.encoder import Encoder
+from .encoder import Encoder
 
 __all__ = ["UNTRAINED_SUFFIX", "untrained_encoder", "untrained_name"]
 

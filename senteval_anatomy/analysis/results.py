@@ -5,9 +5,9 @@ then ask the same handful of questions of that table: *where* does a property li
 which heads are best, which layer is best, how does the best head compare with the last / best layer, and where
 do the top heads sit (lower / middle / upper thirds of the network). :class:`Results` answers them.
 
-Every selection follows the rules of :mod:`senteval_anatomy.selection` (dev scores; test only when explicitly
+Every selection follows the rules of :mod:`senteval_anatomy.analysis.selection` (dev scores; test only when explicitly
 allowed, with a warning; ties to the lower layer / head). The table's schema, validation and files are in
-:mod:`senteval_anatomy.table`.
+:mod:`senteval_anatomy.analysis.table`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .engine.registry import PROBING_GROUPS, PROBING_TASKS
+from ..engine.registry import PROBING_GROUPS, PROBING_TASKS
+from ..vocab import vector_name
 from .selection import (
     BY_CHOICES,
     HeadPick,
@@ -42,7 +43,6 @@ from .table import (
     validate_table,
     write_reference_json,
 )
-from .vocab import vector_name
 
 #: How many top heads the "where the best heads sit" analysis counts by default (the paper's top 10); a model with
 #: fewer heads counts all of them.
@@ -127,7 +127,7 @@ class Results:
     def to_reference_json(
         self, out_dir: str | os.PathLike[str], *, pooling: str | None = None, include_embeddings: bool = False
     ) -> list[Path]:
-        """Export in the reference's layout (see :func:`senteval_anatomy.table.write_reference_json`)."""
+        """Export in the reference's layout (see :func:`senteval_anatomy.analysis.table.write_reference_json`)."""
         return write_reference_json(self.table, out_dir, pooling=pooling or self.pooling,
                                     include_embeddings=include_embeddings)
 
@@ -139,7 +139,7 @@ class Results:
         pooling: str = "cls",
         metric: Mapping[str, str] | None = None,
     ) -> Results:
-        """Read result files in the reference's layout (see :func:`senteval_anatomy.table.read_reference_json`)."""
+        """Read result files in the reference's layout (see :func:`senteval_anatomy.analysis.table.read_reference_json`)."""
         return cls(read_reference_json(path, pooling=pooling, metric=metric))
 
     # ---------------------------------------------------------------- basic facts
@@ -504,7 +504,7 @@ class Results:
         """One row per task: last layer, best layer (dev-chosen), best head (dev-chosen), mean head, top-k.
 
         All ``*_test`` columns are test scores of representations *selected on dev*. ``topk`` is the frame
-        :func:`senteval_anatomy.topk.topk_curve` returns (one or several tasks concatenated); its dev-chosen k
+        :func:`senteval_anatomy.analysis.topk.topk_curve` returns (one or several tasks concatenated); its dev-chosen k
         fills the ``topk_*`` columns. ``gain_vs_best_layer`` is top-k test minus best-layer test (points), and
         ``best_head_minus_best_layer`` is the same for the best single head.
         """

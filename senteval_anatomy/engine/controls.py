@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .engine.tasks import Task
-from .vocab import CONTROL_KIND_NAMES
+from ..vocab import CONTROL_KIND_NAMES
+from .tasks import Task
 
 __all__ = [
     "CONTROL_KINDS",

@@ -34,9 +34,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from ..vocab import atomic_write
 from .results import Results
 from .selection import choose_k
-from .vocab import atomic_write
 
 __all__ = [
     "TIED_NOTE",
@@ -240,7 +240,7 @@ TIED_NOTE = "dot = not distinguishable from its layer's best head (McNemar on te
 def tied_cells(findings: pd.DataFrame, task: str) -> list[tuple[int, int]] | None:
     """The ``(layer, head)`` of every head of ``task`` that a findings table
     (the sweep with a findings option) marks ``tied_with_layer_best``, i.e. whose McNemar p against
-    its layer's dev-best head, corrected over every head of the model (:func:`senteval_anatomy.stats.layer_tests`,
+    its layer's dev-best head, corrected over every head of the model (:func:`senteval_anatomy.engine.stats.layer_tests`,
     Holm), is at least alpha; ``None`` when it has no paired tests for the task (nothing to mark, as opposed to
     nothing tied)."""
     rows = findings[(findings["task"] == task) & (findings["view"] == "heads")] if "task" in findings else findings[:0]
@@ -565,7 +565,7 @@ def topk_plot(
 ) -> Figure:
     """Score versus k for the top-k heads representation, with the layer baselines drawn in.
 
-    ``curve`` is what :func:`senteval_anatomy.topk.topk_curve` returns (several tasks may be concatenated). The
+    ``curve`` is what :func:`senteval_anatomy.analysis.topk.topk_curve` returns (several tasks may be concatenated). The
     x axis is logarithmic because the default k sweep is 1..12 then doubling. The k chosen on dev is marked;
     baselines are horizontal lines at their test scores.
     """

@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from ._version import __version__
-from .engine.registry import PROBING_GROUPS, PROBING_TASKS
-from .outdir import REPORT_MD
+from .._version import __version__
+from ..engine.registry import PROBING_GROUPS, PROBING_TASKS
+from ..outdir import REPORT_MD
+from ..vocab import atomic_write, slug
 from .results import Results
-from .vocab import atomic_write, slug
 
 __all__ = ["grouped_table", "markdown_table", "paper_table", "probing_table", "task_group", "write_report"]
 
@@ -46,7 +46,7 @@ def paper_table(
 ) -> pd.DataFrame:
     """Per task: last layer, best layer, best head and top-k, with top-k's gain over the best layer.
 
-    All selections use dev; the numbers are test scores. ``topk`` is :func:`senteval_anatomy.topk.topk_curve`'s
+    All selections use dev; the numbers are test scores. ``topk`` is :func:`senteval_anatomy.analysis.topk.topk_curve`'s
     output (tasks concatenated); without it the top-k columns are NaN.
 
     Columns: ``task``, ``group``, ``metric``, ``last_layer_test``, ``best_layer``, ``best_layer_test``,
