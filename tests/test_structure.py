@@ -370,3 +370,29 @@ def test_light_commands_do_not_import_torch(argv, tmp_path):
     assert "senteval_anatomy" in imported  # the listing is real
     heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "transformers"))
     assert not heavy, f"`senteval-anatomy {' '.join(argv)}` imported {heavy[:5]}"
+
+
+# ------------------------------------------------------------------------------------------------ the map
+
+ARCHITECTURE = REPO / "docs" / "architecture.md"
+
+
+def _table_modules(text: str) -> set[str]:
+    """Module paths named in the first cell of a markdown table row: ``| `store/entry.py` | ... |``."""
+    return set(re.findall(r"^\|\s*`([\w/]+\.py)`\s*\|", text, flags=re.M))
+
+
+def test_architecture_names_every_module():
+    """docs/architecture.md's module map has a row for every module of the package, and no row for one that is
+    gone: the map stays true as modules are added, moved or split."""
+    modules = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
+    named = _table_modules(ARCHITECTURE.read_text(encoding="utf-8"))
+    missing = sorted(modules - named)
+    assert not missing, f"docs/architecture.md (Module map) has no row for {missing}"
+    gone = sorted(named - modules)
+    assert not gone, f"docs/architecture.md (Module map) names modules that do not exist: {gone}"
+
+
+def test_architecture_rule_reads_table_rows():
+    text = "| `store/entry.py` | the format |\n| x | `cli.py` named in prose |\n`vocab.py` in a sentence\n"
+    assert _table_modules(text) == {"store/entry.py"}
