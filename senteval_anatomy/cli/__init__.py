@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .outdir import RESULTS_CSV
+from .._version import __version__
+from ..outdir import RESULTS_CSV
 
 __all__ = ["COMMANDS", "UsageError", "main", "main_downstream", "main_probing", "run"]
 
@@ -73,7 +73,7 @@ class _Terminated(BaseException):
 # ------------------------------------------------------------------------------------------------ parsing
 
 
-from .vocab import OneLineParser as _Parser  # noqa: E402 - one-line argparse errors, shared by every command
+from ..vocab import OneLineParser as _Parser  # noqa: E402 - one-line argparse errors, shared by every command
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -88,7 +88,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 def _preset_help(what: str, key: str) -> str:
     """Help text for a flag whose default comes from ``--preset``, with each preset's value from the one table."""
-    from .vocab import PRESETS
+    from ..vocab import PRESETS
 
     def value(params: dict[str, Any]) -> Any:
         node: Any = params
@@ -101,9 +101,9 @@ def _preset_help(what: str, key: str) -> str:
 
 
 def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
-    from .engine.probes import CLASSIFIER_DEFAULTS, OPTIMIZER_NAMES
-    from .sweeping.backends import BACKENDS  # the backend files, listed without importing Ray or torch
-    from .vocab import (
+    from ..engine.probes import CLASSIFIER_DEFAULTS, OPTIMIZER_NAMES
+    from ..sweeping.backends import BACKENDS  # the backend files, listed without importing Ray or torch
+    from ..vocab import (
         DEFAULT_PRESET,
         ENCODE_BATCH_SIZE,
         HARNESSES,
@@ -227,14 +227,14 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def _default_tasks(kind: str) -> str:
-    from .vocab import PAPER_DOWNSTREAM_TASKS
+    from ..vocab import PAPER_DOWNSTREAM_TASKS
 
     return "probing" if kind == "probing" else ",".join(PAPER_DOWNSTREAM_TASKS)
 
 
 def _backend(args: argparse.Namespace) -> Any:
     """``--backend`` and its options as the sweep's backend (Ray is imported only when it runs)."""
-    from .sweeping.backends import get_backend
+    from ..sweeping.backends import get_backend
 
     return get_backend(args.backend, address=args.ray_address, features=args.ray_features)
 
@@ -299,7 +299,7 @@ class _Plan:
 
 def _parse_tasks(flag: str, text: str) -> list[str]:
     """The one ``--tasks`` convention (also the data command's): names in any case, data sets, groups, commas."""
-    from .data.sources import expand_tasks
+    from ..data.sources import expand_tasks
 
     try:
         tasks = expand_tasks([text]) if text.strip(" ,") else []
@@ -333,7 +333,7 @@ def _parse_layer(text: str) -> int | str:
 
 def _params_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The preset's params with every explicitly given probe flag applied on top."""
-    from .vocab import preset_params
+    from ..vocab import preset_params
 
     top = {"seed": args.seed, "kfold": args.kfold, "device": args.probe_device}
     overrides: dict[str, Any] = {k: v for k, v in top.items() if v is not None}
@@ -369,8 +369,8 @@ def _check_no_ignored_flags(args: argparse.Namespace, params: dict[str, Any], si
 
 
 def _check_params(params: dict[str, Any]) -> None:
-    from .engine.probes import parse_optimizer  # the one grammar of SentEval's optimizer strings
-    from .vocab import ParamError, check_probe_params
+    from ..engine.probes import parse_optimizer  # the one grammar of SentEval's optimizer strings
+    from ..vocab import ParamError, check_probe_params
 
     try:
         check_probe_params(params)
@@ -386,7 +386,7 @@ def _check_params(params: dict[str, Any]) -> None:
 
 
 def _check_device(flag: str, value: str | None) -> None:
-    from .vocab import resolve_device
+    from ..vocab import resolve_device
 
     if value is None:
         return
@@ -428,7 +428,7 @@ def _check_writable(flag: str, path: Path) -> None:
 def _check_out_is_ours(out: Path) -> None:
     """Never overwrite a user's own ``results.csv`` / ``report.md``: a folder holding them without the ``units/``
     folder every run writes first was not written by a run."""
-    from .outdir import RUN_FILES, UNITS_DIR
+    from ..outdir import RUN_FILES, UNITS_DIR
 
     if not out.is_dir() or (out / UNITS_DIR).is_dir():
         return
@@ -440,8 +440,8 @@ def _check_out_is_ours(out: Path) -> None:
 
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
-    from .data import DOWNLOAD_HINT
-    from .engine.registry import get_task
+    from ..data import DOWNLOAD_HINT
+    from ..engine.registry import get_task
 
     for name in tasks:
         try:
@@ -459,9 +459,9 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
-    from .data import resolve_task_path
-    from .engine.registry import NO_DEV_TASKS
-    from .vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
+    from ..data import resolve_task_path
+    from ..engine.registry import NO_DEV_TASKS
+    from ..vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
@@ -541,7 +541,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
             raise UsageError("--topk ranks heads, so it needs the heads view: add heads to --views or drop --topk")
         topk = False
         notes.append("top-k skipped: --views has no heads")
-    from .sweeping.plan import parse_ks  # the one --ks parser
+    from ..sweeping.plan import parse_ks  # the one --ks parser
 
     try:
         ks = parse_ks(args.ks)
@@ -590,8 +590,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from .encoders.architectures import ArchSpecError, UnsupportedModelError
-    from .encoders.loading import load_encoder
+    from ..encoders.architectures import ArchSpecError, UnsupportedModelError
+    from ..encoders.loading import load_encoder
 
     try:
         return load_encoder(args.model, device=args.device, dtype=args.dtype, max_length=args.max_length,
@@ -604,7 +604,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _check_for_model(plan: _Plan, encoder: Any, store: Any) -> Any:
     """Settings that depend on the model's shape; returns the single adapter when one was asked for."""
-    from .interop.adapters import HeadAdapter, LayerAdapter
+    from ..interop.adapters import HeadAdapter, LayerAdapter
 
     if plan.ks is not None:
         total = encoder.num_layers * encoder.num_heads
@@ -643,8 +643,8 @@ def _jsonable(x: Any) -> Any:
 
 
 def _single(plan: _Plan, encoder: Any, adapter: Any) -> int:
-    from .sweeping.backends.local import harness_engine  # the one harness switch, as the sweep runs it
-    from .sweeping.identity import preset_name
+    from ..sweeping.backends.local import harness_engine  # the one harness switch, as the sweep runs it
+    from ..sweeping.identity import preset_name
 
     engine_cls, running = harness_engine(plan.harness, plan.params.get("device") or "auto")
     with running:
@@ -661,7 +661,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     print(f"data: {plan.task_path} ({plan.data_note})", file=sys.stderr)
     encoder = _load(args)
     print(f"model: {encoder!r}", file=sys.stderr)
-    from .store import FeatureStore
+    from ..store import FeatureStore
 
     store = FeatureStore(plan.cache_dir, dtype=args.cache_dtype, rebuild=not args.no_rebuild)
     adapter = _check_for_model(plan, encoder, store)
@@ -674,9 +674,9 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
 
-    from .sweeping.pipeline import run as run_plan
-    from .sweeping.plan import make_plan
-    from .sweeping.variants import FindingsOptions
+    from ..sweeping.pipeline import run as run_plan
+    from ..sweeping.plan import make_plan
+    from ..sweeping.variants import FindingsOptions
 
     findings = FindingsOptions(controls=args.controls, untrained_baseline=args.untrained_baseline, seeds=args.seeds,
                                mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode)
@@ -716,9 +716,9 @@ def _os_error_message(exc: OSError) -> str:
 
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
-    from .encoders.architectures import UnsupportedModelError
-    from .engine.tasks import DataError
-    from .store import CacheCorruptionError
+    from ..encoders.architectures import UnsupportedModelError
+    from ..engine.tasks import DataError
+    from ..store import CacheCorruptionError
 
     def on_term(signum: int, frame: Any) -> None:
         raise _Terminated()
