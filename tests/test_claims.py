@@ -243,7 +243,7 @@ def test_figures_never_touch_pyplot(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from synthetic import synthetic_table
 
-    from senteval_anatomy import plots
+    from senteval_anatomy.analysis import plots
     from senteval_anatomy.analysis.results import Results
 
     plt.close("all")
@@ -310,7 +310,8 @@ def test_sweep_with_the_senteval_harness_equals_the_engine_and_leaves_senteval_u
     from test_sweep import FAST as SWEEP_FAST
     from test_sweep import make_tiny_data
 
-    from senteval_anatomy import compat, sweep
+    from senteval_anatomy import sweep
+    from senteval_anatomy.interop import compat
     from senteval_anatomy.store import FeatureStore
 
     data = make_tiny_data(tmp_path / "data")

@@ -59,7 +59,7 @@ def task_path(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def compat():
-    from senteval_anatomy import compat as mod
+    from senteval_anatomy.interop import compat as mod
 
     yield mod
     while mod.active() is not None:  # a failing test must not leave SentEval patched for the next one
@@ -354,7 +354,7 @@ def test_a_script_shaped_like_sentevals_examples_runs_through_the_runner_and_wit
 def test_compat_command_refuses_in_one_line(argv, fragment, tmp_path, capsys):
     """``python -m senteval_anatomy.interop.compat``: a bad --device or a folder given as the script is one line, exit 2,
     no traceback, and the script does not run."""
-    from senteval_anatomy import compat as compat_module
+    from senteval_anatomy.interop import compat as compat_module
 
     script = tmp_path / "script.py"
     script.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")

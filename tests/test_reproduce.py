@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from senteval_layout import REPO, build_tiny_task_path
 
-from senteval_anatomy import reproduce as R
+from senteval_anatomy.interop import reproduce as R
 
 SHARED_RESULTS = REPO.parent / "shared" / "paper-results" / "paper_results.csv"
 SHIPPED_EXPERIMENTS = ("head", "layer_linear", "topk_dev_ranked", "topk_test_ranked")

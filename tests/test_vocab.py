@@ -95,7 +95,7 @@ def test_presets():
     assert PAPER_PARAMS["seed"] == 123 and PAPER_PARAMS["classifier"]["nhid"] == 0  # the preset is not mutated
     with pytest.raises(ValueError, match="paper"):
         preset_params("fast")
-    from senteval_anatomy import topk
+    from senteval_anatomy.analysis import topk
 
     assert topk.default_params("DIR") == dict(preset_params("paper"), task_path="DIR")
 
