@@ -339,6 +339,13 @@ def resolve_device(device: Any = "auto", *, what: str = "device") -> Any:
     return dev
 
 
+def print_error(message: object, prog: str | None = None) -> None:
+    """The one way every command reports an error: one line on stderr, ``PROG: error: ...`` (``error: ...`` without
+    a program name), newlines folded, so that a user's mistake never scrolls a traceback or a wrapped paragraph."""
+    text = " ".join(str(message).split())
+    print(f"{prog}: error: {text}" if prog else f"error: {text}", file=sys.stderr)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose refusals are one line (what is wrong, and where the help is), exit status 2, no usage block.
 

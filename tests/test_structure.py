@@ -397,3 +397,33 @@ def test_architecture_names_every_module():
 def test_architecture_rule_reads_table_rows():
     text = "| `store/entry.py` | the format |\n| x | `cli.py` named in prose |\n`vocab.py` in a sentence\n"
     assert _table_modules(text) == {"store/entry.py"}
+
+
+def _error_prints(path: Path) -> list[int]:
+    """Lines where ``print(...)`` writes an ``error:`` line itself instead of calling ``vocab.print_error``."""
+    rows = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print" and node.args:
+            text = ast.unparse(node.args[0])
+            if "error: " in text:
+                rows.append(node.lineno)
+    return rows
+
+
+def test_one_place_prints_errors():
+    """Every command reports an error through ``vocab.print_error`` (one line, ``PROG: error: ...``): the CLI's
+    guard, the data, cache, models, reproduce and finetune commands alike."""
+    found = {}
+    for name, path in _sources().items():
+        if name == "senteval_anatomy.vocab":
+            continue
+        rows = _error_prints(path)
+        if rows:
+            found[_short(name)] = rows
+    assert not found, f"error lines printed outside vocab.print_error: {found}"
+
+
+def test_error_print_rule_reads_print_calls(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text('import sys\nprint(f"error: {1}", file=sys.stderr)\nprint("fine")\n', encoding="utf-8")
+    assert _error_prints(src) == [2]

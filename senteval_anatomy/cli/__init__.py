@@ -34,6 +34,7 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
+from ..vocab import print_error
 from .errors import EXIT_USAGE, PROG, UsageError, _guarded
 from .parser import _join_negative_values, _parser
 from .running import _run
@@ -157,8 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(name, rest, debug)
     close = difflib.get_close_matches(name, list(COMMANDS), n=1)
     hint = f" Did you mean `{close[0]}`?" if close else ""
-    print(f"{PROG}: error: unknown command {name!r}.{hint} Commands: {', '.join(COMMANDS)} "
-          f"(see `{PROG} --help`)", file=sys.stderr)
+    print_error(f"unknown command {name!r}.{hint} Commands: {', '.join(COMMANDS)} (see `{PROG} --help`)", PROG)
     return EXIT_USAGE
 
 

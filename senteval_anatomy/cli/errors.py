@@ -12,12 +12,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-PROG = "senteval-anatomy"
+from ..vocab import print_error
 
+PROG = "senteval-anatomy"
 
 #: Exit statuses: a user's mistake, a failure of the run, Ctrl-C (128 + SIGINT), SIGTERM (128 + SIGTERM).
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
-
 
 RESUME_HINT = "rerun the same command to resume"
 
@@ -76,18 +76,17 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
         where = f"{exc.path}:{exc.line}: " if exc.line is not None else (f"{exc.path}: " if exc.path else "")
         extra = "; ".join(x for x in (f"expected {exc.expected}" if exc.expected else "",
                                       f"fix: {exc.fix}" if exc.fix else "") if x)
-        print(f"{prog}: error: {where}{_one_line(exc.message)}" + (f" ({_one_line(extra)})" if extra else ""),
-              file=sys.stderr)
+        print_error(f"{where}{exc.message}" + (f" ({extra})" if extra else ""), prog)
         return EXIT_USAGE
     except (UsageError, UnsupportedModelError) as exc:
         if debug:
             raise
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print_error(exc, prog)
         return EXIT_USAGE
     except CacheCorruptionError as exc:  # --no-rebuild and a damaged entry: the line names it and how to repair
         if debug:
             raise
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print_error(exc, prog)
         return EXIT_FAILURE
     except BrokenPipeError:  # the reader went away (`... | head`): nothing to report to it
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
@@ -95,27 +94,26 @@ def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     except ConnectionError as exc:  # a cluster out of reach (--ray-address): the address is the user's to fix
         if debug:
             raise
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print_error(exc, prog)
         return EXIT_USAGE
     except OSError as exc:
         if debug:
             raise
-        print(f"{prog}: error: {_one_line(_os_error_message(exc))}", file=sys.stderr)
+        print_error(_os_error_message(exc), prog)
         return EXIT_FAILURE
     except MemoryError:
         if debug:
             raise
-        print(f"{prog}: error: out of memory; lower --batch-size (encoding) or --probe-batch-size", file=sys.stderr)
+        print_error("out of memory; lower --batch-size (encoding) or --probe-batch-size", prog)
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, and how to see more
         if debug:
             raise
         if "out of memory" in str(exc).lower():
-            print(f"{prog}: error: out of memory ({_one_line(exc)[:200]}); lower --batch-size or --probe-batch-size",
-                  file=sys.stderr)
+            print_error(f"out of memory ({_one_line(exc)[:200]}); lower --batch-size or --probe-batch-size", prog)
         else:
-            print(f"{prog}: error: {type(exc).__name__}: {_one_line(exc)[:500]} (rerun with --debug for the "
-                  "traceback, and please report it)", file=sys.stderr)
+            print_error(f"{type(exc).__name__}: {_one_line(exc)[:500]} (rerun with --debug for the traceback, and "
+                        "please report it)", prog)
         return EXIT_FAILURE
     finally:
         if previous is not None:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..vocab import OneLineParser, path_arg
+from ..vocab import OneLineParser, path_arg, print_error
 from .check import check, format_report
 from .download import default_download_dir, download, parse_source_overrides
 from .folders import ENV_VAR, repo_default_path, resolve_task_path
@@ -138,11 +138,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
             log=lambda msg: print(msg, file=sys.stderr),
         )
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     except OSError as exc:  # the disk, not the data: a full or read-only destination
-        print(f"error: cannot write the data: {exc}; nothing was half-written (files are placed atomically)",
-              file=sys.stderr)
+        print_error(f"cannot write the data: {exc}; nothing was half-written (files are placed atomically)")
         return 1
     failed = [r.dataset for r in results if r.status == "failed"]
     done = [r.dataset for r in results if r.status != "failed"]
@@ -163,7 +162,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         root, where = resolve_task_path(args.dir or args.task_path)
         report = check(root, args.tasks)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
@@ -177,7 +176,7 @@ def _cmd_sources(args: argparse.Namespace) -> int:
     try:
         tasks = expand_tasks(args.tasks)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     for ds in datasets_for(tasks):
         print(f"{ds.name}  (tasks: {', '.join(ds.tasks)})" + (f"  {ds.note}" if ds.note else ""))
@@ -202,7 +201,7 @@ def _cmd_path(args: argparse.Namespace) -> int:
     try:
         root, where = resolve_task_path(args.task_path)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     print(root)
     print(where, file=sys.stderr)
@@ -212,16 +211,16 @@ def _cmd_path(args: argparse.Namespace) -> int:
 def _cmd_make_default(args: argparse.Namespace) -> int:
     out = Path(args.dir) if args.dir else repo_default_path()
     if out.exists() and not out.is_dir():
-        print(f"error: make-default {out}: not a folder (a file of that name is in the way)", file=sys.stderr)
+        print_error(f"make-default {out}: not a folder (a file of that name is in the way)")
         return 2
     try:
         files = write_default(out, progress=True, prune=not args.dir, overwrite=not args.dir or args.force)
     except FileExistsError as exc:
-        print(f"error: make-default {out}: nothing written: {exc}. Choose an empty folder, or --force to overwrite "
-              "them with the synthetic demo data", file=sys.stderr)
+        print_error(f"make-default {out}: nothing written: {exc}. Choose an empty folder, or --force to overwrite "
+                    "them with the synthetic demo data")
         return 2
     except OSError as exc:
-        print(f"error: cannot write the demo data under {out}: {exc}", file=sys.stderr)
+        print_error(f"cannot write the demo data under {out}: {exc}")
         return 1
     print(f"wrote {len(files)} files under {out}")
     return 0

@@ -4,12 +4,11 @@ model types and how each is read, print the README's table, or self-check one mo
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import torch
 
-from ..vocab import OneLineParser, path_arg
+from ..vocab import OneLineParser, path_arg, print_error
 from .architectures import (
     ARCHITECTURES,
     UnsupportedModelError,
@@ -118,7 +117,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         encoder = load_encoder(args.check, device=args.device, dtype=args.dtype, spec=args.arch_spec)
         checks = self_check(encoder)
     except (UnsupportedModelError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     print(f"{encoder!r}\nlayout: {encoder.layout}")
     for name, passed, detail in checks:

@@ -14,10 +14,9 @@ one line on stderr and exit status 2, before any training.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
-from ..vocab import OneLineParser, path_arg
+from ..vocab import OneLineParser, path_arg, print_error
 from .readouts import READ_FORMS
 from .training import PAPER_FINETUNE, TrainSettings
 
@@ -119,7 +118,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         except (DataError, GlueFormatError, FileNotFoundError) as exc:
             raise ValueError(str(exc).splitlines()[0]) from None
     except ValueError as exc:
-        print(f"{name}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print_error(str(exc).splitlines()[0], name)
         return 2
     outcome = finetune(plan.encoder, args.task, glue=args.glue, task_path=args.task_path, reads=reads, seeds=seeds,
                        out_dir=args.out, from_results=args.from_results, select_on=args.select_on,

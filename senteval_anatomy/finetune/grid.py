@@ -15,11 +15,12 @@ table says which. ``--dry-run`` prints the runs, an estimate of time and disk, a
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from ..vocab import print_error
 
 __all__ = ["PAPER_GRID", "dry_run", "main", "paper_numbers", "reference_runs"]
 
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if bad:
             raise ValueError(f"--tasks: {bad} are not in the paper's fine-tuning grid ({', '.join(sorted(known))})")
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     if args.dry_run:
         import torch

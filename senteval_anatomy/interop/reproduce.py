@@ -51,6 +51,7 @@ from ..vocab import (
     atomic_write,
     path_arg,
     preset_params,
+    print_error,
     slug,
 )
 
@@ -639,7 +640,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             return 0
         task_path = _resolve_task_path(args.task_path)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     if args.paper_selection:
         warnings.warn("--paper-selection chooses heads, layers, rankings and k on TEST scores, as the paper did; "
@@ -651,7 +652,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                                             pooling=args.pooling, device=args.device, cache_dtype=args.cache_dtype,
                                             progress=False if args.quiet else None)
     except ValueError as exc:  # bad model, data folder or setting: one line, what to do (DataError included)
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 2
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
