@@ -558,7 +558,7 @@ class FeatureStore:
         sentence_sha = hashlib.sha256(sentences_blob).hexdigest()
         pooling = check_pooling(pooling, encoder)
         # Same rule as features.tokenize: the encoder's limit caps any request, so a larger request shares the key.
-        max_length = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
+        max_length = encoder.token_limit(max_length)
         fields = self._key_fields(encoder, sentence_sha, pooling, max_length)
         base = self._key_of(fields)[:32]
 
