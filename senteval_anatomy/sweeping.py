@@ -158,7 +158,7 @@ def sweep(
         raise ValueError(f"params: {exc}") from None
     base["task_path"] = str(task_path)
     run_params = apply_defaults(base)
-    limit = int(min(encoder.max_length, max_length) if max_length else encoder.max_length)
+    limit = encoder.token_limit(max_length)  # max_length checked as load_encoder and --max-length check it
     store = store if store is not None else FeatureStore()
     setting = setting_fields(encoder, params=run_params, pooling=pooling, max_length=limit, harness=harness,
                              cache_dtype=store.dtype, data_path=task_path)

@@ -50,8 +50,8 @@ def check_max_length(max_length: Any, tokenizer: Any) -> int:
         special = 0
     least = max(2, special + 1)
     if not is_whole(max_length):
-        raise ParamError("max_length", max_length, f"give a whole number of tokens >= {least} (special tokens "
-                                                   "included), e.g. 128")
+        raise ParamError("max_length", max_length, "give a whole number of tokens (special tokens included), "
+                                                   "e.g. 128")
     if max_length < least:
         raise ParamError("max_length", max_length, f"too small; it counts special tokens too (this tokenizer adds "
                          f"{special}, so every sentence would keep {max(0, max_length - special)} words): give at "
