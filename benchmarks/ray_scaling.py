@@ -127,10 +127,10 @@ def one_run(config: str, data: Path, tasks: list[str], out: Path) -> dict[str, A
     """Run the sweep once in this (fresh) process: ``local`` or ``ray:N``."""
     import torch
 
-    from senteval_anatomy.backends.ray_backend import RayBackend
     from senteval_anatomy.encoders.loading import load_encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
+    from senteval_anatomy.sweeping.backends.ray import RayBackend
 
     torch.set_num_threads(1)
     encoder = load_encoder("minilm", device="cpu")
@@ -193,7 +193,7 @@ def measure_costs(data: Path, task: str, device: str, n_encode: int, n_probes: i
     from senteval_anatomy.engine.params import apply_defaults
     from senteval_anatomy.engine.tasks import load_task
     from senteval_anatomy.store import FeatureStore
-    from senteval_anatomy.units import StoreBatcher
+    from senteval_anatomy.sweeping.units import StoreBatcher
     from senteval_anatomy.vocab import PAPER_PARAMS
 
     torch.set_num_threads(1)

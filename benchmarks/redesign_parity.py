@@ -10,6 +10,7 @@ both revisions side by side (the same machine, one run) and exits 1 on any diffe
 Usage::
 
     python benchmarks/redesign_parity.py --before 3fc044a --after HEAD [--only main,downstream] [--keep DIR]
+    python benchmarks/redesign_parity.py --compare BEFORE_OUT AFTER_OUT     # two folders already written
 
 Commands (named so that ``--only`` can pick them):
 
@@ -74,9 +75,19 @@ def run_rev(rev: str, names: list[str], work: Path) -> dict[str, tuple[float, Pa
 
 
 def compare(before: Path, after: Path) -> list[str]:
-    """Differences between two results.csv files on the rows both have; new rows/columns are not differences."""
-    a = pd.read_csv(before / "results.csv")
-    b = pd.read_csv(after / "results.csv")
+    """Differences between two output folders' tables on the rows both have; new rows/columns are not differences.
+
+    ``results.csv`` against ``results.csv``; and where the older folder also has ``findings.csv`` (before issue 17,
+    the findings were a second table), its findings columns against the newer ``results.csv``, which carries them.
+    """
+    problems = _compare_tables(pd.read_csv(before / "results.csv"), pd.read_csv(after / "results.csv"))
+    if (before / "findings.csv").is_file():
+        problems += [f"findings.csv: {p}" for p in _compare_tables(pd.read_csv(before / "findings.csv"),
+                                                                   pd.read_csv(after / "results.csv"))]
+    return problems
+
+
+def _compare_tables(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
     keys = [c for c in MATCH if c in a.columns and c in b.columns]
     shared = [c for c in a.columns if c in b.columns and c not in keys and c not in {"setting", "data_path"}
               and (c in SCORES or pd.api.types.is_numeric_dtype(a[c]))]
@@ -104,7 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--after", default="HEAD")
     ap.add_argument("--only", default=",".join(COMMANDS), help="comma-separated: " + ",".join(COMMANDS))
     ap.add_argument("--keep", type=Path, help="keep outputs in this folder (default: a temporary one)")
+    ap.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE_DIR", "AFTER_DIR"),
+                    help="only compare two output folders already written (no runs)")
     args = ap.parse_args(argv)
+    if args.compare:
+        problems = compare(*args.compare)
+        for p in problems:
+            print(f"    {p}")
+        print("same numbers" if not problems else "DIFFERENT")
+        return 1 if problems else 0
     names = [n for n in args.only.split(",") if n]
     unknown = set(names) - set(COMMANDS)
     if unknown:

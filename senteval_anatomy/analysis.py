@@ -1,17 +1,16 @@
 """After a sweep: heatmaps, layer curves, the top-k heads representation, paper-style tables and ``report.md``.
 
-This is the step both run scripts share; it only calls the public pieces (:class:`~senteval_anatomy.results.Results`,
-:mod:`~senteval_anatomy.plots`, :func:`~senteval_anatomy.topk.topk_curve`, :mod:`~senteval_anatomy.report`).
-Top-k curves are written per task as soon as they finish (``topk/<task>...csv``), so an interrupted run resumes
-without re-evaluating them.
+This is the report step of the pipeline (:func:`senteval_anatomy.sweeping.pipeline.run`); it only calls the public
+pieces (:class:`~senteval_anatomy.results.Results`, :mod:`~senteval_anatomy.plots`, :mod:`~senteval_anatomy.report`,
+:mod:`~senteval_anatomy.findings`). It trains nothing: the top-k curves are the sweep's ``topk`` view (passed in, or
+read from the folder's keyed top-k units), the findings are the table's own findings columns.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,21 @@ from typing import Any
 import pandas as pd
 
 from .identity import UnitFileWarning
+from .outdir import (
+    ABLATION_CURVES_CSV,
+    FIGURES_DIR,
+    FINDINGS_FIGURES_DIR,
+    REPORT_MD,
+    RESULTS_CSV,
+    RESULTS_PARQUET,
+    TOPK_DIR,
+    UNITS_DIR,
+)
 from .results import Results
 from .table import load_table, validate_table
-from .vocab import atomic_write, slug
+from .vocab import slug
 
-__all__ = ["AnalysisReport", "analyse"]
+__all__ = ["AnalysisReport", "analyse", "load_topk"]
 
 
 @dataclass
@@ -37,99 +46,70 @@ class AnalysisReport:
     curves: pd.DataFrame | None = None
 
 
-def _parse_ks(ks: str | Sequence[int] | None) -> list[int] | None:
-    if ks is None:
+def load_topk(out_dir: str | Path, table: pd.DataFrame) -> pd.DataFrame | None:
+    """The top-k curves the sweep wrote in ``out_dir`` (its keyed ``topk`` units) for the setting and data of
+    ``table``'s rows, or ``None``: a report never shows a curve of another run."""
+    from .identity import key_hash, read_unit
+    from .vocab import CURVE_COLUMNS
+
+    folder = Path(out_dir) / TOPK_DIR / UNITS_DIR
+    if not folder.is_dir() or table.empty:
         return None
-    if isinstance(ks, str):
-        try:
-            values = [int(x) for x in ks.split(",")]  # an empty item ("1,,2") is a typo, not a value to skip
-        except ValueError as exc:
-            raise ValueError(f"--ks {ks!r}: expected comma-separated integers such as 1,2,4,8") from exc
-    else:
-        values = [int(x) for x in ks]
-    if not values or min(values) < 1:
-        raise ValueError(f"ks={ks!r}: give positive integers")
-    return values
-
-
-def _curve_file(out: Path, task: str, rank_task: str | None, pooling: str, params: Mapping[str, Any],
-                ks: list[int] | None, identity: Sequence[str]) -> Path:
-    """A top-k curve's file, named by a hash of everything that determines it: the probe settings, the k values,
-    the ranking task, the pooling, and the identity (setting and data hashes) of the rows the heads are ranked on."""
-    keep = {k: params.get(k) for k in ("usepytorch", "kfold", "seed", "classifier")}
-    blob = json.dumps([keep, ks, rank_task, pooling, list(identity)], sort_keys=True, default=str)
-    tag = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return out / "topk" / f"{task}__rank-{rank_task or task}__{pooling}__{tag}.csv"
-
-
-def _read_curve(path: Path) -> pd.DataFrame | None:
-    """A finished top-k curve, or None (with a warning naming the file) when it is damaged: it is then recomputed."""
-    from .topk import CURVE_COLUMNS
-
-    try:
-        curve = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        warnings.warn(f"top-k curve file {path} cannot be read ({exc}); recomputing it", UnitFileWarning,
-                      stacklevel=3)
-        return None
-    missing = [c for c in CURVE_COLUMNS if c not in curve.columns]
-    if missing or curve.empty:
-        warnings.warn(f"top-k curve file {path} is incomplete (missing {missing or 'rows'}); recomputing it",
-                      UnitFileWarning, stacklevel=3)
-        return None
-    return curve
+    mine = set(zip(table["setting"].astype(str), table["task"].astype(str), table["data_hash"].astype(str)))
+    frames = []
+    for f in sorted(folder.glob("*.json")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnitFileWarning)
+            curve = read_unit(f, required=CURVE_COLUMNS)
+            key = json.loads(f.read_text(encoding="utf-8")).get("key", {}) if curve is not None else {}
+        if curve is None or (key_hash(key.get("setting", {}), 16), key.get("task"), key.get("data_hash")) not in mine:
+            continue
+        frames.append(curve)
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def analyse(
     table: pd.DataFrame,
     out_dir: str | Path,
     *,
-    encoder: Any = None,
-    task_path: str | Path | None = None,
-    params: Mapping[str, Any] | None = None,
-    store: Any = None,
+    curves: pd.DataFrame | None = None,
+    ablation_curves: pd.DataFrame | None = None,
     kind: str = "probing",
-    topk: bool = False,
-    ks: str | Sequence[int] | None = None,
-    rank_task: str | None = None,
-    pooling: str | None = None,
-    progress: bool | None = None,
     data_note: str | None = None,
     formats: Sequence[str] = ("png", "svg"),
     draw_figures: bool = True,
-    findings: pd.DataFrame | None = None,
 ) -> AnalysisReport:
-    """Draw the figures, evaluate top-k heads (optional), build the tables and write ``report.md`` in ``out_dir``.
+    """Draw the figures, build the tables and write ``report.md`` in ``out_dir``.
 
-    ``draw_figures=False`` (``--no-plots``) only skips drawing: top-k is still evaluated and the tables and the
-    report are still written, so skipping figures never changes which numbers a run produces.
+    ``curves``: the sweep's top-k view (:class:`~senteval_anatomy.sweeping.SweepOutput`); default: the folder's
+    keyed top-k units of this table's setting and data (:func:`load_topk`). ``draw_figures=False``
+    (``--no-plots``) only skips drawing, findings figures included: the tables and the report are still written.
 
-    ``findings``: a :func:`~senteval_anatomy.findings.findings_sweep` table of the same run (default: the
-    ``findings.csv`` in ``out_dir``, rows of this setting and data only). With it the report gets the findings
-    section (claims re-tested with intervals and controls, top-k against the best layer with intervals), the
-    findings figures, and dots on the heatmaps' heads that are not distinguishable from their layer's best.
+    When the table has findings columns (controls, seeds, untrained twin, MDL, ablation, paired tests), the report
+    gets the findings section (claims re-tested with intervals and controls, top-k against the best layer with
+    intervals), the findings figures, and dots on the heatmaps' heads that are not distinguishable from their
+    layer's best. ``ablation_curves``: the sweep's top-k ablation curves (default: the folder's
+    ``ablation_curves.csv``).
     """
     from . import plots
     from .report import grouped_table, markdown_table, paper_table, probing_table, write_report
-    from .topk import topk_curve
 
     out = Path(out_dir)
     table = validate_table(table)
     settings = list(dict.fromkeys(table["setting"]))
     if len(settings) > 1:
-        return _analyse_settings(
-            table, out, encoder=encoder, task_path=task_path, store=store, kind=kind, topk=topk, ks=ks,
-            rank_task=rank_task, progress=progress, data_note=data_note, formats=formats,
-        )
-    figdir = out / "figures"
+        return _analyse_settings(table, out, kind=kind, data_note=data_note, formats=formats,
+                                 draw_figures=draw_figures)
+    figdir = out / FIGURES_DIR
     res = Results(table)
-    if findings is None:
-        from .findings import load_findings
-
-        findings = load_findings(out, table)
+    findings = _findings(table)
+    if curves is None:
+        curves = load_topk(out, table)
+    if findings is not None and ablation_curves is None and (out / ABLATION_CURVES_CSV).is_file():
+        ablation_curves = pd.read_csv(out / ABLATION_CURVES_CSV)
+        ablation_curves = ablation_curves[ablation_curves["task"].isin(set(table["task"]))]
     tied = _tied(findings, table)
     tasks = _paper_order(dict.fromkeys(table["task"]))
-    pooling = pooling or (table["pooling"].iloc[0] if len(table) else None)
     figures: dict[str, Path] = {}
     has_heads = bool((table["view"] == "heads").any())
     has_layers = bool((table["view"] == "layers").any())
@@ -154,41 +134,13 @@ def analyse(
             figures["Score by layer (solid: test, dashed: dev), mean head and dev-chosen best head per layer"] = (
                 figdir / "layer_curves")
 
-    curves = None
-    if topk and has_heads:
-        if encoder is None or task_path is None:
-            raise ValueError("topk=True needs the encoder and the task_path")
-        k_values = _parse_ks(ks)
-        frames = []
-        for task in tasks:
-            if rank_task is None and not table[(table["task"] == task)]["devacc"].notna().any():
-                continue  # STS12-16 have no dev score: nothing honest to rank on
-            ranked_on = table[table["task"] == (rank_task or task)]
-            identity = [str(table["setting"].iloc[0]), str(table["fingerprint"].iloc[0]),
-                        *sorted(ranked_on["data_hash"].dropna().astype(str).unique())]
-            if findings is not None:
-                identity.append("intervals")  # curves with test predictions: another file
-            path = _curve_file(out, task, rank_task, str(pooling), params or {}, k_values, identity)
-            if path.exists():
-                done = _read_curve(path)
-                if done is not None:
-                    frames.append(done)
-                    continue
-            curve = topk_curve(encoder, task, str(task_path), res, ks=k_values, rank_task=rank_task,
-                               params=params, store=store, pooling=pooling, progress=progress,
-                               intervals=findings is not None)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda p, c=curve: c.to_csv(p, index=False))
-            frames.append(curve)
-        if frames:
-            curves = pd.concat(frames, ignore_index=True)
-        if frames and draw_figures:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                fig = plots.topk_plot(curves)
-                plots.save_figure(fig, figdir / "topk", formats)
-            figures["Top-k heads (ranked on dev) vs. k, with layer baselines; k chosen on dev is marked"] = (
-                figdir / "topk")
+    if curves is not None and draw_figures:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            fig = plots.topk_plot(curves)
+            plots.save_figure(fig, figdir / TOPK_DIR, formats)
+        figures["Top-k heads (ranked on dev) vs. k, with layer baselines; k chosen on dev is marked"] = (
+            figdir / TOPK_DIR)
 
     tables: dict[str, pd.DataFrame] = {}
     probing = [t for t in tasks if t in _probing_tasks()]
@@ -222,12 +174,23 @@ def analyse(
 
         notes.append(claims_section(findings, curves=curves))
         if draw_figures:
-            figures.update(findings_figures(findings, figdir / "findings"))
+            figures.update(findings_figures(findings, figdir / FINDINGS_FIGURES_DIR, curves=ablation_curves))
     report_path = write_report(out, res, {k: v for k, v in figures.items()}, tables,
                                title=f"senteval_anatomy {kind} report", notes="\n\n".join(notes) or None)
     main = next(iter(tables.values()), None)
     summary = markdown_table(main) if main is not None else "(no table: the sweep had only one view)"
     return AnalysisReport(path=report_path, summary_text=summary, tables=tables, figures=figures, curves=curves)
+
+
+def _findings(table: pd.DataFrame) -> pd.DataFrame | None:
+    """The table itself when any of its rows carries findings columns (a sweep with a findings option), else
+    ``None``: findings live in ``results.csv``, no second table."""
+    from .vocab import FINDINGS_COLUMNS
+
+    cols = [c for c in FINDINGS_COLUMNS if c in table.columns]
+    if not cols or not table[cols].notna().any().any():
+        return None
+    return table
 
 
 def _tied(findings: pd.DataFrame | None, table: pd.DataFrame) -> dict[str, list[tuple[int, int]]]:
@@ -262,7 +225,7 @@ def _probing_tasks() -> tuple[str, ...]:
 def _other_settings(out: Path, setting: str) -> int:
     """How many other settings the folder's ``results.csv`` holds (0 when there is none or it cannot be read)."""
     try:
-        folder = load_table(out) if (out / "results.csv").is_file() or (out / "results.parquet").is_file() else None
+        folder = load_table(out) if (out / RESULTS_CSV).is_file() or (out / RESULTS_PARQUET).is_file() else None
     except (OSError, ValueError):
         return 0
     return 0 if folder is None else len(set(folder["setting"]) - {setting})
@@ -272,39 +235,27 @@ def _analyse_settings(
     table: pd.DataFrame,
     out: Path,
     *,
-    encoder: Any,
-    task_path: str | Path | None,
-    store: Any,
     kind: str,
-    topk: bool,
-    ks: str | Sequence[int] | None,
-    rank_task: str | None,
-    progress: bool | None,
     data_note: str | None,
     formats: Sequence[str],
+    draw_figures: bool,
 ) -> AnalysisReport:
     """Several run settings in one table: one full report per setting in ``settings/<setting>/`` and an index.
 
-    Top-k heads are evaluated only for the settings the given encoder computed (same fingerprint), with the probe
-    settings recorded in that setting's rows, so that no curve mixes two settings.
+    Each setting's report shows that setting's own top-k units (:func:`load_topk`), so that no curve mixes two
+    settings.
     """
-    from .findings import load_findings
     from .report import markdown_table, write_report
 
     res = Results(table)
     overview = res.settings()
-    fingerprint = encoder.fingerprint() if encoder is not None else None
     links, curves = [], []
     for setting in overview["setting"]:
         sub = table[table["setting"] == setting]
         target = out / "settings" / slug(setting, default="unkeyed")
-        own = topk and fingerprint is not None and str(sub["fingerprint"].iloc[0]) == fingerprint
-        rep = analyse(
-            sub, target, encoder=encoder if own else None, task_path=task_path if own else None, params=None,
-            store=store, kind=kind, topk=own, ks=ks, rank_task=rank_task, pooling=str(sub["pooling"].iloc[0]),
-            progress=progress, data_note=data_note, formats=formats, findings=load_findings(out, sub),
-        )
-        links.append(f"[report]({(target / 'report.md').relative_to(out).as_posix()})")
+        rep = analyse(sub, target, curves=load_topk(out, sub), kind=kind, data_note=data_note, formats=formats,
+                      draw_figures=draw_figures)
+        links.append(f"[report]({(target / REPORT_MD).relative_to(out).as_posix()})")
         if rep.curves is not None:
             curves.append(rep.curves.assign(setting=setting))
     overview.insert(0, "report", links)
@@ -316,4 +267,3 @@ def _analyse_settings(
     return AnalysisReport(path=path, summary_text=markdown_table(overview.drop(columns=["report"])),
                           tables={"Run settings": overview}, figures={},
                           curves=pd.concat(curves, ignore_index=True) if curves else None)
-

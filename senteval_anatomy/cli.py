@@ -33,13 +33,13 @@ import re
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .outdir import RESULTS_CSV
 
 __all__ = ["COMMANDS", "UsageError", "main", "main_downstream", "main_probing", "run"]
 
@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("senteval_anatomy.store:main", "list, verify or clear the feature cache"),
     "models": ("senteval_anatomy.encoders.selfcheck:main", "the supported model types and bundled models"),
     "reproduce": ("senteval_anatomy.reproduce:main", "run the paper's experiments and compare with its numbers"),
+    "finetune": ("senteval_anatomy.finetune.cli:main", "fine-tune end to end on the last / dev-best layer / top-k heads"),
 }
 
 #: Exit statuses: a user's mistake, a failure of the run, Ctrl-C (128 + SIGINT), SIGTERM (128 + SIGTERM).
@@ -101,6 +102,7 @@ def _preset_help(what: str, key: str) -> str:
 
 def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     from .engine.probes import CLASSIFIER_DEFAULTS, OPTIMIZER_NAMES
+    from .sweeping.backends import BACKENDS  # the backend files, listed without importing Ray or torch
     from .vocab import (
         DEFAULT_PRESET,
         ENCODE_BATCH_SIZE,
@@ -146,7 +148,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--harness", choices=HARNESSES, default="builtin",
                    help="builtin: batched probes (fast); engine: one probe at a time through our SE; "
                         "senteval: one run per probe of an installed SentEval")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
+    p.add_argument("--backend", choices=BACKENDS, default="local",
                    help="local: this process; ray: fan the sweep out over a Ray cluster (pip install "
                         "'senteval_anatomy[ray]'), same table and resume rules")
     p.add_argument("--ray-address", default=None,
@@ -193,12 +195,13 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
                    help="where PyTorch probes train: auto, cpu, cuda, cuda:N (default: auto)")
     a = p.add_argument_group("analysis")
     a.add_argument("--no-plots", action="store_true",
-                   help="skip the figures (tables, report.md and top-k still run)")
+                   help="skip every figure, findings figures included (tables, report.md and top-k still run)")
     a.add_argument("--no-resume", action="store_true", help="recompute units already in the output folder")
     a.add_argument("--topk", action=argparse.BooleanOptionalAction, default=None,
-                   help="evaluate the top-k heads representation (heads ranked on dev; default: "
-                        + ("on" if kind == "downstream" else "off") + ")")
-    a.add_argument("--ks", default=None, help="k values for top-k, e.g. 1,2,4,8 (default: 1..12, then doubling)")
+                   help="the top-k heads view: heads ranked on dev, concatenated in rank order, k chosen on dev "
+                        "(default: on; --no-topk skips it)")
+    a.add_argument("--ks", default=None, help="k values for top-k, e.g. 1,2,4,8 (default: 1..12, then doubling, "
+                   "all heads; the paper's k, heads per layer, is always added)")
     a.add_argument("--rank-task", default=None,
                    help="rank heads on the dev scores of this task (one of --tasks) instead of each task's own")
     f = p.add_argument_group("findings you can trust (builtin harness; senteval_anatomy.findings)")
@@ -230,12 +233,10 @@ def _default_tasks(kind: str) -> str:
 
 
 def _backend(args: argparse.Namespace) -> Any:
-    """``--backend`` and its Ray options as ``sweep``'s ``backend`` argument (Ray is imported only when it runs)."""
-    if args.backend == "local":
-        return "local"
-    from .backends.ray_backend import RayBackend
+    """``--backend`` and its options as the sweep's backend (Ray is imported only when it runs)."""
+    from .sweeping.backends import get_backend
 
-    return RayBackend(address=args.ray_address, features=args.ray_features)
+    return get_backend(args.backend, address=args.ray_address, features=args.ray_features)
 
 
 _NEGATIVE_VALUE = re.compile(r"^-\d+(,\s*-?\d+)*$")
@@ -294,16 +295,6 @@ class _Plan:
     layer: int | str | None = None
     findings: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-def _int_list(flag: str, text: str, *, example: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",")] if text.strip() else []  # "1,,2" is a typo: refused
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected comma-separated integers, e.g. {flag} {example}") from None
-    if not values:
-        raise UsageError(f"{flag} {text!r}: give at least one integer, e.g. {flag} {example}")
-    return values
 
 
 def _parse_tasks(flag: str, text: str) -> list[str]:
@@ -438,16 +429,14 @@ def _check_writable(flag: str, path: Path) -> None:
         raise UsageError(f"{flag} {path}: cannot write in {base} ({exc.strerror}); give a writable folder") from None
 
 
-#: Files a sweep writes at the top of ``--out``; ``units/`` beside them marks a folder a run wrote.
-_OUT_FILES = ("results.csv", "results.parquet", "report.md")
-
-
 def _check_out_is_ours(out: Path) -> None:
     """Never overwrite a user's own ``results.csv`` / ``report.md``: a folder holding them without the ``units/``
     folder every run writes first was not written by a run."""
-    if not out.is_dir() or (out / "units").is_dir():
+    from .outdir import RUN_FILES, UNITS_DIR
+
+    if not out.is_dir() or (out / UNITS_DIR).is_dir():
         return
-    theirs = [name for name in _OUT_FILES if (out / name).exists()]
+    theirs = [name for name in RUN_FILES if (out / name).exists()]
     if theirs:
         raise UsageError(f"--out {out}: already holds {', '.join(theirs)} that no senteval_anatomy run wrote (no "
                          "units/ folder beside them), which this run would overwrite; give a new or empty folder")
@@ -535,6 +524,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     if findings and single:
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate work on a sweep; drop them, or drop "
                          "--head/--layer")
+    if findings and args.backend != "local":
+        raise UsageError(f"--controls/--untrained-baseline/--seeds/--mdl/--ablate run on the local backend (their "
+                         f"variants train in the local loop); drop --backend {args.backend}, or drop them")
     if args.backend == "ray":
         import importlib.util
 
@@ -551,8 +543,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     if findings and harness != "builtin":
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate run on the batched trainer: use "
                          "--harness builtin")
-    topk_default = kind == "downstream"
-    topk = topk_default if args.topk is None else bool(args.topk)
+    topk = True if args.topk is None else bool(args.topk)  # the main job's table shows top-k (issue 17)
     notes: list[str] = []
     if single and args.topk:
         raise UsageError("--topk works on a sweep; drop it, or drop --head/--layer")
@@ -563,11 +554,12 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
             raise UsageError("--topk ranks heads, so it needs the heads view: add heads to --views or drop --topk")
         topk = False
         notes.append("top-k skipped: --views has no heads")
-    ks = _int_list("--ks", args.ks, example="1,2,4,8") if args.ks is not None else None
-    if ks is not None:
-        bad = [k for k in ks if k < 1]
-        if bad:
-            raise UsageError(f"--ks {args.ks!r}: every k must be >= 1 (got {bad[0]})")
+    from .sweeping.plan import parse_ks  # the one --ks parser
+
+    try:
+        ks = parse_ks(args.ks)
+    except ParamError as exc:
+        raise UsageError(f"--ks {exc.value!r}: {exc.rule}") from None
     if (ks is not None or args.rank_task is not None) and not topk:
         flag = "--ks" if ks is not None else "--rank-task"
         raise UsageError(f"{flag} is for top-k, which is off here: add --topk (and the heads view), or drop {flag}")
@@ -664,19 +656,12 @@ def _jsonable(x: Any) -> Any:
 
 
 def _single(plan: _Plan, encoder: Any, adapter: Any) -> int:
-    if plan.harness == "senteval":
-        import senteval  # type: ignore[import-not-found]
-
-        from .compat import senteval_compat
-
-        # the unmodified SentEval on today's stack, as the sweep runs it (docs/compat.md)
-        with senteval_compat(device=plan.params.get("device") or "auto"):
-            results = senteval.engine.SE(plan.params, adapter.batcher, adapter.prepare).eval(plan.tasks)
-    else:
-        from .engine import SE
-
-        results = SE(plan.params, adapter.batcher, adapter.prepare).eval(plan.tasks)
     from .identity import preset_name
+    from .sweeping.backends.local import harness_engine  # the one harness switch, as the sweep runs it
+
+    engine_cls, running = harness_engine(plan.harness, plan.params.get("device") or "auto")
+    with running:
+        results = engine_cls(plan.params, adapter.batcher, adapter.prepare).eval(plan.tasks)
 
     print(json.dumps({"model": encoder.name, "vector": adapter.name, "preset": preset_name(plan.params),
                       "results": results},
@@ -702,36 +687,21 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
 
-    from .sweeping import sweep
+    from .sweeping.pipeline import run as run_plan
+    from .sweeping.plan import make_plan
+    from .sweeping.variants import FindingsOptions
 
-    started = time.time()
-    table = sweep(
-        encoder, plan.tasks, task_path=plan.task_path, views=plan.views, out_dir=plan.out, params=plan.params,
-        pooling=plan.pooling, max_length=plan.max_length, store=store, harness=plan.harness,
-        resume=not args.no_resume, progress=not args.quiet, batch_size=plan.batch_size, backend=_backend(args),
-    )
-    print(f"sweep: {len(table)} rows in {time.time() - started:.1f} s -> {plan.out / 'results.csv'}", file=sys.stderr)
-    if plan.findings:  # before the report: analyse() reads findings.csv into the main report
-        from .findings import findings_report, findings_sweep
-
-        views = ("heads",) if args.ablate and "heads" not in plan.views else plan.views
-        ftable = findings_sweep(
-            encoder, plan.tasks, task_path=plan.task_path, views=views, params=plan.params, pooling=plan.pooling,
-            max_length=plan.max_length, store=store, controls=args.controls,
-            untrained_baseline=args.untrained_baseline, seeds=args.seeds, mdl=args.mdl, ablate=args.ablate,
-            ablation_mode=args.ablation_mode, out_dir=plan.out, resume=not args.no_resume,
-            progress=not args.quiet,
-        )
-        print(f"findings: {len(ftable)} rows -> {plan.out / 'findings.csv'}; report: {findings_report(ftable, plan.out)}")
-    from .analysis import analyse
-
-    report = analyse(
-        table, plan.out, encoder=encoder, task_path=plan.task_path, params=plan.params, store=store, kind=kind,
-        topk=plan.topk, ks=plan.ks, rank_task=plan.rank_task, pooling=plan.pooling, progress=not args.quiet,
-        data_note=plan.data_note, draw_figures=not args.no_plots,
-    )
-    print(report.summary_text)
-    print(f"\nreport: {report.path}")
+    findings = FindingsOptions(controls=args.controls, untrained_baseline=args.untrained_baseline, seeds=args.seeds,
+                               mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode)
+    run = make_plan(plan.tasks, task_path=plan.task_path, params=plan.params, views=plan.views, ks=plan.ks,
+                    findings=findings, pooling=plan.pooling, max_length=plan.max_length, harness=plan.harness,
+                    backend=_backend(args), batch_size=plan.batch_size, out=plan.out, resume=not args.no_resume,
+                    progress=not args.quiet, topk=plan.topk, rank_task=plan.rank_task, kind=kind,
+                    data_note=plan.data_note, draw_figures=not args.no_plots)
+    done = run_plan(run, encoder, store)
+    print(f"sweep: {len(done.table)} rows in {done.seconds:.1f} s -> {plan.out / RESULTS_CSV}", file=sys.stderr)
+    print(done.report.summary_text)
+    print(f"\nreport: {done.report.path}")
     print(f"output folder: {plan.out.resolve()}")
     return 0
 

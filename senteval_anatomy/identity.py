@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .outdir import UNITS_DIR
 from .vocab import PRESETS, PROTOCOL_VERSION, RESULT_COLUMNS, atomic_write, slug
 
 __all__ = [
@@ -160,7 +161,7 @@ def unit_path(out_dir: str | os.PathLike[str], key: Mapping[str, Any]) -> Path:
     """Where the unit of ``key`` lives: readable parts for people, the key hash for uniqueness."""
     s = key["setting"]
     name = f"{slug(s['model'], default='model')}__{key['task']}__{key['view']}__{s['pooling']}__{key_hash(key)}.json"
-    return Path(out_dir) / "units" / name
+    return Path(out_dir) / UNITS_DIR / name
 
 
 def _clean(value: Any) -> Any:
@@ -193,9 +194,11 @@ def _content_hash(payload: Mapping[str, Any]) -> str:
     return key_hash({k: payload.get(k) for k in ("columns", "rows", "attrs")}, 64)
 
 
-def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
+def read_unit(path: Path, key: Mapping[str, Any] | None = None, *,
+              required: Sequence[str] = RESULT_COLUMNS) -> Any | None:
     """The rows of a unit file as a DataFrame, or ``None`` (with a :class:`UnitFileWarning` naming the file) when it
-    is empty, truncated, not a unit, or holds another key than ``key`` (``None``: any valid unit)."""
+    is empty, truncated, not a unit, lacks a ``required`` column, or holds another key than ``key`` (``None``: any
+    valid unit)."""
     import pandas as pd
 
     def bad(why: str) -> None:
@@ -236,7 +239,7 @@ def read_unit(path: Path, key: Mapping[str, Any] | None = None) -> Any | None:
     ):
         bad("has no rows or malformed rows")
         return None
-    missing = [c for c in RESULT_COLUMNS if c not in columns]
+    missing = [c for c in required if c not in columns]
     if missing:
         bad(f"lacks column(s) {', '.join(missing)}")
         return None

@@ -239,7 +239,7 @@ TIED_NOTE = "dot = not distinguishable from its layer's best head (McNemar on te
 
 def tied_cells(findings: pd.DataFrame, task: str) -> list[tuple[int, int]] | None:
     """The ``(layer, head)`` of every head of ``task`` that a findings table
-    (:func:`senteval_anatomy.findings.findings_sweep`) marks ``tied_with_layer_best``, i.e. whose McNemar p against
+    (the sweep with a findings option) marks ``tied_with_layer_best``, i.e. whose McNemar p against
     its layer's dev-best head, corrected over every head of the model (:func:`senteval_anatomy.stats.layer_tests`,
     Holm), is at least alpha; ``None`` when it has no paired tests for the task (nothing to mark, as opposed to
     nothing tied)."""

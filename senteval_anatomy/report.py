@@ -19,6 +19,7 @@ import pandas as pd
 
 from ._version import __version__
 from .engine.registry import PROBING_GROUPS, PROBING_TASKS
+from .outdir import REPORT_MD
 from .results import Results
 from .vocab import atomic_write, slug
 
@@ -49,7 +50,8 @@ def paper_table(
     output (tasks concatenated); without it the top-k columns are NaN.
 
     Columns: ``task``, ``group``, ``metric``, ``last_layer_test``, ``best_layer``, ``best_layer_test``,
-    ``best_head`` (``"layer,head"``), ``best_head_test``, ``topk_k``, ``topk_test``, ``gain_pts`` (top-k minus
+    ``best_head`` (``"layer,head"``), ``best_head_test``, ``topk_k``, ``topk_test`` (k chosen on dev),
+    ``topk_paper_k``, ``topk_paper_test`` (the paper's k: heads per layer), ``gain_pts`` (dev-chosen top-k minus
     best layer, in points) and ``gain_pct`` (relative gain in %, the paper's number in parentheses).
     """
     s = results.summary(tasks, model=model, pooling=pooling, topk=topk)
@@ -64,11 +66,13 @@ def paper_table(
         "best_head_test",
         "topk_k",
         "topk_test",
+        "topk_paper_k",
+        "topk_paper_test",
     ):
         out[col] = s[col] if col in s.columns else math.nan
     out["gain_pts"] = out["topk_test"] - out["best_layer_test"]
     out["gain_pct"] = 100.0 * out["gain_pts"] / out["best_layer_test"].abs()
-    for col in ("best_layer", "topk_k"):
+    for col in ("best_layer", "topk_k", "topk_paper_k"):
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
     return out
 
@@ -98,7 +102,8 @@ def grouped_table(table: pd.DataFrame) -> pd.DataFrame:
     if "group" not in t.columns:
         t["group"] = [task_group(x) for x in t["task"]]
     cols = [
-        c for c in ("last_layer_test", "best_layer_test", "best_head_test", "topk_test") if c in t.columns
+        c for c in ("last_layer_test", "best_layer_test", "best_head_test", "topk_test", "topk_paper_test")
+        if c in t.columns
     ]
     order = [g for g in (*PROBING_GROUPS, "downstream") if g in set(t["group"])]
     rows = []
@@ -224,7 +229,7 @@ def write_report(
             lines += [links, ""]
 
     lines += ["---", f"Written by senteval_anatomy {__version__}.", ""]
-    target = out / "report.md"
+    target = out / REPORT_MD
     text = "\n".join(lines)
     atomic_write(target, text)
     return target

@@ -523,8 +523,10 @@ def reproduce(
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
     from .encoders.loading import load_encoder
     from .store import FeatureStore
-    from .sweeping import sweep
-    from .topk import default_ks, topk_curve
+    from .sweeping.pipeline import run as run_plan
+    from .sweeping.plan import make_plan
+    from .sweeping.views import default_ks
+    from .topk import topk_curve
 
     out = Path(out_dir)
     tasks = list(tasks or (*PROBING_TASKS, *TOPK_TASKS))
@@ -540,29 +542,26 @@ def reproduce(
                              "Hugging Face cache), or pass a local folder saved with save_pretrained") from exc
         where = out / slug(encoder.name, default="model")
         params = preset_params("paper", device=device)
-        table = sweep(encoder, tasks, task_path=task_path, views=VIEWS, out_dir=where / "sweep",
-                      params=params, pooling=pooling, store=store, progress=progress)
-        results = Results(table)
         k_list = sorted(set(ks or default_ks(encoder.num_layers * encoder.num_heads)) | {paper_k(ref)})
         k_list = [k for k in k_list if k <= encoder.num_layers * encoder.num_heads]
+        # the one pipeline: the sweep and its keyed top-k view (heads ranked and k chosen on dev), no report
+        plan = make_plan(tasks, task_path=task_path, params=params, views=VIEWS, ks=k_list, pooling=pooling,
+                         out=where / "sweep", progress=progress is not False, topk=bool(topk_tasks),
+                         topk_tasks=topk_tasks, report=False)
+        done = run_plan(plan, encoder, store)
+        results = Results(done.table)
         curves: dict[str, pd.DataFrame] = {}
+        if done.topk is not None:
+            curves = {t: c.reset_index(drop=True) for t, c in done.topk.groupby("task", sort=False)}
         test_curves: dict[str, pd.DataFrame] = {}
-        for task in topk_tasks:
-            for by, bucket in (("devacc", curves), ("acc", test_curves)):
-                if by == "acc" and not paper_selection:
-                    continue
-                path = where / f"topk_{task}_{'dev' if by == 'devacc' else 'test'}_ranked.csv"
-                if path.exists():
-                    bucket[task] = pd.read_csv(path)
-                    continue
+        if paper_selection:  # the paper's way, ranked on TEST: only on request, never cached as a dev result
+            for task in topk_tasks:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", TestSelectionWarning)
-                    curve = topk_curve(encoder, task, str(task_path), results, ks=k_list, by=by,
-                                       params={**params, "task_path": str(task_path)}, store=store,
-                                       pooling=pooling, progress=progress, allow_test_selection=by == "acc",
-                                       model=encoder.name, baselines=False)
-                atomic_write(path, lambda p, c=curve: c.to_csv(p, index=False))
-                bucket[task] = curve
+                    test_curves[task] = topk_curve(encoder, task, str(task_path), results, ks=k_list, by="acc",
+                                                   params={**params, "task_path": str(task_path)}, store=store,
+                                                   pooling=pooling, progress=progress, allow_test_selection=True,
+                                                   model=encoder.name, baselines=False)
         run = ModelRun(encoder.name, ref, results, curves, test_curves if paper_selection else None)
         c, r = compare(run, paper_selection=False)
         comparisons.append(c)
@@ -608,6 +607,8 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--paper-selection", action="store_true",
                    help="also compare the paper's way: best head/layer, head ranking and k chosen on TEST (biased)")
     p.add_argument("--dry-run", action="store_true", help="list what would run, time and disk, and the paper's numbers")
+    p.add_argument("--finetune", action="store_true",
+                   help="the paper's fine-tuning grid instead (senteval_anatomy.finetune.grid; its own --help)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -629,6 +630,11 @@ def _resolve_task_path(arg: str | None) -> Path:
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command line entry point; returns the exit status. ``prog``: the name usage lines show."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--finetune" in argv:  # the fine-tuning grid has its own options (senteval_anatomy.finetune.grid)
+        from .finetune.grid import main as finetune_grid
+
+        return finetune_grid([a for a in argv if a != "--finetune"], prog=f"{prog or 'reproduce'} --finetune")
     args = _parser(prog).parse_args(argv)
     try:
         models = _parse_models(args.models, args.reference_model)
@@ -639,7 +645,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         bad = [t for t in tasks if t not in TASK_NAMES]
         if bad:
             raise ValueError(f"--tasks: unknown task(s) {bad}; the paper's are {', '.join(PROBING_TASKS + TOPK_TASKS)}")
-        ks = check_whole_list(args.ks, what="--ks") if args.ks is not None else None  # the one list rule
+        from .sweeping.plan import parse_ks  # the one --ks parser (vocab.check_whole_list)
+
+        ks = parse_ks(args.ks, what="--ks")
         topk_tasks = [t for t in TOPK_TASKS if t in tasks]
         if args.dry_run:
             plans = [_Plan(m, r, tasks, topk_tasks, args.pooling) for m, r in models]

@@ -551,9 +551,15 @@ class Results:
                     row.update(
                         topk_k=int(pick["k"]), topk_dev=float(pick["devacc"]), topk_test=float(pick["acc"])
                     )
+                # the paper's k: as many heads as a layer has (its tables' top-k), fixed in advance, not chosen
+                n_heads = df.loc[df["model"] == m, "num_heads"].dropna()
+                paper = sub[(sub["kind"] == "topk") & (pd.to_numeric(sub["k"], errors="coerce") == (
+                    int(n_heads.iloc[0]) if len(n_heads) else -1))]
+                if len(paper):
+                    row.update(topk_paper_k=int(paper["k"].iloc[0]), topk_paper_test=float(paper["acc"].iloc[0]))
             rows.append(row)
         out = pd.DataFrame(rows)
-        for col in ("last_layer_test", "best_layer_test", "best_head_test", "topk_test"):
+        for col in ("last_layer_test", "best_layer_test", "best_head_test", "topk_test", "topk_paper_test"):
             if col not in out.columns:
                 out[col] = np.nan
         out["best_head_minus_best_layer"] = out["best_head_test"] - out["best_layer_test"]

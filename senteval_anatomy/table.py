@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .outdir import RESULTS_CSV, RESULTS_PARQUET
 from .vocab import POOLINGS, RESULT_COLUMNS, VIEWS, atomic_write, vector_name
 
 __all__ = [
@@ -213,7 +214,7 @@ def table_path(path: str | os.PathLike[str]) -> Path:
     dtypes); any other path is itself."""
     p = Path(path)
     if p.is_dir():
-        for name in ("results.parquet", "results.csv"):
+        for name in (RESULTS_PARQUET, RESULTS_CSV):
             if (p / name).is_file():
                 return p / name
     return p

@@ -15,8 +15,12 @@ Ranking or choosing on test is still possible, to reproduce the paper's tables, 
 ``allow_test_selection=True``; it warns (:class:`~senteval_anatomy.selection.TestSelectionWarning`).
 
 Every representation of one call (each k and each baseline) is evaluated with the same ``params``, so the curve
-and its baselines are comparable with each other. Encoding happens once per pooling through the feature store;
-each further k only slices stored features and trains a probe.
+and its baselines are comparable with each other. The task is loaded once and its features come from the feature
+store (encoded once per pooling); each k slices the stored heads in rank order
+(:func:`senteval_anatomy.sweeping.views.evaluate_topk`, the code of the sweep's own ``topk`` view) and trains one
+probe with the batched trainer, whose numbers equal the engine's. The main job computes the same view inside the
+sweep (:func:`senteval_anatomy.sweeping.sweep`, ``topk=True``); this function is for ranking on another table or
+task, by test (``by="acc"``), or with the mean-pooled baseline.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from .selection import (  # choose_k re-exported: its home is selection
     check_selection,
     choose_k,
 )
-from .vocab import check_pooling, main_scores, preset_params
+from .sweeping.views import add_intervals, curve_row, default_ks, evaluate_topk
+from .vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, check_pooling, preset_params
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -49,60 +54,6 @@ __all__ = [
     "rank_heads",
     "topk_curve",
 ]
-
-#: Extra columns of :func:`topk_curve` with ``intervals=True``: the 95% Wilson interval of each row's test
-#: accuracy (:func:`senteval_anatomy.stats.accuracy_ci`) and the exact McNemar p-value of its test predictions
-#: against the dev-chosen best layer's (NaN for that row, and for tasks without per-sentence predictions).
-INTERVAL_COLUMNS: tuple[str, ...] = ("acc_low", "acc_high", "p_vs_best_layer")
-
-#: Columns of the frame :func:`topk_curve` returns.
-CURVE_COLUMNS: tuple[str, ...] = (
-    "model",
-    "task",
-    "rank_task",
-    "pooling",
-    "kind",
-    "k",
-    "layer",
-    "name",
-    "dim",
-    "metric",
-    "devacc",
-    "acc",
-    "ndev",
-    "ntest",
-    "f1",
-    "by",
-    "selected",
-    "seconds",
-)
-
-def default_ks(n_heads_total: int, *, dense_upto: int = 12) -> list[int]:
-    """The k sweep: 1..``dense_upto`` one by one, then doubling, then all heads.
-
-    For BERT-base (144 heads): 1..12, 24, 48, 96, 144. For 8 heads: 1..8.
-
-    Why: the curve changes fastest for small k, where the paper's tables live (k = heads per layer); beyond that
-    doubling shows the trend at a cost logarithmic in the number of heads, and "all heads" is the natural end point.
-    """
-    if (
-        isinstance(n_heads_total, bool)
-        or not isinstance(n_heads_total, (int, np.integer))
-        or n_heads_total < 1
-    ):
-        raise ValueError(f"n_heads_total must be a positive int, got {n_heads_total!r}")
-    if dense_upto < 1:
-        raise ValueError(f"dense_upto must be >= 1, got {dense_upto}")
-    n = int(n_heads_total)
-    ks = list(range(1, min(dense_upto, n) + 1))
-    k = ks[-1]
-    while k * 2 < n:
-        k *= 2
-        ks.append(k)
-    if ks[-1] != n:
-        ks.append(n)
-    return ks
-
 
 def default_params(task_path: str, results: Results | None = None, **overrides: Any) -> dict[str, Any]:
     """SentEval ``params`` for the top-k evaluation.
@@ -243,11 +194,6 @@ def topk_curve(
         ``mean_last_layer`` (plus ``layer`` rows for every block when the table had no layer rows for ``task`` and
         the best layer had to be found by evaluating them all). ``selected`` marks the k chosen on dev; its ``acc`` is the outcome to report.
     """
-    from tqdm.auto import tqdm
-
-    from .adapters import HeadsAdapter, LayerAdapter
-    from .engine import SE
-
     check_selection(by, allow_test_selection, what="topk_curve head ranking")
     rank_task = rank_task or task
     pooling = check_pooling(pooling, encoder)
@@ -307,43 +253,48 @@ def topk_curve(
             jobs += [("layer_scan", None, layer, pooling) for layer in range(encoder.num_layers)]
         jobs.append(("mean_last_layer", None, encoder.num_layers - 1, "mean"))
 
+    from tqdm.auto import tqdm
+
+    from .engine.batched import evaluate_many
+    from .engine.params import apply_defaults
+    from .engine.tasks import load_task
+    from .store import FeatureStore
+    from .sweeping.units import StoreBatcher
+    from .vocab import VIEWS, vector_name
+
+    params_obj = apply_defaults(dict(run_params))
+    params_obj.current_task = task
+    t = load_task(task, params_obj.task_path, seed=params_obj.seed)  # parsed once for every row of the curve
+    store = store if store is not None else FeatureStore()
+    sentences = list(dict.fromkeys(" ".join(s) for s in t.samples))
+    feats: dict[str, Any] = {}
+
+    def features(pool: str) -> Any:
+        if pool not in feats:
+            feats[pool] = store.get(encoder, sentences, pooling=pool, views=VIEWS, progress=bool(progress))
+        return feats[pool]
+
     rows: list[dict[str, Any]] = []
     predictions: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # row index -> (test predictions, test labels)
     bar = tqdm(
         jobs, desc=f"top-k {task}", disable=(not progress) if progress is not None else None, leave=False
     )
     for kind, k, layer, pool in bar:
-        if kind == "topk":
-            assert k is not None
-            adapter: Any = HeadsAdapter(encoder, heads=ranking[:k], pooling=pool, store=store, progress=progress)
-            name = f"top{k}:{rank_task}"
-        else:
-            adapter = LayerAdapter(encoder, layer=layer, pooling=pool, store=store, progress=progress)
-            name = adapter.name
         bar.set_postfix_str(f"{kind} k={k}" if k is not None else f"{kind} layer={layer}")
         start = time.perf_counter()
-        if intervals:
-            result, truth = _eval_with_predictions(SE(dict(run_params), adapter.batcher, adapter.prepare), task)
-            if "yhat" in result:
-                predictions[len(rows)] = (np.asarray(result["yhat"]), truth)
+        if kind == "topk":
+            assert k is not None
+            result = evaluate_topk(t, features(pool), ranking, [k], params_obj, predictions=intervals)[0]
+            name, dim = f"top{k}:{rank_task}", k * encoder.head_dim
         else:
-            result = SE(dict(run_params), adapter.batcher, adapter.prepare).eval(task)
-        sc = main_scores(result)._asdict()
-        row = {
-            "model": model_name,
-            "task": task,
-            "rank_task": rank_task,
-            "pooling": pool,
-            "kind": kind,
-            "k": k,
-            "layer": layer,
-            "name": name,
-            "dim": int(adapter.dim),
-            **sc,
-            "by": by,
-            "selected": False,
-            "seconds": round(time.perf_counter() - start, 3),
-        }
+            assert layer is not None
+            emb = t.embed(params_obj, StoreBatcher(features(pool), "layers", slice(layer + 1, layer + 2)))
+            result = evaluate_many(t, emb, params_obj, predictions=intervals, progress=False)[0]
+            name, dim = vector_name("layers", layer), encoder.hidden_size
+        if intervals and "yhat" in result:
+            predictions[len(rows)] = (np.asarray(result["yhat"]), np.asarray(t.sorted_data()["test"]["y"]))
+        row = curve_row(model=model_name, task=task, rank_task=rank_task, pooling=pool, kind=kind, k=k, layer=layer,
+                        name=name, dim=dim, result=result, by=by, seconds=time.perf_counter() - start)
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -361,7 +312,7 @@ def topk_curve(
     columns = list(CURVE_COLUMNS)
     if intervals:
         columns += list(INTERVAL_COLUMNS)
-        _add_intervals(rows, predictions)
+        add_intervals(rows, predictions)
     frame = pd.DataFrame(rows, columns=columns)
     frame["k"] = frame["k"].astype("Int64")
     frame["layer"] = frame["layer"].astype("Int64")
@@ -374,41 +325,3 @@ def topk_curve(
     frame.attrs["best_layer_source"] = "results" if best_from_table else "evaluated"
     frame.attrs["ranking"] = [list(p) for p in ranking]
     return frame
-
-
-def _eval_with_predictions(se: Any, task: str) -> tuple[dict[str, Any], np.ndarray | None]:
-    """``se.eval(task)`` through the batched trainer with one probe and ``predictions=True``: the same result dict
-    plus ``yhat`` (test predictions) where the evaluator has them, and the test labels in the same order."""
-    from .engine.batched import evaluate_many
-    from .engine.tasks import load_task
-
-    t = load_task(task, se.params.task_path, seed=se.params.seed)
-    se.params.current_task = task
-    t.prepare(se.params, se.prepare)
-    emb = t.embed(se.params, se.batcher)
-    one = {split: {k: (np.asarray(v)[:, None] if k in ("X", "A", "B") else v) for k, v in rec.items()}
-           for split, rec in emb.items()}
-    result = evaluate_many(t, one, se.params, predictions=True, progress=False)[0]
-    truth = np.asarray(emb["test"]["y"]) if "test" in emb and "y" in emb["test"] else None
-    return result, truth
-
-
-def _add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Fill :data:`INTERVAL_COLUMNS` in ``rows`` from the rows' test predictions."""
-    from .stats import accuracy_ci, correctness, mcnemar
-
-    for r in rows:
-        r.update({c: math.nan for c in INTERVAL_COLUMNS})
-    if not predictions:
-        return
-    idx = sorted(predictions)
-    correct = np.stack([correctness(predictions[i][0], predictions[i][1]) for i in idx])
-    _, low, high = accuracy_ci(correct)
-    for j, i in enumerate(idx):
-        rows[i]["acc_low"], rows[i]["acc_high"] = float(low[j]), float(high[j])
-    best = next((j for j, i in enumerate(idx) if rows[i]["kind"] == "best_layer"), None)  # chosen on dev
-    if best is None:
-        return
-    for j, i in enumerate(idx):
-        if j != best:
-            rows[i]["p_vs_best_layer"] = mcnemar(correct[best], correct[j])

@@ -57,6 +57,8 @@ __all__ = [
     "PRESETS",
     "PROTOCOL_VERSION",
     "RESULT_COLUMNS",
+    "CURVE_COLUMNS",
+    "INTERVAL_COLUMNS",
     "ParamError",
     "Scores",
     "VIEWS",
@@ -197,7 +199,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
 #: Kinds of control task, in report order (the registry is :data:`senteval_anatomy.controls.CONTROL_KINDS`; these
 #: names are the prefixes of their columns below).
 CONTROL_KIND_NAMES: tuple[str, ...] = ("bow", "permuted")
-#: Columns :func:`senteval_anatomy.findings.findings_sweep` appends to :data:`RESULT_COLUMNS` (controls, untrained
+#: Columns the sweep's findings options fill after :data:`RESULT_COLUMNS` in ``results.csv`` (controls, untrained
 #: baseline, seeds, intervals, paired tests, MDL, ablation); their meaning is in that module's docstring. NaN where an
 #: option was not run or does not apply to the task.
 FINDINGS_COLUMNS: tuple[str, ...] = (
@@ -207,6 +209,20 @@ FINDINGS_COLUMNS: tuple[str, ...] = (
     "p_vs_best", "p_vs_best_adj", "tied_with_best", "p_vs_next", "p_vs_layer_best", "p_vs_layer_best_adj",
     "tied_with_layer_best", "family_size", "layer_family_size", "correction",
 )  # fmt: skip
+
+
+#: Columns of a top-k curve (:func:`senteval_anatomy.topk.topk_curve`, the sweep's ``topk`` view): one row per k
+#: (``kind`` ``topk``) and per layer baseline (``last_layer``, ``best_layer``, ``mean_last_layer``...); ``selected``
+#: marks the k chosen on dev.
+CURVE_COLUMNS: tuple[str, ...] = (
+    "model", "task", "rank_task", "pooling", "kind", "k", "layer", "name", "dim", "metric", "devacc", "acc", "ndev",
+    "ntest", "f1", "by", "selected", "seconds",
+)  # fmt: skip
+
+#: Extra columns of a top-k curve with intervals: the 95% Wilson interval of each row's test accuracy
+#: (:func:`senteval_anatomy.stats.accuracy_ci`) and the exact McNemar p-value of its test predictions against the
+#: dev-chosen best layer's (NaN for that row, and for tasks without per-sentence predictions).
+INTERVAL_COLUMNS: tuple[str, ...] = ("acc_low", "acc_high", "p_vs_best_layer")
 
 
 class Scores(NamedTuple):

@@ -73,11 +73,33 @@ def test_run_downstream_topk_table(tiny_model_dir, tiny_data, tmp_path):
             "--out", str(out), "--ks", "1,2", *PROBE, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "| TREC |" in r.stdout and "topk_test" in r.stdout
-    curves = list((out / "topk").glob("TREC__*.csv"))
-    assert len(curves) == 1
-    curve = pd.read_csv(curves[0])
-    assert set(curve[curve.kind == "topk"].k) == {1, 2}
+    units = list((out / "topk" / "units").glob("*__TREC__topk__*.json"))  # the view's keyed unit
+    assert len(units) == 1
+    curve = pd.read_csv(out / "topk.csv")
+    assert set(curve[curve.kind == "topk"].k) == {1, 2, 4}  # --ks plus the paper's k (heads per layer)
     assert curve.selected.sum() == 1
+
+
+def test_main_job_table_shows_topk_by_default(tiny_model_dir, tiny_data, tmp_path):
+    """Issue 17: the main job (no --topk flag) prints best layer, best head and the dev-chosen top-k (the paper's
+    k and the dev-best k) for every probing task; --no-topk leaves those cells empty."""
+    out = tmp_path / "main"
+    r = run("run_probing.py", "--model", str(tiny_model_dir), "--task-path", str(tiny_data), "--tasks",
+            "Length,Tense", "--out", str(out), "--no-plots", *PROBE, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    header = next(line for line in r.stdout.splitlines() if line.startswith("| task"))
+    for col in ("best_layer", "best_head", "topk_k", "topk_test", "topk_paper_k", "topk_paper_test"):
+        assert col in header, col
+    for task in ("Length", "Tense"):
+        row = next(line for line in r.stdout.splitlines() if line.startswith(f"| {task} "))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        values = dict(zip([c.strip() for c in header.strip("|").split("|")], cells, strict=True))
+        assert values["topk_paper_k"] == "4" and values["topk_k"] not in ("", "nan", "–")
+        assert float(values["topk_test"]) > 0 and float(values["topk_paper_test"]) > 0
+    off = run("run_probing.py", "--model", str(tiny_model_dir), "--task-path", str(tiny_data), "--tasks",
+              "Length", "--out", str(tmp_path / "off"), "--no-plots", "--no-topk", *PROBE, cwd=tmp_path)
+    assert off.returncode == 0, off.stderr
+    assert not (tmp_path / "off" / "topk").exists()
 
 
 def test_run_probing_on_the_embedded_default(tiny_model_dir, tmp_path):
@@ -169,8 +191,9 @@ def test_preset_flags_override_and_no_plots_keeps_topk(tiny_model_dir, tiny_data
     assert set(table.seed) == {1111}
     assert set(table.preset) == {"custom"}  # the rows name a preset only when the settings are exactly its own
     assert not (out / "figures").exists()
-    curve = pd.read_csv(next((out / "topk").glob("Length__*.csv")))
-    assert set(curve[curve.kind == "topk"].k) == {1, 2}
+    curve = pd.read_csv(out / "topk.csv")
+    curve = curve[curve.task == "Length"]
+    assert set(curve[curve.kind == "topk"].k) == {1, 2, 4}  # --ks plus the paper's k (heads per layer)
 
 
 def test_negative_layer_index_for_a_head(tiny_model_dir, tiny_data, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""findings_sweep: the sweep's own table plus controls, untrained baseline, seeds, intervals, MDL and ablation."""
+"""Findings inside the sweep: the sweep's own table plus controls, untrained baseline, seeds, intervals, MDL and
+ablation, each probe trained once (``sweep(..., findings=...)``)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from test_sweep import FAST, make_tiny_data
 
 from senteval_anatomy.controls import CONTROL_KINDS, majority_acc
 from senteval_anatomy.engine.tasks import load_task
-from senteval_anatomy.findings import (
-    claims_section,
-    findings_report,
-    findings_sweep,
-    selectivity_heatmap,
-)
+from senteval_anatomy.findings import claims_section, findings_figures, selectivity_heatmap
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS
+
+
+def findings_sweep(enc, tasks, *, views=("heads",), out_dir=None, memory_budget_gb=1.0, task_path, params, store=None,
+                   progress=False, **options):
+    """The sweep with findings options (what ``--controls`` etc. run)."""
+    return sweep(enc, tasks, task_path=task_path, params=params, store=store, views=views, out_dir=out_dir,
+                 memory_budget_gb=memory_budget_gb, progress=progress, findings=options)
 
 
 @pytest.fixture(scope="module")
@@ -57,29 +60,49 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
     best = table[table["dev_rank"] == 1].iloc[0]
     assert best["devacc"] == table["devacc"].max() and np.isnan(best["p_vs_best"])
     assert table.groupby("layer")["tied_with_layer_best"].apply(lambda s: s.astype(bool).any()).all()
-    on_disk = pd.read_csv(tmp_path / "findings.csv")
-    assert len(on_disk) == len(table)
+    # one table on disk: results.csv carries the findings columns (no findings.csv beside it)
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    assert len(on_disk) == len(table) and not (tmp_path / "findings.csv").exists()
+    np.testing.assert_allclose(on_disk["bow_selectivity"], table["bow_selectivity"], atol=1e-9)
     text = claims_section(table)
     assert "Tense" in text and "95% CI" in text and "layers with a tied head" in text
     fig = selectivity_heatmap(table, "Tense", kind="permuted")
     assert "selectivity vs the permuted-label control" in fig.axes[0].get_title()
-    report = findings_report(table, tmp_path)
-    md = report.read_text()
-    assert "## Findings with controls" in md and "utilisation_Tense.png" in md
-    assert "selectivity_bow_Tense.png" in md and "selectivity_permuted_Tense.png" in md
-    assert (report.parent / "figures" / "utilisation_Tense.png").is_file()
-    assert "tied_Tense.png" in md
     curves = pd.read_csv(tmp_path / "ablation_curves.csv")
     assert list(curves["k"].unique()) == [1, 2, 4, 8] and set(curves["kind"]) == {"top", "random"}
-    assert "ablation_topk_Tense.png" in md
+    figures = findings_figures(table, tmp_path / "figs", curves=curves)
+    names = {p.name for paths in figures.values() for p in paths}
+    assert {"selectivity_bow_Tense.png", "selectivity_permuted_Tense.png", "utilisation_Tense.png", "tied_Tense.png",
+            "ablation_topk_Tense.png"} <= names
     pd.testing.assert_frame_equal(pd.DataFrame(table.attrs["ablation_curves"]), curves, check_dtype=False)
     assert len(pd.concat([table, table])) == 2 * len(table)  # attrs never break pandas operations
+
+
+def test_each_probe_trains_once_with_controls_and_seeds(tiny_encoder, tiny_data, monkeypatch):
+    """Controls and extra seeds are variants of the same stacked run: one trainer call per unit, as a plain sweep
+    (today's findings ran a second sweep and trained every base probe again); variant 0 is the plain numbers."""
+    import senteval_anatomy.engine.batched as batched
+
+    enc = tiny_encoder("bert")
+    store = FeatureStore()
+    calls = []
+    real = batched.evaluate_many
+    monkeypatch.setattr(batched, "evaluate_many", lambda *a, **k: calls.append(k.get("variants")) or real(*a, **k))
+    plain = sweep(enc, ["Tense"], task_path=tiny_data, views=("heads",), params=FAST, store=store, progress=False)
+    assert len(calls) == 1 and calls[0] is None
+    calls.clear()
+    table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, controls=True, seeds=3)
+    # the task + 2 more seeds + one variant per control kind: slots of one stacked run
+    assert len(calls) == 1 and len(calls[0]) == 3 + len(CONTROL_KINDS)
+    pd.testing.assert_frame_equal(table[list(RESULT_COLUMNS)], plain[list(RESULT_COLUMNS)], check_dtype=False)
+    assert table["bow_control_acc"].notna().all() and table["permuted_control_acc"].notna().all()
+    assert table["acc_std"].notna().all()
 
 
 def test_findings_sweep_without_options_and_errors(tiny_encoder, tiny_data):
     enc = tiny_encoder("bert")
     table = findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, controls=False, progress=False)
-    for c in ("bow_control_acc", "permuted_selectivity", "untrained_acc", "mdl", "ablation_delta", "acc_std"):
+    for c in FINDINGS_COLUMNS:  # no option on: the plain table, its findings columns empty
         assert table[c].isna().all(), c
     with pytest.raises(ValueError, match="seeds"):
         findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, seeds=0)
@@ -139,8 +162,8 @@ def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data
     kw = dict(task_path=tiny_data, params=FAST, store=store, controls=True, seeds=2, ablate=True,
               ablation_sentences=8, ablation_ks=(1, 2), progress=False)
     first = findings_sweep(enc, ["Tense"], out_dir=tmp_path, **kw)
-    units = sorted((tmp_path / "findings" / "units").glob("*.json"))
-    assert len(units) == 1 and not (tmp_path / "units").exists(), "findings units stay out of the sweep's units"
+    units = sorted((tmp_path / "units").glob("*.json"))
+    assert len(units) == 1, "a findings unit is the sweep's own unit (its key holds every findings option)"
     stamp = units[0].stat().st_mtime_ns
     again = findings_sweep(enc, ["Tense"], out_dir=tmp_path, **kw)
     assert units[0].stat().st_mtime_ns == stamp, "a matching unit is reused, not recomputed"
@@ -148,8 +171,10 @@ def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data
     pd.testing.assert_frame_equal(pd.DataFrame(again.attrs["ablation_curves"]),
                                   pd.DataFrame(first.attrs["ablation_curves"]), check_dtype=False)
     # another option -> another key: computed anew, next to the first unit
-    findings_sweep(enc, ["Tense"], out_dir=tmp_path, **dict(kw, seeds=3))
-    assert len(list((tmp_path / "findings" / "units").glob("*.json"))) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnitFileWarning)  # results.csv keeps the newer unit of the setting, named
+        findings_sweep(enc, ["Tense"], out_dir=tmp_path, **dict(kw, seeds=3))
+    assert len(list((tmp_path / "units").glob("*.json"))) == 2
     # a damaged unit is named and recomputed
     units[0].write_text("{", encoding="utf-8")
     with warnings.catch_warnings(record=True) as caught:
@@ -163,35 +188,34 @@ def test_findings_sweep_resumes_units_and_streams_chunks(tiny_encoder, tiny_data
 
 
 def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
-    """analyse() on a sweep folder that also holds findings.csv: the main report.md has the findings section, the
-    top-k claim re-tested with intervals, the findings figures, and dots on the sorted heatmaps."""
-    from senteval_anatomy.analysis import analyse
+    """The pipeline with a findings option: the one report.md has the findings section, the top-k claim re-tested
+    with intervals (the sweep's top-k view), the findings figures, and dots on the sorted heatmaps; --no-plots
+    (draw_figures=False) draws none of them."""
     from senteval_anatomy.plots import TIED_NOTE
+    from senteval_anatomy.sweeping.pipeline import run
+    from senteval_anatomy.sweeping.plan import make_plan
 
     enc = tiny_encoder("bert")
     store = FeatureStore()
-    table = sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, out_dir=tmp_path, progress=False)
-    findings_sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, controls=True, out_dir=tmp_path,
-                   progress=False)
-    rep = analyse(table, tmp_path, encoder=enc, task_path=tiny_data, params=dict(FAST, task_path=str(tiny_data)),
-                  store=store, topk=True, ks=[1, 2], progress=False, formats=("png",))
+    plan = make_plan(["Tense"], task_path=tiny_data, params=FAST, ks=[1, 2], findings={"controls": True},
+                     out=tmp_path, progress=False)
+    rep = run(plan, enc, store).report
     md = rep.path.read_text()
     assert rep.path == tmp_path / "report.md"
     assert "## Findings with controls" in md and "selectivity_bow_Tense.png" in md
+    assert (tmp_path / "figures" / "findings" / "selectivity_bow_Tense.png").is_file()
     assert "### Claim: the top-k heads beat the best layer" in md and "McNemar p" in md
     assert TIED_NOTE in md
     assert {"acc_low", "acc_high", "p_vs_best_layer"} <= set(rep.curves.columns)
+    assert not (tmp_path / "findings").exists()  # no second report, no second figure folder
     # findings of another setting in the folder are never mixed in
+    from senteval_anatomy.analysis import analyse
+
     other = sweep(enc, ["Tense"], task_path=tiny_data, params=dict(FAST, seed=99), store=store, progress=False)
-    rep2 = analyse(other, tmp_path, progress=False, formats=("png",))
+    rep2 = analyse(other, tmp_path / "other", formats=("png",))
     assert "## Findings with controls" not in rep2.path.read_text()
-
-
-def test_an_older_findings_csv_is_not_read_as_current(tmp_path):
-    """A findings.csv of an older version (one 'control_acc', uncorrected ties) is named and left out of the report,
-    not read with the new columns missing."""
-    from senteval_anatomy.findings import load_findings
-
-    pd.DataFrame({"task": ["Tense"], "control_acc": [50.0], "selectivity": [10.0]}).to_csv(tmp_path / "findings.csv")
-    with pytest.warns(UserWarning, match="older version"):
-        assert load_findings(tmp_path) is None
+    # --no-plots covers the findings figures too
+    bare = tmp_path / "bare"
+    run(make_plan(["Tense"], task_path=tiny_data, params=FAST, ks=[1], findings={"controls": True}, out=bare,
+                  progress=False, draw_figures=False), enc, store)
+    assert "## Findings with controls" in (bare / "report.md").read_text() and not (bare / "figures").exists()

@@ -15,7 +15,6 @@ from conftest import build_tiny
 from test_cli import PROBE, run
 from test_sweep import FAST, make_tiny_data
 
-import senteval_anatomy.sweeping as sweep_mod
 from senteval_anatomy.analysis import analyse
 from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.identity import UNIT_FORMAT, UnitFileWarning, read_unit
@@ -34,13 +33,15 @@ def data(tmp_path_factory) -> Path:
 def counted(monkeypatch):
     """Records (task, view) of every unit the sweep computes (the real trainer still runs)."""
     calls: list[tuple[str, str]] = []
-    real = sweep_mod._run_batched
+    import senteval_anatomy.sweeping.backends.local as local  # the unit loop: one _batched call per unit computed
+
+    real = local._batched
 
     def spy(*a, **k):
-        calls.append((a[1].name, a[2]))
+        calls.append((a[1].name, a[3].view))
         return real(*a, **k)
 
-    monkeypatch.setattr(sweep_mod, "_run_batched", spy)
+    monkeypatch.setattr(local, "_batched", spy)
     return calls
 
 

@@ -20,16 +20,16 @@ import pandas as pd
 import pytest
 from test_sweep import FAST, make_tiny_data
 
-from senteval_anatomy.backends.ray_backend import (
+from senteval_anatomy.identity import read_unit
+from senteval_anatomy.store import FeatureStore
+from senteval_anatomy.sweeping import sweep
+from senteval_anatomy.sweeping.backends.ray import (
     RayBackend,
     missing_ranges,
     shard_bounds,
     unit_device,
     unit_resources,
 )
-from senteval_anatomy.identity import read_unit
-from senteval_anatomy.store import FeatureStore
-from senteval_anatomy.sweeping import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ["Tense", "TREC"]
@@ -46,8 +46,8 @@ def _env() -> dict[str, str]:
 
 
 def test_importing_the_package_never_imports_ray():
-    code = ("import sys, senteval_anatomy, senteval_anatomy.sweeping, senteval_anatomy.cli, senteval_anatomy.backends, "
-            "senteval_anatomy.backends.ray_backend, senteval_anatomy.store; "
+    code = ("import sys, senteval_anatomy, senteval_anatomy.sweeping, senteval_anatomy.cli, senteval_anatomy.sweeping.backends, "
+            "senteval_anatomy.sweeping.backends.ray, senteval_anatomy.store; "
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert out.returncode == 0, out.stderr
@@ -205,8 +205,8 @@ DRIVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from conftest import build_tiny
-    from senteval_anatomy.backends.ray_backend import RayBackend
     from senteval_anatomy.encoders.encoder import Encoder
+    from senteval_anatomy.sweeping.backends.ray import RayBackend
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep
     from test_sweep import FAST
@@ -266,8 +266,8 @@ def test_resume_merges_only_parts_of_this_key_and_range(tiny_encoder, tmp_path):
     holding this unit's key, with the range its name says, inside the unit and not overlapping another, is merged."""
     import json
 
-    from senteval_anatomy.backends.ray_backend import _part_key, _parts_dir, _read_parts
     from senteval_anatomy.identity import UnitFileWarning, write_unit
+    from senteval_anatomy.sweeping.backends.ray import _part_key, _parts_dir, _read_parts
 
     data = make_tiny_data(tmp_path / "data", n_train=40, n_dev=16, n_test=16)
     out = tmp_path / "out"

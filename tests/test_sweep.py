@@ -13,7 +13,7 @@ import pytest
 from senteval_anatomy.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
-from senteval_anatomy.vocab import RESULT_COLUMNS, main_scores, vector_name
+from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores, vector_name
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "data" / "default"
@@ -79,7 +79,9 @@ def test_batched_sweep_equals_one_head_at_a_time(tiny_encoder, tiny_data, tmp_pa
     fast = sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=store, progress=False)
     slow = sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=store, progress=False,
                  harness="engine")
-    assert list(fast.columns) == list(RESULT_COLUMNS)
+    # one table, every column: the findings columns are there and empty when no findings option is on
+    assert list(fast.columns) == list(RESULT_COLUMNS) + list(FINDINGS_COLUMNS)
+    assert fast[list(FINDINGS_COLUMNS)].isna().all().all()
     assert set(fast.layout) == {"table:bert"}  # the results say where the heads were read
     L, H = enc.num_layers, enc.num_heads
     for task in ("Tense", "TREC"):
@@ -109,11 +111,11 @@ def test_resume_skips_finished_units_and_tables_on_disk(tiny_encoder, tiny_data,
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_csv(out / "results.csv"),
                                   check_dtype=False)
 
-    import senteval_anatomy.sweeping as sweep_mod
+    import senteval_anatomy.sweeping.backends.local as local  # the unit loop: one _batched call per unit computed
 
     calls = []
-    real = sweep_mod._run_batched
-    monkeypatch.setattr(sweep_mod, "_run_batched", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    real = local._batched
+    monkeypatch.setattr(local, "_batched", lambda *a, **k: calls.append(a[3].view) or real(*a, **k))
     again = sweep(enc, ["Tense"], task_path=tiny_data, params=FAST, store=store, out_dir=out, progress=False,
                   views=("heads", "layers"))
     assert calls == ["heads"]  # the layers unit was on disk; only heads ran
@@ -134,16 +136,16 @@ def test_resume_skips_finished_units_and_tables_on_disk(tiny_encoder, tiny_data,
 def test_interrupted_sweep_keeps_finished_units(tiny_encoder, tiny_data, tmp_path, monkeypatch):
     enc = tiny_encoder("bert")
     out = tmp_path / "out"
-    import senteval_anatomy.sweeping as sweep_mod
+    import senteval_anatomy.sweeping.backends.local as local
 
-    real = sweep_mod._run_batched
+    real = local._batched
 
     def boom(*a, **k):
         if a[1].spec.name == "TREC":
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(sweep_mod, "_run_batched", boom)
+    monkeypatch.setattr(local, "_batched", boom)
     with pytest.raises(KeyboardInterrupt):
         sweep(enc, ["Tense", "TREC"], task_path=tiny_data, params=FAST, store=FeatureStore(tmp_path / "c"),
               out_dir=out, progress=False, views=("layers",))

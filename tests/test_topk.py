@@ -222,3 +222,72 @@ def test_topk_curve_intervals_keep_the_numbers_and_add_uncertainty(bert, task_pa
     best = curve["kind"] == "best_layer"
     assert curve.loc[best, "p_vs_best_layer"].isna().all()
     assert curve.loc[~best, "p_vs_best_layer"].between(0, 1).all()
+
+
+def test_every_k_uses_the_ranking_prefix_in_rank_order(bert, task_path, store, monkeypatch):
+    """Issue 17: the heads of every k are ``ranking[:k]`` concatenated in RANK order -- not in (layer, head) order,
+    and not the best head followed by the heads after it by position. The ranking is scrambled against the index
+    order on purpose; every k's features equal a direct ``HeadsAdapter(ranking[:k])`` batch for batch, and its
+    scores equal that adapter run through the engine."""
+    import senteval_anatomy.engine.batched as batched
+    from senteval_anatomy.adapters import HeadsAdapter
+    from senteval_anatomy.engine import SE
+    from senteval_anatomy.engine.params import apply_defaults
+    from senteval_anatomy.engine.tasks import load_task
+
+    heads = [(la, h) for la in range(bert.num_layers) for h in range(bert.num_heads)]
+    order = [5, 2, 7, 0, 3, 6, 1, 4][: len(heads)]  # rank r -> index of its head: neither index nor reverse order
+    ranking = [heads[i] for i in order]
+    assert ranking != sorted(ranking) and ranking[1] != heads[heads.index(ranking[0]) + 1]
+    dev = {p: 90.0 - r for r, p in enumerate(ranking)}
+    res = Results(_table(bert, dev, {p: 50.0 for p in heads}))
+    seen = []
+    real = batched.evaluate_many
+    monkeypatch.setattr(batched, "evaluate_many", lambda t, emb, *a, **k: seen.append(emb) or real(t, emb, *a, **k))
+    ks = [1, 2, 3, 5]
+    curve = topk_curve(bert, "Length", task_path, res, ks=ks, params=PARAMS, store=store, progress=False,
+                       baselines=False)
+    assert curve.attrs["ranking"] == [list(p) for p in ranking]
+    params = apply_defaults(dict(PARAMS, task_path=task_path))
+    task = load_task("Length", task_path, seed=params.seed)
+    top = curve[curve["kind"] == "topk"].set_index("k")
+    for k, emb in zip(ks, seen, strict=True):
+        adapter = HeadsAdapter(bert, heads=ranking[:k], store=store)
+        expected = task.embed(params, adapter.batcher)
+        for split in expected:
+            # the adapter encodes in its own batches: same vectors up to float rounding (~1e-8); a wrong head or a
+            # wrong order differs by whole feature values
+            np.testing.assert_allclose(emb[split]["X"][:, 0], expected[split]["X"], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"k={k} {split}")
+        if k in (2, 3):
+            direct = SE(dict(PARAMS, task_path=task_path), adapter.batcher, adapter.prepare).eval("Length")
+            assert (direct["devacc"], direct["acc"]) == (top.loc[k, "devacc"], top.loc[k, "acc"]), k
+
+
+def test_sweep_topk_view_ranks_on_dev_from_the_store(bert, task_path, store, tmp_path):
+    """The sweep's own top-k view: ranked on the heads unit's dev scores (the rule of Results.top_heads), the
+    paper's k (heads per layer) always there, one keyed unit per task, and the same numbers as topk_curve on the
+    same ranking; a rerun reuses the unit."""
+    from senteval_anatomy.sweeping import sweep
+
+    params = dict(PARAMS, usepytorch=True, kfold=2)
+    table = sweep(bert, ["Length"], task_path=task_path, params=params, store=store, out_dir=tmp_path,
+                  progress=False, topk=True, ks=[1, 2])
+    curve = pd.DataFrame(table.attrs["topk_curves"])
+    ranking = Results(table).top_head_ids("Length")
+    units = list((tmp_path / "topk" / "units").glob("*.json"))
+    assert len(units) == 1
+    key = json.loads(units[0].read_text())["key"]
+    assert key["topk"]["ranking"] == [list(p) for p in ranking] and key["topk"]["ks"] == sorted({1, 2, bert.num_heads})
+    top = curve[curve["kind"] == "topk"]
+    assert list(top["k"]) == sorted({1, 2, bert.num_heads}) and top["selected"].sum() == 1
+    assert {"last_layer", "best_layer"} <= set(curve["kind"])
+    again = topk_curve(bert, "Length", task_path, Results(table), ks=list(top["k"]), params=params, store=store,
+                       progress=False, baselines=False)
+    pd.testing.assert_frame_equal(top[["k", "devacc", "acc"]].reset_index(drop=True),
+                                  again[again["kind"] == "topk"][["k", "devacc", "acc"]].reset_index(drop=True),
+                                  check_dtype=False)
+    stamp = units[0].stat().st_mtime_ns
+    sweep(bert, ["Length"], task_path=task_path, params=params, store=store, out_dir=tmp_path, progress=False,
+          topk=True, ks=[1, 2])
+    assert units[0].stat().st_mtime_ns == stamp

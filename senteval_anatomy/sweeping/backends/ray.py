@@ -14,7 +14,7 @@ encodes exactly the batches the local sweep would, and the features are the same
 ``shard_size`` sentences is one shard, whose store entry is the very entry the local backend uses.
 
 *Training units* — (task, view, chunk of probes). Each reads its probes' vectors from the task's shards through the
-sweep's own batcher (:class:`~senteval_anatomy.units.StoreBatcher`) and trains them with :func:`~senteval_anatomy.engine.batched.evaluate_many`. Probes never
+sweep's own batcher (:class:`~senteval_anatomy.sweeping.units.StoreBatcher`) and trains them with :func:`~senteval_anatomy.engine.batched.evaluate_many`. Probes never
 interact (that is what makes the batched trainer exact), so a chunk's results do not depend on how the probes were
 chunked: the rows are those of the local backend.
 
@@ -58,12 +58,14 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import PendingUnit, RunContext
 
 __all__ = [
     "ENV_ADDRESS",
@@ -71,6 +73,7 @@ __all__ = [
     "ClusterUnreachableError",
     "PendingUnit",
     "RayBackend",
+    "BACKEND",
     "missing_ranges",
     "shard_bounds",
     "unit_device",
@@ -278,7 +281,7 @@ def _worker_encoder(box: list[Any]) -> Any:
 
 
 def _worker_task(name: str, task_path: str, seed: int) -> Any:
-    from ..engine.tasks import load_task
+    from ...engine.tasks import load_task
 
     key = (name, task_path, seed)
     if key not in _WORKER_TASKS:
@@ -291,8 +294,8 @@ def _worker_task(name: str, task_path: str, seed: int) -> Any:
 def _encode_unit(box: list[Any], sentences: list[str], pooling: str, limit: int, batch_size: int,
                  store_spec: tuple[str | None, str, str], transport: str) -> Any:
     """Encoding unit: the store entry key of ``sentences`` ("store"), or the features themselves ("object")."""
-    from ..store import FeatureStore
-    from ..vocab import VIEWS
+    from ...store import FeatureStore
+    from ...vocab import VIEWS
 
     encoder = _worker_encoder(box)
     cache_dir, dtype, verify = store_spec
@@ -357,7 +360,7 @@ class _JoinedFeatures:
 
 def _open_part(part: Any) -> Any:
     if isinstance(part, tuple) and part and part[0] == "store":
-        from ..store import FeatureStore
+        from ...store import FeatureStore
 
         _, cache_dir, dtype, verify, key = part
         try:
@@ -374,8 +377,8 @@ def _open_part(part: Any) -> Any:
 def _train_unit(task_name: str, task_path: str, seed: int, params: dict, view: str, start: int, end: int,
                 *parts: Any) -> list[dict]:
     """Training unit: SentEval result dicts of probes ``start:end`` of ``view`` on ``task_name``."""
-    from ..engine.batched import evaluate_many
-    from ..engine.params import apply_defaults
+    from ...engine.batched import evaluate_many
+    from ...engine.params import apply_defaults
     from ..units import StoreBatcher
 
     task = _worker_task(task_name, task_path, seed)
@@ -389,17 +392,6 @@ def _train_unit(task_name: str, task_path: str, seed: int, params: dict, view: s
 
 
 # ------------------------------------------------------------------------------------------------ driver side
-
-
-@dataclass(frozen=True)
-class PendingUnit:
-    """One result unit of a sweep that is not on disk yet: ``path`` is its unit file (None: keep it in memory) and
-    ``key`` its identity (:func:`senteval_anatomy.identity.unit_key`)."""
-
-    task: str
-    view: str
-    path: Path | None
-    key: dict
 
 
 @dataclass
@@ -438,36 +430,31 @@ class RayBackend:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"RayBackend(max_retries={self.max_retries!r}): give an int >= 0.")
 
-    def run(
-        self,
-        encoder: Any,
-        units: Sequence[PendingUnit],
-        *,
-        run_params: Mapping[str, Any],
-        pooling: str,
-        limit: int,
-        store: Any,
-        memory_budget_gb: float,
-        progress: bool,
-        encode_batch_size: int,
-        harness: str = "builtin",
-        resume: bool = True,
-    ) -> dict[tuple[str, str], Any]:
-        """Compute ``units`` on the cluster; write each unit file as its last probe finishes; return the frames.
+    def run(self, units: Sequence[PendingUnit], context: RunContext) -> dict[tuple[str, str], Any]:
+        """Compute ``units`` on the cluster; write each unit file as its last probe finishes; return the frames
+        (the contract of :mod:`senteval_anatomy.sweeping.backends`).
 
         Returns ``{(task, view): rows}`` for every unit given, in the layout and order of the local backend. With
-        ``resume`` the finished training units of an interrupted run (``.parts`` folders) are kept, else discarded.
+        ``context.resume`` the finished training units of an interrupted run (``.parts`` folders) are kept, else
+        discarded.
         """
+        encoder, run_params, pooling, limit, store = (context.encoder, context.run_params, context.pooling,
+                                                      context.limit, context.store)
+        memory_budget_gb, progress, encode_batch_size = context.memory_budget_gb, context.progress, context.batch_size
+        harness, resume = context.harness, context.resume
         import pandas as pd
         from tqdm.auto import tqdm
 
-        from ..engine.tasks import load_task
-        from ..identity import write_unit
+        from ...engine.tasks import load_task
+        from ...identity import write_unit
         from ..units import probe_chunk_size, probe_index, result_rows
 
         if harness != "builtin":
             raise ValueError(f'backend="ray" runs the batched trainer (harness="builtin"), not harness={harness!r}; '
                              "run the reference harnesses with the local backend.")
+        if context.findings is not None and context.findings.any():
+            raise ValueError('backend="ray" computes the plain table; the findings options (controls, seeds, '
+                             "untrained baseline, MDL, ablation) run on the local backend.")
         if not units:
             return {}
         transport = self.features or ("object" if store.memory else "store")
@@ -599,7 +586,7 @@ class RayBackend:
         bounds = shard_bounds(len(uniq), batch_size, self.shard_size)
         if len(bounds) == 1:
             return [uniq]
-        from ..encoders.encoding import tokenize
+        from ...encoders.encoding import tokenize
 
         ids, _ = tokenize(encoder, uniq, limit)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -625,7 +612,7 @@ def _read_parts(unit_path: Path | None, key: dict, n_probes: int) -> dict[int, A
     :class:`~senteval_anatomy.identity.UnitFileWarning` and its probes are trained again."""
     import warnings
 
-    from ..identity import UnitFileWarning, read_unit
+    from ...identity import UnitFileWarning, read_unit
 
     if unit_path is None or not _parts_dir(unit_path).is_dir():
         return {}
@@ -662,3 +649,7 @@ def _put_on_cpu(ray: Any, encoder: Any) -> Any:
     finally:
         encoder.model.to(device)
         encoder.device = device
+
+
+#: This file's backend (:mod:`senteval_anatomy.sweeping.backends`: one file per backend).
+BACKEND = RayBackend

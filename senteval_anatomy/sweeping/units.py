@@ -2,8 +2,8 @@
 memory at once, and the table rows they become.
 
 A result unit is one (model, task, view) of a sweep (:mod:`senteval_anatomy.identity` gives its key and file). The
-local backend (:func:`senteval_anatomy.sweeping.sweep`) computes a unit in one go; the Ray backend
-(:mod:`senteval_anatomy.backends.ray_backend`) computes chunks of its probes on different workers. Both use these
+local backend (:mod:`senteval_anatomy.sweeping.backends.local`) computes a unit in one go; the Ray backend
+(:mod:`senteval_anatomy.sweeping.backends.ray`) computes chunks of its probes on different workers. Both use these
 pieces, so both give the same rows.
 """
 
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._version import __version__
-from .encoders.encoder import Encoder
-from .identity import key_hash
-from .store import StoredFeatures
-from .vocab import RESULT_COLUMNS, main_scores, vector_name
+from .._version import __version__
+from ..encoders.encoder import Encoder
+from ..identity import key_hash
+from ..store import StoredFeatures
+from ..vocab import RESULT_COLUMNS, main_scores, vector_name
 
 __all__ = ["StoreBatcher", "probe_chunk_size", "probe_index", "probe_slices", "result_rows"]
 
@@ -64,7 +64,7 @@ def probe_chunk_size(n_sentences: int, n_probes: int, dim: int, pair: bool, budg
 def probe_slices(encoder: Encoder, task: Any, view: str, n_probes: int, budget_gb: float) -> list[slice]:
     """The probe chunks of one task and view whose embeddings (``[n, chunk, d]`` float32, sorted copy and pair
     features) fit in ``budget_gb`` (:func:`probe_chunk_size`): the sweep, and every run that streams stored features
-    like it (:func:`senteval_anatomy.findings.findings_sweep`), embeds and trains one chunk at a time."""
+    like it (with the findings variants), embeds and trains one chunk at a time."""
     dim = encoder.head_dim if view == "heads" else encoder.hidden_size
     pair = task.spec.pair
     chunk = probe_chunk_size(len(task.samples), n_probes, dim, pair, budget_gb * 1024**3)

@@ -1,0 +1,153 @@
+"""The paper's fine-tuning grid as one command (``senteval-anatomy reproduce --finetune``), beside its released numbers.
+
+Grid (``examples/glue`` of heartcored98/Transformer_Anatomy at 2100f69): bert-base-uncased and
+electra-base-discriminator; MRPC, SST-2, STS-B; the classifier on the last layer and on the layer that probing found
+best on dev; seeds 0-4; max_length 128, lr 2e-5, batch 32, 3 epochs.
+
+The released numbers (``reference/jo_myaeng_2020_finetune.csv``, 44 runs, see ``reference/SOURCE.md``) are what the
+paper's ``test_results.txt`` files say, but **their "test" is the GLUE dev set** (its ``load_dataset`` maps test to
+dev; GLUE's test labels are hidden). Ours are on SentEval's test splits by default (MRPC: the MSR test file; SST2:
+SentEval's binary test; STSBenchmark: sts-test), or on GLUE's dev.tsv with ``--glue-dir`` (then comparable in data,
+with dev held out of train: the paper, selecting its checkpoint on that same GLUE dev set, had none). The comparison
+table says which. ``--dry-run`` prints the runs, an estimate of time and disk, and runs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["PAPER_GRID", "dry_run", "main", "paper_numbers", "reference_runs"]
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "jo_myaeng_2020_finetune.csv"
+HEADS_REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "jo_myaeng_2020_finetuned_heads.csv.gz"
+
+#: The grid: models, (SentEval task, GLUE folder name, GLUE task name in the released files), readouts, seeds.
+PAPER_GRID = {
+    "models": ("bert-base-uncased", "google/electra-base-discriminator"),
+    "tasks": (("MRPC", "MRPC", "mrpc"), ("SST2", "SST-2", "sst-2"), ("STSBenchmark", "STS-B", "sts-b")),
+    "reads": ("last", "best-layer"),
+    "seeds": (0, 1, 2, 3, 4),
+}
+
+#: Parameters (millions) of the grid's models, for the estimates of ``--dry-run``.
+_PARAMS_M = {"bert-base-uncased": 110, "google/electra-base-discriminator": 110}
+#: Training examples per epoch (SentEval train, less the held-out dev where the task has none) and test size.
+_TRAIN = {"MRPC": 3668, "SST2": 67349, "STSBenchmark": 5749}
+#: Measured on this project's CPU machine (docs/finetune.md, benchmarks/finetune_minilm.py): MiniLM (22.7M
+#: parameters), paper preset, MRPC pairs, about 14.5 CPU-seconds (2 threads) per epoch of 64 training + 32 dev pairs,
+#: i.e. about 8 training examples per second on 2 otherwise idle cores; scaled by parameter count for other models. A GPU figure is an assumption
+#: (about 250 examples/s for a 110M-parameter model at max_length 128, fp32, one current data-centre GPU), not a
+#: measurement of this project.
+CPU_EXAMPLES_PER_S_MINILM = 8.0
+GPU_EXAMPLES_PER_S_110M = 250.0
+
+
+def reference_runs() -> pd.DataFrame:
+    """The 44 released fine-tuning runs (values as stored; ``acc`` etc. are fractions of GLUE **dev**)."""
+    return pd.read_csv(REFERENCE)
+
+
+def paper_numbers() -> pd.DataFrame:
+    """Mean and s.d. over seeds of the released runs per experiment × model × task, on our scale (acc in %)."""
+    df = reference_runs()
+    df["readout"] = df["experiment"].map({"best_layer_snapshot": "best-layer", "last_layer_snapshot": "last",
+                                          "snapshot": "last (stock HF head)"})
+    df["score"] = [100 * a if t != "sts-b" else p for a, p, t in zip(df["acc"], df["pearson"], df["task"])]
+    g = df.groupby(["model", "task", "readout"])["score"]
+    out = pd.DataFrame({"paper_mean": g.mean(), "paper_sd": g.std(ddof=1), "paper_n": g.size()}).reset_index()
+    out["paper_split"] = "GLUE dev (called test in the paper's files)"
+    return out
+
+
+def dry_run(models: Sequence[str], tasks: Sequence[str], reads: Sequence[str], seeds: Sequence[int], *,
+            gpu: bool, probe_after: bool) -> str:
+    """What the grid would run, with estimated time and disk (estimates, see the constants above)."""
+    from .training import checkpoint_bytes
+
+    lines = ["run plan (nothing is run with --dry-run):"]
+    total_s = 0.0
+    peak_disk = 0
+    kept = 0
+    for m in models:
+        params = _PARAMS_M.get(m, 110) * 1e6
+        for t in tasks:
+            n = _TRAIN.get(t, 10000)
+            rate = (GPU_EXAMPLES_PER_S_110M * 110e6 / params) if gpu else CPU_EXAMPLES_PER_S_MINILM * 22.7e6 / params
+            per_run = 3 * n / rate
+            runs = len(reads) * len(seeds)
+            total_s += per_run * runs
+            peak_disk = max(peak_disk, checkpoint_bytes(int(params)))
+            kept += int(params * 4) * runs if probe_after else 0
+            lines.append(f"  {m} {t}: {runs} runs ({', '.join(reads)} x seeds {','.join(map(str, seeds))}), "
+                         f"{n} train examples x 3 epochs, about {per_run / 60:.0f} min per run")
+    lines.append(f"estimated time: {total_s / 3600:.1f} h on {'one GPU (assumed throughput)' if gpu else 'CPU'} "
+                 f"(+ one pretrained sweep per model x task for best-layer)")
+    lines.append(f"estimated disk: {peak_disk / 2**30:.1f} GiB of checkpoints at a time (removed when a run "
+                 f"finishes)" + (f", {kept / 2**30:.1f} GiB of kept fine-tuned models for --probe-after"
+                                 if probe_after else ""))
+    lines.append("note: the paper's released 'test' numbers are GLUE dev numbers; see docs/finetune.md")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``reproduce --finetune``: run (or ``--dry-run``) the grid and print ours beside the paper's."""
+    p = argparse.ArgumentParser(prog=prog or "senteval-anatomy reproduce --finetune", description=__doc__.split("\n")[0])
+    p.add_argument("--models", default=",".join(PAPER_GRID["models"]))
+    p.add_argument("--tasks", default=",".join(t for t, _, _ in PAPER_GRID["tasks"]))
+    p.add_argument("--reads", default=",".join(PAPER_GRID["reads"]))
+    p.add_argument("--seeds", default=",".join(map(str, PAPER_GRID["seeds"])))
+    p.add_argument("--task-path", help="SentEval data folder")
+    p.add_argument("--glue-dir", help="a folder with GLUE's MRPC/, SST-2/, STS-B/ (train.tsv, dev.tsv): test on GLUE "
+                                      "dev as the paper did")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--probe-after", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--out", default="reproduce-finetune")
+    args = p.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    tasks = [t for t in args.tasks.split(",") if t]
+    reads = [r for r in args.reads.split(",") if r]
+    try:
+        from .checks import parse_seeds
+
+        seeds = parse_seeds(args.seeds)
+        known = {t for t, _, _ in PAPER_GRID["tasks"]}
+        bad = [t for t in tasks if t not in known]
+        if bad:
+            raise ValueError(f"--tasks: {bad} are not in the paper's fine-tuning grid ({', '.join(sorted(known))})")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        import torch
+
+        print(dry_run(models, tasks, reads, seeds, gpu=torch.cuda.is_available() or args.device.startswith("cuda"),
+                      probe_after=args.probe_after))
+        return 0
+    from .experiment import finetune
+
+    glue_names = {t: g for t, g, _ in PAPER_GRID["tasks"]}
+    glue_tasks = {t: n for t, _, n in PAPER_GRID["tasks"]}
+    ours = []
+    for m in models:
+        for t in tasks:
+            kw = {"glue": str(Path(args.glue_dir) / glue_names[t]), "select_on": t} if args.glue_dir else {}
+            res = finetune(m, None if args.glue_dir else t, task_path=args.task_path, reads=reads, seeds=seeds,
+                           out_dir=Path(args.out) / m.replace("/", "_") / t, device=args.device,
+                           probe_after=args.probe_after, **kw)
+            s = res.summary.assign(model=m, task=glue_tasks[t],
+                                   our_split="GLUE dev.tsv" if args.glue_dir else f"SentEval {t} test")
+            ours.append(s)
+    table = pd.concat(ours, ignore_index=True).merge(paper_numbers(), on=["model", "task", "readout"], how="left")
+    cols = ["model", "task", "readout", "representation", "n_seeds", "test_mean", "test_sd", "our_split",
+            "paper_mean", "paper_sd", "paper_n", "paper_split"]
+    out = Path(args.out) / "finetune_comparison.csv"
+    table[cols].to_csv(out, index=False)
+    print(table[cols].to_string(index=False))
+    print("The paper's numbers are on GLUE's dev set (its files call it test).")
+    return 0

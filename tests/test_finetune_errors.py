@@ -1,0 +1,107 @@
+"""Bad input to ``senteval-anatomy finetune``: one line naming the mistake, exit 2, before any training, nothing written
+into ``--out`` (the finetune rows of ``docs/reliability.md``). Rows run in-process through
+:func:`senteval_anatomy.cli.main`, the function the console script calls."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import build_tiny
+from test_sweep import make_tiny_data
+
+from senteval_anatomy import cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "default"
+
+# (id, arguments replacing/adding to the base command, fragment of the one line). Placeholders: {other} a sweep of
+# another model, {glue} a good GLUE folder, {badglue} a GLUE folder without a label column, {ro} a read-only file
+# system, {small} a 64 KiB file system. A row with --glue drops the base command's --task.
+BAD: list[tuple[str, list[str], str]] = [
+    ("read-unknown", ["--read", "best"], "--read 'best' is unknown; use one of last, best-layer, topk"),
+    ("read-twice", ["--read", "last", "--read", "last"], "--read last is given twice"),
+    ("read-layer-out-of-range", ["--read", "layer:2"], "layer 2 is out of range; this model has blocks 0..1"),
+    ("read-head-out-of-range", ["--read", "heads:0,4"], "head 0,4 is out of range"),
+    ("read-head-layer-out-of-range", ["--read", "heads:5,0"], "head 5,0 is out of range"),
+    ("topk-k-too-large", ["--read", "topk:99"], "more than the model's 8 heads"),
+    ("from-another-model", ["--read", "best-layer", "--from", "{other}"], "these results are of another model"),
+    ("select-on-task-without-dev", ["--read", "best-layer", "--select-on", "STS12"], "STS12 has no dev split"),
+    ("glue-best-layer-without-select-on", ["--glue", "{glue}", "--read", "best-layer"], "give --select-on TASK"),
+    ("glue-missing-columns", ["--glue", "{badglue}"], "a GLUE task needs one of"),
+    ("task-not-finetunable", ["--task", "Length"], "fine-tuning works on SST2"),
+    ("task-and-glue", ["--glue", "{glue}", "--task", "MRPC"], "either --task"),
+    ("seeds-empty-item", ["--seeds", "0,,1"], "no empty item"),
+    ("dropout-above-one", ["--dropout", "1.5"], "--dropout 1.5: must be a number in [0, 1)"),
+    ("out-read-only", ["--out", "{ro}/ft"], "cannot write in"),
+    ("out-too-little-disk", ["--out", "{small}/ft"], "MiB free on its disk"),
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_encoder):
+    root = tmp_path_factory.mktemp("ft-errors")
+    model, tok = build_tiny("bert", seed=0)
+    model.save_pretrained(root / "tiny")
+    tok.save_pretrained(root / "tiny")
+    from senteval_anatomy.sweeping import sweep
+
+    data = make_tiny_data(root / "data")
+    other = tiny_encoder("bert", seed=1)  # another model: other weights, other fingerprint
+    sweep(other, ["Length"], task_path=str(data), views=["layers"], out_dir=root / "other",
+          params={"usepytorch": True, "kfold": 2, "seed": 7, "batch_size": 64,
+                  "classifier": {"nhid": 0, "optim": "adam", "batch_size": 64, "tenacity": 1, "epoch_size": 1,
+                                 "max_epoch": 2}}, progress=False)
+    glue = root / "glue"
+    glue.mkdir()
+    body = "".join(f"good film {i}\t1\nbad film {i}\t0\n" for i in range(10))
+    (glue / "train.tsv").write_text("sentence\tlabel\n" + body)
+    (glue / "dev.tsv").write_text("sentence\tlabel\n" + body)
+    bad = root / "badglue"
+    bad.mkdir()
+    (bad / "train.tsv").write_text("sentence\tpolarity\nnice\t1\n")
+    (bad / "dev.tsv").write_text("sentence\tpolarity\nnice\t1\n")
+    return {"tiny": str(root / "tiny"), "other": str(root / "other"), "glue": str(glue), "badglue": str(bad)}
+
+
+def _mount(path: Path, options: str) -> None:
+    path.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+
+
+@pytest.mark.parametrize("row_id, extra, fragment", BAD, ids=[r[0] for r in BAD])
+def test_finetune_bad_input(row_id, extra, fragment, world, tmp_path, capsys):
+    mounts = []
+    places = dict(world)
+    for name, options in (("ro", "ro,size=64k"), ("small", "size=64k")):
+        if any("{" + name + "}" in a for a in extra):
+            _mount(tmp_path / name, options)
+            mounts.append(tmp_path / name)
+            places[name] = str(tmp_path / name)
+    out = tmp_path / "out"
+    base = ["finetune", "--model", world["tiny"], "--task", "MRPC", "--task-path", str(DATA), "--out", str(out),
+            "--limit-train", "32", "--limit-dev", "8", "--limit-test", "8", "--device", "cpu", "--no-progress"]
+    extra = [a.format(**places) for a in extra]
+    if "--glue" in extra and "--task" not in extra:
+        i = base.index("--task")
+        del base[i:i + 2]
+    try:
+        try:
+            status = cli.main(base + extra)
+        except SystemExit as exc:
+            status = exc.code
+        err = capsys.readouterr().err
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert status == 2, err
+        assert len(lines) == 1 and fragment in lines[0], err
+        assert "Traceback" not in err
+        for place in (out, tmp_path / "ro" / "ft", tmp_path / "small" / "ft"):
+            assert not place.exists() or not any(place.iterdir())
+    finally:
+        for m in mounts:
+            subprocess.run(["umount", str(m)], check=False)
