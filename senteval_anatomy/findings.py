@@ -158,7 +158,7 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
 def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]:
     """Markdown lines: "top-k heads beat the best layer" re-tested per task, from top-k curves computed with
     intervals (:func:`senteval_anatomy.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
-    chosen on dev, each test score with its bootstrap interval, and McNemar's p of the two."""
+    chosen on dev, each test score with its 95% Wilson interval, and McNemar's p of the two."""
     from .report import markdown_table
     from .vocab import INTERVAL_COLUMNS
 
@@ -184,7 +184,7 @@ def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]
     if not rows:
         return head + ["Not re-tested: no task has test predictions for both its top-k and its best layer "
                        "(relatedness, STS and inner-k-fold tasks have none).", ""]
-    return head + ["k and the layer are chosen on dev; test accuracy with its 95% bootstrap interval; the claim "
+    return head + ["k and the layer are chosen on dev; test accuracy with its 95% Wilson interval; the claim "
                    f"holds for a task only if the top-k representation is better and McNemar p < {alpha}.", "",
                    markdown_table(pd.DataFrame(rows)), ""]
 
