@@ -13,6 +13,7 @@ column                     meaning
 ``acc_low``, ``acc_high``  95% Wilson interval of test accuracy (:func:`senteval_anatomy.stats.accuracy_ci`)
 ``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
 ``majority_acc``           test accuracy of predicting the training majority class (:func:`.controls.majority_acc`)
+``majority_selectivity``   ``acc - majority_acc``: the accuracy above always predicting the majority class
 ``<kind>_control_acc``     test accuracy on the ``bow`` / ``permuted`` control task (:mod:`senteval_anatomy.controls`)
 ``<kind>_selectivity``     ``acc - <kind>_control_acc`` (0 for a probe that learned nothing)
 ``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)

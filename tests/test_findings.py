@@ -44,6 +44,9 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
         np.testing.assert_allclose(table[f"{kind}_selectivity"], acc - table[f"{kind}_control_acc"], atol=1e-9)
     task = load_task("Tense", tiny_data)
     assert (table["majority_acc"] == majority_acc(task)).all()
+    # selectivity against the majority baseline, beside the two controls' (issue 19: "each control and each
+    # accuracy's majority-class baseline"); it was only a bare majority_acc column
+    np.testing.assert_allclose(table["majority_selectivity"], acc - majority_acc(task), atol=1e-9)
     # The permuted control is the empirical chance level: near the majority baseline for every head, much nearer
     # than the task's own accuracy (control labels built from the real labels would make the two equal).
     off = (table["permuted_control_acc"] - table["majority_acc"]).abs()
