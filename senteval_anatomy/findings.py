@@ -78,7 +78,9 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
              "Per task, the head selected on **dev**; test accuracy with its 95% Wilson interval; majority = the "
              "test accuracy of always predicting the training majority class.", "",
              "Selectivity = accuracy - control accuracy, against each control; both controls have the task's class "
-             "counts on every split, so a probe that learned nothing has selectivity 0:", ""]
+             "counts on every split, so a constant probe has selectivity exactly 0 and one that learned nothing 0 in "
+             "expectation. A selectivity has no interval (the control is one probe on the same test set): read it "
+             "against the accuracy's interval; a control accuracy inside that interval is no evidence of a gap:", ""]
     lines += [f"- **{k.title}** (`{k.selectivity_column}`): rules out {k.rules_out}." for k in CONTROL_KINDS.values()]
     lines += ["", "The claim \"the head holds the property\" uses the permuted-label selectivity (is it above what "
               "learning nothing scores?); the claim \"it holds more than its words\" uses the bag-of-words "

@@ -134,6 +134,8 @@ def test_claims_section_on_a_known_table():
     assert "| A | L0H1 | 88 | [85.0, 91.0] | 50 | 0.5 | 20 | 30 |" in text
     assert "yes (p adj=0.001, m=3)" in text and "no (p adj=0.5, m=3)" in text  # separable from #2, corrected
     assert "Holm (family-wise error rate)" in text and "bag-of-words control" in text
+    # a selectivity is 0 for a learned-nothing probe only in expectation, and it carries no interval: say so
+    assert "0 in expectation" in text and "has no interval" in text
     assert "| A (L0H1) | - | 73.0 (tied) |" in text
     assert "| B (L1H0) | 79.0 (worse) | - |" in text
     assert "| A | 0 | 0 | 1 | 4 | 3 |" in text  # layer claim: only the best itself is tied in A; family size
