@@ -214,7 +214,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     f.add_argument("--mdl", action="store_true", help="online-code minimum description length of every probe")
     f.add_argument("--ablate", action="store_true",
                    help="ablate each head alone and measure the change of the model's own output")
-    f.add_argument("--ablation-mode", choices=("zero", "mean"), default="zero", help="how a head is ablated")
+    f.add_argument("--ablation-mode", choices=("zero", "mean"), default=None,
+                   help="how --ablate replaces a head (default zero)")
     s = p.add_argument_group("single adapter (instead of a sweep)")
     s.add_argument("--head", default=None, metavar="L,H",
                    help="evaluate one head, e.g. 3,7 or -1,0 (negative layers count from the end)")
@@ -521,6 +522,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     findings = args.controls or args.untrained_baseline or args.seeds != 1 or args.mdl or args.ablate
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: give a positive number of probe seeds, e.g. --seeds 3")
+    if args.ablation_mode is not None and not args.ablate:  # it alone ran a plain sweep with no ablation column
+        raise UsageError(f"--ablation-mode {args.ablation_mode} says how --ablate replaces a head: add --ablate, or "
+                         f"drop --ablation-mode")
     if findings and single:
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate work on a sweep; drop them, or drop "
                          "--head/--layer")
@@ -692,7 +696,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     from .sweeping.variants import FindingsOptions
 
     findings = FindingsOptions(controls=args.controls, untrained_baseline=args.untrained_baseline, seeds=args.seeds,
-                               mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode)
+                               mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode or "zero")
     run = make_plan(plan.tasks, task_path=plan.task_path, params=plan.params, views=plan.views, ks=plan.ks,
                     findings=findings, pooling=plan.pooling, max_length=plan.max_length, harness=plan.harness,
                     backend=_backend(args), batch_size=plan.batch_size, out=plan.out, resume=not args.no_resume,

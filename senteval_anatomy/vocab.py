@@ -203,7 +203,7 @@ CONTROL_KIND_NAMES: tuple[str, ...] = ("bow", "permuted")
 #: baseline, seeds, intervals, paired tests, MDL, ablation); their meaning is in that module's docstring. NaN where an
 #: option was not run or does not apply to the task.
 FINDINGS_COLUMNS: tuple[str, ...] = (
-    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "majority_acc",
+    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "majority_acc", "majority_selectivity",
     *(c for k in CONTROL_KIND_NAMES for c in (f"{k}_control_acc", f"{k}_selectivity")),
     "untrained_acc", "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank",
     "p_vs_best", "p_vs_best_adj", "tied_with_best", "p_vs_next", "p_vs_layer_best", "p_vs_layer_best_adj",

@@ -101,6 +101,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("seeds-zero", ["--seeds", "0"], "--seeds 0: give a positive number of probe seeds"),
     ("controls-not-batched", ["--controls", "--harness", "engine"], "run on the batched trainer"),
     ("controls-with-head", ["--head", "0,0", "--controls"], "work on a sweep"),
+    ("ablation-mode-without-ablate", ["--ablation-mode", "mean"], "--ablation-mode mean says how --ablate"),
     # backends
     ("ray-address-without-ray", ["--ray-address", "auto"], "--ray-address is for --backend ray"),
     ("ray-with-engine-harness", ["--backend", "ray", "--harness", "engine"], "(--harness builtin)"),
