@@ -27,7 +27,6 @@ the entry points and the dispatch of ``data``, ``cache``, ``models``, ``reproduc
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import importlib
 import sys
@@ -57,50 +56,8 @@ def run(kind: str, argv: Sequence[str] | None = None, *, prog: str | None = None
     """Run the ``probing`` or ``downstream`` command with ``argv``; return the exit status."""
     argv = _join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = _parser(kind, prog)
-    args = parser.parse_args(argv)
-
-    def work() -> int:
-        _check_repeated_flags(parser, argv)
-        return _run(kind, args)
-
-    return _guarded(work, debug=args.debug, prog=parser.prog)
-
-
-def _check_repeated_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """A flag that takes one value, given twice, is a mistake: argparse would keep the last one silently
-    (``--views layers --views heads`` dropped the layers). ``--tasks`` is the one that adds up (documented)."""
-    single: dict[str, argparse.Action] = {}
-    for action in parser._actions:
-        if not action.option_strings or isinstance(action, (argparse._ExtendAction, argparse._AppendAction,
-                                                             argparse._CountAction, argparse._HelpAction,
-                                                             argparse._VersionAction, argparse._StoreTrueAction,
-                                                             argparse._StoreFalseAction)):
-            continue
-        for opt in action.option_strings:
-            single[opt] = action
-    given: dict[int, list[tuple[str, str]]] = {}
-    tokens = list(argv)
-    for i, tok in enumerate(tokens):
-        if tok == "--":
-            break
-        if not tok.startswith("-"):
-            continue
-        name, eq, value = tok.partition("=")
-        matches = [o for o in single if o == name] or [o for o in single if o.startswith("--") and name.startswith(
-            "--") and o.startswith(name)]  # argparse's abbreviations (--vie for --views)
-        actions = {id(single[o]) for o in matches}
-        if len(actions) != 1:
-            continue
-        action = single[matches[0]]
-        shown = value if eq else (tokens[i + 1] if action.nargs != 0 and i + 1 < len(tokens) else name)
-        given.setdefault(id(action), []).append((name, shown))
-    for uses in given.values():
-        if len(uses) > 1:
-            flag = uses[0][0]
-            values = ", then ".join(repr(v) for _, v in uses)
-            raise UsageError(f"{flag} given {len(uses)} times ({values}); it takes one value and only the last "
-                             f"would count: give it once" + (" (several views: --views heads,layers)"
-                                                               if flag == "--views" else ""))
+    args = parser.parse_args(argv)  # a single-value flag given twice is refused there (vocab.OneLineParser)
+    return _guarded(lambda: _run(kind, args), debug=args.debug, prog=parser.prog)
 
 
 def _dispatch(name: str, argv: list[str], debug: bool) -> int:

@@ -81,7 +81,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                    help="named probe settings (paper: Jo & Myaeng 2020; senteval-default and prototyping: SentEval's "
                         "README configs); any probe flag given explicitly overrides the preset's value")
-    p.add_argument("--pooling", choices=POOLINGS, default=None,
+    p.add_argument("--pooling", type=str.lower, choices=POOLINGS, default=None,
                    help="token pooling (default: cls for encoders, last for decoders)")
     p.add_argument("--harness", choices=HARNESSES, default="builtin",
                    help="builtin: batched probes (fast); engine: one probe at a time through our SE; "
@@ -152,7 +152,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     f.add_argument("--mdl", action="store_true", help="online-code minimum description length of every probe")
     f.add_argument("--ablate", action="store_true",
                    help="ablate each head alone and measure the change of the model's own output")
-    f.add_argument("--ablation-mode", choices=("zero", "mean"), default="zero", help="how a head is ablated")
+    f.add_argument("--ablation-mode", choices=("zero", "mean"), default=None,
+                   help="how --ablate replaces a head (default zero)")
     s = p.add_argument_group("single adapter (instead of a sweep)")
     s.add_argument("--head", default=None, metavar="L,H",
                    help="evaluate one head, e.g. 3,7 or -1,0 (negative layers count from the end)")

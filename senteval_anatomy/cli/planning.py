@@ -67,23 +67,27 @@ def _parse_tasks(flag: str, text: str) -> list[str]:
 
 
 def _parse_head(text: str) -> tuple[int, int]:
+    from ..vocab import ParamError, read_head, read_layer  # the rules every entry point shares
+
     values = text.split(",")
     try:
-        layer, head = (int(x) for x in values)
+        if len(values) != 2:
+            raise ValueError
+        return int(read_layer(values[0], embeddings=False)), read_head(values[1])
+    except ParamError as exc:
+        raise UsageError(f"--head {text!r}: {exc.setting} {exc.value!r}: {exc.rule}") from None
     except ValueError:
         raise UsageError(f"--head {text!r}: expected two integers 'LAYER,HEAD', e.g. --head 3,7 "
                          "(negative layers count from the end: --head -1,0)") from None
-    return layer, head
 
 
 def _parse_layer(text: str) -> int | str:
-    if text.strip().lower() == "embeddings":
-        return "embeddings"
+    from ..vocab import ParamError, read_layer  # the rule every entry point shares
+
     try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"--layer {text!r}: give a block index (0, 1, ...; negative counts from the end, -1 = the "
-                         "last block) or 'embeddings'") from None
+        return read_layer(text)
+    except ParamError as exc:
+        raise UsageError(f"--layer {text!r}: {exc.rule}") from None
 
 
 def _params_from_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -216,7 +220,15 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from ..data import resolve_task_path
     from ..engine.registry import NO_DEV_TASKS
-    from ..vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
+    from ..vocab import (
+        CACHE_ENV_VAR,
+        VIEWS,
+        ParamError,
+        check_batch_size,
+        check_views,
+        default_cache_dir,
+        slug,
+    )
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
@@ -242,9 +254,10 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     _check_no_ignored_flags(args, params, single)
     _check_device("--device", args.device)
     _check_device("--probe-device", args.probe_device)
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size {args.batch_size}: give a positive number of sentences per forward pass, "
-                         "e.g. --batch-size 32")
+    try:
+        check_batch_size(args.batch_size)  # the rule encode(), the adapters and sweep() share
+    except ParamError as exc:
+        raise UsageError(f"--batch-size {args.batch_size}: {exc.rule}, e.g. --batch-size 32") from None
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: give a positive number of threads, e.g. --threads 1")
     cpus = os.cpu_count() or 1
@@ -263,6 +276,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     findings = args.controls or args.untrained_baseline or args.seeds != 1 or args.mdl or args.ablate
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: give a positive number of probe seeds, e.g. --seeds 3")
+    if args.ablation_mode is not None and not args.ablate:  # it alone ran a plain sweep with no ablation column
+        raise UsageError(f"--ablation-mode {args.ablation_mode} says how --ablate replaces a head: add --ablate, or "
+                         f"drop --ablation-mode")
     if findings and single:
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate work on a sweep; drop them, or drop "
                          "--head/--layer")
@@ -300,8 +316,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
     try:
         ks = parse_ks(args.ks)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    except ParamError as exc:
+        raise UsageError(f"--ks {exc.value!r}: {exc.rule}") from None
     if (ks is not None or args.rank_task is not None) and not topk:
         flag = "--ks" if ks is not None else "--rank-task"
         raise UsageError(f"{flag} is for top-k, which is off here: add --topk (and the heads view), or drop {flag}")

@@ -63,7 +63,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     from ..sweeping.variants import FindingsOptions
 
     findings = FindingsOptions(controls=args.controls, untrained_baseline=args.untrained_baseline, seeds=args.seeds,
-                               mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode)
+                               mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode or "zero")
     run = make_plan(plan.tasks, task_path=plan.task_path, params=plan.params, views=plan.views, ks=plan.ks,
                     findings=findings, pooling=plan.pooling, max_length=plan.max_length, harness=plan.harness,
                     backend=_backend(args), batch_size=plan.batch_size, out=plan.out, resume=not args.no_resume,
