@@ -1,21 +1,25 @@
 """Argument checks of ``finetune`` that need no model: plain functions raising ``ValueError`` with one line that names
 the argument and the fix, so that any entry point (this command, a future shared validator) can call them before
-anything is trained."""
+anything is trained. Lists (seeds, readouts) and counts are read with the package's shared validators
+(:mod:`senteval_anatomy.vocab`), so a mistake reads the same here as in ``sweep`` and the other commands."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from ..vocab import check_count, names_list, plain
 from .readouts import ReadSpec, parse_read
 
-__all__ = ["check_disk", "check_out_dir", "parse_reads", "parse_seeds"]
+__all__ = ["check_disk", "check_limits", "check_out_dir", "parse_reads", "parse_seeds"]
 
 
 def parse_reads(values: Sequence[str] | None) -> list[ReadSpec]:
-    """``--read`` values (repeatable; default ``last``); a value named twice is refused."""
+    """``--read`` values (repeatable; default ``last``); a value named twice is refused (a repeated flag is a typo
+    on the command line, docs/reliability.md)."""
     specs = [parse_read(v) for v in (values or ["last"])]
     seen = [s.text for s in specs]
     dup = sorted({t for t in seen if seen.count(t) > 1})
@@ -24,18 +28,44 @@ def parse_reads(values: Sequence[str] | None) -> list[ReadSpec]:
     return specs
 
 
-def parse_seeds(text: str) -> list[int]:
-    """``--seeds 0,1,2,3,4``: distinct non-negative integers."""
-    items = [t.strip() for t in str(text).split(",")]
-    if not items or any(not t for t in items):
-        raise ValueError(f"--seeds {text!r}: give comma-separated integers such as 0,1,2,3,4 (no empty item)")
-    try:
-        seeds = [int(t) for t in items]
-    except ValueError:
-        raise ValueError(f"--seeds {text!r}: give comma-separated integers such as 0,1,2,3,4") from None
-    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds {text!r}: seeds must be distinct and >= 0")
+def parse_seeds(value: Any) -> list[int]:
+    """Fine-tuning seeds: ``"0,1,2,3,4"``, a list/tuple or a NumPy array of whole numbers >= 0.
+
+    Read the way every command reads a list (:mod:`senteval_anatomy.vocab`): the string is split as
+    :func:`~senteval_anatomy.vocab.names_list` splits ``--tasks`` (stripped, empty items skipped, a repeat dropped
+    with the first occurrence kept), each seed is checked as :func:`~senteval_anatomy.vocab.check_count` checks a
+    count (``2.5`` and ``True`` are refused: a bool is never a seed to a user), and a list naming nothing is refused.
+    """
+    example = "0,1,2,3,4"
+    if isinstance(value, str):
+        items: list[Any] = []
+        for text in names_list(value, what="seeds", example=example):
+            try:
+                items.append(int(text))
+            except ValueError:
+                items.append(text)  # refused just below, with the shared message
+    else:
+        value = plain(value)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"seeds={value!r}: expected a string or a list of whole numbers, e.g. {example}")
+        items = list(value)
+    seeds: list[int] = []
+    for item in items:
+        seed = check_count(item, what="seeds", low=0, why="a seed is a whole number, e.g. 0,1,2")
+        if seed not in seeds:
+            seeds.append(seed)
+    if not seeds:
+        raise ValueError(f"seeds={value!r} names nothing; give {example}")
     return seeds
+
+
+def check_limits(limits: Mapping[str, Any] | None) -> dict[str, int | None]:
+    """``--limit-train/-dev/-test``: ``None`` (all) or a whole number >= 2 (one example per class at the least)."""
+    out: dict[str, int | None] = {}
+    for split, v in (limits or {}).items():
+        out[split] = None if v is None else check_count(plain(v), what=f"--limit-{split}", low=2,
+                                                        why="a split needs at least 2 examples")
+    return out
 
 
 def _nearest_existing(path: Path) -> Path:
