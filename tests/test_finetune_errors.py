@@ -90,9 +90,12 @@ def test_finetune_bad_input(row_id, extra, fragment, world, tmp_path, capsys):
     base = ["finetune", "--model", world["tiny"], "--task", "MRPC", "--task-path", str(DATA), "--out", str(out),
             "--limit-train", "32", "--limit-dev", "8", "--limit-test", "8", "--device", "cpu", "--no-progress"]
     extra = [a.format(**places) for a in extra]
-    if "--glue" in extra and "--task" not in extra:
-        i = base.index("--task")
-        del base[i:i + 2]
+    # a flag that takes one value may be given once (a repeat is an error, vocab.OneLineParser): a row's --task/--out
+    # replace the base command's; a row with --glue drops the base's --task
+    for flag in ("--task", "--out"):
+        if flag in extra or (flag == "--task" and "--glue" in extra):
+            i = base.index(flag)
+            del base[i:i + 2]
     try:
         try:
             status = cli.main(base + extra)
