@@ -1,6 +1,6 @@
 """Argument checks of ``finetune`` that need no model: plain functions raising ``ValueError`` with one line that names
 the argument and the fix, so that any entry point (this command, a future shared validator) can call them before
-anything is trained. Lists (seeds, readouts) and counts are read with the package's shared validators
+anything is trained. Lists of numbers (seeds) and counts are read with the package's shared validators
 (:mod:`senteval_anatomy.vocab`), so a mistake reads the same here as in ``sweep`` and the other commands."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..vocab import check_count, names_list, plain
+from ..vocab import check_count, check_whole_list, plain
 from .readouts import ReadSpec, parse_read
 
 __all__ = ["check_disk", "check_limits", "check_out_dir", "parse_reads", "parse_seeds"]
@@ -28,35 +28,12 @@ def parse_reads(values: Sequence[str] | None) -> list[ReadSpec]:
     return specs
 
 
-def parse_seeds(value: Any) -> list[int]:
-    """Fine-tuning seeds: ``"0,1,2,3,4"``, a list/tuple or a NumPy array of whole numbers >= 0.
-
-    Read the way every command reads a list (:mod:`senteval_anatomy.vocab`): the string is split as
-    :func:`~senteval_anatomy.vocab.names_list` splits ``--tasks`` (stripped, empty items skipped, a repeat dropped
-    with the first occurrence kept), each seed is checked as :func:`~senteval_anatomy.vocab.check_count` checks a
-    count (``2.5`` and ``True`` are refused: a bool is never a seed to a user), and a list naming nothing is refused.
-    """
-    example = "0,1,2,3,4"
-    if isinstance(value, str):
-        items: list[Any] = []
-        for text in names_list(value, what="seeds", example=example):
-            try:
-                items.append(int(text))
-            except ValueError:
-                items.append(text)  # refused just below, with the shared message
-    else:
-        value = plain(value)
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"seeds={value!r}: expected a string or a list of whole numbers, e.g. {example}")
-        items = list(value)
-    seeds: list[int] = []
-    for item in items:
-        seed = check_count(item, what="seeds", low=0, why="a seed is a whole number, e.g. 0,1,2")
-        if seed not in seeds:
-            seeds.append(seed)
-    if not seeds:
-        raise ValueError(f"seeds={value!r} names nothing; give {example}")
-    return seeds
+def parse_seeds(value: Any, *, what: str = "seeds") -> list[int]:
+    """Fine-tuning seeds: ``"0,1,2,3,4"``, a list/tuple or a NumPy array of whole numbers >= 0, each once in the order
+    given, read by :func:`~senteval_anatomy.vocab.check_whole_list`, the one way the package reads a list of numbers
+    (``--ks`` too): ``"0,,1"`` is a typo, ``2.5`` and ``True`` are refused (a bool is never a seed to a user), an
+    empty list names nothing. ``what`` names the argument in the one-line error (``--seeds`` on the command line)."""
+    return check_whole_list(value, what=what, low=0, example="0,1,2,3,4")
 
 
 def check_limits(limits: Mapping[str, Any] | None) -> dict[str, int | None]:

@@ -94,8 +94,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         settings = _settings(args)
         reads = parse_reads(args.read)
-        seeds = parse_seeds(args.seeds)
-        ks = parse_ks(args.ks) if args.ks else None
+        seeds = parse_seeds(args.seeds, what="--seeds")
+        ks = parse_ks(args.ks, what="--ks") if args.ks is not None else None
         limits = check_limits({"train": args.limit_train, "dev": args.limit_dev, "test": args.limit_test})
         from ..engine import DataError
         from .data import GlueFormatError

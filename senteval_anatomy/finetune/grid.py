@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         models = names_list(args.models, what="--models", example="bert-base-uncased,minilm")
         tasks = names_list(args.tasks, what="--tasks", example="MRPC,SST2,STSBenchmark")
         reads = names_list(args.reads, what="--reads", example="last,best-layer")
-        seeds = parse_seeds(args.seeds)
+        seeds = parse_seeds(args.seeds, what="--seeds")
         known = {t for t, _, _ in PAPER_GRID["tasks"]}
         bad = [t for t in tasks if t not in known]
         if bad:
