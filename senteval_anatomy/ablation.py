@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .encoders.encoder import Encoder
+from .encoders.encoder import Encoder, check_heads
 from .encoders.encoding import encode, tokenize
 from .vocab import ENCODE_BATCH_SIZE
 
@@ -82,14 +82,8 @@ def _means(encoder: Encoder, mode: str, reference: Sequence[str] | None, sentenc
 
 
 def _check_heads(encoder: Encoder, heads: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    out = []
-    for lh in heads:
-        layer, head = (int(v) for v in lh)
-        if not (0 <= layer < encoder.num_layers and 0 <= head < encoder.num_heads):
-            raise ValueError(f"head (layer={layer}, head={head}) does not exist: {encoder.name} has layers "
-                             f"0..{encoder.num_layers - 1} and heads 0..{encoder.num_heads - 1}.")
-        out.append((layer, head))
-    return out
+    """The heads as the adapters read them (one validator: encoders.encoder.check_heads)."""
+    return check_heads(encoder, heads)
 
 
 @contextlib.contextmanager

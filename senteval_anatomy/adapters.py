@@ -21,12 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from .encoders.encoder import Encoder
+from .encoders.encoder import Encoder, check_head, check_heads, check_layer
 from .encoders.encoding import encode
 from .store import FeatureStore, StoredFeatures
-from .vocab import ENCODE_BATCH_SIZE, VIEWS, check_pooling, default_cache_dir, vector_name
+from .vocab import (
+    ENCODE_BATCH_SIZE,
+    VIEWS,
+    check_batch_size,
+    check_pooling,
+    default_cache_dir,
+    read_layer,
+    vector_name,
+)
 
-__all__ = ["HeadAdapter", "HeadsAdapter", "LayerAdapter", "default_store"]
+__all__ = ["HeadAdapter", "HeadsAdapter", "LayerAdapter", "check_head", "check_heads", "check_layer", "default_store"]
 
 _DEFAULT_STORES: dict[str, FeatureStore] = {}
 
@@ -60,25 +68,6 @@ def _join(batch: Any, what: str) -> list[str]:
     return out
 
 
-def check_layer(encoder: Encoder, layer: int, what: str = "layer") -> int:
-    """Validate a block index (negative counts from the end) and return it as 0..L-1."""
-    L = encoder.num_layers
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
-        raise TypeError(f"{what} must be an int block index, got {layer!r}.")
-    if not -L <= layer < L:
-        raise ValueError(f"{what}={layer} is out of range: {encoder.name} has {L} layers (0..{L - 1}, or -1 for the last).")
-    return int(layer) % L
-
-
-def check_head(encoder: Encoder, head: int) -> int:
-    H = encoder.num_heads
-    if isinstance(head, bool) or not isinstance(head, (int, np.integer)):
-        raise TypeError(f"head must be an int, got {head!r}.")
-    if not 0 <= head < H:
-        raise ValueError(f"head={head} is out of range: {encoder.name} has {H} heads per layer (0..{H - 1}).")
-    return int(head)
-
-
 class _Adapter:
     """Shared prepare/batcher machinery; subclasses only say which slice of the features they return."""
 
@@ -97,10 +86,13 @@ class _Adapter:
         if not isinstance(encoder, Encoder):
             raise TypeError(f"encoder must be an Encoder from load_encoder(), got {type(encoder).__name__}.")
         self.encoder = encoder
+        # the checks encode() and sweep() make, here at construction: a mistake is one line before any encoding
         self.pooling = check_pooling(pooling, encoder)
+        if store is not None and not isinstance(store, FeatureStore):
+            raise TypeError(f"store must be a FeatureStore (or None for the default cache), got {type(store).__name__}.")
         self.store = store
-        self.max_length = max_length
-        self.batch_size = batch_size
+        self.max_length = None if max_length is None else encoder.token_limit(max_length)
+        self.batch_size = check_batch_size(batch_size)
         self.progress = progress
         self.features_: StoredFeatures | None = None
         self.task_: str | None = None
@@ -184,17 +176,9 @@ class HeadsAdapter(_Adapter):
 
     def __init__(self, encoder: Encoder, heads: Sequence[tuple[int, int]], **kwargs: Any) -> None:
         super().__init__(encoder, **kwargs)
-        pairs = list(heads)
-        if not pairs:
-            raise ValueError("heads is empty: give at least one (layer, head) pair.")
-        checked = []
-        for i, pair in enumerate(pairs):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise TypeError(f"heads[{i}]={pair!r} is not a (layer, head) pair.")
-            checked.append((check_layer(encoder, pair[0], f"heads[{i}] layer"), check_head(encoder, pair[1])))
-        self.heads = checked
-        self._layers = np.array([p[0] for p in checked])
-        self._heads = np.array([p[1] for p in checked])
+        self.heads = check_heads(encoder, heads)
+        self._layers = np.array([p[0] for p in self.heads])
+        self._heads = np.array([p[1] for p in self.heads])
 
     @property
     def dim(self) -> int:
@@ -217,7 +201,7 @@ class LayerAdapter(_Adapter):
 
     def __init__(self, encoder: Encoder, layer: int | str = -1, **kwargs: Any) -> None:
         super().__init__(encoder, **kwargs)
-        if isinstance(layer, str) and layer.strip().lower() == "embeddings":  # as --layer reads it
+        if read_layer(layer) == "embeddings":  # 'embeddings' in any case, as --layer reads it
             self.layer: int | str = "embeddings"
             self._index = 0
         else:

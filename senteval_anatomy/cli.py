@@ -143,7 +143,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                    help="named probe settings (paper: Jo & Myaeng 2020; senteval-default and prototyping: SentEval's "
                         "README configs); any probe flag given explicitly overrides the preset's value")
-    p.add_argument("--pooling", choices=POOLINGS, default=None,
+    p.add_argument("--pooling", type=str.lower, choices=POOLINGS, default=None,
                    help="token pooling (default: cls for encoders, last for decoders)")
     p.add_argument("--harness", choices=HARNESSES, default="builtin",
                    help="builtin: batched probes (fast); engine: one probe at a time through our SE; "
@@ -214,7 +214,8 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     f.add_argument("--mdl", action="store_true", help="online-code minimum description length of every probe")
     f.add_argument("--ablate", action="store_true",
                    help="ablate each head alone and measure the change of the model's own output")
-    f.add_argument("--ablation-mode", choices=("zero", "mean"), default="zero", help="how a head is ablated")
+    f.add_argument("--ablation-mode", choices=("zero", "mean"), default=None,
+                   help="how --ablate replaces a head (default zero)")
     s = p.add_argument_group("single adapter (instead of a sweep)")
     s.add_argument("--head", default=None, metavar="L,H",
                    help="evaluate one head, e.g. 3,7 or -1,0 (negative layers count from the end)")
@@ -312,23 +313,27 @@ def _parse_tasks(flag: str, text: str) -> list[str]:
 
 
 def _parse_head(text: str) -> tuple[int, int]:
+    from .vocab import ParamError, read_head, read_layer  # the rules every entry point shares
+
     values = text.split(",")
     try:
-        layer, head = (int(x) for x in values)
+        if len(values) != 2:
+            raise ValueError
+        return int(read_layer(values[0], embeddings=False)), read_head(values[1])
+    except ParamError as exc:
+        raise UsageError(f"--head {text!r}: {exc.setting} {exc.value!r}: {exc.rule}") from None
     except ValueError:
         raise UsageError(f"--head {text!r}: expected two integers 'LAYER,HEAD', e.g. --head 3,7 "
                          "(negative layers count from the end: --head -1,0)") from None
-    return layer, head
 
 
 def _parse_layer(text: str) -> int | str:
-    if text.strip().lower() == "embeddings":
-        return "embeddings"
+    from .vocab import ParamError, read_layer  # the rule every entry point shares
+
     try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"--layer {text!r}: give a block index (0, 1, ...; negative counts from the end, -1 = the "
-                         "last block) or 'embeddings'") from None
+        return read_layer(text)
+    except ParamError as exc:
+        raise UsageError(f"--layer {text!r}: {exc.rule}") from None
 
 
 def _params_from_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -461,7 +466,15 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
     from .data import resolve_task_path
     from .engine.registry import NO_DEV_TASKS
-    from .vocab import CACHE_ENV_VAR, VIEWS, check_views, default_cache_dir, slug
+    from .vocab import (
+        CACHE_ENV_VAR,
+        VIEWS,
+        ParamError,
+        check_batch_size,
+        check_views,
+        default_cache_dir,
+        slug,
+    )
 
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
@@ -487,9 +500,10 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     _check_no_ignored_flags(args, params, single)
     _check_device("--device", args.device)
     _check_device("--probe-device", args.probe_device)
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size {args.batch_size}: give a positive number of sentences per forward pass, "
-                         "e.g. --batch-size 32")
+    try:
+        check_batch_size(args.batch_size)  # the rule encode(), the adapters and sweep() share
+    except ParamError as exc:
+        raise UsageError(f"--batch-size {args.batch_size}: {exc.rule}, e.g. --batch-size 32") from None
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: give a positive number of threads, e.g. --threads 1")
     cpus = os.cpu_count() or 1
@@ -508,6 +522,9 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     findings = args.controls or args.untrained_baseline or args.seeds != 1 or args.mdl or args.ablate
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: give a positive number of probe seeds, e.g. --seeds 3")
+    if args.ablation_mode is not None and not args.ablate:  # it alone ran a plain sweep with no ablation column
+        raise UsageError(f"--ablation-mode {args.ablation_mode} says how --ablate replaces a head: add --ablate, or "
+                         f"drop --ablation-mode")
     if findings and single:
         raise UsageError("--controls/--untrained-baseline/--seeds/--mdl/--ablate work on a sweep; drop them, or drop "
                          "--head/--layer")
@@ -545,8 +562,8 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
     try:
         ks = parse_ks(args.ks)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    except ParamError as exc:
+        raise UsageError(f"--ks {exc.value!r}: {exc.rule}") from None
     if (ks is not None or args.rank_task is not None) and not topk:
         flag = "--ks" if ks is not None else "--rank-task"
         raise UsageError(f"{flag} is for top-k, which is off here: add --topk (and the heads view), or drop {flag}")
@@ -679,7 +696,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     from .sweeping.variants import FindingsOptions
 
     findings = FindingsOptions(controls=args.controls, untrained_baseline=args.untrained_baseline, seeds=args.seeds,
-                               mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode)
+                               mdl=args.mdl, ablate=args.ablate, ablation_mode=args.ablation_mode or "zero")
     run = make_plan(plan.tasks, task_path=plan.task_path, params=plan.params, views=plan.views, ks=plan.ks,
                     findings=findings, pooling=plan.pooling, max_length=plan.max_length, harness=plan.harness,
                     backend=_backend(args), batch_size=plan.batch_size, out=plan.out, resume=not args.no_resume,
@@ -801,50 +818,8 @@ def run(kind: str, argv: Sequence[str] | None = None, *, prog: str | None = None
     """Run the ``probing`` or ``downstream`` command with ``argv``; return the exit status."""
     argv = _join_negative_values(sys.argv[1:] if argv is None else argv)
     parser = _parser(kind, prog)
-    args = parser.parse_args(argv)
-
-    def work() -> int:
-        _check_repeated_flags(parser, argv)
-        return _run(kind, args)
-
-    return _guarded(work, debug=args.debug, prog=parser.prog)
-
-
-def _check_repeated_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """A flag that takes one value, given twice, is a mistake: argparse would keep the last one silently
-    (``--views layers --views heads`` dropped the layers). ``--tasks`` is the one that adds up (documented)."""
-    single: dict[str, argparse.Action] = {}
-    for action in parser._actions:
-        if not action.option_strings or isinstance(action, (argparse._ExtendAction, argparse._AppendAction,
-                                                             argparse._CountAction, argparse._HelpAction,
-                                                             argparse._VersionAction, argparse._StoreTrueAction,
-                                                             argparse._StoreFalseAction)):
-            continue
-        for opt in action.option_strings:
-            single[opt] = action
-    given: dict[int, list[tuple[str, str]]] = {}
-    tokens = list(argv)
-    for i, tok in enumerate(tokens):
-        if tok == "--":
-            break
-        if not tok.startswith("-"):
-            continue
-        name, eq, value = tok.partition("=")
-        matches = [o for o in single if o == name] or [o for o in single if o.startswith("--") and name.startswith(
-            "--") and o.startswith(name)]  # argparse's abbreviations (--vie for --views)
-        actions = {id(single[o]) for o in matches}
-        if len(actions) != 1:
-            continue
-        action = single[matches[0]]
-        shown = value if eq else (tokens[i + 1] if action.nargs != 0 and i + 1 < len(tokens) else name)
-        given.setdefault(id(action), []).append((name, shown))
-    for uses in given.values():
-        if len(uses) > 1:
-            flag = uses[0][0]
-            values = ", then ".join(repr(v) for _, v in uses)
-            raise UsageError(f"{flag} given {len(uses)} times ({values}); it takes one value and only the last "
-                             f"would count: give it once" + (" (several views: --views heads,layers)"
-                                                               if flag == "--views" else ""))
+    args = parser.parse_args(argv)  # a single-value flag given twice is refused there (vocab.OneLineParser)
+    return _guarded(lambda: _run(kind, args), debug=args.debug, prog=parser.prog)
 
 
 def _dispatch(name: str, argv: list[str], debug: bool) -> int:

@@ -13,6 +13,7 @@ column                     meaning
 ``acc_low``, ``acc_high``  95% Wilson interval of test accuracy (:func:`senteval_anatomy.stats.accuracy_ci`)
 ``acc_mean``, ``acc_std``  mean and s.d. of test accuracy over ``n_seeds`` probe seeds (``seed``, ``seed + 1``...)
 ``majority_acc``           test accuracy of predicting the training majority class (:func:`.controls.majority_acc`)
+``majority_selectivity``   ``acc - majority_acc``: the accuracy above always predicting the majority class
 ``<kind>_control_acc``     test accuracy on the ``bow`` / ``permuted`` control task (:mod:`senteval_anatomy.controls`)
 ``<kind>_selectivity``     ``acc - <kind>_control_acc`` (0 for a probe that learned nothing)
 ``untrained_acc``          the same head of the same architecture with random weights (:mod:`~.baselines`)
@@ -77,7 +78,9 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
              "Per task, the head selected on **dev**; test accuracy with its 95% Wilson interval; majority = the "
              "test accuracy of always predicting the training majority class.", "",
              "Selectivity = accuracy - control accuracy, against each control; both controls have the task's class "
-             "counts on every split, so a probe that learned nothing has selectivity 0:", ""]
+             "counts on every split, so a constant probe has selectivity exactly 0 and one that learned nothing 0 in "
+             "expectation. A selectivity has no interval (the control is one probe on the same test set): read it "
+             "against the accuracy's interval; a control accuracy inside that interval is no evidence of a gap:", ""]
     lines += [f"- **{k.title}** (`{k.selectivity_column}`): rules out {k.rules_out}." for k in CONTROL_KINDS.values()]
     lines += ["", "The claim \"the head holds the property\" uses the permuted-label selectivity (is it above what "
               "learning nothing scores?); the claim \"it holds more than its words\" uses the bag-of-words "
@@ -158,7 +161,7 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
 def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]:
     """Markdown lines: "top-k heads beat the best layer" re-tested per task, from top-k curves computed with
     intervals (:func:`senteval_anatomy.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
-    chosen on dev, each test score with its bootstrap interval, and McNemar's p of the two."""
+    chosen on dev, each test score with its 95% Wilson interval, and McNemar's p of the two."""
     from .report import markdown_table
     from .vocab import INTERVAL_COLUMNS
 
@@ -184,7 +187,7 @@ def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]
     if not rows:
         return head + ["Not re-tested: no task has test predictions for both its top-k and its best layer "
                        "(relatedness, STS and inner-k-fold tasks have none).", ""]
-    return head + ["k and the layer are chosen on dev; test accuracy with its 95% bootstrap interval; the claim "
+    return head + ["k and the layer are chosen on dev; test accuracy with its 95% Wilson interval; the claim "
                    f"holds for a task only if the top-k representation is better and McNemar p < {alpha}.", "",
                    markdown_table(pd.DataFrame(rows)), ""]
 

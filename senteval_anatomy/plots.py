@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -323,8 +324,10 @@ def heatmap(
         notes.append(TIED_NOTE)
     if n_missing:
         notes.append(f"{n_missing} missing cells in grey")
-    # one note per line: joined on one line they run past the figure's edges on narrow grids
-    ax.set_title(title + "".join("\n" + note for note in notes), fontsize=10)
+    # one note per line, each wrapped to the axes' width: a 10 pt character is ~6 pt wide, and a longer line runs
+    # past the figure's edges in the saved PNG (the tie note did on a 6 x 12 grid)
+    width = max(24, int(w * 72 / 6.2))
+    ax.set_title(title + "".join("\n" + textwrap.fill(note, width) for note in notes), fontsize=10)
     return fig
 
 

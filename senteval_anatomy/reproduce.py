@@ -49,6 +49,9 @@ from .vocab import (
     VIEWS,
     OneLineParser,
     atomic_write,
+    check_pooling,
+    check_whole_list,
+    names_list,
     path_arg,
     preset_params,
     slug,
@@ -363,15 +366,27 @@ class _Plan:
 
 
 def _parse_models(spec: str, reference_model: str | None) -> list[tuple[str, str]]:
+    """``--models``: names read as every list of names is (:func:`~senteval_anatomy.vocab.names_list`: commas, each
+    once), each optionally ``MODEL=REFERENCE``."""
     out = []
-    for item in [s.strip() for s in spec.split(",") if s.strip()]:
-        model, _, ref = item.partition("=")
+    for item in names_list(spec, what="--models", example="--models bert-base-uncased,gpt2"):
+        model, _, ref = (part.strip() for part in item.partition("="))
+        if not model:
+            raise ValueError(f"--models {spec!r}: {item!r} names no model before '='; give MODEL=REFERENCE")
         ref = ref or reference_model or model
         _check_reference_model(ref)
-        out.append((model, ref))
-    if not out:
-        raise ValueError("--models is empty; give e.g. --models bert-base-uncased")
+        if (model, ref) not in out:
+            out.append((model, ref))
     return out
+
+
+def _check_arguments(tasks: Any, ks: Any, pooling: Any) -> tuple[list[str], list[int] | None, str | None]:
+    """``reproduce()``'s tasks, ks and pooling read by the shared checks (one line naming the argument; NumPy values
+    accepted; repeats removed), before any model is loaded."""
+    from .data.sources import check_tasks
+
+    return (check_tasks(tasks), None if ks is None else check_whole_list(ks, what="ks"),
+            None if pooling is None else check_pooling(pooling))
 
 
 def _shape_of(model: str) -> tuple[int, int, int, int]:
@@ -516,6 +531,7 @@ def reproduce(
     out = Path(out_dir)
     tasks = list(tasks or (*PROBING_TASKS, *TOPK_TASKS))
     topk_tasks = [t for t in (topk_tasks if topk_tasks is not None else TOPK_TASKS) if t in tasks]
+    tasks, ks, pooling = _check_arguments(tasks, ks, pooling)  # as sweep() and the command line read them
     comparisons, correlations = [], []
     store = FeatureStore(dtype=cache_dtype)
     for model, ref in models:
@@ -582,7 +598,7 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--ks", default=None, help="top-k values, comma-separated (default: 1..12, then doubling, all "
                    "heads; the paper's k is always added)")
     p.add_argument("--out", type=path_arg, default="reproduce", help="output folder (resumable)")
-    p.add_argument("--pooling", default=None, choices=POOLINGS,
+    p.add_argument("--pooling", type=str.lower, default=None, choices=POOLINGS,
                    help="token pooling (default: the model's: first token for encoders, last token for decoders); "
                         "one-past-last is the paper's GPT position, for exact reproduction (docs/reproduce.md)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
@@ -629,9 +645,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         bad = [t for t in tasks if t not in TASK_NAMES]
         if bad:
             raise ValueError(f"--tasks: unknown task(s) {bad}; the paper's are {', '.join(PROBING_TASKS + TOPK_TASKS)}")
-        from .sweeping.plan import parse_ks  # the one --ks parser
+        from .sweeping.plan import parse_ks  # the one --ks parser (vocab.check_whole_list)
 
-        ks = parse_ks(args.ks)
+        ks = parse_ks(args.ks, what="--ks")
         topk_tasks = [t for t in TOPK_TASKS if t in tasks]
         if args.dry_run:
             plans = [_Plan(m, r, tasks, topk_tasks, args.pooling) for m, r in models]

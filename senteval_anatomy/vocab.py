@@ -62,13 +62,23 @@ __all__ = [
     "ParamError",
     "Scores",
     "VIEWS",
+    "HEAD_RULE",
+    "LAYER_RULE",
     "atomic_write",
+    "check_batch_size",
+    "check_count",
     "check_probe_params",
     "check_pooling",
     "check_views",
+    "check_whole_list",
     "default_cache_dir",
+    "is_whole",
     "main_scores",
+    "names_list",
+    "plain",
     "preset_params",
+    "read_head",
+    "read_layer",
     "resolve_device",
     "slug",
     "vector_name",
@@ -193,7 +203,7 @@ CONTROL_KIND_NAMES: tuple[str, ...] = ("bow", "permuted")
 #: baseline, seeds, intervals, paired tests, MDL, ablation); their meaning is in that module's docstring. NaN where an
 #: option was not run or does not apply to the task.
 FINDINGS_COLUMNS: tuple[str, ...] = (
-    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "majority_acc",
+    "acc_low", "acc_high", "acc_mean", "acc_std", "n_seeds", "majority_acc", "majority_selectivity",
     *(c for k in CONTROL_KIND_NAMES for c in (f"{k}_control_acc", f"{k}_selectivity")),
     "untrained_acc", "untrained_gain", "mdl", "compression", "ablation_delta", "ablation_measure", "dev_rank",
     "p_vs_best", "p_vs_best_adj", "tied_with_best", "p_vs_next", "p_vs_layer_best", "p_vs_layer_best_adj",
@@ -294,14 +304,17 @@ def check_views(views: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def check_pooling(pooling: str | None, encoder: Any = None) -> str:
-    """The pooling to use: ``pooling`` when valid, the encoder's default when ``None``; else a clear error."""
+    """The pooling to use: ``pooling`` when valid (in any case: ``"CLS"`` is ``"cls"``, as ``--pooling`` reads it),
+    the encoder's default when ``None``; else a one-line :class:`ParamError` naming ``pooling``."""
     if pooling is None:
         if encoder is None:
-            raise ValueError(f"pooling=None needs an encoder to take its default from; give one of {POOLINGS}.")
+            raise ParamError("pooling", None, f"needs an encoder to take its default from; give one of "
+                                              f"{', '.join(POOLINGS)}")
         return str(encoder.default_pooling)
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling={pooling!r} is not one of {', '.join(POOLINGS)}.")
-    return pooling
+    name = pooling.strip().lower() if isinstance(pooling, str) else None
+    if name not in POOLINGS:
+        raise ParamError("pooling", pooling, f"give one of {', '.join(POOLINGS)} (in any case)")
+    return name
 
 
 # ------------------------------------------------------------------------------------------------ policy
@@ -347,6 +360,41 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    #: Actions that may be given several times: they add up (``append``/``extend``, e.g. ``--tasks``; ``count``) or
+    #: say the same thing again (``store_true``/``store_false``/``store_const``, e.g. ``-q -q``).
+    _REPEATABLE = (argparse._AppendAction, argparse._ExtendAction, argparse._CountAction, argparse._StoreConstAction,
+                   argparse._HelpAction, argparse._VersionAction)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's parse, refusing a flag that takes one value given twice (argparse keeps the last one silently:
+        ``--views layers --views heads`` dropped the layers; ``--seed 1 --seed 2`` ran seed 2). One mechanism for
+        every command: the uses are counted as argparse reads them (so abbreviations, ``--flag=value``, a sub-command's
+        own flags and arguments passed through to a script are all read exactly as argparse reads them)."""
+        self._uses: dict[argparse.Action, list[list[str]]] = {}
+        result = super().parse_known_args(args, namespace)
+        for action, uses in self._uses.items():
+            if len(uses) > 1:
+                flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+                if action.nargs == 0:  # e.g. --topk/--no-topk
+                    self.error(f"{'/'.join(action.option_strings)} given {len(uses)} times; only the last would "
+                               "count: give it once")
+                shown = ", then ".join(repr(" ".join(u)) for u in uses)
+                self.error(f"{flag} given {len(uses)} times ({shown}); it takes one value and only the last would "
+                           "count: give it once" + (f" ({_LIST_FLAGS[flag]})" if flag in _LIST_FLAGS else ""))
+        return result
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        # argparse calls this once per use of an action, before the action stores its value
+        if action.option_strings and not isinstance(action, self._REPEATABLE):
+            self._uses.setdefault(action, []).append(list(arg_strings))
+        return super()._get_values(action, arg_strings)
+
+
+#: Flags whose one value is itself a comma-separated list: a repeat is refused with a hint to join the values.
+_LIST_FLAGS = {"--views": "several views: --views heads,layers", "--ks": "several k: --ks 1,2,4",
+               "--models": "several models: --models bert-base-uncased,gpt2"}
 
 
 def path_arg(text: str) -> str:
@@ -458,7 +506,10 @@ ENCODE_BATCH_SIZE = 64
 
 
 class ParamError(ValueError):
-    """A probe setting that cannot give a meaningful number; ``setting`` names it (``kfold``, ``classifier.optim``)."""
+    """A setting or argument that cannot give a meaningful result; ``setting`` names it (``kfold``,
+    ``classifier.optim``, ``batch_size``, ``layer``) and ``rule`` says how to fix it, so that the command line can
+    show the same rule under its flag's name (``--layer 'x': <rule>``) that the Python API shows (``layer='x':
+    <rule>``)."""
 
     def __init__(self, setting: str, value: Any, rule: str) -> None:
         self.setting, self.value, self.rule = setting, value, rule
@@ -573,7 +624,70 @@ def names_list(value: Any, *, what: str, example: str) -> list[str]:
 
 
 def check_count(value: Any, *, what: str, low: int = 1, why: str = "") -> int:
-    """A whole number >= ``low`` (NumPy's included, bools refused) as a Python int; else a one-line ``ValueError``."""
+    """A whole number >= ``low`` (NumPy's included, bools refused) as a Python int; else a one-line
+    :class:`ParamError` (a ``ValueError``) naming ``what``."""
     if not is_whole(value) or value < low:
-        raise ValueError(f"{what}={value!r}: give a whole number >= {low}" + (f" ({why})" if why else ""))
+        raise ParamError(what, value, f"give a whole number >= {low}" + (f" ({why})" if why else ""))
     return int(value)
+
+
+def check_batch_size(value: Any, *, what: str = "batch_size") -> int:
+    """Sentences per forward pass (``encode``, the adapters, ``sweep``, ``--batch-size``): a whole number >= 1."""
+    return check_count(value, what=what, why="sentences per forward pass")
+
+
+def check_whole_list(value: Any, *, what: str, low: int = 1, example: str = "1,2,4,8") -> list[int]:
+    """Whole numbers >= ``low`` from a comma-separated string (``"1,2,4"``; ``"1,,2"`` is a typo, refused), a
+    list/tuple or a NumPy array, each once in the order given (as :func:`names_list` does for names): the one way
+    ``ks``/``--ks`` are read. Bools, fractions and anything else are one line naming ``what``."""
+    np = _numpy()
+    if isinstance(value, str):
+        try:
+            items: list[Any] = [int(x) for x in value.split(",")] if value.strip() else []
+        except ValueError:
+            raise ParamError(what, value, f"expected comma-separated whole numbers, e.g. {example}") from None
+    elif isinstance(value, (list, tuple)) or (np is not None and isinstance(value, np.ndarray)):
+        items = list(value.tolist() if not isinstance(value, (list, tuple)) else value)
+    else:
+        raise ParamError(what, value, f"expected whole numbers (a list or a comma-separated string), e.g. {example}")
+    out: list[int] = []
+    for item in items:
+        if not is_whole(item) or item < low:
+            raise ParamError(what, value, f"every value must be a whole number >= {low} (got {item!r}), e.g. "
+                                          f"{example}")
+        if int(item) not in out:
+            out.append(int(item))
+    if not out:
+        raise ParamError(what, value, f"give at least one whole number, e.g. {example}")
+    return out
+
+
+#: How a block (layer) index is given, everywhere (``--layer``, ``--head L,H``, the adapters' ``layer``).
+LAYER_RULE = "give a block index (0, 1, ...; negative counts from the end, -1 = the last block)"
+#: How a head index is given, everywhere (``--head L,H``, the adapters' ``head``).
+HEAD_RULE = "give a head index (0, 1, ...; 0 is each block's first head)"
+
+
+def read_layer(value: Any, *, what: str = "layer", embeddings: bool = True) -> int | str:
+    """A layer as every entry point reads it: a whole number (NumPy's included; a numeric string, as ``--layer``
+    gives it) or, where ``embeddings``, ``"embeddings"`` in any case. ``True``, ``2.5``, ``None`` and other values are
+    a one-line :class:`ParamError` naming ``what``. The range is the model's, checked where the model is known."""
+    if isinstance(value, str):
+        text = value.strip()
+        if embeddings and text.lower() == "embeddings":
+            return "embeddings"
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+    elif is_whole(value):
+        return int(value)
+    raise ParamError(what, value, LAYER_RULE + (" or 'embeddings'" if embeddings else ""))
+
+
+def read_head(value: Any, *, what: str = "head") -> int:
+    """A head index as every entry point reads it: a whole number >= 0 (NumPy's included; a numeric string, as
+    ``--head`` gives it); anything else is a one-line :class:`ParamError` naming ``what``."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\+?\d+\s*", value):
+        return int(value)
+    if is_whole(value) and value >= 0:
+        return int(value)
+    raise ParamError(what, value, HEAD_RULE)

@@ -86,9 +86,9 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("dropout-without-hidden-layer", ["--dropout", "0.3"], "no effect on a logistic-regression probe"),
     ("torch-flag-with-sklearn", ["--sklearn", "--optim", "adam"], "--optim sets the PyTorch probe"),
     # top-k
-    ("ks-zero", ["--topk", "--ks", "0"], "every k must be >= 1"),
-    ("ks-not-numbers", ["--topk", "--ks", "1,x"], "expected comma-separated integers"),
-    ("ks-empty-item", ["--topk", "--ks", "1,,2"], "expected comma-separated integers"),
+    ("ks-zero", ["--topk", "--ks", "0"], "--ks '0': every value must be a whole number >= 1 (got 0)"),
+    ("ks-not-numbers", ["--topk", "--ks", "1,x"], "--ks '1,x': expected comma-separated whole numbers"),
+    ("ks-empty-item", ["--topk", "--ks", "1,,2"], "--ks '1,,2': expected comma-separated whole numbers"),
     ("ks-more-than-heads", ["--topk", "--ks", "1,1000"], "more than the 8 heads"),
     ("ks-without-topk", ["--no-topk", "--ks", "1,2"], "add --topk"),
     ("findings-on-ray", ["--controls", "--backend", "ray"], "run on the local backend"),
@@ -101,6 +101,7 @@ BAD_INPUTS: list[tuple[str, list[str], str]] = [
     ("seeds-zero", ["--seeds", "0"], "--seeds 0: give a positive number of probe seeds"),
     ("controls-not-batched", ["--controls", "--harness", "engine"], "run on the batched trainer"),
     ("controls-with-head", ["--head", "0,0", "--controls"], "work on a sweep"),
+    ("ablation-mode-without-ablate", ["--ablation-mode", "mean"], "--ablation-mode mean says how --ablate"),
     # backends
     ("ray-address-without-ray", ["--ray-address", "auto"], "--ray-address is for --backend ray"),
     ("ray-with-engine-harness", ["--backend", "ray", "--harness", "engine"], "(--harness builtin)"),

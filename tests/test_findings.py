@@ -44,6 +44,9 @@ def test_findings_sweep_adds_trustworthy_columns(tiny_encoder, tiny_data, tmp_pa
         np.testing.assert_allclose(table[f"{kind}_selectivity"], acc - table[f"{kind}_control_acc"], atol=1e-9)
     task = load_task("Tense", tiny_data)
     assert (table["majority_acc"] == majority_acc(task)).all()
+    # selectivity against the majority baseline, beside the two controls' (issue 19: "each control and each
+    # accuracy's majority-class baseline"); it was only a bare majority_acc column
+    np.testing.assert_allclose(table["majority_selectivity"], acc - majority_acc(task), atol=1e-9)
     # The permuted control is the empirical chance level: near the majority baseline for every head, much nearer
     # than the task's own accuracy (control labels built from the real labels would make the two equal).
     off = (table["permuted_control_acc"] - table["majority_acc"]).abs()
@@ -131,9 +134,33 @@ def test_claims_section_on_a_known_table():
     assert "| A | L0H1 | 88 | [85.0, 91.0] | 50 | 0.5 | 20 | 30 |" in text
     assert "yes (p adj=0.001, m=3)" in text and "no (p adj=0.5, m=3)" in text  # separable from #2, corrected
     assert "Holm (family-wise error rate)" in text and "bag-of-words control" in text
+    # a selectivity is 0 for a learned-nothing probe only in expectation, and it carries no interval: say so
+    assert "0 in expectation" in text and "has no interval" in text
     assert "| A (L0H1) | - | 73.0 (tied) |" in text
     assert "| B (L1H0) | 79.0 (worse) | - |" in text
     assert "| A | 0 | 0 | 1 | 4 | 3 |" in text  # layer claim: only the best itself is tied in A; family size
+
+
+def test_topk_claim_names_the_interval_it_shows():
+    """The top-k claim's intervals are the Wilson intervals of ``vocab.INTERVAL_COLUMNS`` (``stats.accuracy_ci``,
+    drawn in the sweep's top-k view): the report must say so, not "bootstrap" (the method issue 19 retired for
+    under-covering); and the verdict follows the difference and McNemar p."""
+    from senteval_anatomy.findings import topk_claim
+
+    curves = pd.DataFrame([
+        {"task": "A", "kind": "topk", "k": 3, "layer": np.nan, "acc": 80.0, "acc_low": 70.0, "acc_high": 87.0,
+         "selected": True, "p_vs_best_layer": 0.001},
+        {"task": "A", "kind": "best_layer", "k": np.nan, "layer": 2, "acc": 60.0, "acc_low": 49.0, "acc_high": 70.0,
+         "selected": False, "p_vs_best_layer": np.nan},
+        {"task": "B", "kind": "topk", "k": 1, "layer": np.nan, "acc": 50.0, "acc_low": 40.0, "acc_high": 60.0,
+         "selected": True, "p_vs_best_layer": 0.4},
+        {"task": "B", "kind": "best_layer", "k": np.nan, "layer": 1, "acc": 55.0, "acc_low": 44.0, "acc_high": 65.0,
+         "selected": False, "p_vs_best_layer": np.nan},
+    ])
+    text = "\n".join(topk_claim(curves))
+    assert "95% Wilson interval" in text and "bootstrap" not in text
+    assert "| A | 3 | 80.0 [70.0, 87.0] | L2 60.0 [49.0, 70.0] | 20.00 | 0.001 | holds |" in text
+    assert "| B | 1 | 50.0 [40.0, 60.0] | L1 55.0 [44.0, 65.0] | -5.00 | 0.4 | not separable |" in text
 
 
 def test_findings_mean_ablation_uses_training_sentences(tiny_encoder, tiny_data):

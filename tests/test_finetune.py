@@ -125,6 +125,39 @@ def test_glue_folder_dev_tsv_is_the_test_split(tmp_path):
     assert len(d.splits["dev"]) == 4 and d.dev_source.startswith("train-holdout")
 
 
+def test_glue_folder_trains_end_to_end_from_the_command_line(tiny_model, tmp_path, capsys):
+    """A GLUE MRPC folder (the paper's data layout: ``Quality``, ``#1 String``, ``#2 String``) of a dozen training
+    pairs, fine-tuned through ``senteval-anatomy finetune --glue``: train.tsv less a seeded held-out dev slice trains,
+    dev.tsv is the test split, and every row says so (``dev_source``, ``test_source``, sizes, data hash)."""
+    from senteval_anatomy import cli
+
+    g = tmp_path / "MRPC"
+    g.mkdir()
+    head = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+    pairs = [("1", f"the cat sat on mat {i} .", f"a cat sat on the mat {i} .") if i % 2 else
+             ("0", f"dogs bark at night {i} .", f"the market fell today {i} .") for i in range(12)]
+    (g / "train.tsv").write_text(head + "".join(f"{q}\t{i}\t{i + 100}\t{a}\t{b}\n"
+                                                for i, (q, a, b) in enumerate(pairs)), encoding="utf-8")
+    (g / "dev.tsv").write_text(head + "1\t7\t8\tthe cat sat .\ta cat sat .\n0\t9\t10\tdogs bark .\tthe market "
+                                      "fell .\n1\t11\t12\tit rains .\tit is raining .\n0\t13\t14\tred car .\t"
+                                      "blue sky .\n", encoding="utf-8")
+    out = tmp_path / "ft"
+    status = cli.main(["finetune", "--model", str(tiny_model), "--glue", str(g), "--read", "last", "--read",
+                       "heads:1,0;0,2", "--seeds", "0", "--dev-fraction", "0.25", "--max-length", "32", "--lr",
+                       "5e-4", "--batch-size", "4", "--epochs", "2", "--device", "cpu", "--no-progress", "--out",
+                       str(out)])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    rows = pd.read_csv(out / "finetune_results.csv")
+    assert len(rows) == 2 and set(rows["readout"]) == {"last", "heads:1,0;0,2"}
+    assert (rows["task"] == "glue:MRPC").all() and (rows["dev_source"] == "train-holdout:0.25:seed0").all()
+    assert (rows["test_source"] == "glue-dev.tsv").all() and (rows["metric"] == "acc").all()
+    assert (rows[["n_train", "n_dev", "n_test"]].to_numpy() == [9, 3, 4]).all()
+    assert rows["acc"].isin([0.0, 25.0, 50.0, 75.0, 100.0]).all() and rows["data_hash"].nunique() == 1
+    assert rows["best_epoch"].between(1, 2).all() and rows["dev_curve"].str.count(";").eq(1).all()  # 2 evals
+    assert "glue:MRPC" in captured.out and not list((out / "checkpoints").glob("*/checkpoint-*"))
+
+
 def test_dev_only_selection_scrambled_test_labels_change_only_test(tiny_model, tmp_path):
     scrambled = tmp_path / "data"
     shutil.copytree(DATA / "downstream" / "MRPC", scrambled / "downstream" / "MRPC")
@@ -209,14 +242,28 @@ def test_shipped_paper_numbers_and_the_grid_dry_run(capsys):
     assert "bert-base-uncased MRPC: 10 runs" in out and "estimated disk" in out and "GLUE dev" in out
 
 
-def test_probe_after_sweeps_the_fine_tuned_model_into_the_same_table(tiny_model, tmp_path):
+@pytest.fixture(scope="module")
+def probed(tiny_model, tmp_path_factory):
+    """One real ``finetune(..., probe_after=True, progress=False)`` on the tiny BERT, its stderr captured (the bars
+    of transformers write to ``sys.stderr`` as it is when they start)."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("probed")
+    data = make_tiny_data(root / "data")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        res = finetune(str(tiny_model), "TREC", task_path=str(data), reads=["last"], seeds=[0], out_dir=root / "o",
+                       settings=FAST, device="cpu", progress=False, probe_after=True)
+    return res, root / "o", err.getvalue()
+
+
+def test_probe_after_sweeps_the_fine_tuned_model_into_the_same_table(probed):
     """--probe-after: pretrained and fine-tuned rows in one tidy table (``checkpoint`` column), Δ per head = after −
     before of those very rows, and the fine-tuned model's fingerprint differs from the pretrained one."""
-    data = make_tiny_data(tmp_path / "data")
-    res = finetune(str(tiny_model), "TREC", task_path=str(data), reads=["last"], seeds=[0], out_dir=tmp_path / "o",
-                   settings=FAST, device="cpu", progress=False, probe_after=True)
+    res, out, _ = probed
     probe = res.probe
-    table = pd.read_csv(tmp_path / "o" / "probe_after" / "probe_after.csv")
+    table = pd.read_csv(out / "probe_after" / "probe_after.csv")
     assert set(table["checkpoint"]) == {"pretrained", res.rows.loc[0, "checkpoint"]}
     assert table.groupby("checkpoint")["fingerprint"].nunique().eq(1).all() and table["fingerprint"].nunique() == 2
     heads = table[table["view"] == "heads"].pivot_table(index=["layer", "head"], columns="checkpoint", values="acc")
@@ -224,3 +271,47 @@ def test_probe_after_sweeps_the_fine_tuned_model_into_the_same_table(tiny_model,
     assert np.allclose(probe.head_delta["delta_test"].to_numpy(), delta)
     assert len(probe.head_delta) == 2 * 4 and -1 <= probe.summary.loc[0, "spearman_rho_mean"] <= 1
     assert any(p.name.startswith("delta_last") for p in probe.figures)
+
+
+def test_no_progress_silences_the_model_shard_bar(probed):
+    """With progress off nothing of transformers' bars reaches stderr: the kept fine-tuned model and the Trainer's
+    checkpoints go through ``save_pretrained``, whose "Writing model shards" bar ignored ``--no-progress``."""
+    res, out, err = probed
+    assert (out / "models" / res.rows.loc[0, "checkpoint"].removeprefix("finetuned:") / "config.json").is_file()
+    assert "Writing model shards" not in err and "it/s]" not in err, err[-500:]
+
+
+def test_our_head_deltas_line_up_with_the_released_head_finetuned_rows(probed, tmp_path, capsys):
+    """``reproduce --finetune --probe-after``: our per-head Δ (``head_delta`` of a real tiny probe-after run) beside
+    the shipped head_finetuned rows, aligned by (layer, head). Ours are given the paper's Δ of bert-base MRPC at the
+    same (layer, head), so ρ must be 1 and every row must carry the paper's number of that very head; a head or layer
+    index shifted by one anywhere in the alignment breaks both."""
+    from senteval_anatomy.finetune.grid import (
+        HEAD_COMPARISON_COLUMNS,
+        compare_head_deltas,
+        paper_head_deltas,
+        write_head_comparison,
+    )
+
+    ours = probed[0].probe.head_delta.copy()
+    assert list(ours[["layer", "head"]].itertuples(index=False, name=None)) == [(la, h) for la in range(2)
+                                                                                 for h in range(4)]
+    paper = paper_head_deltas("bert-base-uncased", "MRPC").set_index(["layer", "head"])
+    assert len(paper) == 144 and paper["paper_delta"].notna().sum() == 140  # 4 heads were never probed at step 0
+    assert paper.loc[(0, 0), "paper_after"] == pytest.approx(71.20666, abs=1e-4)  # mean of 3 released runs' ends
+    ours["delta_test"] = [paper.loc[(la, h), "paper_delta"] for la, h in zip(ours["layer"], ours["head"])]
+    assert ours["delta_test"].nunique() == len(ours)  # distinct values: a shifted index cannot match by chance
+    table, rho = compare_head_deltas(ours, "bert-base-uncased", "MRPC")
+    assert list(table.columns) == HEAD_COMPARISON_COLUMNS and len(table) == len(ours)
+    for _, r in table.iterrows():
+        assert r["paper_delta"] == pytest.approx(paper.loc[(r["layer"], r["head"]), "paper_delta"])
+        assert r["ours_delta"] == pytest.approx(r["paper_delta"])
+        assert r["ours_after"] == pytest.approx(r["ours_before"] + r["ours_delta"])
+    assert rho.loc[0, "n_heads"] == 8 and rho.loc[0, "spearman_rho_delta"] == pytest.approx(1.0)
+    # the Hub id of ELECTRA is matched to the released name; a model the paper did not release gives NaNs, no error
+    t2, r2 = compare_head_deltas(ours, "some/other-model", "MRPC")
+    assert t2["paper_delta"].isna().all() and r2.loc[0, "n_heads"] == 0
+    write_head_comparison(tmp_path, table, rho)
+    assert "spearman_rho_delta" in capsys.readouterr().out
+    back = pd.read_csv(tmp_path / "finetune_head_comparison.csv")
+    assert np.allclose(back["paper_delta"], table["paper_delta"]) and (tmp_path / "finetune_head_rho.csv").is_file()

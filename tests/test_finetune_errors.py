@@ -34,7 +34,11 @@ BAD: list[tuple[str, list[str], str]] = [
     ("glue-missing-columns", ["--glue", "{badglue}"], "a GLUE task needs one of"),
     ("task-not-finetunable", ["--task", "Length"], "fine-tuning works on SST2"),
     ("task-and-glue", ["--glue", "{glue}", "--task", "MRPC"], "either --task"),
-    ("seeds-empty-item", ["--seeds", "0,,1"], "no empty item"),
+    ("seeds-empty-item", ["--seeds", "0,,1"], "--seeds='0,,1': expected comma-separated whole numbers"),
+    ("seeds-not-whole", ["--seeds", "0,2.5"], "--seeds='0,2.5': expected comma-separated whole numbers"),
+    ("seeds-negative", ["--seeds", "1,-1"], "--seeds='1,-1': every value must be a whole number >= 0 (got -1)"),
+    ("ks-below-one", ["--read", "topk", "--ks", "0,2"], "--ks='0,2': every value must be a whole number >= 1"),
+    ("limit-below-two", ["--limit-dev", "1"], "--limit-dev=1: give a whole number >= 2"),
     ("dropout-above-one", ["--dropout", "1.5"], "--dropout 1.5: must be a number in [0, 1)"),
     ("out-read-only", ["--out", "{ro}/ft"], "cannot write in"),
     ("out-too-little-disk", ["--out", "{small}/ft"], "MiB free on its disk"),
@@ -87,9 +91,12 @@ def test_finetune_bad_input(row_id, extra, fragment, world, tmp_path, capsys):
     base = ["finetune", "--model", world["tiny"], "--task", "MRPC", "--task-path", str(DATA), "--out", str(out),
             "--limit-train", "32", "--limit-dev", "8", "--limit-test", "8", "--device", "cpu", "--no-progress"]
     extra = [a.format(**places) for a in extra]
-    if "--glue" in extra and "--task" not in extra:
-        i = base.index("--task")
-        del base[i:i + 2]
+    # a flag that takes one value may be given once (a repeat is an error, vocab.OneLineParser): a row's --task/--out
+    # replace the base command's; a row with --glue drops the base's --task
+    for flag in ("--task", "--out", "--limit-train", "--limit-dev", "--limit-test"):
+        if flag in extra or (flag == "--task" and "--glue" in extra):
+            i = base.index(flag)
+            del base[i:i + 2]
     try:
         try:
             status = cli.main(base + extra)
@@ -105,3 +112,32 @@ def test_finetune_bad_input(row_id, extra, fragment, world, tmp_path, capsys):
     finally:
         for m in mounts:
             subprocess.run(["umount", str(m)], check=False)
+
+
+def test_seed_lists_read_like_every_other_list_of_the_package():
+    """``seeds`` (the command's ``--seeds`` and the Python ``finetune(seeds=...)``) are read by the package's one
+    reader of number lists, :func:`~senteval_anatomy.vocab.check_whole_list` (``ks`` of ``sweep`` and ``reproduce``):
+    the same message for the same mistake (``2.5``, ``True``, ``"0,,1"``, an empty list), repeats dropped the same way
+    (first kept), NumPy values accepted as Python's; ``--limit-*`` goes through ``check_count``."""
+    import numpy as np
+
+    from senteval_anatomy.finetune.checks import parse_seeds
+    from senteval_anatomy.finetune.experiment import finetune
+    from senteval_anatomy.sweeping.plan import parse_ks
+    from senteval_anatomy.vocab import check_whole_list
+
+    assert parse_seeds("3,1,3,0") == [3, 1, 0] and parse_seeds(np.array([4, 2, 4])) == [4, 2]
+    assert parse_seeds((np.int64(1), 0, 1)) == [1, 0] and type(parse_seeds([np.int64(7)])[0]) is int
+    for bad in ([2.5], [True], [1, np.bool_(True)], "0,,1", "1,x", [], "", ["1"], -1, [-1]):
+        with pytest.raises(ValueError) as got:
+            parse_seeds(bad)
+        with pytest.raises(ValueError) as shared:  # what sweep(ks=...) / reproduce --ks say, with seeds' bound
+            check_whole_list(bad, what="seeds", low=0, example="0,1,2,3,4")
+        assert str(got.value) == str(shared.value)
+    with pytest.raises(ValueError) as got:
+        parse_ks([2.5], what="ks")
+    assert str(got.value) == "ks=[2.5]: every value must be a whole number >= 1 (got 2.5), e.g. 1,2,4,8"
+    with pytest.raises(ValueError, match="seeds=\\[0, True\\]: every value must be a whole number >= 0 \\(got True\\)"):
+        finetune("no-such-model-is-loaded", "MRPC", task_path=str(DATA), seeds=[0, True], out_dir="unused")
+    with pytest.raises(ValueError, match="--limit-train=1: give a whole number >= 2"):
+        finetune("no-such-model-is-loaded", "MRPC", task_path=str(DATA), limits={"train": 1}, out_dir="unused")

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
-from ..vocab import resolve_device
+from ..vocab import ParamError, is_whole, read_head, read_layer, resolve_device
 from .architectures import ARCHITECTURES, SPEC_HELP, ArchSpec, UnsupportedModelError
 from .discovery import discover_spec
 from .layout import ModelLayout, verify_layout
@@ -28,10 +30,33 @@ from .readers import (
     tokenizer_digest,
 )
 
-__all__ = ["Encoder"]
+__all__ = ["Encoder", "check_head", "check_heads", "check_layer", "check_max_length"]
 
 # Model types whose discovered layout was already announced in this process (one warning per type).
 _WARNED: set[str] = set()
+
+
+def check_max_length(max_length: Any, tokenizer: Any) -> int:
+    """``max_length`` (tokens, special tokens included) as an int, or a one-line :class:`ParamError` naming it.
+
+    Why here: the least useful limit depends on the tokenizer ([CLS] and [SEP] count against it, and at least one
+    word of each sentence must be left), and every entry point (``load_encoder``, ``Encoder.from_model``,
+    ``encode``, the adapters, the store, ``sweep``, ``--max-length``) asks this one function. NumPy integers are
+    accepted; ``True``, ``2.5`` and strings are not.
+    """
+    try:
+        special = int(tokenizer.num_special_tokens_to_add(pair=False))
+    except (AttributeError, NotImplementedError, TypeError):
+        special = 0
+    least = max(2, special + 1)
+    if not is_whole(max_length):
+        raise ParamError("max_length", max_length, "give a whole number of tokens (special tokens included), "
+                                                   "e.g. 128")
+    if max_length < least:
+        raise ParamError("max_length", max_length, f"too small; it counts special tokens too (this tokenizer adds "
+                         f"{special}, so every sentence would keep {max(0, max_length - special)} words): give at "
+                         f"least {least}, e.g. 128")
+    return int(max_length)
 
 
 @dataclass(eq=False)
@@ -122,18 +147,8 @@ class Encoder(ModelLayout):
         num_layers, num_heads, head_dim, hidden_size = dims(model, spec, model_type)
         limit = max_positions(config, spec, tokenizer)
         if max_length is not None:
-            try:  # [CLS] and [SEP] count against max_length: at least one word of each sentence must be left
-                special = int(tokenizer.num_special_tokens_to_add(pair=False))
-            except (AttributeError, NotImplementedError, TypeError):
-                special = 0
-            least = max(2, special + 1)
-            if max_length < least:
-                raise ValueError(
-                    f"max_length={max_length} is too small; it counts special tokens too (this tokenizer adds "
-                    f"{special}, so every sentence would keep {max(0, max_length - special)} words): give at least "
-                    f"{least}, e.g. 128"
-                )
-            limit = min(limit, int(max_length)) if limit else int(max_length)
+            max_length = check_max_length(max_length, tokenizer)
+            limit = min(limit, max_length) if limit else max_length
         encoder = cls(
             name=name or getattr(config, "_name_or_path", "") or model_type,
             model=model,
@@ -171,8 +186,12 @@ class Encoder(ModelLayout):
     # ------------------------------------------------------------------ inputs
     def token_limit(self, max_length: int | None = None) -> int:
         """The tokens a sentence keeps: the encoder's limit, or ``max_length`` when given and smaller. The one home
-        of this rule (features, store and sweep ask here)."""
-        return int(min(self.max_length, max_length) if max_length else self.max_length)
+        of this rule (features, store and sweep ask here); ``max_length`` is checked as :func:`check_max_length`
+        checks it, so ``encode``, the adapters and the store refuse what ``load_encoder`` and ``--max-length``
+        refuse."""
+        if max_length is None:
+            return int(self.max_length)
+        return int(min(self.max_length, check_max_length(max_length, self.tokenizer)))
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
@@ -210,3 +229,47 @@ class Encoder(ModelLayout):
             f"Encoder({self.name!r}, {self.model_type}, layers={self.num_layers}, heads={self.num_heads}, "
             f"head_dim={self.head_dim}, hidden={self.hidden_size}, device={self.device}, layout={self.layout})"
         )
+
+
+def check_layer(encoder: Encoder, layer: int, what: str = "layer") -> int:
+    """A block index as every entry point reads it (:func:`~senteval_anatomy.vocab.read_layer`: NumPy integers
+    accepted, ``True``/``2.5``/``None`` refused in one line), in range for ``encoder`` (negative counts from the
+    end), returned as 0..L-1."""
+    value = read_layer(layer, what=what, embeddings=False)
+    L = encoder.num_layers
+    if not -L <= value < L:
+        raise ParamError(what, layer, f"out of range: {encoder.name} has {L} layers (0..{L - 1}, or -1 for the last)")
+    return int(value) % L
+
+
+def check_head(encoder: Encoder, head: int, what: str = "head") -> int:
+    """A head index as every entry point reads it (:func:`~senteval_anatomy.vocab.read_head`), in range for
+    ``encoder``."""
+    value = read_head(head, what=what)
+    H = encoder.num_heads
+    if value >= H:
+        raise ParamError(what, head, f"out of range: {encoder.name} has {H} heads per layer (0..{H - 1})")
+    return value
+
+
+def check_heads(encoder: Encoder, heads: Any) -> list[tuple[int, int]]:
+    """``(layer, head)`` pairs as every entry point reads them (the adapters, ablation): a list/tuple of pairs or a
+    NumPy ``[k, 2]`` array, each pair checked by :func:`check_layer`/:func:`check_head`, each head once in the order
+    given (a head named twice, or as ``-1`` and ``L-1``, is used once, as repeated tasks are)."""
+    if isinstance(heads, np.ndarray):  # a NumPy [k, 2] array reads like the list of pairs it holds
+        heads = heads.tolist()
+    if isinstance(heads, (str, bytes)) or not isinstance(heads, Iterable):
+        raise ParamError("heads", heads, "give a list of (layer, head) pairs, e.g. [(3, 7), (5, 1)]")
+    pairs = list(heads)
+    if not pairs:
+        raise ParamError("heads", heads, "give at least one (layer, head) pair")
+    checked: list[tuple[int, int]] = []
+    for i, pair in enumerate(pairs):
+        if isinstance(pair, np.ndarray):
+            pair = pair.tolist()
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ParamError(f"heads[{i}]", pair, "not a (layer, head) pair, e.g. (3, 7)")
+        one = (check_layer(encoder, pair[0], f"heads[{i}] layer"), check_head(encoder, pair[1], f"heads[{i}] head"))
+        if one not in checked:
+            checked.append(one)
+    return checked

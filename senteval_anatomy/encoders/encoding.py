@@ -26,6 +26,7 @@ from ..vocab import (  # re-exported: the one home is vocab
     ENCODE_BATCH_SIZE,
     POOLINGS,
     VIEWS,
+    check_batch_size,
     check_pooling,
     check_views,
 )
@@ -65,6 +66,10 @@ class Features:
 def _check_sentences(sentences: Sequence[str]) -> list[str]:
     if isinstance(sentences, str):
         raise TypeError("sentences must be a sequence of strings, not one string; wrap it in a list: [sentence].")
+    if isinstance(sentences, np.ndarray):  # a NumPy array of strings reads like the list it holds
+        sentences = sentences.tolist()
+    if sentences is None or not hasattr(sentences, "__iter__"):
+        raise TypeError(f"sentences={sentences!r}: give a list of strings, e.g. ['A cat sat .', 'Dogs bark .'].")
     out = list(sentences)
     if not out:
         raise ValueError("No sentences to encode: the input is empty.")
@@ -74,6 +79,18 @@ def _check_sentences(sentences: Sequence[str]) -> list[str]:
                 f"sentence {i} is a {type(s).__name__}, not a str; join token lists first (' '.join(tokens))."
             )
     return out
+
+
+def _check_arguments(
+    encoder: Encoder, sentences: Any, pooling: Any, views: Any, batch_size: Any, max_length: Any
+) -> tuple[list[str], str, tuple[str, ...], int, int]:
+    """The arguments of :func:`encode`/:func:`iter_encode`, read as every entry point reads them (the shared checks
+    of :mod:`senteval_anatomy.vocab` and :meth:`Encoder.token_limit`): one line naming the argument at the first
+    mistake, before anything is tokenized. ``max_length`` comes back as the limit sentences are cut at."""
+    if not isinstance(encoder, Encoder):
+        raise TypeError(f"encoder must be an Encoder from load_encoder(), got {type(encoder).__name__}.")
+    return (_check_sentences(sentences), check_pooling(pooling, encoder), check_views(views),
+            check_batch_size(batch_size), encoder.token_limit(max_length))
 
 
 def tokenize(
@@ -234,11 +251,8 @@ def iter_encode(
     longer than the model's limit are truncated; one warning gives the count. ``progress=None`` shows a bar from
     1,000 sentences on.
     """
-    sentences = _check_sentences(sentences)
-    pooling = check_pooling(pooling, encoder)
-    views = check_views(views)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    sentences, pooling, views, batch_size, max_length = _check_arguments(
+        encoder, sentences, pooling, views, batch_size, max_length)
     ids, truncated = tokenize(encoder, sentences, max_length)
     if pooling == "one-past-last":
         # Transformer Anatomy's GPT position (compatibility only): an id-0 token after the sentence, attended to
@@ -306,8 +320,8 @@ def encode(
     >>> f.heads.shape, f.layers.shape                      # doctest: +SKIP
     ((2, 6, 12, 32), (2, 7, 384))
     """
-    sentences = _check_sentences(sentences)
-    views = check_views(views)
+    sentences, pooling, views, batch_size, max_length = _check_arguments(  # all before any work
+        encoder, sentences, pooling, views, batch_size, max_length)
     n = len(sentences)
     L, H, d, D = encoder.num_layers, encoder.num_heads, encoder.head_dim, encoder.hidden_size
     heads = np.empty((n, L, H, d), dtype=np.float32) if "heads" in views else None

@@ -15,8 +15,9 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from ..vocab import ParamError, is_whole, resolve_device
 from .architectures import ARCHITECTURES, BUNDLED_MODELS, ArchSpec, UnsupportedModelError, load_arch_spec
-from .encoder import Encoder
+from .encoder import Encoder, check_max_length
 from .readers import config_head_dim, config_int, quiet_transformers, resolve_dtype
 
 __all__ = ["bundled_model_path", "config_shape", "load_encoder"]
@@ -57,6 +58,19 @@ def load_encoder(
         Your own layout for a model the table does not cover (or to override it). Without it, the table's entry
         is used, else the layout is discovered from the model's structure. Either way it is validated on a probe.
     """
+    # the arguments first, as every entry point reads them, before anything is read from disk or the Hub
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ParamError("name_or_path", name_or_path, "give 'minilm' (bundled), a folder written by save_pretrained(), "
+                         "or a Hugging Face Hub id such as bert-base-uncased")
+    if max_length is not None and not is_whole(max_length):
+        check_max_length(max_length, None)  # the one message for a limit that is no whole number
+    if not isinstance(trust_remote_code, bool):
+        raise ParamError("trust_remote_code", trust_remote_code, "must be True or False")
+    for what, value in (("revision", revision), ("attn_implementation", attn_implementation)):
+        if value is not None and not isinstance(value, str):
+            raise ParamError(what, value, "give a string or None")
+    device = resolve_device(device)
+    resolve_dtype(dtype)
     raw = os.fspath(name_or_path)
     source = raw
     if not raw.strip():

@@ -88,29 +88,19 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command line entry point; returns the exit status (2: a user's mistake, before any training)."""
     args = _parser(prog).parse_args(argv)
     name = prog or "senteval-anatomy finetune"
-    from .checks import parse_reads, parse_seeds
+    from ..sweeping.plan import parse_ks
+    from .checks import check_limits, parse_reads, parse_seeds
 
     try:
         settings = _settings(args)
         reads = parse_reads(args.read)
-        seeds = parse_seeds(args.seeds)
-        ks = None
-        if args.ks:
-            try:
-                ks = [int(k) for k in args.ks.split(",")]
-            except ValueError:
-                raise ValueError(f"--ks {args.ks!r}: give comma-separated positive integers") from None
-            if any(k < 1 for k in ks):
-                raise ValueError(f"--ks {args.ks!r}: give comma-separated positive integers")
-        for flag in ("limit_train", "limit_dev", "limit_test"):
-            v = getattr(args, flag)
-            if v is not None and v < 2:
-                raise ValueError(f"--{flag.replace('_', '-')} {v}: give at least 2 examples")
+        seeds = parse_seeds(args.seeds, what="--seeds")
+        ks = parse_ks(args.ks, what="--ks") if args.ks is not None else None
+        limits = check_limits({"train": args.limit_train, "dev": args.limit_dev, "test": args.limit_test})
         from ..engine import DataError
         from .data import GlueFormatError
         from .experiment import finetune, prepare
 
-        limits = {"train": args.limit_train, "dev": args.limit_dev, "test": args.limit_test}
         try:
             plan = prepare(args.model, args.task, glue=args.glue, task_path=args.task_path, reads=reads, out_dir=args.out,
                     from_results=args.from_results, select_on=args.select_on, settings=settings,

@@ -140,6 +140,11 @@ def finetune(
     ...                seeds=[0, 1, 2], out_dir="ft")                                  # doctest: +SKIP
     >>> out.summary[["readout", "test_mean", "test_sd"]]                               # doctest: +SKIP
     """
+    from ..sweeping.plan import parse_ks
+    from .checks import check_limits, parse_seeds
+
+    seeds, limits = parse_seeds(seeds), check_limits(limits)  # the shared validators: same messages as sweep()
+    ks = parse_ks(ks) if ks is not None else None
     plan = prepare(model, task, glue=glue, task_path=task_path, reads=reads, out_dir=out_dir,
                    from_results=from_results, select_on=select_on, settings=settings, device=device,
                    dev_fraction=dev_fraction, split_seed=split_seed, limits=limits, keep_model=probe_after,

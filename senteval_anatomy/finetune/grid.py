@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["PAPER_GRID", "dry_run", "main", "paper_numbers", "reference_runs"]
+__all__ = ["PAPER_GRID", "compare_head_deltas", "dry_run", "main", "paper_head_deltas", "paper_numbers",
+           "reference_runs"]
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "jo_myaeng_2020_finetune.csv"
 HEADS_REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "jo_myaeng_2020_finetuned_heads.csv.gz"
@@ -62,6 +63,81 @@ def paper_numbers() -> pd.DataFrame:
     out = pd.DataFrame({"paper_mean": g.mean(), "paper_sd": g.std(ddof=1), "paper_n": g.size()}).reset_index()
     out["paper_split"] = "GLUE dev (called test in the paper's files)"
     return out
+
+
+#: The columns of :func:`compare_head_deltas` (one home: the test and the written table use these).
+HEAD_COMPARISON_COLUMNS = ["model", "task", "readout", "layer", "head", "paper_before", "paper_after", "paper_delta",
+                           "paper_n_runs", "ours_before", "ours_after", "ours_delta", "ours_n_seeds"]
+
+
+def _paper_model(name: str) -> str:
+    """Our model id as the released files name it (they drop the Hub organisation: ``google/electra-…``)."""
+    return str(name).rsplit("/", 1)[-1]
+
+
+def paper_head_deltas(model: str | None = None, task: str | None = None) -> pd.DataFrame:
+    """The released ``head_finetuned`` rows as one row per model × SentEval task × layer × head.
+
+    Each released fine-tuning run (``<GLUE task>/<model>/<exp>/<seed>``) was probed at several checkpoints; its
+    **after** score is its last checkpoint's, its **before** score its ``checkpoint-0`` (the pretrained weights under
+    the same probe), and Δ = after − before where a run has both for that head (many runs were probed only at their
+    end: then Δ is NaN and only ``paper_after`` exists). Scores are test accuracy in % or, for STSBenchmark, test
+    Pearson r, as ours. Means over the runs of a model × task (``paper_n_runs``)."""
+    ref = pd.read_csv(HEADS_REFERENCE)
+    ref["score"] = ref["acc"].where(ref["acc"].notna(), ref["pearson"])
+    ref["run"] = ref["checkpoint"].str.rsplit("/", n=1).str[0]
+    ref["step"] = ref["checkpoint"].str.extract(r"checkpoint-(\d+)$")[0].astype(int)
+    if model is not None:
+        ref = ref[ref["model"] == _paper_model(model)]
+    if task is not None:
+        ref = ref[ref["task"] == task]
+    keys = ["model", "task", "layer", "head"]
+    last = ref.groupby("run")["step"].transform("max")
+    after = ref[ref["step"] == last].set_index(["run", *keys])["score"].rename("after")
+    before = ref[ref["step"] == 0].set_index(["run", *keys])["score"].rename("before")
+    runs = pd.concat([after, before], axis=1).dropna(subset=["after"])
+    runs["delta"] = runs["after"] - runs["before"]
+    g = runs.groupby(level=keys)
+    out = pd.DataFrame({"paper_before": g["before"].mean(), "paper_after": g["after"].mean(),
+                        "paper_delta": g["delta"].mean(), "paper_n_runs": g["after"].size()}).reset_index()
+    return out.sort_values(keys, ignore_index=True)
+
+
+def compare_head_deltas(ours: pd.DataFrame, model: str, task: str,
+                        paper: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Our per-head Δ (``head_delta.csv`` of ``--probe-after``: ``readout, layer, head, before_acc, delta_test,
+    n_seeds``) beside the released ones of ``model`` on the SentEval probing ``task``, aligned by (layer, head).
+
+    Returns ``(table, rho)``: ``table`` has :data:`HEAD_COMPARISON_COLUMNS` (every head of ours, the paper's columns
+    NaN where it released nothing for that head); ``rho`` has per readout the Spearman ρ between the two Δ maps over
+    the heads where both exist (``n_heads``; NaN below 3 heads), and the same between the after-scores."""
+    from scipy.stats import spearmanr
+
+    if paper is None:
+        paper = paper_head_deltas(model, task)
+    paper = paper[(paper["model"] == _paper_model(model)) & (paper["task"] == task)]
+    mine = pd.DataFrame({"model": model, "task": task, "readout": ours["readout"].astype(str),
+                         "layer": ours["layer"].astype(int), "head": ours["head"].astype(int),
+                         "ours_before": ours["before_acc"].astype(float),
+                         "ours_delta": ours["delta_test"].astype(float),
+                         "ours_n_seeds": ours["n_seeds"].astype(int)})
+    mine["ours_after"] = mine["ours_before"] + mine["ours_delta"]
+    table = mine.merge(paper.drop(columns=["model", "task"]), on=["layer", "head"], how="left")
+    table = table[HEAD_COMPARISON_COLUMNS]
+    rhos = []
+    for readout, g in table.groupby("readout", sort=False):
+        both = g.dropna(subset=["paper_delta", "ours_delta"])
+        both_after = g.dropna(subset=["paper_after", "ours_after"])
+
+        def rho(a: pd.Series, b: pd.Series) -> float:
+            return float(spearmanr(a, b)[0]) if len(a) >= 3 else float("nan")
+
+        rhos.append({"model": model, "task": task, "readout": readout,
+                     "n_heads": len(both), "spearman_rho_delta": rho(both["paper_delta"], both["ours_delta"]),
+                     "n_heads_after": len(both_after),
+                     "spearman_rho_after": rho(both_after["paper_after"], both_after["ours_after"])})
+    return table, pd.DataFrame(rhos, columns=["model", "task", "readout", "n_heads", "spearman_rho_delta",
+                                              "n_heads_after", "spearman_rho_after"])
 
 
 def dry_run(models: Sequence[str], tasks: Sequence[str], reads: Sequence[str], seeds: Sequence[int], *,
@@ -109,13 +185,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--out", default="reproduce-finetune")
     args = p.parse_args(argv)
-    models = [m for m in args.models.split(",") if m]
-    tasks = [t for t in args.tasks.split(",") if t]
-    reads = [r for r in args.reads.split(",") if r]
     try:
+        from ..vocab import names_list
         from .checks import parse_seeds
 
-        seeds = parse_seeds(args.seeds)
+        models = names_list(args.models, what="--models", example="bert-base-uncased,minilm")
+        tasks = names_list(args.tasks, what="--tasks", example="MRPC,SST2,STSBenchmark")
+        reads = names_list(args.reads, what="--reads", example="last,best-layer")
+        seeds = parse_seeds(args.seeds, what="--seeds")
         known = {t for t, _, _ in PAPER_GRID["tasks"]}
         bad = [t for t in tasks if t not in known]
         if bad:
@@ -133,7 +210,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
     glue_names = {t: g for t, g, _ in PAPER_GRID["tasks"]}
     glue_tasks = {t: n for t, _, n in PAPER_GRID["tasks"]}
-    ours = []
+    ours, heads, rhos = [], [], []
     for m in models:
         for t in tasks:
             kw = {"glue": str(Path(args.glue_dir) / glue_names[t]), "select_on": t} if args.glue_dir else {}
@@ -143,6 +220,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             s = res.summary.assign(model=m, task=glue_tasks[t],
                                    our_split="GLUE dev.tsv" if args.glue_dir else f"SentEval {t} test")
             ours.append(s)
+            if res.probe is not None and not res.probe.head_delta.empty:
+                h, r = compare_head_deltas(res.probe.head_delta, m, t)
+                heads.append(h)
+                rhos.append(r)
     table = pd.concat(ours, ignore_index=True).merge(paper_numbers(), on=["model", "task", "readout"], how="left")
     cols = ["model", "task", "readout", "representation", "n_seeds", "test_mean", "test_sd", "our_split",
             "paper_mean", "paper_sd", "paper_n", "paper_split"]
@@ -150,4 +231,22 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     table[cols].to_csv(out, index=False)
     print(table[cols].to_string(index=False))
     print("The paper's numbers are on GLUE's dev set (its files call it test).")
+    if heads:
+        write_head_comparison(Path(args.out), pd.concat(heads, ignore_index=True), pd.concat(rhos, ignore_index=True))
     return 0
+
+
+def write_head_comparison(out: Path, table: pd.DataFrame, rho: pd.DataFrame) -> str:
+    """Write ``finetune_head_comparison.csv`` (ours beside the released head_finetuned rows, per head) and
+    ``finetune_head_rho.csv`` (Spearman ρ between the two Δ maps) under ``out``; print and return the summary."""
+    from ..vocab import atomic_write
+
+    atomic_write(out / "finetune_head_comparison.csv", lambda p: table.to_csv(p, index=False))
+    atomic_write(out / "finetune_head_rho.csv", lambda p: rho.to_csv(p, index=False))
+    text = "\n".join([
+        "What fine-tuning did to every head, ours beside the released head_finetuned rows (Δ = after − before; "
+        "the paper's Δ only where a run was also probed at checkpoint-0):",
+        rho.to_string(index=False),
+        f"per head: {out / 'finetune_head_comparison.csv'}"])
+    print(text)
+    return text

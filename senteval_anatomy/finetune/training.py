@@ -236,6 +236,7 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
     from transformers import logging as hf_logging
 
     from ..encoders.loading import load_encoder
+    from ..encoders.readers import quiet_transformers
     from ..vocab import atomic_write, check_pooling, resolve_device
 
     settings = settings.check()
@@ -304,8 +305,10 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
     def metrics(pred: Any) -> dict[str, float]:
         return _score(pred.predictions, pred.label_ids, data.regression)
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    if not progress:  # the Trainer's checkpoints go through save_pretrained, whose "Writing model shards" is a bar
+        hf_logging.disable_progress_bar()
     try:
         trainer = Trainer(model=model, args=args, train_dataset=sets["train"], eval_dataset=sets["dev"],
                           data_collator=DataCollatorWithPadding(tok), compute_metrics=metrics, callbacks=callbacks)
@@ -319,6 +322,8 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         test_out = trainer.predict(sets["test"])  # the selected checkpoint, once, after all selection
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars and not progress:
+            hf_logging.enable_progress_bar()
     digest = hashlib.sha256()  # the selected weights: equal runs give equal digests (seeds, resume, determinism)
     for k, v in sorted(model.state_dict().items()):
         digest.update(k.encode())
@@ -381,8 +386,9 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         model.close()
         tmp = model_dir.with_name(f".{model_dir.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        work.model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+        with quiet_transformers(progress_bars=progress):  # "Writing model shards" is a bar too: --no-progress
+            work.model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
         shutil.rmtree(model_dir, ignore_errors=True)
         os.replace(tmp, model_dir)
     model.close()

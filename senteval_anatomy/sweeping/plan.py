@@ -19,24 +19,14 @@ from .variants import FindingsOptions
 __all__ = ["Plan", "make_plan", "parse_ks", "parse_tasks"]
 
 
-def parse_ks(ks: str | Sequence[int] | None) -> list[int] | None:
-    """``--ks`` / ``ks=``: comma-separated positive integers (``"1,,2"`` is a typo, refused), or a sequence;
-    ``None`` stays ``None`` (the default k sweep)."""
-    if ks is None:
-        return None
-    if isinstance(ks, str):
-        try:
-            values = [int(x) for x in ks.split(",")]
-        except ValueError as exc:
-            raise ValueError(f"--ks {ks!r}: expected comma-separated integers such as 1,2,4,8") from exc
-    else:
-        values = [int(x) for x in ks]
-    if not values:
-        raise ValueError(f"--ks {ks!r}: give at least one integer, e.g. --ks 1,2,4,8")
-    bad = [k for k in values if k < 1]
-    if bad:
-        raise ValueError(f"--ks {ks!r}: every k must be >= 1 (got {bad[0]})")
-    return values
+def parse_ks(ks: str | Sequence[int] | None, *, what: str = "ks") -> list[int] | None:
+    """``--ks`` / ``ks=``: whole numbers >= 1 as every list of numbers is read
+    (:func:`~senteval_anatomy.vocab.check_whole_list`: a comma-separated string, ``"1,,2"`` refused, a list or a NumPy
+    array, each k once); ``None`` stays ``None`` (the default k sweep). ``what`` names the argument in the one-line
+    error (``--ks`` on the command line)."""
+    from ..vocab import check_whole_list
+
+    return None if ks is None else check_whole_list(ks, what=what)
 
 
 def parse_tasks(tasks: Sequence[str] | str) -> list[str]:
@@ -92,7 +82,7 @@ def make_plan(
     """A checked :class:`Plan`. ``params`` override ``preset`` (default: the paper's settings); ``findings`` is a
     :class:`~.variants.FindingsOptions` or its fields as a mapping; ``settings`` are the other fields of
     :class:`Plan`. Raises ``ValueError`` naming the setting at the first mistake."""
-    from ..vocab import ParamError, check_count, check_probe_params, plain
+    from ..vocab import ParamError, check_batch_size, check_probe_params, plain
 
     task_list = parse_tasks(tasks)
     if params is not None and not isinstance(params, Mapping):
@@ -106,8 +96,7 @@ def make_plan(
         raise ValueError(f"params: {exc}") from None
     base["task_path"] = str(task_path)
     if "batch_size" in settings:
-        settings["batch_size"] = check_count(settings["batch_size"], what="batch_size",
-                                             why="sentences per forward pass")
+        settings["batch_size"] = check_batch_size(settings["batch_size"])
     fo = findings if isinstance(findings, FindingsOptions) else FindingsOptions(**dict(findings or {}))
     plan = Plan(tasks=task_list, task_path=Path(task_path), params=base, views=check_views(views), preset=preset,
                 ks=parse_ks(ks), findings=fo, **settings)

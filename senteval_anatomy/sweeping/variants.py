@@ -167,6 +167,7 @@ class UnitFindings:
             from ..controls import majority_acc
 
             extra["majority_acc"] = majority_acc(self.task)
+            extra["majority_selectivity"] = acc - extra["majority_acc"].to_numpy(dtype=float)
         for (_, kind), values in zip(self.controls, self.control_acc, strict=True):
             extra[kind.acc_column] = values
             extra[kind.selectivity_column] = acc - np.asarray(values, dtype=float)
