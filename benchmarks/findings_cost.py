@@ -11,7 +11,9 @@ run starts from an empty feature cache (so it encodes, as a first run does) and 
     python benchmarks/findings_cost.py --task-path demo --tasks Tense,Length --seeds 5 --threads 1
 
 ``--task-path demo`` uses the embedded demo data. Prints a markdown table (seconds, the minimum over ``--repeats``
-interleaved rounds, and the ratio to plain, measured side by side in one process) and the machine it ran on.
+interleaved rounds; the ratio to plain of each round, measured side by side in one process, and their median) and
+the machine it ran on with its load average before and after (the machine may be shared: a load spike hits one
+round, and the median ratio of the rounds is robust to it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -63,20 +66,25 @@ def main(argv=None) -> int:
             "--controls": {"controls": True},
             f"--seeds {args.seeds}": {"seeds": args.seeds},
             f"--controls --seeds {args.seeds}": {"controls": True, "seeds": args.seeds}}
-    best = {name: float("inf") for name in runs}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    load_before = os.getloadavg()
     for _ in range(args.repeats):  # interleaved rounds: a load spike hits one round, not one run
         for name, findings in runs.items():
             with tempfile.TemporaryDirectory() as tmp:  # an empty cache: every run encodes
                 t0 = time.perf_counter()
                 sweep(enc, tasks, task_path=args.task_path, views=args.views, params=params,
                       store=FeatureStore(tmp), progress=False, findings=findings)
-                best[name] = min(best[name], time.perf_counter() - t0)
-    plain = best["plain sweep"]
+                times[name].append(time.perf_counter() - t0)
+    load_after = os.getloadavg()
+    plain = times["plain sweep"]
     print(f"{args.model}, tasks {args.tasks}, views {args.views}, {args.threads} thread(s), device {args.device}; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print("| run (encoding included) | seconds | x plain |\n|---|---:|---:|")
-    for name, sec in best.items():
-        print(f"| {name} | {sec:.1f} | {sec / plain:.2f} |")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average (1/5/15 min) "
+          f"before {'/'.join(f'{x:.1f}' for x in load_before)}, after {'/'.join(f'{x:.1f}' for x in load_after)}")
+    print("| run (encoding included) | min seconds | x plain, per round | x plain, median |\n|---|---:|---|---:|")
+    for name, secs in times.items():
+        ratios = [s / p for s, p in zip(secs, plain, strict=True)]
+        print(f"| {name} | {min(secs):.1f} | {', '.join(f'{r:.2f}' for r in ratios)} | "
+              f"{statistics.median(ratios):.2f} |")
     return 0
 
 

@@ -348,6 +348,40 @@ def test_stacked_label_sets_and_seeds_equal_solo_probes(config):
         assert solo.score(X[va, p], Y[lab, va]) == test_acc[s]
 
 
+@pytest.mark.parametrize("config", [FAST, OPTIMIZER_CONFIGS[-1]], ids=["linear", "mlp-dropout"])
+def test_label_sets_sharing_rows_train_as_blocks_like_each_label_set_alone(config):
+    """A task's probes and two control label sets on the same seed (same rows) train as in-order blocks of probes
+    that read the features without a gather: every slot's scores, epochs, predictions and (linear probe) best
+    weights equal, bit for bit, a BatchedMLP trained on that label set alone (the plain sweep's run for the task's
+    own labels)."""
+    X, y = _classes(150, 3, 8, seed=1)
+    Y = np.stack([y, _relabel(y, 3, 9), _relabel(y, 3, 10)])
+    n_probes, regs, n_sets = X.shape[1], [1e-5, 1e-2], 3
+    Xt = torch.from_numpy(X.transpose(1, 0, 2).copy())
+    tr, va, te = np.arange(100), np.arange(100, 125), np.arange(125, 150)
+    alone_probe, alone_reg = np.tile(np.arange(n_probes), len(regs)), np.repeat(regs, n_probes)
+    torch.manual_seed(123)
+    bm = BatchedMLP(8, 3, np.tile(alone_probe, n_sets), np.tile(alone_reg, n_sets), n_probes=n_probes,
+                    config=config, device="cpu", slot_labels=np.repeat(np.arange(n_sets), len(alone_probe)))
+    assert [g.full for g in bm._stack.groups] == [n_sets] * len(regs), "the label sets should form in-order blocks"
+    bm.fit(Xt, torch.from_numpy(Y), tr, val_rows=va)
+    pred = bm.predict(Xt, te)
+    acc = bm.score(Xt, torch.from_numpy(Y), te)
+    assert len(set(acc.tolist())) > 3
+    n = len(alone_probe)
+    for v in range(n_sets):
+        torch.manual_seed(123)
+        alone = BatchedMLP(8, 3, alone_probe, alone_reg, n_probes=n_probes, config=config, device="cpu")
+        alone.fit(Xt, torch.from_numpy(Y[v]), tr, val_rows=va)
+        if not config["nhid"]:  # the MLP's second layer is a bmm over 3x the slots: same outcomes, maybe not bits
+            for best, ref in zip(bm._stack.best, alone._stack.best, strict=True):
+                assert torch.equal(best[v * n : (v + 1) * n], ref), f"label set {v}: best weights differ"
+        np.testing.assert_array_equal(bm.best_score_[v * n : (v + 1) * n], alone.best_score_)
+        np.testing.assert_array_equal(bm.n_epochs_[v * n : (v + 1) * n], alone.n_epochs_)
+        np.testing.assert_array_equal(pred[v * n : (v + 1) * n], alone.predict(Xt, te))
+        np.testing.assert_array_equal(acc[v * n : (v + 1) * n], alone.score(Xt, torch.from_numpy(Y[v]), te))
+
+
 def _variants(task_y: dict, n_classes: int):
     from senteval_anatomy.engine.batched import Variant
 

@@ -22,6 +22,10 @@ How it works
   ``np.random.RandomState(seed)``. So one module build and one ``rng`` serve every slot, and every slot sees the
   rows its solo run sees. With ``nhid > 0`` the dropout masks are also the same in every solo run (same generator,
   same shapes), so one mask per step serves all slots.
+* Variants (:class:`Variant`) of the same seed (a task's probes and its control probes) train on the same rows:
+  their slots of one weight decay are whole blocks of the chunk's probes in order, and each block multiplies the
+  mini-batch features as they are (:class:`~senteval_anatomy.engine.kernels.StackedLinear`), with no gathered
+  ``[blocks * P, rows, d]`` copy; the per-slot matmuls are unchanged, so are the numbers.
 * Loss: the *sum over slots of each slot's mean loss*, so each slot's gradient is exactly its solo gradient.
   Weight decay differs per slot: slots with the same value form one optimizer param group, and torch's own
   optimizer (built by the engine's :func:`~senteval_anatomy.engine.probes.parse_optimizer`) applies it to weights

@@ -107,18 +107,34 @@ class StackedLinear(torch.autograd.Function):
     through different BLAS kernels, which makes the stacked probe drift from the solo one by float rounding. Computing
     ``g.T @ x`` per slot reproduces the solo kernels; on CPU the stacked weights then equal the solo ones bit for bit
     in the common shapes (see the module docstring for the exceptions).
+
+    With ``reps`` copies of the input (``x`` is ``[P, m, in]``, ``W`` ``[reps * P, out, in]``: slot ``v * P + p``
+    reads ``x[p]``, e.g. a task's probes and its control probes, which train on the same rows), each block of P
+    slots is multiplied with ``x`` itself instead of a gathered ``[reps * P, m, in]`` copy of it: the per-slot
+    matmuls are the same calls on the same values, without the copy.
     """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        n = x.shape[0]
+        if weight.shape[0] == n:
+            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+        return torch.cat([torch.baddbmm(bias[v : v + n].unsqueeze(1), x, weight[v : v + n].transpose(1, 2))
+                          for v in range(0, weight.shape[0], n)])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        n = x.shape[0]
+        blocks = range(0, weight.shape[0], n)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.bmm(grad, weight) if weight.shape[0] == n else sum(
+                torch.bmm(grad[v : v + n], weight[v : v + n]) for v in blocks)
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(grad.transpose(1, 2), x) if weight.shape[0] == n else torch.cat(
+                [torch.bmm(grad[v : v + n].transpose(1, 2), x) for v in blocks])
         gb = grad.sum(1) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
@@ -126,7 +142,8 @@ class StackedLinear(torch.autograd.Function):
 def stacked_forward(params: Sequence[torch.Tensor], x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Forward of SentEval's probe for every slot: ``Linear`` or ``Linear -> Dropout -> Sigmoid -> Linear``.
 
-    ``params`` is ``[W, b]`` or ``[W1, b1, W2, b2]`` with a leading slot dimension; ``x`` is ``[S, m, in]``; ``mask``
+    ``params`` is ``[W, b]`` or ``[W1, b1, W2, b2]`` with a leading slot dimension; ``x`` is ``[S, m, in]``, or
+    ``[P, m, in]`` read by ``S / P`` blocks of P slots (see :class:`StackedLinear`); ``mask``
     is the dropout multiplier ``[m, nhid]`` (zeros and ``1/(1-p)``) shared by all slots, because every solo probe
     draws the very same mask sequence from the same seed.
     """

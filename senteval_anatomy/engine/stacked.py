@@ -67,14 +67,16 @@ class _Group:
     __slots__ = ("reg", "stream", "slots", "probe_pos", "label_pos", "params", "full")
 
     def __init__(self, reg: float, stream: int, slots: np.ndarray, probe_pos: torch.Tensor,
-                 label_pos: torch.Tensor | None, params: list[nn.Parameter], full: bool):
+                 label_pos: torch.Tensor | None, params: list[nn.Parameter], full: int):
         self.reg = reg
         self.stream = stream  # the stream (seed, rows) whose mini-batches these slots train on
         self.slots = slots  # global slot ids, ascending
         self.probe_pos = probe_pos  # probe index of each slot (long tensor on the device)
         self.label_pos = label_pos  # label-set index of each slot (None: one label set)
         self.params = params
-        self.full = full  # slots are exactly probes 0..P-1 in order: no gather needed
+        # 0: the slots' features are gathered by probe_pos; k >= 1: the slots are k blocks of probes 0..P-1 in order,
+        # so every block reads the features as they are (no gather; kernels.StackedLinear takes the k blocks)
+        self.full = full
 
 
 class _SlotStack:
@@ -124,7 +126,7 @@ class _SlotStack:
 
     def _make_group(self, reg: float, stream: int, slots: np.ndarray, params: list[nn.Parameter]) -> _Group:
         probes = self.slot_probe[slots]
-        full = len(probes) == self.n_probes and bool(np.all(probes == np.arange(self.n_probes)))
+        full = _blocks(probes, self.n_probes)
         labels = None if self.slot_labels is None else torch.as_tensor(self.slot_labels[slots], device=self.device)
         return _Group(reg, stream, slots, torch.as_tensor(probes, device=self.device), labels, params, full)
 
@@ -215,30 +217,53 @@ class _SlotStack:
         self.optimizer = None
 
 
+def _blocks(probes: np.ndarray, n_probes: int) -> int:
+    """How many whole blocks of probes ``0..n_probes-1`` in order ``probes`` is (0: not such blocks). Slots laid out
+    so (a task's probes, then its control probes, on the same rows) read the features without a gather."""
+    k, r = divmod(len(probes), n_probes)
+    return k if k and not r and bool(np.all(probes == np.tile(np.arange(n_probes), k))) else 0
+
+
+def _slot_blocks(params: Sequence[torch.Tensor], full: int, width: int, chunk: int) -> list[tuple[int, int, int]]:
+    """``(b0, s0, s1)``: the slot blocks of one scoring pass, bounded by :data:`_SCORE_BLOCK_ELEMS`, inside the
+    in-order probe blocks starting at ``b0`` when ``full`` (see :func:`_blocks`)."""
+    n_slots = params[0].shape[0]
+    sblock = max(1, _SCORE_BLOCK_ELEMS // max(1, chunk * width))
+    per = n_slots // full if full else n_slots
+    return [(b0, s0, min(b0 + per, s0 + sblock)) for b0 in range(0, n_slots, per) for s0 in range(b0, b0 + per, sblock)]
+
+
+def _forward_rows(params: Sequence[torch.Tensor], probe_pos: torch.Tensor, full: int, xr: torch.Tensor,
+                  blocks: list[tuple[int, int, int]]):
+    """Yield ``(s0, s1, outputs)`` of the slot blocks ``blocks`` on the gathered rows ``xr`` ``[P, rows, f]``."""
+    for b0, s0, s1 in blocks:
+        xs = xr[s0 - b0 : s1 - b0] if full else xr.index_select(0, probe_pos[s0:s1])
+        yield s0, s1, stacked_forward([p[s0:s1] for p in params], xs)
+
+
+def _width(X: torch.Tensor, params: Sequence[torch.Tensor]) -> int:
+    return max(X.shape[2], *(w.shape[1] for w in params[::2]))  # widest of input, hidden and output
+
+
 def _iter_blocks(
     params: Sequence[torch.Tensor],
     probe_pos: torch.Tensor,
-    full: bool,
+    full: int,
     X: torch.Tensor,
     rows: torch.Tensor,
     chunk: int,
 ):
     """Yield ``(s0, s1, i0, i1, outputs)`` over row chunks of ``chunk`` (the solo probe's scoring chunk, so that the
-    matmul shapes are the solo ones) and slot blocks bounded by :data:`_SCORE_BLOCK_ELEMS`. Eval mode, no grad."""
-    n_slots = params[0].shape[0]
-    width = max(X.shape[2], *(w.shape[1] for w in params[::2]))  # widest of input, hidden and output
-    sblock = max(1, _SCORE_BLOCK_ELEMS // max(1, chunk * width))
+    matmul shapes are the solo ones) and slot blocks bounded by :data:`_SCORE_BLOCK_ELEMS`. Eval mode, no grad.
+    ``full``: 0 (gather each slot's probe by ``probe_pos``) or the number of in-order blocks of probes (see
+    :func:`_blocks`)."""
+    blocks = _slot_blocks(params, full, _width(X, params), chunk)
     with torch.no_grad():
         for i0 in range(0, len(rows), chunk):
             r = rows[i0 : i0 + chunk]
             xr = X.index_select(1, r)
-            for s0 in range(0, n_slots, sblock):
-                s1 = min(n_slots, s0 + sblock)
-                if full:
-                    xs = xr[s0:s1]
-                else:
-                    xs = xr.index_select(0, probe_pos[s0:s1])
-                yield s0, s1, i0, i0 + len(r), stacked_forward([p[s0:s1] for p in params], xs)
+            for s0, s1, out in _forward_rows(params, probe_pos, full, xr, blocks):
+                yield s0, s1, i0, i0 + len(r), out
 
 
 class BatchedMLP:
@@ -462,14 +487,26 @@ class BatchedMLP:
         stack.optimizer.step()
 
     def _live_accuracy(self, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
-        """Validation accuracy of every active slot with its current weights (NaN for inactive slots)."""
+        """Validation accuracy of every active slot with its current weights (NaN for inactive slots). Each chunk
+        of a stream's validation rows is gathered once for all the groups (weight decays) of that stream."""
         acc = np.full(self.n_slots, np.nan)
-        for g in self._stack.groups:
-            rows = self._val[g.stream]
-            correct = self._count_correct([p.detach() for p in g.params], g.probe_pos, g.label_pos, g.full, X, Y,
-                                          rows)
-            for s, c in zip(g.slots, correct.tolist(), strict=True):
-                acc[s] = 1.0 * c / len(rows)
+        for k in self._stack.active_streams():
+            groups = [g for g in self._stack.groups if g.stream == k]
+            rows = self._val[k]
+            views = [([p.detach() for p in g.params], g) for g in groups]
+            plan = [_slot_blocks(params, g.full, _width(X, params), self.batch_size) for params, g in views]
+            correct = [torch.zeros(len(g.slots), dtype=torch.int64, device=self.device) for g in groups]
+            with torch.no_grad():
+                for i0 in range(0, len(rows), self.batch_size):
+                    r = rows[i0 : i0 + self.batch_size]
+                    xr, yr_all = X.index_select(1, r), Y.index_select(1, r)
+                    for (params, g), blocks, c in zip(views, plan, correct, strict=True):
+                        for s0, s1, out in _forward_rows(params, g.probe_pos, g.full, xr, blocks):
+                            yr = yr_all[0] if g.label_pos is None else yr_all.index_select(0, g.label_pos[s0:s1])
+                            c[s0:s1] += out.max(2)[1].eq(yr).sum(1)
+            for g, c in zip(groups, correct, strict=True):
+                for s, n in zip(g.slots, c.tolist(), strict=True):
+                    acc[s] = 1.0 * n / len(rows)
         return acc
 
     def _count_correct(self, params, probe_pos, label_pos, full, X, Y, rows) -> torch.Tensor:
@@ -493,7 +530,7 @@ class BatchedMLP:
             labels = None if labels is None else labels[slots]
             si = torch.as_tensor(slots, device=self.device)
             params = [p.index_select(0, si) for p in params]
-        full = len(probes) == self._stack.n_probes and bool(np.all(probes == np.arange(self._stack.n_probes)))
+        full = _blocks(probes, self._stack.n_probes)
         label_pos = None if labels is None else torch.as_tensor(labels, device=self.device)
         return params, torch.as_tensor(probes, device=self.device), label_pos, full
 
