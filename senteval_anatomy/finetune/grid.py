@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..engine.registry import get_task
 from ..vocab import print_error
 
 __all__ = ["PAPER_GRID", "compare_head_deltas", "dry_run", "main", "paper_head_deltas", "paper_numbers",
@@ -38,8 +39,6 @@ PAPER_GRID = {
 
 #: Parameters (millions) of the grid's models, for the estimates of ``--dry-run``.
 _PARAMS_M = {"bert-base-uncased": 110, "google/electra-base-discriminator": 110}
-#: Training examples per epoch (SentEval train, less the held-out dev where the task has none) and test size.
-_TRAIN = {"MRPC": 3668, "SST2": 67349, "STSBenchmark": 5749}
 #: Measured on this project's CPU machine (docs/finetune.md, benchmarks/finetune_minilm.py): MiniLM (22.7M
 #: parameters), paper preset, MRPC pairs, about 14.5 CPU-seconds (2 threads) per epoch of 64 training + 32 dev pairs,
 #: i.e. about 8 training examples per second on 2 otherwise idle cores; scaled by parameter count for other models. A GPU figure is an assumption
@@ -47,6 +46,12 @@ _TRAIN = {"MRPC": 3668, "SST2": 67349, "STSBenchmark": 5749}
 #: measurement of this project.
 CPU_EXAMPLES_PER_S_MINILM = 8.0
 GPU_EXAMPLES_PER_S_110M = 250.0
+
+
+def _train_size(task: str) -> int:
+    """Training examples per epoch, read from the task's spec (its one home): SentEval's train split size."""
+    sizes = get_task(task).sizes or {}
+    return int(sizes.get("train", 10000))
 
 
 def reference_runs() -> pd.DataFrame:
@@ -153,7 +158,7 @@ def dry_run(models: Sequence[str], tasks: Sequence[str], reads: Sequence[str], s
     for m in models:
         params = _PARAMS_M.get(m, 110) * 1e6
         for t in tasks:
-            n = _TRAIN.get(t, 10000)
+            n = _train_size(t)
             rate = (GPU_EXAMPLES_PER_S_110M * 110e6 / params) if gpu else CPU_EXAMPLES_PER_S_MINILM * 22.7e6 / params
             per_run = 3 * n / rate
             runs = len(reads) * len(seeds)
