@@ -26,7 +26,9 @@ FAULTS = Path(__file__).resolve().parent / "faults"
 TASKS = ("Length", "Tense")
 UNITS = len(TASKS) * 2  # heads and layers per task
 PROBE = ["--seed", "7", "--kfold", "2", "--tenacity", "1", "--epoch-size", "1", "--max-epoch", "4",
-         "--probe-batch-size", "64", "--batch-size", "16", "--no-plots", "-q"]
+         "--probe-batch-size", "64", "--batch-size", "16", "--no-plots", "--no-topk", "-q"]
+# --no-topk: the fault points count the sweep's own trainer calls (one per unit); the top-k view adds one trainer
+# call per k, keyed units of its own (resume of those is tested in test_topk / test_cli)
 FORWARD = "transformers.models.bert.modeling_bert:BertModel.forward"
 TRAIN = "senteval_anatomy.engine.batched:evaluate_many"
 RESUME = " — rerun the same command to resume"
