@@ -259,6 +259,7 @@ REPEATED: list[tuple[list[str], str]] = [
      "--ks 1,2,4)"),
     (["reproduce", "--dry-run", "--tasks", "Nope", "--models", "a", "--mod", "b"], "--models given 2 times ('a', then 'b')"),
     (["reproduce", "--dry-run", "--tasks", "Nope", "--out=a", "--out", "b"], "--out given 2 times ('a', then 'b')"),
+    (["reproduce", "--finetune", "--dry-run", "--seeds", "0", "--seeds", "1"], "--seeds given 2 times ('0', then '1')"),
 ]
 
 

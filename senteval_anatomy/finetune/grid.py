@@ -14,14 +14,13 @@ table says which. ``--dry-run`` prints the runs, an estimate of time and disk, a
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ..engine.registry import get_task
-from ..vocab import print_error
+from ..vocab import OneLineParser, print_error
 
 __all__ = ["PAPER_GRID", "compare_head_deltas", "dry_run", "main", "paper_head_deltas", "paper_numbers",
            "reference_runs"]
@@ -178,7 +177,8 @@ def dry_run(models: Sequence[str], tasks: Sequence[str], reads: Sequence[str], s
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """``reproduce --finetune``: run (or ``--dry-run``) the grid and print ours beside the paper's."""
-    p = argparse.ArgumentParser(prog=prog or "senteval-anatomy reproduce --finetune", description=__doc__.split("\n")[0])
+    # the shared parser: one-line refusals, and a single-value flag given twice is an error (as in every command)
+    p = OneLineParser(prog=prog or "senteval-anatomy reproduce --finetune", description=__doc__.split("\n")[0])
     p.add_argument("--models", default=",".join(PAPER_GRID["models"]))
     p.add_argument("--tasks", default=",".join(t for t, _, _ in PAPER_GRID["tasks"]))
     p.add_argument("--reads", default=",".join(PAPER_GRID["reads"]))
