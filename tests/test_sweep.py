@@ -13,7 +13,7 @@ import pytest
 from senteval_anatomy.analysis.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
-from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores, vector_name
+from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, ParamError, main_scores, vector_name
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / "data" / "default"
@@ -223,6 +223,6 @@ def test_sweep_takes_numpy_and_removes_repeats_like_the_cli(tiny_encoder, tiny_d
     pd.testing.assert_frame_equal(numpy, plain)
     a, b = LayerAdapter(enc, "EMBEDDINGS"), LayerAdapter(enc, "embeddings")
     assert a.name == b.name
-    for bad in (2.5, True, None):
-        with pytest.raises(TypeError, match="must be an int block index"):
+    for bad in (2.5, True, None):  # the shared layer rule (vocab.LAYER_RULE), as sweep() and --layer say it
+        with pytest.raises(ParamError, match=r"layer=.*: give a block index"):
             LayerAdapter(enc, bad)
