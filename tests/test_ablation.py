@@ -100,7 +100,8 @@ def test_topk_ablation_curve(tiny_encoder):
 def test_mean_ablation_means_come_from_the_reference_not_the_evaluated_sentences(tiny_encoder):
     """mode="mean" substitutes the heads' mean context over ``reference`` (training sentences), never over the
     sentences it is measured on; without a reference, or with the evaluated sentences as reference, it refuses."""
-    from senteval_anatomy.engine.tasks import Task, get_task
+    from senteval_anatomy.engine.registry import get_task
+    from senteval_anatomy.engine.tasks import Task
 
     enc = tiny_encoder("bert")
     evaluated, train = SENTENCES[:6], SENTENCES[6:]

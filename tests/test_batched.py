@@ -18,8 +18,9 @@ from senteval_anatomy.engine.batched import evaluate_many, kfold_eval_many, spli
 from senteval_anatomy.engine.chunks import CHUNK_BYTES, default_max_probes
 from senteval_anatomy.engine.probes import OPTIMIZER_NAMES, TorchProbe
 from senteval_anatomy.engine.protocol import PYTORCH_L2_GRID
+from senteval_anatomy.engine.registry import get_task
 from senteval_anatomy.engine.stacked import BatchedMLP
-from senteval_anatomy.engine.tasks import Task, get_task
+from senteval_anatomy.engine.tasks import Task
 
 # Short training so that the solo references stay cheap; tenacity 1 makes probes stop at visibly different epochs.
 FAST = {"nhid": 0, "optim": "rmsprop", "batch_size": 32, "tenacity": 1, "epoch_size": 1, "max_epoch": 40}

@@ -16,7 +16,8 @@ from senteval_anatomy.engine.controls import (
     selectivity,
     type_value,
 )
-from senteval_anatomy.engine.tasks import Task, get_task, load_task
+from senteval_anatomy.engine.registry import get_task
+from senteval_anatomy.engine.tasks import Task, load_task
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "senteval-data"
 

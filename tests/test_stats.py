@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from senteval_anatomy.engine.batched import evaluate_many
+from senteval_anatomy.engine.registry import get_task
 from senteval_anatomy.engine.stacked import BatchedMLP
 from senteval_anatomy.engine.stats import (
     accuracy_ci,
@@ -22,7 +23,7 @@ from senteval_anatomy.engine.stats import (
     seed_summary,
     wilson_interval,
 )
-from senteval_anatomy.engine.tasks import Task, get_task
+from senteval_anatomy.engine.tasks import Task
 
 
 def test_seed_summary_known_values():

@@ -51,7 +51,7 @@ def _os_error_message(exc: OSError) -> str:
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
     from ..encoders.architectures import UnsupportedModelError
-    from ..engine.tasks import DataError
+    from ..engine.spec import DataError
     from ..store import CacheCorruptionError
 
     def on_term(signum: int, frame: Any) -> None:

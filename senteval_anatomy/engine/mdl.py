@@ -39,8 +39,8 @@ import torch
 
 from .params import apply_defaults, resolve_device, thread_limit
 from .probes import classifier_config
+from .protocol import pair_features
 from .stacked import DEFAULT_CPU_THREADS, BatchedMLP
-from .tasks import pair_features
 
 __all__ = ["DEFAULT_FRACTIONS", "MDL_VALIDATION_SPLIT", "block_ends", "mdl_many", "online_codelength",
            "online_codelength_many"]

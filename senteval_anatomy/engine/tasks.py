@@ -45,13 +45,13 @@ from .params import thread_limit
 from .protocol import check_similarity, evaluation_params, evaluator_call, pair_features, result_dict
 from .readers import check_folder
 from .registry import get_task
-from .spec import DOWNLOAD_COMMAND, DataError, TaskSpec
+from .spec import DOWNLOAD_COMMAND, TaskSpec
 
 logger = logging.getLogger(__name__)
 
-# DataError (home: spec), get_task (home: registry) and pair_features (home: protocol) are what load_task raises,
-# looks up and uses; importing them from here keeps working.
-__all__ = ["Task", "load_task", "DataError", "get_task", "pair_features"]
+# DataError (home: spec), get_task (home: registry) and pair_features (home: protocol) are imported from their homes
+# everywhere; this module exports only what it defines.
+__all__ = ["Task", "load_task"]
 
 
 def load_task(name: str, task_path: str | os.PathLike, seed: int = 1111) -> Task:
