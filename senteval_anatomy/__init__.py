@@ -32,7 +32,7 @@ _EXPORTS = {
     "HeadsAdapter": "interop.adapters",
     "LayerAdapter": "interop.adapters",
     "sweep": "sweeping",
-    "Results": "analysis.results",
+    "Results": "tables.results",
     "PAPER_PARAMS": "vocab",
     "PRESETS": "vocab",
     "vector_name": "vocab",

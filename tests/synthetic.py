@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from senteval_anatomy.analysis.table import validate_table
+from senteval_anatomy.tables.table import validate_table
 
 
 def synthetic_table(

@@ -244,7 +244,7 @@ def test_figures_never_touch_pyplot(tmp_path):
     from synthetic import synthetic_table
 
     from senteval_anatomy.analysis import plots
-    from senteval_anatomy.analysis.results import Results
+    from senteval_anatomy.tables.results import Results
 
     plt.close("all")
     mine = plt.figure()

@@ -16,12 +16,12 @@ from test_cli import PROBE, run
 from test_sweep import FAST, make_tiny_data
 
 from senteval_anatomy.analysis.analyse import analyse
-from senteval_anatomy.analysis.results import Results
-from senteval_anatomy.analysis.table import load_table
 from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import merge_units, sweep
 from senteval_anatomy.sweeping.identity import UNIT_FORMAT, UnitFileWarning, read_unit
+from senteval_anatomy.tables.results import Results
+from senteval_anatomy.tables.table import load_table
 
 
 @pytest.fixture(scope="module")

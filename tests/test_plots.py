@@ -26,7 +26,7 @@ from senteval_anatomy.analysis.report import (
     probing_table,
     write_report,
 )
-from senteval_anatomy.analysis.results import Results
+from senteval_anatomy.tables.results import Results
 
 TASKS = ["Length", "WordContent", "Tense"]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from synthetic import synthetic_table
 
-from senteval_anatomy.analysis.results import (
+from senteval_anatomy.tables.results import (
     COLUMNS,
     Results,
     ResultsTableError,

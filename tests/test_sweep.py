@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from senteval_anatomy.analysis.results import Results
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
+from senteval_anatomy.tables.results import Results
 from senteval_anatomy.vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, ParamError, main_scores, vector_name
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from senteval_anatomy.analysis.results import Results, TestSelectionWarning
 from senteval_anatomy.analysis.topk import (
     CURVE_COLUMNS,
     choose_k,
@@ -18,6 +17,7 @@ from senteval_anatomy.analysis.topk import (
     rank_heads,
     topk_curve,
 )
+from senteval_anatomy.tables.results import Results, TestSelectionWarning
 
 WORDS = "the cat dog sat on a mat big red blue runs fast slow house tree car green old new man".split()
 PARAMS = {"usepytorch": False, "kfold": 3, "seed": 7, "batch_size": 16, "classifier": {"nhid": 0}}

@@ -1,7 +1,7 @@
 """After a sweep: heatmaps, layer curves, the top-k heads representation, paper-style tables and ``report.md``.
 
 This is the report step of the pipeline (:func:`senteval_anatomy.sweeping.pipeline.run`); it only calls the public
-pieces (:class:`~senteval_anatomy.analysis.results.Results`, :mod:`~senteval_anatomy.analysis.plots`, :mod:`~senteval_anatomy.analysis.report`,
+pieces (:class:`~senteval_anatomy.tables.results.Results`, :mod:`~senteval_anatomy.analysis.plots`, :mod:`~senteval_anatomy.analysis.report`,
 :mod:`~senteval_anatomy.analysis.findings`). It trains nothing: the top-k curves are the sweep's ``topk`` view (passed in, or
 read from the folder's keyed top-k units), the findings are the table's own findings columns.
 """
@@ -28,9 +28,9 @@ from ..outdir import (
     UNITS_DIR,
 )
 from ..sweeping.identity import UnitFileWarning
+from ..tables.results import Results
+from ..tables.table import load_table, validate_table
 from ..vocab import slug
-from .results import Results
-from .table import load_table, validate_table
 
 __all__ = ["AnalysisReport", "analyse", "load_topk"]
 

@@ -197,8 +197,8 @@ def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = N
     the selectivity against control ``kind`` (:data:`senteval_anatomy.engine.controls.CONTROL_KINDS`) instead of accuracy,
     drawn by :func:`senteval_anatomy.analysis.plots.heatmap`."""
     from ..engine.controls import CONTROL_KINDS
+    from ..tables.results import Results
     from .plots import heatmap
-    from .results import Results
 
     ck = CONTROL_KINDS[kind]
     rows = table[(table["task"] == task) & (table["view"] == "heads")]
@@ -218,8 +218,8 @@ def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) ->
     is not distinguishable from the dev-best head of its layer (McNemar on test, Holm-corrected over all heads): how much the within-layer
     ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
     (:func:`senteval_anatomy.analysis.plots.heatmap`, ``tied``)."""
+    from ..tables.results import Results
     from .plots import heatmap, tied_cells
-    from .results import Results
 
     tied = tied_cells(table, task)
     if tied is None:

@@ -35,9 +35,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from ..tables.results import Results
+from ..tables.selection import choose_k
 from ..vocab import atomic_write
-from .results import Results
-from .selection import choose_k
 
 __all__ = [
     "TIED_NOTE",

@@ -20,8 +20,8 @@ import pandas as pd
 from .._version import __version__
 from ..engine.registry import PROBING_GROUPS, PROBING_TASKS
 from ..outdir import REPORT_MD
+from ..tables.results import Results
 from ..vocab import atomic_write, slug
-from .results import Results
 
 __all__ = ["grouped_table", "markdown_table", "paper_table", "probing_table", "task_group", "write_report"]
 

@@ -12,7 +12,7 @@ What we do differently from the paper (see the project's paper reference, sectio
 * the "best layer" baseline is the layer with the best **dev** score (the paper took the max of test).
 
 Ranking or choosing on test is still possible, to reproduce the paper's tables, with ``by="acc"`` plus
-``allow_test_selection=True``; it warns (:class:`~senteval_anatomy.analysis.selection.TestSelectionWarning`).
+``allow_test_selection=True``; it warns (:class:`~senteval_anatomy.tables.selection.TestSelectionWarning`).
 
 Every representation of one call (each k and each baseline) is evaluated with the same ``params``, so the curve
 and its baselines are comparable with each other. The task is loaded once and its features come from the feature
@@ -37,13 +37,13 @@ import pandas as pd
 
 from ..engine.registry import NO_DEV_TASKS
 from ..sweeping.views import add_intervals, curve_row, default_ks, evaluate_topk
-from ..vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, check_pooling, preset_params
-from .results import Results
-from .selection import (  # choose_k re-exported: its home is selection
+from ..tables.results import Results
+from ..tables.selection import (  # choose_k re-exported: its home is selection
     TestSelectionWarning,
     check_selection,
     choose_k,
 )
+from ..vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, check_pooling, preset_params
 
 __all__ = [
     "CURVE_COLUMNS",

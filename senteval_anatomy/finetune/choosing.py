@@ -2,7 +2,7 @@
 
 Why a module of its own: the choice is the scientific claim of a fine-tuning comparison ("the layer probing found"),
 so it is made once, on dev, by the package's own queries (:meth:`Results.best_layer`, :meth:`Results.top_heads`,
-:func:`~senteval_anatomy.analysis.topk.topk_curve` + :func:`~senteval_anatomy.analysis.selection.choose_k`), and the rows say how.
+:func:`~senteval_anatomy.analysis.topk.topk_curve` + :func:`~senteval_anatomy.tables.selection.choose_k`), and the rows say how.
 
 What "a task without a dev split" means here: SentEval's MRPC and TREC have no dev file, but a sweep's ``devacc`` for
 them is k-fold cross-validation on train, which never touches test; it is a dev score and is used (rows say
@@ -59,9 +59,9 @@ def _fingerprints_of(folder: Path) -> set[str]:
 
 
 def load_from(path: str | Path, encoder: Any, task: str, view: str) -> Any:
-    """The :class:`~senteval_anatomy.analysis.results.Results` of ``--from`` (a sweep's ``--out`` folder, ``results.csv`` or
+    """The :class:`~senteval_anatomy.tables.results.Results` of ``--from`` (a sweep's ``--out`` folder, ``results.csv`` or
     ``results.parquet``), checked to be of this very model (fingerprint) with dev scores for ``task``'s ``view``."""
-    from ..analysis.results import Results
+    from ..tables.results import Results
 
     p = Path(path)
     file = p
@@ -97,8 +97,8 @@ def load_from(path: str | Path, encoder: Any, task: str, view: str) -> Any:
 def sweep_for_selection(encoder: Any, task: str, task_path: str, out_dir: Path, views: Sequence[str],
                         pooling: str | None, progress: bool) -> Any:
     """Sweep the pretrained model on ``task`` (reused from ``<out>/sweep-pretrained`` when done before)."""
-    from ..analysis.results import Results
     from ..sweeping import sweep
+    from ..tables.results import Results
 
     df = sweep(encoder, [task], task_path=task_path, views=list(views), out_dir=out_dir / SELECTION_SWEEP_DIR,
                pooling=pooling, progress=progress)
@@ -118,8 +118,8 @@ def resolve(spec: ReadSpec, results: Any, *, task: str, encoder: Any, task_path:
     ``topk`` without a fixed k evaluates the dev-ranked top-k heads for each k in ``ks`` (the sweep's own top-k
     machinery, same probes and hooks) and keeps the k with the best dev score (ties: the smaller k).
     """
-    from ..analysis.selection import choose_k
     from ..analysis.topk import topk_curve
+    from ..tables.selection import choose_k
 
     dev = _dev_kind(task)
     src = f"{task}:{dev}"

@@ -59,9 +59,9 @@ def probe_after(encoder: Any, rows: pd.DataFrame, *, data: Any, task_path: str |
     from scipy.stats import spearmanr
 
     from ..analysis.plots import save_figure
-    from ..analysis.results import Results
     from ..encoders.loading import load_encoder
     from ..sweeping import sweep
+    from ..tables.results import Results
     from ..vocab import VIEWS, atomic_write
     from .choosing import SELECTION_SWEEP_DIR
 

@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..analysis.results import Results, TestSelectionWarning
 from ..engine.registry import PROBING_TASKS as ENGINE_PROBING_TASKS
 from ..engine.registry import get_task
+from ..tables.results import Results, TestSelectionWarning
 from ..vocab import (
     PAPER_DOWNSTREAM_TASKS,
     POOLINGS,

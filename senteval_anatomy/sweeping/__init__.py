@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..analysis.table import write_results_table
 from ..outdir import ABLATION_CURVES_CSV, TOPK_CSV, TOPK_DIR, UNITS_DIR
+from ..tables.table import write_results_table
 from ..vocab import CURVE_COLUMNS, ENCODE_BATCH_SIZE, VIEWS, atomic_write, check_pooling
 from .backends import PendingUnit, RunContext, get_backend
 from .identity import (
@@ -242,7 +242,7 @@ def _topk_view(plan: Plan, context: RunContext, setting: Mapping[str, Any], data
     """The top-k heads view of every task: one more keyed unit per task (``out/topk/units``), computed by the
     local backend from the stored heads, ranked on dev; then the curve with the layer baselines read from the
     task's own layer rows (no probe trained again)."""
-    from ..analysis.results import Results
+    from ..tables.results import Results
     from .backends.local import LocalBackend
     from .views import rank_on_dev, topk_ks
 

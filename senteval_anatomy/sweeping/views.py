@@ -2,7 +2,7 @@
 
 The sweep computes it as one more result unit per task (view ``topk``), after the task's heads unit: the ranking is
 that unit's dev scores (:func:`rank_on_dev`, the rule of :meth:`Results.top_heads
-<senteval_anatomy.analysis.results.Results.top_heads>`), the vectors are the stored heads (no re-encoding, no re-parsing of
+<senteval_anatomy.tables.results.Results.top_heads>`), the vectors are the stored heads (no re-encoding, no re-parsing of
 the task's files), and each k is one probe of the batched trainer (:func:`~senteval_anatomy.engine.batched.evaluate_many`),
 whose numbers equal the engine's. :func:`senteval_anatomy.analysis.topk.topk_curve` evaluates its curves with the same
 :func:`evaluate_topk`.
@@ -45,7 +45,7 @@ class HeadsBatcher:
 
 def rank_on_dev(head_rows: pd.DataFrame) -> list[tuple[int, int]]:
     """Every head with a dev score, best first: dev score descending, ties to the lower (layer, head) -- the rule of
-    :meth:`~senteval_anatomy.analysis.results.Results.top_heads`. Never reads test scores."""
+    :meth:`~senteval_anatomy.tables.results.Results.top_heads`. Never reads test scores."""
     df = head_rows[head_rows["devacc"].notna()]
     ranked = df.sort_values(["devacc", "layer", "head"], ascending=[False, True, True], kind="mergesort")
     return [(int(a), int(b)) for a, b in zip(ranked["layer"], ranked["head"], strict=True)]

@@ -140,8 +140,8 @@ def _topk_unit(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.Dat
     """The ``topk`` unit of a task: one probe per k of the heads ``ranking[:k]`` (rank order), from the store;
     ``selected`` marks the k chosen on dev. With intervals, the dev-chosen best layer is probed with test
     predictions too, for McNemar's test of "top-k beats the best layer"."""
-    from ...analysis.selection import choose_k
     from ...engine.batched import evaluate_many
+    from ...tables.selection import choose_k
     from ...vocab import CURVE_COLUMNS, INTERVAL_COLUMNS
     from ..units import StoreBatcher
     from ..views import add_intervals, curve_row, evaluate_topk

@@ -5,9 +5,9 @@ then ask the same handful of questions of that table: *where* does a property li
 which heads are best, which layer is best, how does the best head compare with the last / best layer, and where
 do the top heads sit (lower / middle / upper thirds of the network). :class:`Results` answers them.
 
-Every selection follows the rules of :mod:`senteval_anatomy.analysis.selection` (dev scores; test only when explicitly
+Every selection follows the rules of :mod:`senteval_anatomy.tables.selection` (dev scores; test only when explicitly
 allowed, with a warning; ties to the lower layer / head). The table's schema, validation and files are in
-:mod:`senteval_anatomy.analysis.table`.
+:mod:`senteval_anatomy.tables.table`.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Results:
     def to_reference_json(
         self, out_dir: str | os.PathLike[str], *, pooling: str | None = None, include_embeddings: bool = False
     ) -> list[Path]:
-        """Export in the reference's layout (see :func:`senteval_anatomy.analysis.table.write_reference_json`)."""
+        """Export in the reference's layout (see :func:`senteval_anatomy.tables.table.write_reference_json`)."""
         return write_reference_json(self.table, out_dir, pooling=pooling or self.pooling,
                                     include_embeddings=include_embeddings)
 
@@ -139,7 +139,7 @@ class Results:
         pooling: str = "cls",
         metric: Mapping[str, str] | None = None,
     ) -> Results:
-        """Read result files in the reference's layout (see :func:`senteval_anatomy.analysis.table.read_reference_json`)."""
+        """Read result files in the reference's layout (see :func:`senteval_anatomy.tables.table.read_reference_json`)."""
         return cls(read_reference_json(path, pooling=pooling, metric=metric))
 
     # ---------------------------------------------------------------- basic facts
