@@ -26,8 +26,8 @@ from senteval_anatomy import cli
 from senteval_anatomy.encoders.encoder import Encoder
 from senteval_anatomy.encoders.encoding import encode, iter_encode
 from senteval_anatomy.encoders.loading import load_encoder
+from senteval_anatomy.experiments.reproduce import _check_arguments as reproduce_arguments
 from senteval_anatomy.interop.adapters import HeadAdapter, HeadsAdapter, LayerAdapter
-from senteval_anatomy.interop.reproduce import _check_arguments as reproduce_arguments
 from senteval_anatomy.store import FeatureStore
 from senteval_anatomy.sweeping import sweep
 from senteval_anatomy.vocab import HEAD_RULE, LAYER_RULE, OneLineParser, check_whole_list

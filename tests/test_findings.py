@@ -219,7 +219,7 @@ def test_main_report_carries_the_findings(tiny_encoder, tiny_data, tmp_path):
     with intervals (the sweep's top-k view), the findings figures, and dots on the sorted heatmaps; --no-plots
     (draw_figures=False) draws none of them."""
     from senteval_anatomy.analysis.plots import TIED_NOTE
-    from senteval_anatomy.sweeping.pipeline import run
+    from senteval_anatomy.pipeline import run
     from senteval_anatomy.sweeping.plan import make_plan
 
     enc = tiny_encoder("bert")

@@ -1,4 +1,4 @@
-"""senteval_anatomy.interop.reproduce: the shipped reference numbers, the comparison table, and the whole pipeline offline.
+"""senteval_anatomy.experiments.reproduce: the shipped reference numbers, the comparison table, and the whole pipeline offline.
 
 The pipeline runs on a tiny random BERT with BERT-base's grid (12 layers x 12 heads) saved to a temporary folder and
 mapped onto the paper's bert-base-uncased, on tiny task folders cut from real data. The expected paper-side values
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from senteval_layout import REPO, build_tiny_task_path
 
-from senteval_anatomy.interop import reproduce as R
+from senteval_anatomy.experiments import reproduce as R
 
 SHARED_RESULTS = REPO.parent / "shared" / "paper-results" / "paper_results.csv"
 SHIPPED_EXPERIMENTS = ("head", "layer_linear", "topk_dev_ranked", "topk_test_ranked")
@@ -104,7 +104,7 @@ TASKS = "Length,BigramShift,SST5,TREC"
 @pytest.fixture(scope="module")
 def reproduced(tiny_bert_dir, task_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce-out")
-    cmd = [sys.executable, "-m", "senteval_anatomy.interop.reproduce", "--models", f"{tiny_bert_dir}=bert-base-uncased",
+    cmd = [sys.executable, "-m", "senteval_anatomy.experiments.reproduce", "--models", f"{tiny_bert_dir}=bert-base-uncased",
            "--task-path", str(task_path), "--tasks", TASKS, "--ks", "1,3", "--out", str(out), "--device", "cpu",
            "--paper-selection", "-q"]
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

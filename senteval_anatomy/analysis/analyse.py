@@ -1,6 +1,6 @@
 """After a sweep: heatmaps, layer curves, the top-k heads representation, paper-style tables and ``report.md``.
 
-This is the report step of the pipeline (:func:`senteval_anatomy.sweeping.pipeline.run`); it only calls the public
+This is the report step of the pipeline (:func:`senteval_anatomy.pipeline.run`); it only calls the public
 pieces (:class:`~senteval_anatomy.tables.results.Results`, :mod:`~senteval_anatomy.analysis.plots`, :mod:`~senteval_anatomy.analysis.report`,
 :mod:`~senteval_anatomy.analysis.findings`). It trains nothing: the top-k curves are the sweep's ``topk`` view (passed in, or
 read from the folder's keyed top-k units), the findings are the table's own findings columns.

@@ -1,5 +1,5 @@
 """Running a checked plan: one adapter (``--head`` / ``--layer``) through the harness, or the whole sweep through
-the one pipeline (:func:`senteval_anatomy.sweeping.pipeline.run`); the CLI only parses and plans.
+the one pipeline (:func:`senteval_anatomy.pipeline.run`); the CLI only parses and plans.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
 
-    from ..sweeping.pipeline import run as run_plan
+    from ..pipeline import run as run_plan
     from ..sweeping.plan import make_plan
     from ..sweeping.variants import FindingsOptions
 

@@ -1,10 +1,11 @@
 """Sweep every head and every layer of a model over SentEval tasks, at close to the cost of one forward pass.
 
-This package is the run layer: :mod:`.plan` (the validated settings), :mod:`.pipeline` (``run(plan)``: sweep, then
-report), :mod:`.units` (what one result unit computes), :mod:`.variants` (findings as variants of the stacked run
-and column providers), :mod:`.views` (the top-k heads view) and :mod:`.backends` (where units run: ``local``,
-``ray``; one contract). :func:`sweep` is the one unit loop's coordinator: it plans the units of a run, reuses the
-finished ones, hands the rest to the backend, then computes each task's top-k view from the store.
+This package is the run layer: :mod:`.plan` (the validated settings), :mod:`.units` (what one result unit
+computes), :mod:`.variants` (findings as variants of the stacked run and column providers), :mod:`.views` (the top-k
+heads view) and :mod:`.backends` (where units run: ``local``, ``ray``; one contract). The pipeline that runs a plan
+and then the report, :func:`senteval_anatomy.pipeline.run`, sits above this package and the analysis.
+:func:`sweep` is the one unit loop's coordinator: it plans the units of a run, reuses the finished ones, hands the
+rest to the backend, then computes each task's top-k view from the store.
 
 For each task: the task's sentences are encoded once into the :class:`~senteval_anatomy.store.FeatureStore`
 (every head and layer in one forward pass per batch); the task's own ``embed`` step, the one the engine uses, then

@@ -1,4 +1,4 @@
-"""The validated settings of one run: what :func:`senteval_anatomy.sweeping.pipeline.run` executes.
+"""The validated settings of one run: what :func:`senteval_anatomy.pipeline.run` executes.
 
 A :class:`Plan` is built by :func:`make_plan` (Python API, ``reproduce``) or by the command line (which checks its
 flags first, to name them in its errors, then calls :func:`make_plan`). Every rule that does not need the model is

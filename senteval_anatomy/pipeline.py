@@ -7,8 +7,9 @@
 2. the report (:func:`senteval_anatomy.analysis.analyse.analyse`, when the plan has an output folder): figures, tables and
    ``report.md`` from what step 1 returned, nothing trained again.
 
-This module sits at the top of the run layer: it is the only one in :mod:`senteval_anatomy.sweeping` that calls
-the analysis layer. The command line only parses its flags into a :class:`~.plan.Plan`.
+This module is its own layer, above both steps: the sweep (:mod:`senteval_anatomy.sweeping`) never calls the analysis,
+and the analysis never runs a sweep; only the pipeline joins them. The command line only parses its flags into a
+:class:`~senteval_anatomy.sweeping.plan.Plan`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import SweepOutput, execute
-from .plan import Plan
+from .analysis.analyse import analyse
+from .sweeping import SweepOutput, execute
+from .sweeping.plan import Plan
 
 __all__ = ["RunReport", "run"]
 
@@ -50,8 +52,6 @@ def run(plan: Plan, encoder: Any, store: Any = None) -> RunReport:
     seconds = time.perf_counter() - started
     report = None
     if plan.report and plan.out is not None:
-        from ..analysis.analyse import analyse
-
         report = analyse(output.table, plan.out, curves=output.topk, ablation_curves=output.ablation_curves,
                          kind=plan.kind, data_note=plan.data_note, draw_figures=plan.draw_figures)
     return RunReport(sweep=output, report=report, seconds=seconds)

@@ -1,6 +1,6 @@
 """Reproduce Jo & Myaeng (ACL 2020) and compare with the numbers its code released.
 
-``python -m senteval_anatomy.interop.reproduce [--models bert-base-uncased,gpt2,...] [--task-path DIR] [--dry-run]
+``python -m senteval_anatomy.experiments.reproduce [--models bert-base-uncased,gpt2,...] [--task-path DIR] [--dry-run]
 [--paper-selection] [--out DIR]``
 
 For each model it runs the paper's experiments with the paper's settings (the ``paper`` preset: logistic probe,
@@ -524,8 +524,8 @@ def reproduce(
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
     from ..analysis.topk import topk_curve
     from ..encoders.loading import load_encoder
+    from ..pipeline import run as run_plan
     from ..store import FeatureStore
-    from ..sweeping.pipeline import run as run_plan
     from ..sweeping.plan import make_plan
     from ..sweeping.views import default_ks
 
@@ -582,7 +582,7 @@ def reproduce(
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog=prog or "python -m senteval_anatomy.interop.reproduce",
+        prog=prog or "python -m senteval_anatomy.experiments.reproduce",
         description="Run Jo & Myaeng (2020)'s experiments with its settings and compare with its released numbers.",
     )
     p.add_argument("--models", default="bert-base-uncased",
