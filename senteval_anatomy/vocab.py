@@ -47,6 +47,7 @@ from typing import Any, NamedTuple, NoReturn
 __all__ = [
     "OneLineParser",
     "path_arg",
+    "ABLATION_MODES",
     "CACHE_ENV_VAR",
     "DEFAULT_PRESET",
     "ENCODE_BATCH_SIZE",
@@ -196,6 +197,10 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "layout",
 )  # fmt: skip
 
+#: How a head is ablated (:mod:`senteval_anatomy.encoders.ablation`): its W_O input replaced by zeros or by its mean
+#: over training sentences. Here, with the other names of findings options, so a sweep's options are checked without
+#: loading torch.
+ABLATION_MODES: tuple[str, ...] = ("zero", "mean")
 #: Kinds of control task, in report order (the registry is :data:`senteval_anatomy.engine.controls.CONTROL_KINDS`; these
 #: names are the prefixes of their columns below).
 CONTROL_KIND_NAMES: tuple[str, ...] = ("bow", "permuted")

@@ -242,11 +242,6 @@ LAZY_PENDING = {
     # Modules with function-level package imports that carry no reason yet: each import either needs one (a light
     # command must not load torch or matplotlib through it) or moves to the top. Each module leaves this list when
     # it has none left.
-    "cli.errors": "the error types of the layers below, imported when an error is reported",
-    "cli.parser": "choices read from their homes at parse time (light modules; can move up)",
-    "cli.planning": "the checks' homes (data, engine registry, vocab), per check",
-    "cli.running": "the pipeline, the store and the encoder: a light command must not import torch",
-    "sweeping": "the engine and the local backend, per run",
     "analysis.analyse": "figures and findings on demand",
     "analysis.findings": "report and plots imported per call",
     "analysis.topk": "the store and the batched trainer, for curves computed on demand",
@@ -259,14 +254,7 @@ LAZY_PENDING = {
     "finetune.probe_after": "the sweep and plots, on demand",
     "finetune.readouts": "one helper",
     "finetune.training": "the encoder, on demand",
-    "interop.compat": "vocab imports in functions (light: can move up)",
     "experiments.reproduce": "the pipeline, top-k, data and finetune, on demand",
-    "sweeping.backends.local": "the engine, units, variants, baselines, adapters per call",
-    "sweeping.backends.ray": "worker-side imports (Ray ships functions, not modules)",
-    "sweeping.identity": "engine.probes, to keep unit keys import-light",
-    "sweeping.plan": "the task registry, on demand",
-    "sweeping.variants": "ablation, stats, controls, MDL per option",
-    "sweeping.views": "the batched trainer and stats, on demand",
 }
 
 

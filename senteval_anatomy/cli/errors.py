@@ -12,6 +12,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..encoders.architectures import UnsupportedModelError
+from ..engine.spec import DataError
+from ..store import CacheCorruptionError
 from ..vocab import print_error
 
 PROG = "senteval-anatomy"
@@ -50,10 +53,6 @@ def _os_error_message(exc: OSError) -> str:
 
 def _guarded(work: Callable[[], int], *, debug: bool, prog: str = PROG) -> int:
     """Run ``work``; turn every error into one line on stderr and an exit status (``--debug``: re-raise)."""
-    from ..encoders.architectures import UnsupportedModelError
-    from ..engine.spec import DataError
-    from ..store import CacheCorruptionError
-
     def on_term(signum: int, frame: Any) -> None:
         raise _Terminated()
 

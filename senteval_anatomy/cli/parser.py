@@ -10,6 +10,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._version import __version__
+from ..engine.probes import CLASSIFIER_DEFAULTS, OPTIMIZER_NAMES
+from ..vocab import (
+    ABLATION_MODES,
+    DEFAULT_PRESET,
+    ENCODE_BATCH_SIZE,
+    HARNESSES,
+    PAPER_DOWNSTREAM_TASKS,
+    POOLINGS,
+    PRESETS,
+    VIEWS,
+    path_arg,
+)
 from ..vocab import OneLineParser as _Parser  # noqa: E402 - one-line argparse errors, shared by every command
 from .errors import PROG
 
@@ -26,8 +38,6 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 def _preset_help(what: str, key: str) -> str:
     """Help text for a flag whose default comes from ``--preset``, with each preset's value from the one table."""
-    from ..vocab import PRESETS
-
     def value(params: dict[str, Any]) -> Any:
         node: Any = params
         for part in key.split("."):
@@ -39,17 +49,8 @@ def _preset_help(what: str, key: str) -> str:
 
 
 def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
-    from ..engine.probes import CLASSIFIER_DEFAULTS, OPTIMIZER_NAMES
+    # lazy: start-up time (pandas: the sweeping package): every command imports this module, --help too
     from ..sweeping.backends import BACKENDS  # the backend files, listed without importing Ray or torch
-    from ..vocab import (
-        DEFAULT_PRESET,
-        ENCODE_BATCH_SIZE,
-        HARNESSES,
-        POOLINGS,
-        PRESETS,
-        VIEWS,
-        path_arg,
-    )
 
     default_tasks = _default_tasks(kind)
     p = _Parser(
@@ -152,7 +153,7 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
     f.add_argument("--mdl", action="store_true", help="online-code minimum description length of every probe")
     f.add_argument("--ablate", action="store_true",
                    help="ablate each head alone and measure the change of the model's own output")
-    f.add_argument("--ablation-mode", choices=("zero", "mean"), default=None,
+    f.add_argument("--ablation-mode", choices=ABLATION_MODES, default=None,
                    help="how --ablate replaces a head (default zero)")
     s = p.add_argument_group("single adapter (instead of a sweep)")
     s.add_argument("--head", default=None, metavar="L,H",
@@ -166,13 +167,12 @@ def _parser(kind: str, prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def _default_tasks(kind: str) -> str:
-    from ..vocab import PAPER_DOWNSTREAM_TASKS
-
     return "probing" if kind == "probing" else ",".join(PAPER_DOWNSTREAM_TASKS)
 
 
 def _backend(args: argparse.Namespace) -> Any:
     """``--backend`` and its options as the sweep's backend (Ray is imported only when it runs)."""
+    # lazy: start-up time (pandas: the sweeping package): every command imports this module
     from ..sweeping.backends import get_backend
 
     return get_backend(args.backend, address=args.ray_address, features=args.ray_features)

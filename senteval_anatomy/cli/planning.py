@@ -13,6 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import DOWNLOAD_HINT, resolve_task_path
+from ..data.sources import expand_tasks
+from ..encoders.architectures import ArchSpecError, UnsupportedModelError
+from ..engine.probes import parse_optimizer  # the one grammar of SentEval's optimizer strings
+from ..engine.registry import NO_DEV_TASKS, get_task
+from ..outdir import RUN_FILES, UNITS_DIR
+from ..vocab import (  # the rules every entry point shares
+    CACHE_ENV_VAR,
+    VIEWS,
+    ParamError,
+    check_batch_size,
+    check_probe_params,
+    check_views,
+    default_cache_dir,
+    preset_params,
+    read_head,
+    read_layer,
+    resolve_device,
+    slug,
+)
 from .errors import UsageError
 from .parser import _default_tasks
 
@@ -54,8 +74,6 @@ class _Plan:
 
 def _parse_tasks(flag: str, text: str) -> list[str]:
     """The one ``--tasks`` convention (also the data command's): names in any case, data sets, groups, commas."""
-    from ..data.sources import expand_tasks
-
     try:
         tasks = expand_tasks([text]) if text.strip(" ,") else []
     except ValueError as exc:
@@ -67,8 +85,6 @@ def _parse_tasks(flag: str, text: str) -> list[str]:
 
 
 def _parse_head(text: str) -> tuple[int, int]:
-    from ..vocab import ParamError, read_head, read_layer  # the rules every entry point shares
-
     values = text.split(",")
     try:
         if len(values) != 2:
@@ -82,8 +98,6 @@ def _parse_head(text: str) -> tuple[int, int]:
 
 
 def _parse_layer(text: str) -> int | str:
-    from ..vocab import ParamError, read_layer  # the rule every entry point shares
-
     try:
         return read_layer(text)
     except ParamError as exc:
@@ -92,8 +106,6 @@ def _parse_layer(text: str) -> int | str:
 
 def _params_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The preset's params with every explicitly given probe flag applied on top."""
-    from ..vocab import preset_params
-
     top = {"seed": args.seed, "kfold": args.kfold, "device": args.probe_device}
     overrides: dict[str, Any] = {k: v for k, v in top.items() if v is not None}
     if args.sklearn:
@@ -128,9 +140,6 @@ def _check_no_ignored_flags(args: argparse.Namespace, params: dict[str, Any], si
 
 
 def _check_params(params: dict[str, Any]) -> None:
-    from ..engine.probes import parse_optimizer  # the one grammar of SentEval's optimizer strings
-    from ..vocab import ParamError, check_probe_params
-
     try:
         check_probe_params(params)
     except ParamError as exc:
@@ -145,8 +154,6 @@ def _check_params(params: dict[str, Any]) -> None:
 
 
 def _check_device(flag: str, value: str | None) -> None:
-    from ..vocab import resolve_device
-
     if value is None:
         return
     try:
@@ -187,8 +194,6 @@ def _check_writable(flag: str, path: Path) -> None:
 def _check_out_is_ours(out: Path) -> None:
     """Never overwrite a user's own ``results.csv`` / ``report.md``: a folder holding them without the ``units/``
     folder every run writes first was not written by a run."""
-    from ..outdir import RUN_FILES, UNITS_DIR
-
     if not out.is_dir() or (out / UNITS_DIR).is_dir():
         return
     theirs = [name for name in RUN_FILES if (out / name).exists()]
@@ -199,9 +204,6 @@ def _check_out_is_ours(out: Path) -> None:
 
 def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
     """Every file each task reads is there; else say which files are missing and how to get them."""
-    from ..data import DOWNLOAD_HINT
-    from ..engine.registry import get_task
-
     for name in tasks:
         try:
             spec = get_task(name)
@@ -218,18 +220,6 @@ def _check_task_files(tasks: Sequence[str], root: Path, data_note: str) -> None:
 
 def _plan(kind: str, args: argparse.Namespace) -> _Plan:
     """Check every setting that does not need the model; raise :class:`UsageError` at the first mistake."""
-    from ..data import resolve_task_path
-    from ..engine.registry import NO_DEV_TASKS
-    from ..vocab import (
-        CACHE_ENV_VAR,
-        VIEWS,
-        ParamError,
-        check_batch_size,
-        check_views,
-        default_cache_dir,
-        slug,
-    )
-
     model = str(args.model)
     if model.startswith((os.sep, "~", ".")) and not Path(model).expanduser().exists():  # a path, not a Hub id
         raise UsageError(f"--model {model}: no such folder; give 'minilm' (bundled), a folder written by "
@@ -312,6 +302,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
             raise UsageError("--topk ranks heads, so it needs the heads view: add heads to --views or drop --topk")
         topk = False
         notes.append("top-k skipped: --views has no heads")
+    # lazy: start-up time (pandas: the sweeping package): every command imports this module
     from ..sweeping.plan import parse_ks  # the one --ks parser
 
     try:
@@ -361,7 +352,7 @@ def _plan(kind: str, args: argparse.Namespace) -> _Plan:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from ..encoders.architectures import ArchSpecError, UnsupportedModelError
+    # lazy: start-up time (torch, transformers): every command imports this module
     from ..encoders.loading import load_encoder
 
     try:
@@ -375,6 +366,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 def _check_for_model(plan: _Plan, encoder: Any, store: Any) -> Any:
     """Settings that depend on the model's shape; returns the single adapter when one was asked for."""
+    # lazy: start-up time (torch): every command imports this module
     from ..interop.adapters import HeadAdapter, LayerAdapter
 
     if plan.ks is not None:

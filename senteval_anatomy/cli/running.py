@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from ..outdir import RESULTS_CSV
+from ..store import FeatureStore
 from .parser import _backend
 from .planning import _check_for_model, _load, _Plan, _plan
 
@@ -27,6 +28,7 @@ def _jsonable(x: Any) -> Any:
 
 
 def _single(plan: _Plan, encoder: Any, adapter: Any) -> int:
+    # lazy: start-up time (pandas: the sweeping package): every command imports this module
     from ..sweeping.backends.local import harness_engine  # the one harness switch, as the sweep runs it
     from ..sweeping.identity import preset_name
 
@@ -45,8 +47,6 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     print(f"data: {plan.task_path} ({plan.data_note})", file=sys.stderr)
     encoder = _load(args)
     print(f"model: {encoder!r}", file=sys.stderr)
-    from ..store import FeatureStore
-
     store = FeatureStore(plan.cache_dir, dtype=args.cache_dtype, rebuild=not args.no_rebuild)
     adapter = _check_for_model(plan, encoder, store)
     if args.threads is not None:
@@ -58,6 +58,7 @@ def _run(kind: str, args: argparse.Namespace) -> int:
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
 
+    # lazy: start-up time (pandas: the pipeline and the sweeping package): every command imports this module
     from ..pipeline import run as run_plan
     from ..sweeping.plan import make_plan
     from ..sweeping.variants import FindingsOptions

@@ -36,18 +36,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..vocab import ENCODE_BATCH_SIZE
+from ..vocab import ABLATION_MODES, ENCODE_BATCH_SIZE
 from .encoder import Encoder, check_heads
 from .encoding import encode, tokenize
 from .hooks import HookSet, on_heads
 
-__all__ = ["ABLATION_MODES", "MEASURES", "ablate_heads", "ablation_reference", "ablation_scan", "head_means",
+__all__ = ["MEASURES", "ablate_heads", "ablation_reference", "ablation_scan", "head_means",
            "model_score", "topk_ablation_curve"]
 
 #: Most training sentences :func:`ablation_reference` averages over for ``mode="mean"``.
 REFERENCE_SENTENCES = 1000
 
-ABLATION_MODES = ("zero", "mean")
 MEASURES = ("mlm", "clm", "embedding")
 #: Share of real (non-special) tokens masked for the masked-LM loss (BERT's rate).
 MLM_MASK_RATE = 0.15

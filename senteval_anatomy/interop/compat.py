@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as _np
 
+from ..vocab import OneLineParser, resolve_device
+
 __all__ = ["PATCHES", "CompatState", "needed_patches", "patch", "unpatch", "senteval_compat", "active", "main"]
 
 #: The patches, in the order they are applied; :func:`needed_patches` says which the running stack needs and why.
@@ -141,8 +143,6 @@ def _getargspec_problem() -> str | None:
 
 
 def _resolve(device: Any):
-    from ..vocab import resolve_device
-
     return resolve_device(device, what="senteval_compat(device=...)")
 
 
@@ -422,8 +422,6 @@ def main(argv: list[str] | None = None) -> int:
     ``sys.path.insert(0, PATH_TO_SENTEVAL)`` before ``import senteval``) the moment the script imports it."""
     import argparse
     import runpy
-
-    from ..vocab import OneLineParser
 
     p = OneLineParser(prog="python -m senteval_anatomy.interop.compat",
                       description="Run a SentEval script unchanged, with senteval_anatomy.interop.compat applied.")

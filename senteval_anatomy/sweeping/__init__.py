@@ -44,10 +44,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..engine.params import apply_defaults
+from ..engine.tasks import load_task
 from ..outdir import ABLATION_CURVES_CSV, TOPK_CSV, TOPK_DIR, UNITS_DIR
+from ..store import FeatureStore
+from ..tables.results import Results
 from ..tables.table import write_results_table
 from ..vocab import CURVE_COLUMNS, ENCODE_BATCH_SIZE, VIEWS, atomic_write, check_pooling
 from .backends import PendingUnit, RunContext, get_backend
+from .backends.local import LocalBackend
 from .identity import (
     UnitFileWarning,
     data_hash,
@@ -59,10 +64,10 @@ from .identity import (
 )
 from .plan import Plan, make_plan
 from .variants import TABLE_COLUMNS, FindingsOptions, typed
+from .views import rank_on_dev, topk_ks
 
 if TYPE_CHECKING:  # torch stays out of light commands (the CLI's parser lists the backends of this package)
     from ..encoders.encoder import Encoder
-    from ..store import FeatureStore
 
 __all__ = ["SweepOutput", "execute", "merge_units", "sweep"]
 
@@ -179,10 +184,6 @@ def sweep(
 
 def execute(encoder: Encoder, plan: Plan, store: FeatureStore | None = None) -> SweepOutput:
     """Run the units of ``plan`` (the sweep of :func:`sweep`, and the first step of the pipeline)."""
-    from ..engine.params import apply_defaults
-    from ..engine.tasks import load_task
-    from ..store import FeatureStore
-
     run_params = apply_defaults(dict(plan.params))
     pooling = check_pooling(plan.pooling, encoder)
     limit = encoder.token_limit(plan.max_length)
@@ -243,10 +244,6 @@ def _topk_view(plan: Plan, context: RunContext, setting: Mapping[str, Any], data
     """The top-k heads view of every task: one more keyed unit per task (``out/topk/units``), computed by the
     local backend from the stored heads, ranked on dev; then the curve with the layer baselines read from the
     task's own layer rows (no probe trained again)."""
-    from ..tables.results import Results
-    from .backends.local import LocalBackend
-    from .views import rank_on_dev, topk_ks
-
     encoder = context.encoder
     intervals = plan.findings.any()
     pending, baselines = [], {}

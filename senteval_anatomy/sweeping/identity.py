@@ -33,6 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.params import apply_defaults
+from ..engine.probes import classifier_config
 from ..outdir import UNITS_DIR
 from ..vocab import PRESETS, PROTOCOL_VERSION, RESULT_COLUMNS, atomic_write, slug
 
@@ -98,8 +100,6 @@ def data_hash(task: Any) -> str:
 
 
 def _jsonable_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    from ..engine.probes import classifier_config
-
     out: dict[str, Any] = {}
     for key in sorted(params):
         value = params[key]
@@ -114,9 +114,6 @@ def _jsonable_params(params: Mapping[str, Any]) -> dict[str, Any]:
 def preset_name(params: Mapping[str, Any]) -> str:
     """The preset (``paper``, ``senteval-default``, ``prototyping``) whose probe settings ``params`` use, else
     ``custom``. Compared after SentEval's defaults are filled in, so ``{"nhid": 0}`` and an explicit default agree."""
-    from ..engine.params import apply_defaults
-    from ..engine.probes import classifier_config
-
     run = apply_defaults(dict(params))
     for name, preset in PRESETS.items():
         if all(run.get(k) == preset[k] for k in ("usepytorch", "kfold", "seed")) and classifier_config(

@@ -13,7 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..vocab import DEFAULT_PRESET, ENCODE_BATCH_SIZE, HARNESSES, VIEWS, check_views, preset_params
+from ..data.sources import check_tasks
+from ..vocab import (
+    DEFAULT_PRESET,
+    ENCODE_BATCH_SIZE,
+    HARNESSES,
+    VIEWS,
+    ParamError,
+    check_batch_size,
+    check_probe_params,
+    check_views,
+    check_whole_list,
+    plain,
+    preset_params,
+)
 from .variants import FindingsOptions
 
 __all__ = ["Plan", "make_plan", "parse_ks", "parse_tasks"]
@@ -24,16 +37,12 @@ def parse_ks(ks: str | Sequence[int] | None, *, what: str = "ks") -> list[int] |
     (:func:`~senteval_anatomy.vocab.check_whole_list`: a comma-separated string, ``"1,,2"`` refused, a list or a NumPy
     array, each k once); ``None`` stays ``None`` (the default k sweep). ``what`` names the argument in the one-line
     error (``--ks`` on the command line)."""
-    from ..vocab import check_whole_list
-
     return None if ks is None else check_whole_list(ks, what=what)
 
 
 def parse_tasks(tasks: Sequence[str] | str) -> list[str]:
     """Task names as every entry point reads them (:func:`senteval_anatomy.data.sources.check_tasks`: the command
     line's ``--tasks`` convention, each task once, in the caller's order)."""
-    from ..data.sources import check_tasks
-
     return check_tasks(tasks)
 
 
@@ -82,8 +91,6 @@ def make_plan(
     """A checked :class:`Plan`. ``params`` override ``preset`` (default: the paper's settings); ``findings`` is a
     :class:`~.variants.FindingsOptions` or its fields as a mapping; ``settings`` are the other fields of
     :class:`Plan`. Raises ``ValueError`` naming the setting at the first mistake."""
-    from ..vocab import ParamError, check_batch_size, check_probe_params, plain
-
     task_list = parse_tasks(tasks)
     if params is not None and not isinstance(params, Mapping):
         raise ValueError(f"params={params!r}: give a dict of SentEval params, e.g. {{'kfold': 5, 'seed': 1111}}")

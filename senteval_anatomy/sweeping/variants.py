@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..vocab import FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores
+from ..engine.controls import CONTROL_KINDS, control_tasks, majority_acc
+from ..vocab import ABLATION_MODES, CONTROL_KIND_NAMES, FINDINGS_COLUMNS, RESULT_COLUMNS, main_scores
 from .identity import key_hash
 
 __all__ = ["FindingsOptions", "TABLE_COLUMNS", "UnitFindings", "paired_columns", "typed"]
@@ -61,8 +62,6 @@ class FindingsOptions:
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"seeds must be a positive int (number of probe seeds), got {self.seeds!r}.")
-        from ..encoders.ablation import ABLATION_MODES
-
         if self.ablation_mode not in ABLATION_MODES:
             raise ValueError(f"ablation_mode={self.ablation_mode!r} is not one of {', '.join(ABLATION_MODES)}.")
         object.__setattr__(self, "ablation_ks", tuple(int(k) for k in self.ablation_ks))
@@ -78,8 +77,8 @@ class FindingsOptions:
             cfg = getattr(self.lm_model, "config", None)
             lm = {"class": type(self.lm_model).__name__, "name": str(getattr(cfg, "name_or_path", "") or ""),
                   "config": key_hash(cfg.to_dict()) if hasattr(cfg, "to_dict") else None}
+        # lazy: start-up time (scipy.stats): light commands import the sweeping package
         from ..engine.stats import CORRECTION
-        from ..vocab import CONTROL_KIND_NAMES
 
         return {"controls": list(CONTROL_KIND_NAMES) if self.controls else [],
                 "control_seed": int(self.control_seed) if self.controls else None, "correction": CORRECTION,
@@ -113,8 +112,8 @@ class UnitFindings:
     """
 
     def __init__(self, options: FindingsOptions, task: Any, params: Any) -> None:
+        # lazy: start-up time (torch): light commands import the sweeping package
         from ..engine.batched import Variant
-        from ..engine.controls import CONTROL_KINDS, control_tasks
 
         self.options, self.task, self.params = options, task, params
         self.classification = task.spec.kind in ("classification", "pair_classification")
@@ -134,6 +133,7 @@ class UnitFindings:
     def feed(self, vres: Sequence[list[dict]], emb: Any, *, progress: bool) -> None:
         """One chunk of probes: variant results (``vres[0]`` is the task's own), and the chunk's embeddings for
         the column providers that read them (MDL, test labels of the paired tests)."""
+        # lazy: start-up time (torch, scipy.stats): light commands import the sweeping package
         from ..engine.mdl import mdl_many
         from ..engine.stats import correctness
 
@@ -164,8 +164,6 @@ class UnitFindings:
         extra["acc_mean"] = stacked.mean(0)
         extra["acc_std"] = stacked.std(0, ddof=1) if o.seeds > 1 else np.nan
         if self.classification:
-            from ..engine.controls import majority_acc
-
             extra["majority_acc"] = majority_acc(self.task)
             extra["majority_selectivity"] = acc - extra["majority_acc"].to_numpy(dtype=float)
         for (_, kind), values in zip(self.controls, self.control_acc, strict=True):
@@ -186,6 +184,7 @@ class UnitFindings:
                   progress: bool) -> pd.DataFrame | None:
         """Column provider: each head ablated alone on the task's first test sentences; and the top-k ablation
         curve (heads ranked on dev)."""
+        # lazy: start-up time (torch): light commands import the sweeping package
         from ..encoders.ablation import ablation_reference, ablation_scan, topk_ablation_curve
 
         o, task = self.options, self.task
@@ -212,6 +211,7 @@ def paired_columns(devacc: np.ndarray, correct: np.ndarray, probes: list[tuple[i
                    alpha: float, top_k: int) -> pd.DataFrame:
     """Column provider from variant 0's test predictions: Wilson interval, dev rank, McNemar against the dev best
     (Holm-corrected over the view), the next rank and (heads) the dev best of the same layer."""
+    # lazy: start-up time (scipy.stats): light commands import the sweeping package
     from ..engine.stats import CORRECTION, layer_tests, rank_tests
 
     ranked = rank_tests(devacc, correct, alpha=alpha, top_k=top_k, correction=CORRECTION)

@@ -92,6 +92,7 @@ def evaluate_topk(task: Any, feats: Any, ranking: Sequence[tuple[int, int]], ks:
     """One SentEval result dict per k: the probe of ``ranking[:k]`` (rank order) trained on ``task``'s stored
     features. ``task`` is loaded once; ``params`` are the run's (``apply_defaults``'d) params. With
     ``predictions`` the dicts carry ``yhat`` where the evaluator gives test predictions."""
+    # lazy: start-up time (torch): light commands import the sweeping package
     from ..engine.batched import evaluate_many
 
     out = []
@@ -104,6 +105,7 @@ def evaluate_topk(task: Any, feats: Any, ranking: Sequence[tuple[int, int]], ks:
 def add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> None:
     """Fill :data:`~senteval_anatomy.vocab.INTERVAL_COLUMNS` in curve ``rows`` from their test predictions (Wilson
     interval; McNemar against the row of kind ``best_layer``, chosen on dev)."""
+    # lazy: start-up time (scipy.stats): light commands import the sweeping package
     from ..engine.stats import accuracy_ci, correctness, mcnemar
 
     for r in rows:

@@ -22,8 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from ...vocab import VIEWS, main_scores, vector_name
+from ...engine import SE
+from ...engine.tasks import load_task
+from ...interop.compat import senteval_compat
+from ...tables.selection import choose_k
+from ...vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, VIEWS, main_scores, vector_name
 from ..identity import write_unit
+from ..variants import UnitFindings, typed
+from ..views import add_intervals, curve_row, evaluate_topk
 from . import PendingUnit, RunContext
 
 __all__ = ["BACKEND", "LocalBackend", "harness_engine"]
@@ -41,11 +47,9 @@ def harness_engine(harness: str, device: Any = "auto") -> tuple[Any, AbstractCon
                 "pip install git+https://github.com/facebookresearch/SentEval (or use harness='builtin', whose numbers "
                 "match SentEval's; see docs/engine.md)."
             ) from exc
-        from ...interop.compat import senteval_compat
 
         # the unmodified SentEval on today's stack: getargspec, .cuda() on params.device, STS arrays (docs/compat.md)
         return senteval.engine.SE, senteval_compat(device=device or "auto")
-    from ...engine import SE
 
     return SE, nullcontext()
 
@@ -55,8 +59,6 @@ class LocalBackend:
 
     def run(self, units: Sequence[PendingUnit], context: RunContext) -> dict[tuple[str, str], Any]:
         from tqdm.auto import tqdm
-
-        from ...engine.tasks import load_task
 
         ctx = context
         by_task: dict[str, list[PendingUnit]] = {}
@@ -88,9 +90,9 @@ class LocalBackend:
 
 def _batched(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.DataFrame:
     """One (task, view) unit through the batched trainer: its rows, with the findings columns when asked for."""
+    # lazy: start-up time (torch): light commands import the sweeping package
     from ...engine.batched import evaluate_many
     from ..units import StoreBatcher, probe_index, probe_slices, result_rows
-    from ..variants import UnitFindings, typed
 
     params, show = ctx.run_params, ctx.progress
     probes = probe_index(ctx.encoder, u.view)
@@ -104,6 +106,7 @@ def _batched(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.DataF
     found = UnitFindings(fo, task, params)
     ufeats = None
     if fo.untrained_baseline:
+        # lazy: start-up time (torch): light commands import the sweeping package
         from ...encoders.baselines import untrained_encoder
 
         twin = _twin(ctx, untrained_encoder, fo.untrained_seed)
@@ -140,11 +143,9 @@ def _topk_unit(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.Dat
     """The ``topk`` unit of a task: one probe per k of the heads ``ranking[:k]`` (rank order), from the store;
     ``selected`` marks the k chosen on dev. With intervals, the dev-chosen best layer is probed with test
     predictions too, for McNemar's test of "top-k beats the best layer"."""
+    # lazy: start-up time (torch): light commands import the sweeping package
     from ...engine.batched import evaluate_many
-    from ...tables.selection import choose_k
-    from ...vocab import CURVE_COLUMNS, INTERVAL_COLUMNS
     from ..units import StoreBatcher
-    from ..views import add_intervals, curve_row, evaluate_topk
 
     spec = u.key["topk"]
     ranking = [tuple(p) for p in spec["ranking"]]
@@ -189,6 +190,7 @@ def _arr(values: Any) -> Any:
 
 def _one_by_one(ctx: RunContext, task_name: str, u: PendingUnit) -> pd.DataFrame:
     """One unit through the ``engine`` or ``senteval`` harness: one evaluation per probe, through the adapters."""
+    # lazy: start-up time (torch): light commands import the sweeping package
     from tqdm.auto import tqdm
 
     from ...interop.adapters import HeadAdapter, LayerAdapter

@@ -65,6 +65,14 @@ from typing import Any
 
 import numpy as np
 
+from ...encoders.encoding import tokenize
+from ...engine.batched import evaluate_many
+from ...engine.params import apply_defaults
+from ...engine.tasks import load_task
+from ...store import FeatureStore
+from ...vocab import VIEWS
+from ..identity import UnitFileWarning, read_unit, write_unit
+from ..units import StoreBatcher, probe_chunk_size, probe_index, result_rows
 from . import PendingUnit, RunContext
 
 __all__ = [
@@ -281,8 +289,6 @@ def _worker_encoder(box: list[Any]) -> Any:
 
 
 def _worker_task(name: str, task_path: str, seed: int) -> Any:
-    from ...engine.tasks import load_task
-
     key = (name, task_path, seed)
     if key not in _WORKER_TASKS:
         if len(_WORKER_TASKS) >= 2:
@@ -294,9 +300,6 @@ def _worker_task(name: str, task_path: str, seed: int) -> Any:
 def _encode_unit(box: list[Any], sentences: list[str], pooling: str, limit: int, batch_size: int,
                  store_spec: tuple[str | None, str, str], transport: str) -> Any:
     """Encoding unit: the store entry key of ``sentences`` ("store"), or the features themselves ("object")."""
-    from ...store import FeatureStore
-    from ...vocab import VIEWS
-
     encoder = _worker_encoder(box)
     cache_dir, dtype, verify = store_spec
     store = FeatureStore(cache_dir, dtype=dtype, verify=verify, memory=transport == "object")
@@ -360,8 +363,6 @@ class _JoinedFeatures:
 
 def _open_part(part: Any) -> Any:
     if isinstance(part, tuple) and part and part[0] == "store":
-        from ...store import FeatureStore
-
         _, cache_dir, dtype, verify, key = part
         try:
             return FeatureStore(cache_dir, dtype=dtype, verify=verify).open(key)
@@ -377,10 +378,6 @@ def _open_part(part: Any) -> Any:
 def _train_unit(task_name: str, task_path: str, seed: int, params: dict, view: str, start: int, end: int,
                 *parts: Any) -> list[dict]:
     """Training unit: SentEval result dicts of probes ``start:end`` of ``view`` on ``task_name``."""
-    from ...engine.batched import evaluate_many
-    from ...engine.params import apply_defaults
-    from ..units import StoreBatcher
-
     task = _worker_task(task_name, task_path, seed)
     opened = [_open_part(p) for p in parts]
     feats = opened[0] if len(opened) == 1 else _JoinedFeatures(opened)
@@ -444,10 +441,6 @@ class RayBackend:
         harness, resume = context.harness, context.resume
         import pandas as pd
         from tqdm.auto import tqdm
-
-        from ...engine.tasks import load_task
-        from ..identity import write_unit
-        from ..units import probe_chunk_size, probe_index, result_rows
 
         if harness != "builtin":
             raise ValueError(f'backend="ray" runs the batched trainer (harness="builtin"), not harness={harness!r}; '
@@ -586,8 +579,6 @@ class RayBackend:
         bounds = shard_bounds(len(uniq), batch_size, self.shard_size)
         if len(bounds) == 1:
             return [uniq]
-        from ...encoders.encoding import tokenize
-
         ids, _ = tokenize(encoder, uniq, limit)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")  # the order iter_encode batches in (uniq is sorted)
@@ -611,8 +602,6 @@ def _read_parts(unit_path: Path | None, key: dict, n_probes: int) -> dict[int, A
     interrupted run with another chunk size leaves overlapping parts). Anything else is named in a
     :class:`~senteval_anatomy.sweeping.identity.UnitFileWarning` and its probes are trained again."""
     import warnings
-
-    from ..identity import UnitFileWarning, read_unit
 
     if unit_path is None or not _parts_dir(unit_path).is_dir():
         return {}
