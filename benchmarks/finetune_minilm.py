@@ -54,7 +54,7 @@ def main() -> int:
     import torch
 
     from senteval_anatomy.finetune.experiment import finetune
-    from senteval_anatomy.finetune.training import PAPER_FINETUNE
+    from senteval_anatomy.finetune.settings import PAPER_FINETUNE
 
     settings = replace(PAPER_FINETUNE, epochs=args.epochs)
     limits = {"train": args.limit_train or None, "dev": args.limit_dev or None, "test": args.limit_test or None}

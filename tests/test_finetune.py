@@ -22,11 +22,12 @@ import torch
 from conftest import build_tiny
 from test_sweep import make_tiny_data
 
+from senteval_anatomy.finetune.classifier import ReadoutClassifier
 from senteval_anatomy.finetune.comparison import paired_table, summary_table
 from senteval_anatomy.finetune.data import load_finetune_data, load_glue_folder
 from senteval_anatomy.finetune.experiment import finetune
-from senteval_anatomy.finetune.readouts import Readout, ReadoutClassifier, check_read, parse_read
-from senteval_anatomy.finetune.training import TrainSettings
+from senteval_anatomy.finetune.readouts import Readout, check_read, parse_read
+from senteval_anatomy.finetune.settings import TrainSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -238,24 +238,9 @@ def test_layer_rule_catches_an_upward_import(tmp_path):
 
 LAZY_REASON = re.compile(r"#\s*lazy:\s*\S")
 
-LAZY_PENDING = {
-    # Modules with function-level package imports that carry no reason yet: each import either needs one (a light
-    # command must not load torch or matplotlib through it) or moves to the top. Each module leaves this list when
-    # it has none left.
-    "analysis.analyse": "figures and findings on demand",
-    "analysis.findings": "report and plots imported per call",
-    "analysis.topk": "the store and the batched trainer, for curves computed on demand",
-    "finetune": "lazy re-exports",
-    "finetune.choosing": "the sweep and top-k, on demand",
-    "finetune.cli": "the parser must not import torch",
-    "finetune.data": "the engine, on demand",
-    "finetune.experiment": "the encoder, on demand",
-    "finetune.grid": "the training code, on demand",
-    "finetune.probe_after": "the sweep and plots, on demand",
-    "finetune.readouts": "one helper",
-    "finetune.training": "the encoder, on demand",
-    "experiments.reproduce": "the pipeline, top-k, data and finetune, on demand",
-}
+LAZY_PENDING: dict[str, str] = {}
+"""Modules whose function-level package imports carry no reason yet. Empty: every such import states why. Should one
+ever need an entry again, it leaves the list when it has none left (an entry the code no longer needs fails)."""
 
 
 def _unexplained_lazy_imports(path: Path) -> list[int]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine import PROBING_TASKS, TASK_NAMES
 from ..outdir import (
     ABLATION_CURVES_CSV,
     FIGURES_DIR,
@@ -27,10 +28,11 @@ from ..outdir import (
     TOPK_DIR,
     UNITS_DIR,
 )
-from ..sweeping.identity import UnitFileWarning
+from ..sweeping.identity import UnitFileWarning, key_hash, read_unit
 from ..tables.results import Results
 from ..tables.table import load_table, validate_table
-from ..vocab import slug
+from ..vocab import CURVE_COLUMNS, FINDINGS_COLUMNS, slug
+from .report import grouped_table, markdown_table, paper_table, probing_table, write_report
 
 __all__ = ["AnalysisReport", "analyse", "load_topk"]
 
@@ -49,9 +51,6 @@ class AnalysisReport:
 def load_topk(out_dir: str | Path, table: pd.DataFrame) -> pd.DataFrame | None:
     """The top-k curves the sweep wrote in ``out_dir`` (its keyed ``topk`` units) for the setting and data of
     ``table``'s rows, or ``None``: a report never shows a curve of another run."""
-    from ..sweeping.identity import key_hash, read_unit
-    from ..vocab import CURVE_COLUMNS
-
     folder = Path(out_dir) / TOPK_DIR / UNITS_DIR
     if not folder.is_dir() or table.empty:
         return None
@@ -91,8 +90,8 @@ def analyse(
     layer's best. ``ablation_curves``: the sweep's top-k ablation curves (default: the folder's
     ``ablation_curves.csv``).
     """
+    # lazy: start-up time (matplotlib): the pipeline imports this module, and reproduce --help the pipeline
     from . import plots
-    from .report import grouped_table, markdown_table, paper_table, probing_table, write_report
 
     out = Path(out_dir)
     table = validate_table(table)
@@ -170,6 +169,7 @@ def analyse(
         notes.append("Surface and syntactic properties are expected in lower layers and semantic ones higher "
                      "(Jo & Myaeng, 2020); the thirds table below says whether that holds here.")
     if findings is not None:
+        # lazy: start-up time (matplotlib): the pipeline imports this module, and reproduce --help the pipeline
         from .findings import claims_section, findings_figures
 
         notes.append(claims_section(findings, curves=curves))
@@ -185,8 +185,6 @@ def analyse(
 def _findings(table: pd.DataFrame) -> pd.DataFrame | None:
     """The table itself when any of its rows carries findings columns (a sweep with a findings option), else
     ``None``: findings live in ``results.csv``, no second table."""
-    from ..vocab import FINDINGS_COLUMNS
-
     cols = [c for c in FINDINGS_COLUMNS if c in table.columns]
     if not cols or not table[cols].notna().any().any():
         return None
@@ -196,6 +194,7 @@ def _findings(table: pd.DataFrame) -> pd.DataFrame | None:
 def _tied(findings: pd.DataFrame | None, table: pd.DataFrame) -> dict[str, list[tuple[int, int]]]:
     """Per task, the heads the findings table marks as not distinguishable from their layer's best (tasks with
     paired tests only)."""
+    # lazy: start-up time (matplotlib): the pipeline imports this module, and reproduce --help the pipeline
     from .plots import tied_cells
 
     if findings is None:
@@ -210,15 +209,11 @@ def _tied(findings: pd.DataFrame | None, table: pd.DataFrame) -> dict[str, list[
 
 def _paper_order(tasks: Any) -> list[str]:
     """Tasks in SentEval's order (the probing tasks as in the paper's tables), unknown names last."""
-    from ..engine import TASK_NAMES
-
     rank = {t: i for i, t in enumerate(TASK_NAMES)}
     return sorted(tasks, key=lambda t: (rank.get(t, len(rank)), t))
 
 
 def _probing_tasks() -> tuple[str, ...]:
-    from ..engine import PROBING_TASKS
-
     return tuple(PROBING_TASKS)
 
 
@@ -245,8 +240,6 @@ def _analyse_settings(
     Each setting's report shows that setting's own top-k units (:func:`load_topk`), so that no curve mixes two
     settings.
     """
-    from .report import markdown_table, write_report
-
     res = Results(table)
     overview = res.settings()
     links, curves = [], []

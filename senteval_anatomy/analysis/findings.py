@@ -44,10 +44,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine.controls import CONTROL_KINDS
+from ..engine.stats import CORRECTIONS
+from ..tables.results import Results
 from ..vocab import (
     FINDINGS_COLUMNS,
+    INTERVAL_COLUMNS,
     RESULT_COLUMNS,
 )
+from .plots import heatmap, save_figure, tied_cells
+from .report import markdown_table
 
 __all__ = ["FINDINGS_COLUMNS", "ablation_curve_plot", "claims_section", "findings_figures", "selectivity_heatmap",
            "tied_heatmap", "topk_claim", "utilisation_plot"]
@@ -68,9 +74,6 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
     """Markdown: per task, the dev-selected head with its interval, selectivity, untrained baseline, whether it is
     distinguishable from the next best and what ablating it does; then the paper's claims re-tested (layers; top
     heads across tasks; top-k against the best layer, from ``curves`` = top-k curves with intervals)."""
-    from ..engine.controls import CONTROL_KINDS
-    from ..engine.stats import CORRECTIONS
-
     heads = table[table["view"] == "heads"]
     method = CORRECTIONS.get(str(heads["correction"].dropna().iloc[0]) if heads["correction"].notna().any()
                              else "", "no correction")
@@ -113,7 +116,6 @@ def claims_section(table: pd.DataFrame, *, alpha: float = 0.05, curves: pd.DataF
             "ablation": b["ablation_delta"], "ablation rank": abl_rank,
         })
         rows.append(row)
-    from .report import markdown_table
 
     lines += [markdown_table(pd.DataFrame(rows), floatfmt=".3g"), ""]
     # Claim: surface / syntactic tasks peak low, semantic tasks high - with the set of layers that hold a head
@@ -162,9 +164,6 @@ def topk_claim(curves: pd.DataFrame | None, *, alpha: float = 0.05) -> list[str]
     """Markdown lines: "top-k heads beat the best layer" re-tested per task, from top-k curves computed with
     intervals (:func:`senteval_anatomy.analysis.topk.topk_curve`, ``intervals=True``): the k chosen on dev and the layer
     chosen on dev, each test score with its 95% Wilson interval, and McNemar's p of the two."""
-    from ..vocab import INTERVAL_COLUMNS
-    from .report import markdown_table
-
     head = ["### Claim: the top-k heads beat the best layer", ""]
     if curves is None or not set(INTERVAL_COLUMNS) <= set(curves.columns):
         return head + ["Not re-tested: it needs the top-k view with test predictions (the sweep's top-k view with "
@@ -196,10 +195,6 @@ def selectivity_heatmap(table: pd.DataFrame, task: str, *, model: str | None = N
     """The paper's head heatmap (layers x heads, heads sorted within each layer, dev-best outlined) coloured by
     the selectivity against control ``kind`` (:data:`senteval_anatomy.engine.controls.CONTROL_KINDS`) instead of accuracy,
     drawn by :func:`senteval_anatomy.analysis.plots.heatmap`."""
-    from ..engine.controls import CONTROL_KINDS
-    from ..tables.results import Results
-    from .plots import heatmap
-
     ck = CONTROL_KINDS[kind]
     rows = table[(table["task"] == task) & (table["view"] == "heads")]
     if rows.empty or rows[ck.selectivity_column].isna().all():
@@ -218,9 +213,6 @@ def tied_heatmap(table: pd.DataFrame, task: str, *, model: str | None = None) ->
     is not distinguishable from the dev-best head of its layer (McNemar on test, Holm-corrected over all heads): how much the within-layer
     ordering of the paper's sorted heatmap can be trusted. The main report's sorted heatmaps carry the same dots
     (:func:`senteval_anatomy.analysis.plots.heatmap`, ``tied``)."""
-    from ..tables.results import Results
-    from .plots import heatmap, tied_cells
-
     tied = tied_cells(table, task)
     if tied is None:
         raise ValueError(f"no paired tests for task {task!r}: the sweep's findings options compute them for classification tasks "
@@ -284,9 +276,6 @@ def findings_figures(table: pd.DataFrame, figdir: str | os.PathLike[str], *,
     """Save the findings figures of every task there is data for under ``figdir`` (tied heads, selectivity,
     utilisation, top-k ablation; ``curves`` defaults to ``table.attrs["ablation_curves"]``) and return them by
     caption, for :func:`senteval_anatomy.analysis.report.write_report`."""
-    from ..engine.controls import CONTROL_KINDS
-    from .plots import save_figure
-
     figdir = Path(figdir)
     if curves is None and table.attrs.get("ablation_curves"):
         curves = pd.DataFrame(table.attrs["ablation_curves"])

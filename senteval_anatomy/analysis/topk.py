@@ -35,7 +35,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine.batched import evaluate_many
+from ..engine.params import apply_defaults
 from ..engine.registry import NO_DEV_TASKS
+from ..engine.tasks import load_task
+from ..store import FeatureStore
+from ..sweeping.units import StoreBatcher
 from ..sweeping.views import add_intervals, curve_row, default_ks, evaluate_topk
 from ..tables.results import Results
 from ..tables.selection import (  # choose_k re-exported: its home is selection
@@ -43,7 +48,7 @@ from ..tables.selection import (  # choose_k re-exported: its home is selection
     check_selection,
     choose_k,
 )
-from ..vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, check_pooling, preset_params
+from ..vocab import CURVE_COLUMNS, INTERVAL_COLUMNS, VIEWS, check_pooling, preset_params, vector_name
 
 __all__ = [
     "CURVE_COLUMNS",
@@ -254,13 +259,6 @@ def topk_curve(
         jobs.append(("mean_last_layer", None, encoder.num_layers - 1, "mean"))
 
     from tqdm.auto import tqdm
-
-    from ..engine.batched import evaluate_many
-    from ..engine.params import apply_defaults
-    from ..engine.tasks import load_task
-    from ..store import FeatureStore
-    from ..sweeping.units import StoreBatcher
-    from ..vocab import VIEWS, vector_name
 
     params_obj = apply_defaults(dict(run_params))
     params_obj.current_task = task

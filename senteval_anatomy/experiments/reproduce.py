@@ -40,8 +40,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data import resolve_task_path
+from ..data.sources import check_tasks, expand_tasks
+from ..encoders.architectures import UnsupportedModelError
+from ..engine import TASK_NAMES
 from ..engine.registry import PROBING_TASKS as ENGINE_PROBING_TASKS
 from ..engine.registry import get_task
+from ..finetune.grid import main as finetune_grid
+from ..pipeline import run as run_plan
+from ..store import FeatureStore
+from ..sweeping.plan import make_plan, parse_ks  # parse_ks: the one --ks parser (vocab.check_whole_list)
+from ..sweeping.views import default_ks
 from ..tables.results import Results, TestSelectionWarning
 from ..vocab import (
     PAPER_DOWNSTREAM_TASKS,
@@ -384,8 +393,6 @@ def _parse_models(spec: str, reference_model: str | None) -> list[tuple[str, str
 def _check_arguments(tasks: Any, ks: Any, pooling: Any) -> tuple[list[str], list[int] | None, str | None]:
     """``reproduce()``'s tasks, ks and pooling read by the shared checks (one line naming the argument; NumPy values
     accepted; repeats removed), before any model is loaded."""
-    from ..data.sources import check_tasks
-
     return (check_tasks(tasks), None if ks is None else check_whole_list(ks, what="ks"),
             None if pooling is None else check_pooling(pooling))
 
@@ -393,7 +400,7 @@ def _check_arguments(tasks: Any, ks: Any, pooling: Any) -> tuple[list[str], list
 def _shape_of(model: str) -> tuple[int, int, int, int]:
     """(layers, heads, head_dim, hidden) for planning, from the model's own config (offline: bundled, a folder, or
     the local Hugging Face cache); a model whose config cannot be read is a ``ValueError`` naming it (exit 2)."""
-    from ..encoders.architectures import UnsupportedModelError
+    # lazy: start-up time (torch, transformers): `reproduce --help` answers without them
     from ..encoders.loading import config_shape
 
     try:
@@ -416,8 +423,6 @@ ASSUMED_SECONDS_PER_TOPK_RUN = 30.0
 
 def dry_run(plans: Sequence[_Plan], ks: Sequence[int] | None, paper_selection: bool) -> str:
     """What would run, expected time and disk (from stated assumptions), and the paper's numbers it compares with."""
-    from ..analysis.topk import default_ks
-
     lines = ["# Dry run: nothing is encoded or trained\n"]
     total_s = 0.0
     total_bytes = 0.0
@@ -522,12 +527,9 @@ def reproduce(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the paper's experiments for each ``(model, reference_model)`` and compare; returns (comparison,
     correlations) and writes them, with every run's tables, under ``out_dir`` (a rerun resumes)."""
+    # lazy: start-up time (torch, transformers): `reproduce --help` answers without them
     from ..analysis.topk import topk_curve
     from ..encoders.loading import load_encoder
-    from ..pipeline import run as run_plan
-    from ..store import FeatureStore
-    from ..sweeping.plan import make_plan
-    from ..sweeping.views import default_ks
 
     out = Path(out_dir)
     tasks = list(tasks or (*PROBING_TASKS, *TOPK_TASKS))
@@ -616,8 +618,6 @@ def _parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def _resolve_task_path(arg: str | None) -> Path:
     """The data folder (``--task-path``, ``$SENTEVAL_ANATOMY_DATA``, downloaded data, else the demo data), said aloud."""
-    from ..data import resolve_task_path
-
     try:
         path, origin = resolve_task_path(arg)
     except FileNotFoundError as exc:
@@ -633,21 +633,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command line entry point; returns the exit status. ``prog``: the name usage lines show."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--finetune" in argv:  # the fine-tuning grid has its own options (senteval_anatomy.finetune.grid)
-        from ..finetune.grid import main as finetune_grid
-
         return finetune_grid([a for a in argv if a != "--finetune"], prog=f"{prog or 'reproduce'} --finetune")
     args = _parser(prog).parse_args(argv)
     try:
         models = _parse_models(args.models, args.reference_model)
-        from ..data.sources import expand_tasks
-        from ..engine import TASK_NAMES
-
         tasks = expand_tasks([",".join(args.tasks)]) if args.tasks else [*PROBING_TASKS, *TOPK_TASKS]
         bad = [t for t in tasks if t not in TASK_NAMES]
         if bad:
             raise ValueError(f"--tasks: unknown task(s) {bad}; the paper's are {', '.join(PROBING_TASKS + TOPK_TASKS)}")
-        from ..sweeping.plan import parse_ks  # the one --ks parser (vocab.check_whole_list)
-
         ks = parse_ks(args.ks, what="--ks")
         topk_tasks = [t for t in TOPK_TASKS if t in tasks]
         if args.dry_run:

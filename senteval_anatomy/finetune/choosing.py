@@ -19,6 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..analysis.topk import topk_curve
+from ..engine import TASK_NAMES, get_task
+from ..engine.registry import NO_DEV_TASKS
+from ..sweeping import sweep
+from ..tables.results import Results
+from ..tables.selection import choose_k
 from .readouts import Readout, ReadSpec
 
 __all__ = ["SELECTION_SWEEP_DIR", "check_select_task", "load_from", "resolve", "sweep_for_selection"]
@@ -29,9 +35,6 @@ SELECTION_SWEEP_DIR = "sweep-pretrained"
 
 def check_select_task(task: str | None, reads: Sequence[ReadSpec]) -> None:
     """``ValueError`` when a dev-selected readout has no task to be selected on, or one without dev scores."""
-    from ..engine import TASK_NAMES
-    from ..engine.registry import NO_DEV_TASKS
-
     if not any(r.needs_selection for r in reads):
         return
     wanted = ", ".join(r.text for r in reads if r.needs_selection)
@@ -61,8 +64,6 @@ def _fingerprints_of(folder: Path) -> set[str]:
 def load_from(path: str | Path, encoder: Any, task: str, view: str) -> Any:
     """The :class:`~senteval_anatomy.tables.results.Results` of ``--from`` (a sweep's ``--out`` folder, ``results.csv`` or
     ``results.parquet``), checked to be of this very model (fingerprint) with dev scores for ``task``'s ``view``."""
-    from ..tables.results import Results
-
     p = Path(path)
     file = p
     if p.is_dir():
@@ -97,17 +98,12 @@ def load_from(path: str | Path, encoder: Any, task: str, view: str) -> Any:
 def sweep_for_selection(encoder: Any, task: str, task_path: str, out_dir: Path, views: Sequence[str],
                         pooling: str | None, progress: bool) -> Any:
     """Sweep the pretrained model on ``task`` (reused from ``<out>/sweep-pretrained`` when done before)."""
-    from ..sweeping import sweep
-    from ..tables.results import Results
-
     df = sweep(encoder, [task], task_path=task_path, views=list(views), out_dir=out_dir / SELECTION_SWEEP_DIR,
                pooling=pooling, progress=progress)
     return Results(df)
 
 
 def _dev_kind(task: str) -> str:
-    from ..engine import get_task
-
     return "kfold-cv-on-train" if get_task(task).evaluator == "kfold" else "dev"
 
 
@@ -118,9 +114,6 @@ def resolve(spec: ReadSpec, results: Any, *, task: str, encoder: Any, task_path:
     ``topk`` without a fixed k evaluates the dev-ranked top-k heads for each k in ``ks`` (the sweep's own top-k
     machinery, same probes and hooks) and keeps the k with the best dev score (ties: the smaller k).
     """
-    from ..analysis.topk import topk_curve
-    from ..tables.selection import choose_k
-
     dev = _dev_kind(task)
     src = f"{task}:{dev}"
     if spec.kind == "best-layer":

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..engine import DataError
+from ..sweeping.plan import parse_ks
 from ..vocab import OneLineParser, path_arg, print_error
+from .checks import check_limits, parse_reads, parse_seeds
+from .data import GlueFormatError
 from .readouts import READ_FORMS
-from .training import PAPER_FINETUNE, TrainSettings
+from .settings import PAPER_FINETUNE, TrainSettings
 
 __all__ = ["main"]
 
@@ -87,8 +91,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Command line entry point; returns the exit status (2: a user's mistake, before any training)."""
     args = _parser(prog).parse_args(argv)
     name = prog or "senteval-anatomy finetune"
-    from ..sweeping.plan import parse_ks
-    from .checks import check_limits, parse_reads, parse_seeds
 
     try:
         settings = _settings(args)
@@ -96,8 +98,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         seeds = parse_seeds(args.seeds, what="--seeds")
         ks = parse_ks(args.ks, what="--ks") if args.ks is not None else None
         limits = check_limits({"train": args.limit_train, "dev": args.limit_dev, "test": args.limit_test})
-        from ..engine import DataError
-        from .data import GlueFormatError
+        # lazy: start-up time (torch, transformers): finetune --help and bad arguments answer without them
         from .experiment import finetune, prepare
 
         try:

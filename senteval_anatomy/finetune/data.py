@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine import load_task
+from ..sweeping.identity import data_hash
+
 __all__ = ["FINETUNE_TASKS", "FinetuneData", "GlueFormatError", "Split", "load_finetune_data", "load_glue_folder"]
 
 #: SentEval tasks a model can be fine-tuned on (supervised, with a train split).
@@ -111,9 +114,6 @@ def _limit(data: FinetuneData, limits: dict[str, int | None] | None, split_seed:
 def load_finetune_data(task: str, task_path: str | Path, *, dev_fraction: float = 0.1, split_seed: int = 0,
                        limits: dict[str, int | None] | None = None) -> FinetuneData:
     """Train / dev / test of a SentEval task, read by the package's loaders; MRPC and TREC get a held-out dev."""
-    from ..engine import load_task
-    from ..sweeping.identity import data_hash
-
     if task not in FINETUNE_TASKS:
         raise ValueError(f"--task {task!r}: fine-tuning works on {', '.join(FINETUNE_TASKS)} or a GLUE folder "
                          "(--glue DIR)")

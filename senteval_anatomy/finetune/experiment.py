@@ -27,12 +27,17 @@ from typing import Any
 
 import pandas as pd
 
-from .checks import check_disk, check_out_dir
+from ..encoders.loading import load_encoder
+from ..sweeping.plan import parse_ks
+from ..vocab import atomic_write
+from .checks import check_disk, check_limits, check_out_dir, parse_seeds
 from .choosing import check_select_task, load_from, resolve, sweep_for_selection
 from .comparison import paired_table, summary_table
 from .data import FinetuneData, load_finetune_data, load_glue_folder
 from .readouts import Readout, ReadSpec, check_read, parse_read
-from .training import PAPER_FINETUNE, RUN_FORMAT, TrainSettings, checkpoint_bytes, train_one
+from .reprobe import probe_after as run_probe
+from .settings import PAPER_FINETUNE, TrainSettings
+from .training import RUN_FORMAT, checkpoint_bytes, train_one
 
 __all__ = ["FinetuneOutcome", "collect_runs", "finetune", "prepare"]
 
@@ -63,8 +68,6 @@ def prepare(model: Any, task: str | None, *, glue: str | Path | None, task_path:
             select_on: str | None, settings: TrainSettings, device: str, dev_fraction: float, split_seed: int,
             limits: dict[str, int | None] | None, keep_model: bool, n_seeds: int) -> _Plan:
     """Every check that needs no training, in order; ``ValueError`` (one line) for a user's mistake."""
-    from ..encoders.loading import load_encoder
-
     settings.check()
     specs = [r if isinstance(r, ReadSpec) else parse_read(r) for r in reads]
     out = check_out_dir(out_dir)
@@ -140,9 +143,6 @@ def finetune(
     ...                seeds=[0, 1, 2], out_dir="ft")                                  # doctest: +SKIP
     >>> out.summary[["readout", "test_mean", "test_sd"]]                               # doctest: +SKIP
     """
-    from ..sweeping.plan import parse_ks
-    from .checks import check_limits, parse_seeds
-
     seeds, limits = parse_seeds(seeds), check_limits(limits)  # the shared validators: same messages as sweep()
     ks = parse_ks(ks) if ks is not None else None
     plan = prepare(model, task, glue=glue, task_path=task_path, reads=reads, out_dir=out_dir,
@@ -165,8 +165,6 @@ def finetune(
         readout, curve = resolve(spec, results, task=data.select_task, encoder=enc, task_path=task_path, ks=ks,
                                  progress=progress)
         if curve is not None:
-            from ..vocab import atomic_write
-
             atomic_write(out / f"topk_curve_{data.select_task}.csv", lambda p, c=curve: c.to_csv(p, index=False))
         readouts.append(readout)
     name = enc.name
@@ -181,16 +179,12 @@ def finetune(
     summary, paired = write_tables(out, mine)
     probe = None
     if probe_after:
-        from .probe_after import probe_after as run_probe
-
         probe = run_probe(enc, mine, data=data, task_path=task_path, out_dir=out, pooling=pooling, progress=progress)
     return FinetuneOutcome(mine, summary, paired, out, readouts, probe)
 
 
 def write_tables(out: Path, mine: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write ``finetune_results.csv`` (every finished run of the folder) and this call's summary / paired tables."""
-    from ..vocab import atomic_write
-
     every = collect_runs(out)
     atomic_write(out / "finetune_results.csv", lambda p: every.to_csv(p, index=False))
     summary = summary_table(mine)

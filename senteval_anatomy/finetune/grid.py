@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..engine.registry import get_task
-from ..vocab import OneLineParser, print_error
+from ..vocab import OneLineParser, atomic_write, names_list, print_error
+from .checks import parse_seeds
 
 __all__ = ["PAPER_GRID", "compare_head_deltas", "dry_run", "main", "paper_head_deltas", "paper_numbers",
            "reference_runs"]
@@ -148,6 +149,7 @@ def compare_head_deltas(ours: pd.DataFrame, model: str, task: str,
 def dry_run(models: Sequence[str], tasks: Sequence[str], reads: Sequence[str], seeds: Sequence[int], *,
             gpu: bool, probe_after: bool) -> str:
     """What the grid would run, with estimated time and disk (estimates, see the constants above)."""
+    # lazy: start-up time (torch, transformers): reproduce imports this module, and reproduce --help answers without them
     from .training import checkpoint_bytes
 
     lines = ["run plan (nothing is run with --dry-run):"]
@@ -192,9 +194,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     p.add_argument("--out", default="reproduce-finetune")
     args = p.parse_args(argv)
     try:
-        from ..vocab import names_list
-        from .checks import parse_seeds
-
         models = names_list(args.models, what="--models", example="bert-base-uncased,minilm")
         tasks = names_list(args.tasks, what="--tasks", example="MRPC,SST2,STSBenchmark")
         reads = names_list(args.reads, what="--reads", example="last,best-layer")
@@ -212,6 +211,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print(dry_run(models, tasks, reads, seeds, gpu=torch.cuda.is_available() or args.device.startswith("cuda"),
                       probe_after=args.probe_after))
         return 0
+    # lazy: start-up time (torch, transformers): reproduce imports this module, and reproduce --help answers without them
     from .experiment import finetune
 
     glue_names = {t: g for t, g, _ in PAPER_GRID["tasks"]}
@@ -245,8 +245,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 def write_head_comparison(out: Path, table: pd.DataFrame, rho: pd.DataFrame) -> str:
     """Write ``finetune_head_comparison.csv`` (ours beside the released head_finetuned rows, per head) and
     ``finetune_head_rho.csv`` (Spearman ρ between the two Δ maps) under ``out``; print and return the summary."""
-    from ..vocab import atomic_write
-
     atomic_write(out / "finetune_head_comparison.csv", lambda p: table.to_csv(p, index=False))
     atomic_write(out / "finetune_head_rho.csv", lambda p: rho.to_csv(p, index=False))
     text = "\n".join([

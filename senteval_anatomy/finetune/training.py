@@ -26,19 +26,23 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..encoders.loading import load_encoder
+from ..encoders.readers import quiet_transformers
+from ..sweeping.identity import key_hash
+from ..vocab import PROTOCOL_VERSION, atomic_write, check_pooling, resolve_device, slug
+from .classifier import ReadoutClassifier
 from .data import FinetuneData, Split
-from .readouts import Readout, ReadoutClassifier
+from .readouts import Readout
+from .settings import PAPER_FINETUNE, TrainSettings
 
 __all__ = [
-    "PAPER_FINETUNE",
     "RUN_FORMAT",
-    "TrainSettings",
     "checkpoint_bytes",
     "last_complete_checkpoint",
     "read_run",
@@ -52,55 +56,9 @@ __all__ = [
 RUN_FORMAT = "senteval_anatomy.finetune-run/1"
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """Fine-tuning settings; the defaults are the paper's (``examples/glue``: max_length 128, lr 2e-5, batch 32,
-    3 epochs, linear decay, no warm-up, AdamW)."""
-
-    max_length: int = 128
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    dropout: float = 0.1
-    early_stopping: int = 0  # patience in evaluations (epochs); 0 = off
-    mixed_precision: str = "no"  # "no", "fp16", "bf16"
-
-    def check(self) -> TrainSettings:
-        """``ValueError`` naming the option for an impossible setting."""
-        if self.max_length < 4:
-            raise ValueError(f"--max-length {self.max_length}: give at least 4 tokens")
-        if not self.learning_rate > 0:
-            raise ValueError(f"--lr {self.learning_rate}: give a positive learning rate")
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size {self.batch_size}: give a positive batch size")
-        if not self.epochs > 0:
-            raise ValueError(f"--epochs {self.epochs}: give a positive number of epochs")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout {self.dropout}: must be a number in [0, 1)")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"--warmup-ratio {self.warmup_ratio}: must be a number in [0, 1)")
-        if self.early_stopping < 0:
-            raise ValueError(f"--early-stopping {self.early_stopping}: give a patience >= 0 (0 = off)")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ValueError(f"--mixed-precision {self.mixed_precision!r}: use no, fp16 or bf16")
-        # one spelling per value, so that 3 and 3.0 epochs key the same run
-        return replace(self, max_length=int(self.max_length), learning_rate=float(self.learning_rate),
-                       batch_size=int(self.batch_size), epochs=float(self.epochs), warmup_ratio=float(self.warmup_ratio),
-                       weight_decay=float(self.weight_decay), dropout=float(self.dropout),
-                       early_stopping=int(self.early_stopping))
-
-
-#: The paper's preset (``--preset paper``, the default).
-PAPER_FINETUNE = TrainSettings()
-
-
 def run_key(*, model: str, fingerprint: str, dtype: str, data: FinetuneData, readout: Readout,
             settings: TrainSettings, seed: int, pooling: str) -> dict[str, Any]:
     """Everything that determines a fine-tuned number (see the module docstring)."""
-    from ..vocab import PROTOCOL_VERSION
-
     return {
         "protocol": PROTOCOL_VERSION,
         "kind": "finetune",
@@ -123,9 +81,6 @@ def run_key(*, model: str, fingerprint: str, dtype: str, data: FinetuneData, rea
 
 def run_name(key: Mapping[str, Any]) -> str:
     """File-system name of a run: readable parts and the key hash."""
-    from ..sweeping.identity import key_hash
-    from ..vocab import slug
-
     read = slug(key["requested"], default="read")
     return f"{slug(key['model'], default='model')}__{slug(key['task'], default='task')}__{read}__seed{key['seed']}__{key_hash(key)}"
 
@@ -235,10 +190,6 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
     )
     from transformers import logging as hf_logging
 
-    from ..encoders.loading import load_encoder
-    from ..encoders.readers import quiet_transformers
-    from ..vocab import atomic_write, check_pooling, resolve_device
-
     settings = settings.check()
     out_dir = Path(out_dir)
     dev = resolve_device(device)
@@ -340,7 +291,6 @@ def train_one(model_name: str, data: FinetuneData, readout: Readout, *, seed: in
         correct = np.asarray(test_out.predictions, dtype=np.float64).reshape(-1).round(6).tolist()
     else:
         correct = (np.asarray(test_out.predictions).argmax(-1) == test_out.label_ids).astype(int).tolist()
-    from ..sweeping.identity import key_hash
 
     row: dict[str, Any] = {
         "model": model_name,

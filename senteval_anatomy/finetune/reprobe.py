@@ -25,6 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..analysis.plots import save_figure
+from ..encoders.loading import load_encoder
+from ..sweeping import sweep
+from ..tables.results import Results
+from ..vocab import VIEWS, atomic_write
+from .choosing import SELECTION_SWEEP_DIR
+
 __all__ = ["ProbeAfter", "probe_after"]
 
 
@@ -57,13 +64,6 @@ def probe_after(encoder: Any, rows: pd.DataFrame, *, data: Any, task_path: str |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from scipy.stats import spearmanr
-
-    from ..analysis.plots import save_figure
-    from ..encoders.loading import load_encoder
-    from ..sweeping import sweep
-    from ..tables.results import Results
-    from ..vocab import VIEWS, atomic_write
-    from .choosing import SELECTION_SWEEP_DIR
 
     task = data.select_task
     if task is None or task_path is None:
