@@ -752,7 +752,7 @@ def _run_models(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_models_command_lists_every_type_and_how_it_is_read(capsys):
-    from senteval_anatomy.encoders.selfcheck import main
+    from senteval_anatomy.encoders.command import main
 
     assert main([]) == 0
     out = capsys.readouterr().out
@@ -761,7 +761,7 @@ def test_models_command_lists_every_type_and_how_it_is_read(capsys):
 
 
 def test_models_check_on_a_saved_model_passes_and_a_broken_one_fails(tmp_path, capsys):
-    from senteval_anatomy.encoders.selfcheck import main
+    from senteval_anatomy.encoders.command import main
 
     model, tok = tiny("gpt_neox")
     model.save_pretrained(tmp_path / "ok")

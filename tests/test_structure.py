@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from senteval_anatomy.cli import COMMANDS
+
 PACKAGE = Path(__file__).resolve().parents[1] / "senteval_anatomy"
 REPO = PACKAGE.parent
 
@@ -101,6 +103,38 @@ def test_no_private_results_use_outside_results():
             continue
         hits = private.findall(path.read_text(encoding="utf-8"))
         assert not hits, f"{path.name} uses private Results members {hits}"
+
+
+def _shadowed_names(package_dir: Path) -> list[str]:
+    """Names a package's ``__init__`` defines (def, class, assignment) that are also the name of one of its modules.
+
+    Importing that module (``from .name import ...`` anywhere, lazily too) rebinds the package attribute to the
+    module, so ``package.name`` stops being the function the package documents."""
+    tree = ast.parse((package_dir / "__init__.py").read_text(encoding="utf-8"))
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return sorted(n for n in defined if (package_dir / f"{n}.py").is_file() or (package_dir / n / "__init__.py").is_file())
+
+
+def test_no_module_shadows_a_name_its_package_defines():
+    """``senteval_anatomy.finetune.probe_after`` was the function until ``finetune/probe_after.py`` was imported once
+    (by a run with ``probe_after=True``): then it was the module. A package's names and its modules' names differ."""
+    found = {p.parent.relative_to(PACKAGE).as_posix() or ".": _shadowed_names(p.parent)
+             for p in PACKAGE.rglob("__init__.py")}
+    found = {k: v for k, v in found.items() if v}
+    assert not found, f"package names that a module of the same name replaces once it is imported: {found}"
+
+
+def test_shadow_rule_reads_the_package(tmp_path):
+    (tmp_path / "__init__.py").write_text("def probe_after():\n    from .probe_after import run\nX = 1\n")
+    (tmp_path / "probe_after.py").write_text("def run():\n    pass\n")
+    (tmp_path / "other.py").write_text("")
+    assert _shadowed_names(tmp_path) == ["probe_after"]
 
 
 # ------------------------------------------------------------------------------------------------ module size
@@ -316,19 +350,17 @@ def test_lazy_rule_reads_the_reason_comment(tmp_path):
 
 LIGHT_COMMANDS = [
     ["--help"],
-    ["probing", "--help"],
-    ["downstream", "--help"],
-    ["data", "--help"],
+    *([name, "--help"] for name in COMMANDS),  # every command's --help, a new command's too
     ["data", "check", "{repo}/data/default", "--tasks", "Length"],
-    ["cache", "--help"],
     ["cache", "list", "--cache-dir", "{tmp}"],
-    ["reproduce", "--help"],
+    ["models"],  # the table of supported model types
+    ["reproduce", "--finetune", "--help"],  # the paper's fine-tuning grid
 ]
-"""Commands that answer at once: they must not import torch (seconds of start-up). ``models --help`` is not here
-yet: its parser lives in encoders/selfcheck.py, which needs torch; it joins when the parsers move to cli/."""
+"""Commands that answer at once: they must not import torch or transformers (seconds of start-up). Only a command
+that loads a model (a sweep, ``models --check``, a reproduction, a fine-tuning run) imports them, when it does."""
 
 
-@pytest.mark.parametrize("argv", LIGHT_COMMANDS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("argv", LIGHT_COMMANDS, ids=lambda a: " ".join(a[:3]))
 def test_light_commands_do_not_import_torch(argv, tmp_path):
     """A real run of ``python -m senteval_anatomy ...``; ``-X importtime`` lists every module it imported."""
     args = [a.format(repo=REPO, tmp=tmp_path) for a in argv]
@@ -336,6 +368,7 @@ def test_light_commands_do_not_import_torch(argv, tmp_path):
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "senteval_anatomy", *args],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip()  # it answered (usage, a table, a folder's state)
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "senteval_anatomy" in imported  # the listing is real
     heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "transformers"))

@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "downstream": ("", "the same over downstream tasks, plus the top-k heads representation"),
     "data": ("senteval_anatomy.data.__main__:main", "download SentEval's data, check a data folder"),
     "cache": ("senteval_anatomy.store:main", "list, verify or clear the feature cache"),
-    "models": ("senteval_anatomy.encoders.selfcheck:main", "the supported model types and bundled models"),
+    "models": ("senteval_anatomy.encoders.command:main", "the supported model types and bundled models"),
     "reproduce": ("senteval_anatomy.experiments.reproduce:main", "run the paper's experiments and compare with its numbers"),
     "finetune": ("senteval_anatomy.finetune.cli:main", "fine-tune end to end on the last / dev-best layer / top-k heads"),
 }

@@ -12,7 +12,9 @@ The lowest layer of the package (it imports only :mod:`senteval_anatomy.vocab`).
 * :mod:`.loading` — :func:`load_encoder`: bundled names, local folders and Hub ids, with one-line errors.
 * :mod:`.encoding` — tokenizing, the pooling hooks and :func:`encode` / :func:`iter_encode` (one forward pass per
   batch gives every head and every layer).
-* :mod:`.selfcheck` — the ``models`` command: list the table, ``--markdown``, ``--check MODEL``.
+* :mod:`.selfcheck` — :func:`~.selfcheck.self_check`: the checks ``models --check MODEL`` runs on one model.
+* :mod:`.command` — the ``models`` command: list the table, ``--markdown``, ``--check MODEL`` (no torch until a
+  model is checked).
 
 Import names from their module (``from senteval_anatomy.encoders.loading import load_encoder``) or from the package
 top (``from senteval_anatomy import load_encoder``). This ``__init__`` imports nothing, so reading a spec
