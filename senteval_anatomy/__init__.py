@@ -32,6 +32,7 @@ _EXPORTS = {
     "HeadsAdapter": "interop.adapters",
     "LayerAdapter": "interop.adapters",
     "sweep": "sweeping",
+    "analyse": "analysis.analyse",
     "Results": "tables.results",
     "PAPER_PARAMS": "vocab",
     "PRESETS": "vocab",
