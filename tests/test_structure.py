@@ -180,7 +180,7 @@ below ``sweeping`` (a sweep checks its task names with ``data.sources``). ``inte
 and compat, on the encoders and the store; the sweep's ``--harness senteval`` runs the real SentEval through them.
 ``tables``: the results table and its dev-only rules, which the sweep writes and ranks with and every report reads.
 ``pipeline``: ``run(plan)``, the sweep then the report. ``experiments``: the paper's experiments (``reproduce``,
-``finetune``), built on the pipeline. ``face``: the command line and the package's public names."""
+``finetune``), built on the pipeline and the sweep. ``face``: the command line and the package's public names."""
 
 LAYER_OF: dict[str, str] = {
     # folders: every module in them
