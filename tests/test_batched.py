@@ -349,6 +349,30 @@ def test_stacked_label_sets_and_seeds_equal_solo_probes(config):
         assert solo.score(X[va, p], Y[lab, va]) == test_acc[s]
 
 
+def test_seeds_with_the_same_schedule_train_as_one_group_per_weight_decay():
+    """Streams (seeds) with as many training and validation rows share every step: one param group per weight decay
+    for all of them (one forward, one loss per group); streams of other sizes form their own groups. Both layouts
+    end where the solo probes end."""
+    X, y = _classes(150, 3, 8, seed=2)
+    Xt, yt = torch.from_numpy(X.transpose(1, 0, 2).copy()), torch.from_numpy(y)
+    n_probes, regs, seeds = X.shape[1], [1e-5, 1e-2], [7, 8, 11]
+    slot_probe = np.tile(np.arange(n_probes), len(regs) * len(seeds))
+    slot_reg = np.tile(np.repeat(regs, n_probes), len(seeds))
+    slot_stream = np.repeat(np.arange(len(seeds)), len(regs) * n_probes)
+    same = ([np.arange(100)] * 3, [np.arange(100, 150)] * 3)
+    ragged = ([np.arange(100), np.arange(90), np.arange(100)], [np.arange(100, 150)] * 3)
+    for (tr, va), groups in ((same, len(regs)), (ragged, 2 * len(regs))):
+        bm = BatchedMLP(8, 3, slot_probe, slot_reg, n_probes=n_probes, config=FAST, device="cpu",
+                        slot_stream=slot_stream, stream_seeds=seeds)
+        bm.fit(Xt, yt, tr, val_rows=va)
+        assert bm.n_groups_ == groups
+        for s in range(len(slot_probe)):
+            k, p = slot_stream[s], slot_probe[s]
+            solo = TorchProbe(8, 3, l2reg=slot_reg[s], seed=seeds[k], config=FAST, device="cpu")
+            solo.fit(X[tr[k], p], y[tr[k]], validation_data=(X[va[k], p], y[va[k]]))
+            assert (solo.best_score_, solo.n_epochs_) == (bm.best_score_[s], bm.n_epochs_[s]), f"slot {s}"
+
+
 @pytest.mark.parametrize("config", [FAST, OPTIMIZER_CONFIGS[-1]], ids=["linear", "mlp-dropout"])
 def test_label_sets_sharing_rows_train_as_blocks_like_each_label_set_alone(config):
     """A task's probes and two control label sets on the same seed (same rows) train as in-order blocks of probes
