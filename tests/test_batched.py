@@ -440,3 +440,37 @@ def test_evaluate_many_variants_equal_solo(name):
                 np.testing.assert_array_equal(r.pop("yhat"), ref["yhat"])
         _assert_same(rv, solo)
     assert [r["acc"] for r in many[0]] != [r["acc"] for r in many[1]], "control labels should change the scores"
+
+
+MLP_DROPOUT = {"nhid": 6, "dropout": 0.2, "optim": "adam,lr=0.01", "batch_size": 25, "tenacity": 2, "epoch_size": 1,
+               "max_epoch": 30}
+
+
+def test_chunks_in_parallel_threads_equal_one_chunk_at_a_time():
+    """With several cores, probe chunks train in parallel threads (chunks.chunk_workers); each trainer seeds torch's
+    global generator and draws its dropout masks under the RNG lock, so every result (a task, its control labels,
+    two seeds; an MLP with dropout) equals the run of one chunk at a time, bit for bit, run after run."""
+    from senteval_anatomy.engine.chunks import chunk_workers
+
+    X, y = _classes(150, 3, 6, seed=4)
+    emb = _split_embeddings(X, y, (90, 120))
+    task = _task("SST5")
+    variants, _ = _variants({s: r["y"] for s, r in emb.items()}, 3)
+    params = dict(PARAMS, classifier=MLP_DROPOUT)
+    alone = evaluate_many(task, emb, params, variants=variants, max_probes=1, predictions=True)  # one thread
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert chunk_workers(torch.device("cpu"), 1, X.shape[1]) == 3
+        for _ in range(3):
+            together = evaluate_many(task, emb, params, variants=variants, max_probes=1, predictions=True)
+            for rv, ref in zip(together, alone, strict=True):
+                for r, s in zip(rv, ref, strict=True):
+                    np.testing.assert_array_equal(r.pop("yhat"), s["yhat"])
+                _assert_same(rv, [{k: v for k, v in s.items() if k != "yhat"} for s in ref])
+        default = evaluate_many(task, emb, params, variants=variants, predictions=True)  # chunks split per worker
+        for rv, ref in zip(default, alone, strict=True):
+            assert [r["acc"] for r in rv] == [r["acc"] for r in ref]
+            assert [r["devacc"] for r in rv] == [r["devacc"] for r in ref]
+    finally:
+        torch.set_num_threads(before)

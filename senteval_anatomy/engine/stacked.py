@@ -7,6 +7,7 @@ close it is: :mod:`senteval_anatomy.engine.batched`.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ from .slots import (
     score_slices,
 )
 
-__all__ = ["DEFAULT_CPU_THREADS", "BatchedMLP", "BatchedRelatedness", "torch_threads"]
+__all__ = ["DEFAULT_CPU_THREADS", "GLOBAL_RNG_LOCK", "BatchedMLP", "BatchedRelatedness", "torch_threads"]
 
 
 #: Torch threads used by the stacked trainer on CPU unless the caller asks otherwise (``num_threads``). Every op of a
@@ -49,6 +50,13 @@ __all__ = ["DEFAULT_CPU_THREADS", "BatchedMLP", "BatchedRelatedness", "torch_thr
 #: was idle and 5-12x slower while other jobs ran; one thread is the safe default. One thread also makes every
 #: matmul of a slot the solo probe's single-threaded matmul, which is how the agreement tests run.
 DEFAULT_CPU_THREADS = 1
+
+
+#: Held while a trainer uses torch's global generator: seeding it and building its template module (the slots'
+#: initial weights), and drawing dropout masks from a stream's saved state. Probe chunks train in parallel threads
+#: (:func:`~senteval_anatomy.engine.chunks.run_chunks`); without the lock one trainer's draws would interleave with
+#: another's seeding and every mask or init after it would change.
+GLOBAL_RNG_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -183,12 +191,13 @@ class BatchedMLP:
         inits: list[list[torch.Tensor]] = []
         self.rngs_: list[np.random.RandomState] = []
         self._torch_states: list[torch.Tensor] = []
-        for sd in seeds:
-            seed_torch(sd)
-            template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
-            inits.append(template_parameters(template))
-            self.rngs_.append(np.random.RandomState(sd))
-            self._torch_states.append(self._get_rng_state())
+        with GLOBAL_RNG_LOCK:
+            for sd in seeds:
+                seed_torch(sd)
+                template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
+                inits.append(template_parameters(template))
+                self.rngs_.append(np.random.RandomState(sd))
+                self._torch_states.append(self._get_rng_state())
         self.rng_ = self.rngs_[0]
         self.stream_seeds = seeds
         init = [torch.stack([inits[k][i] for k in slot_stream.tolist()]) for i in range(len(inits[0]))]
@@ -291,20 +300,21 @@ class BatchedMLP:
 
     def _mask(self, k: int, m: int) -> torch.Tensor | None:
         """The dropout mask ``[m, nhid]`` of stream ``k`` for one step (None without a hidden layer). The solo
-        probe's nn.Dropout draws one mask per step from the global generator; every slot of a stream draws the same
-        one, so one draw serves them all. With several streams, each draws from its own saved generator state."""
+        probe's nn.Dropout draws one mask per step from the global generator, which continues from its state after
+        the module's build; every slot of a stream draws the same one, so one draw serves them all. Each stream
+        draws from its own saved generator state (the global one is left as it was), under
+        :data:`GLOBAL_RNG_LOCK`, so that trainers in other threads never see or move it."""
         if not self.nhid:
             return None
         ones = torch.ones(m, self.nhid, device=self.device)
-        if self.n_streams == 1:
-            return F.dropout(ones, self.dropout, True)
-        outer = self._get_rng_state()
-        try:
-            self._set_rng_state(self._torch_states[k])
-            mask = F.dropout(ones, self.dropout, True)
-            self._torch_states[k] = self._get_rng_state()
-        finally:
-            self._set_rng_state(outer)
+        with GLOBAL_RNG_LOCK:
+            outer = self._get_rng_state()
+            try:
+                self._set_rng_state(self._torch_states[k])
+                mask = F.dropout(ones, self.dropout, True)
+                self._torch_states[k] = self._get_rng_state()
+            finally:
+                self._set_rng_state(outer)
         return mask
 
     def _cohorts(self) -> list[tuple[list[SlotGroup], tuple[int, ...]]]:
@@ -467,8 +477,9 @@ class BatchedRelatedness:
         if slot_probe.ndim != 1 or len(slot_probe) == 0 or slot_probe.min() < 0 or slot_probe.max() >= n_probes:
             raise ValueError(f"slot_probe must be a non-empty 1-D array of probe indices in 0..{n_probes - 1}")
         # Same construction order as RelatednessRegressor: seed, build Linear(d, 5) on the CPU, numpy stream.
-        seed_torch(seed)
-        template = nn.Linear(self.inputdim, self.nclasses)
+        with GLOBAL_RNG_LOCK:
+            seed_torch(seed)
+            template = nn.Linear(self.inputdim, self.nclasses)
         self.rng_ = np.random.RandomState(seed)
 
         def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
