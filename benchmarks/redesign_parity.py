@@ -27,12 +27,14 @@ controls) are listed, not failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,14 +53,26 @@ MATCH = ["model", "task", "view", "layer", "head", "pooling", "seed"]
 SCORES = ["devacc", "acc", "ndev", "ntest"]
 
 
-def run_rev(rev: str, names: list[str], work: Path) -> dict[str, tuple[float, Path]]:
-    """Run each named command on revision ``rev`` in its own worktree; return wall time and output folder."""
+@contextlib.contextmanager
+def revision_tree(rev: str | None, work: Path) -> Iterator[Path | None]:
+    """A temporary ``git worktree`` of ``rev`` under ``work`` (removed afterwards); ``None``: no tree."""
+    if rev is None:
+        yield None
+        return
     tree = work / f"tree-{rev.replace('/', '_')}"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=True)  # a folder removed by hand earlier
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
                    check=True, capture_output=True)
-    out: dict[str, tuple[float, Path]] = {}
     try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
+def run_rev(rev: str, names: list[str], work: Path) -> dict[str, tuple[float, Path]]:
+    """Run each named command on revision ``rev`` in its own worktree; return wall time and output folder."""
+    out: dict[str, tuple[float, Path]] = {}
+    with revision_tree(rev, work) as tree:
         for name in names:
             dest = work / f"out-{rev.replace('/', '_')}-{name}"
             env = dict(os.environ, PYTHONPATH=str(tree), SENTEVAL_ANATOMY_CACHE=str(work / f"cache-{rev}-{name}"))
@@ -69,8 +83,6 @@ def run_rev(rev: str, names: list[str], work: Path) -> dict[str, tuple[float, Pa
             if proc.returncode != 0:
                 raise SystemExit(f"{rev} {name}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
             out[name] = (wall, dest)
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
     return out
 
 

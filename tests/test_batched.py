@@ -349,6 +349,30 @@ def test_stacked_label_sets_and_seeds_equal_solo_probes(config):
         assert solo.score(X[va, p], Y[lab, va]) == test_acc[s]
 
 
+def test_seeds_with_the_same_schedule_train_as_one_group_per_weight_decay():
+    """Streams (seeds) with as many training and validation rows share every step: one param group per weight decay
+    for all of them (one forward, one loss per group); streams of other sizes form their own groups. Both layouts
+    end where the solo probes end."""
+    X, y = _classes(150, 3, 8, seed=2)
+    Xt, yt = torch.from_numpy(X.transpose(1, 0, 2).copy()), torch.from_numpy(y)
+    n_probes, regs, seeds = X.shape[1], [1e-5, 1e-2], [7, 8, 11]
+    slot_probe = np.tile(np.arange(n_probes), len(regs) * len(seeds))
+    slot_reg = np.tile(np.repeat(regs, n_probes), len(seeds))
+    slot_stream = np.repeat(np.arange(len(seeds)), len(regs) * n_probes)
+    same = ([np.arange(100)] * 3, [np.arange(100, 150)] * 3)
+    ragged = ([np.arange(100), np.arange(90), np.arange(100)], [np.arange(100, 150)] * 3)
+    for (tr, va), groups in ((same, len(regs)), (ragged, 2 * len(regs))):
+        bm = BatchedMLP(8, 3, slot_probe, slot_reg, n_probes=n_probes, config=FAST, device="cpu",
+                        slot_stream=slot_stream, stream_seeds=seeds)
+        bm.fit(Xt, yt, tr, val_rows=va)
+        assert bm.n_groups_ == groups
+        for s in range(len(slot_probe)):
+            k, p = slot_stream[s], slot_probe[s]
+            solo = TorchProbe(8, 3, l2reg=slot_reg[s], seed=seeds[k], config=FAST, device="cpu")
+            solo.fit(X[tr[k], p], y[tr[k]], validation_data=(X[va[k], p], y[va[k]]))
+            assert (solo.best_score_, solo.n_epochs_) == (bm.best_score_[s], bm.n_epochs_[s]), f"slot {s}"
+
+
 @pytest.mark.parametrize("config", [FAST, OPTIMIZER_CONFIGS[-1]], ids=["linear", "mlp-dropout"])
 def test_label_sets_sharing_rows_train_as_blocks_like_each_label_set_alone(config):
     """A task's probes and two control label sets on the same seed (same rows) train as in-order blocks of probes
@@ -416,3 +440,37 @@ def test_evaluate_many_variants_equal_solo(name):
                 np.testing.assert_array_equal(r.pop("yhat"), ref["yhat"])
         _assert_same(rv, solo)
     assert [r["acc"] for r in many[0]] != [r["acc"] for r in many[1]], "control labels should change the scores"
+
+
+MLP_DROPOUT = {"nhid": 6, "dropout": 0.2, "optim": "adam,lr=0.01", "batch_size": 25, "tenacity": 2, "epoch_size": 1,
+               "max_epoch": 30}
+
+
+def test_chunks_in_parallel_threads_equal_one_chunk_at_a_time():
+    """With several cores, probe chunks train in parallel threads (chunks.chunk_workers); each trainer seeds torch's
+    global generator and draws its dropout masks under the RNG lock, so every result (a task, its control labels,
+    two seeds; an MLP with dropout) equals the run of one chunk at a time, bit for bit, run after run."""
+    from senteval_anatomy.engine.chunks import chunk_workers
+
+    X, y = _classes(150, 3, 6, seed=4)
+    emb = _split_embeddings(X, y, (90, 120))
+    task = _task("SST5")
+    variants, _ = _variants({s: r["y"] for s, r in emb.items()}, 3)
+    params = dict(PARAMS, classifier=MLP_DROPOUT)
+    alone = evaluate_many(task, emb, params, variants=variants, max_probes=1, predictions=True)  # one thread
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert chunk_workers(torch.device("cpu"), 1, X.shape[1]) == 3
+        for _ in range(3):
+            together = evaluate_many(task, emb, params, variants=variants, max_probes=1, predictions=True)
+            for rv, ref in zip(together, alone, strict=True):
+                for r, s in zip(rv, ref, strict=True):
+                    np.testing.assert_array_equal(r.pop("yhat"), s["yhat"])
+                _assert_same(rv, [{k: v for k, v in s.items() if k != "yhat"} for s in ref])
+        default = evaluate_many(task, emb, params, variants=variants, predictions=True)  # chunks split per worker
+        for rv, ref in zip(default, alone, strict=True):
+            assert [r["acc"] for r in rv] == [r["acc"] for r in ref]
+            assert [r["devacc"] for r in rv] == [r["devacc"] for r in ref]
+    finally:
+        torch.set_num_threads(before)

@@ -25,7 +25,10 @@ How it works
 * Variants (:class:`Variant`) of the same seed (a task's probes and its control probes) train on the same rows:
   their slots of one weight decay are whole blocks of the chunk's probes in order, and each block multiplies the
   mini-batch features as they are (:class:`~senteval_anatomy.engine.kernels.StackedLinear`), with no gathered
-  ``[blocks * P, rows, d]`` copy; the per-slot matmuls are unchanged, so are the numbers.
+  ``[blocks * P, rows, d]`` copy; the per-slot matmuls are unchanged, so are the numbers. Variants of other seeds
+  with the same numbers of rows (a *cohort*, :class:`~senteval_anatomy.engine.slots.SlotStack`) draw their own
+  mini-batches, gathered side by side in one ``index_select`` per step, and join the same groups: one forward, one
+  loss and one optimizer group per weight decay for all seeds, each block reading its own seed's rows.
 * Loss: the *sum over slots of each slot's mean loss*, so each slot's gradient is exactly its solo gradient.
   Weight decay differs per slot: slots with the same value form one optimizer param group, and torch's own
   optimizer (built by the engine's :func:`~senteval_anatomy.engine.probes.parse_optimizer`) applies it to weights
@@ -364,7 +367,7 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
     variants : sequence of Variant, optional
         Train every probe under each (label set, seed) :class:`Variant` (a task's labels and its control task's,
         several probe seeds...). For the pytorch classification evaluators all variants are slots of the same
-        stacked runs (one pass over the features, one mini-batch gather per seed); other evaluators run one pass
+        stacked runs (one pass over the features, one mini-batch gather per step for all seeds); other evaluators run one pass
         per variant. Result ``[v][i]`` equals ``task.evaluate`` on probe ``i``'s features with variant ``v``'s
         labels and seed.
 

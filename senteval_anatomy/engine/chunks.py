@@ -7,6 +7,7 @@ the probe-by-probe path (:func:`per_probe`) for what cannot be stacked.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "run_chunks",
     "source_shape",
     "unwrap",
+    "chunk_workers",
     "variant_labels",
 ]
 
@@ -336,37 +338,62 @@ def _offsets(sizes: Sequence[int]) -> list[np.ndarray]:
     return [np.arange(starts[i], starts[i + 1], dtype=np.int64) for i in range(len(sizes))]
 
 
+def chunk_workers(device: torch.device, num_threads: int | None, n_probes: int) -> int:
+    """Probe chunks trained at once: on CPU, as many as the process's torch threads (``torch.get_num_threads()``:
+    the cores it may use, ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` where set, as under Ray) hold with
+    ``num_threads`` threads each (``None``: the process setting, so one at a time), never more than the probes; on
+    CUDA one (the device runs the slots in parallel already)."""
+    if device.type != "cpu" or num_threads is None:
+        return 1
+    return max(1, min(torch.get_num_threads() // int(num_threads), n_probes))
+
+
 def run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, *, seeds: Sequence[int],
                 max_probes: int | None, progress: bool | None, desc: str, device: Any,
                 num_threads: int | None = DEFAULT_CPU_THREADS, **kw: Any) -> list[list[dict[str, Any]]]:
     """Chunk the probes, stack each chunk's features once, run the batched evaluator ``kind`` on it (with
     ``num_threads`` torch threads on CPU, see :data:`DEFAULT_CPU_THREADS`) for every variant: ``labels`` is
-    ``[V, N]`` (one label set per variant), ``seeds`` one seed per variant. Returns V lists of P results."""
+    ``[V, N]`` (one label set per variant), ``seeds`` one seed per variant. Returns V lists of P results.
+
+    On a CPU with several cores, :func:`chunk_workers` chunks train at once, each in its own thread on its own
+    cores (the ops of a training step are small, so one trainer cannot use several cores well; several trainers
+    can). The memory budget is shared by the chunks in flight, and the probes are split into at least as many
+    chunks as workers. Slots never interact, and each trainer seeds and draws from torch's global generator under
+    :data:`~senteval_anatomy.engine.stacked.GLOBAL_RNG_LOCK`, so the results are those of one chunk at a time."""
     names = [f"split {i}" for i in range(len(sources))]
     sizes, n_probes, width = check_sources(sources, names)
     dev = resolve_device(device)
+    workers = chunk_workers(dev, num_threads, n_probes)
+    if max_probes is None:
+        max_probes = min(default_max_probes(sum(sizes), width, CHUNK_BYTES // workers), -(-n_probes // workers))
     chunks = probe_chunks(n_probes, sum(sizes), width, max_probes)
     k = int(kw.get("kfold") or 0)
     fits = {"split": 1, "kfold": k + 1, "innerkfold": k * (k + 1), "relatedness": len(seeds)}[kind]
     bar = Progress(len(chunks) * fits, desc, progress)
     rows = _offsets(sizes)
     y = None if labels is None else torch.as_tensor(np.asarray(labels), device=dev)
+
+    def one(chunk: tuple[int, int]) -> list[list[dict[str, Any]]]:
+        X = _chunk_tensor(sources, chunk[0], chunk[1], dev)
+        if kind == "split":
+            return _split_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
+        if kind == "kfold":
+            return _kfold_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
+        if kind == "innerkfold":
+            return _innerkfold_chunk(X, y, seeds=seeds, device=dev, bar=bar, **kw)
+        return _relatedness_chunk(X, rows, seeds=seeds, device=dev, bar=bar, **kw)
+
     results: list[list[dict[str, Any]]] = [[] for _ in seeds]
     try:
         with torch_threads(num_threads, dev):
-            for p0, p1 in chunks:
-                X = _chunk_tensor(sources, p0, p1, dev)
-                if kind == "split":
-                    part = _split_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
-                elif kind == "kfold":
-                    part = _kfold_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
-                elif kind == "innerkfold":
-                    part = _innerkfold_chunk(X, y, seeds=seeds, device=dev, bar=bar, **kw)
-                else:
-                    part = _relatedness_chunk(X, rows, seeds=seeds, device=dev, bar=bar, **kw)
-                for v in range(len(seeds)):
-                    results[v] += part[v]
-                del X
+            if workers > 1 and len(chunks) > 1:
+                with ThreadPoolExecutor(min(workers, len(chunks)), thread_name_prefix="probes") as pool:
+                    parts = list(pool.map(one, chunks))
+            else:
+                parts = [one(c) for c in chunks]
+        for part in parts:
+            for v in range(len(seeds)):
+                results[v] += part[v]
     finally:
         bar.close()
     return results

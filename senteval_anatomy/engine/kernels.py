@@ -57,7 +57,10 @@ def ce_classes_mid(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     lsm = torch.log_softmax(logits, dim=1)
     if padded != m:
         lsm = lsm[:, :, :m]
-    return F.nll_loss(lsm, yb.expand(s, m), reduction="none").mean(1).sum()
+    # The picked log-probabilities by ``gather`` rather than ``nll_loss(reduction="none")``: the same values (a copy)
+    # and the same gradient (-1/m scattered to the label), ~10% faster; negating the sum instead of each row is
+    # exact (negation commutes with rounding).
+    return -lsm.gather(1, yb.expand(s, m).unsqueeze(1)).squeeze(1).mean(1).sum()
 
 
 def fast_ce_ok(nclasses: int, padded_rows: int) -> bool:
@@ -108,33 +111,44 @@ class StackedLinear(torch.autograd.Function):
     ``g.T @ x`` per slot reproduces the solo kernels; on CPU the stacked weights then equal the solo ones bit for bit
     in the common shapes (see the module docstring for the exceptions).
 
-    With ``reps`` copies of the input (``x`` is ``[P, m, in]``, ``W`` ``[reps * P, out, in]``: slot ``v * P + p``
-    reads ``x[p]``, e.g. a task's probes and its control probes, which train on the same rows), each block of P
-    slots is multiplied with ``x`` itself instead of a gathered ``[reps * P, m, in]`` copy of it: the per-slot
-    matmuls are the same calls on the same values, without the copy.
+    Blocks: ``x`` may be a tuple of ``[P, m, in]`` tensors (block ``v`` holds slots ``v * P .. (v + 1) * P - 1``, e.g.
+    a task's probes, its control probes and its probes under other seeds, each block reading its own mini-batch),
+    or one ``[P, m, in]`` tensor read by every block of ``W`` ``[reps * P, out, in]``. Each block is multiplied with
+    its features as they are (views, no gathered ``[reps * P, m, in]`` copy): the per-slot matmuls are the same
+    calls on the same values. Tuple inputs get no gradient (they are the probes' input features).
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        n = x.shape[0]
-        if weight.shape[0] == n:
+    def forward(ctx: Any, x: Any, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        blocks = x if isinstance(x, tuple) else None
+        if blocks is None and weight.shape[0] != x.shape[0]:
+            blocks = (x,) * (weight.shape[0] // x.shape[0])
+        if blocks is None:
+            ctx.n_blocks = 0
+            ctx.save_for_backward(weight, x)
             return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-        return torch.cat([torch.baddbmm(bias[v : v + n].unsqueeze(1), x, weight[v : v + n].transpose(1, 2))
-                          for v in range(0, weight.shape[0], n)])
+        n = blocks[0].shape[0]
+        ctx.n_blocks = len(blocks)
+        ctx.save_for_backward(weight, *blocks)
+        return torch.cat([torch.baddbmm(bias[v * n : (v + 1) * n].unsqueeze(1), xb,
+                                        weight[v * n : (v + 1) * n].transpose(1, 2)) for v, xb in enumerate(blocks)])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        n = x.shape[0]
-        blocks = range(0, weight.shape[0], n)
+        weight, *xs = ctx.saved_tensors
         gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.bmm(grad, weight) if weight.shape[0] == n else sum(
-                torch.bmm(grad[v : v + n], weight[v : v + n]) for v in blocks)
-        if ctx.needs_input_grad[1]:
-            gw = torch.bmm(grad.transpose(1, 2), x) if weight.shape[0] == n else torch.cat(
-                [torch.bmm(grad[v : v + n].transpose(1, 2), x) for v in blocks])
+        if not ctx.n_blocks:
+            if ctx.needs_input_grad[0]:
+                gx = torch.bmm(grad, weight)
+            if ctx.needs_input_grad[1]:
+                gw = torch.bmm(grad.transpose(1, 2), xs[0])
+        else:
+            n = xs[0].shape[0]
+            parts = [(grad[v * n : (v + 1) * n], weight[v * n : (v + 1) * n], xb) for v, xb in enumerate(xs)]
+            if ctx.needs_input_grad[0]:  # one tensor read by every block
+                gx = sum(torch.bmm(g, w) for g, w, _ in parts)
+            if ctx.needs_input_grad[1]:
+                gw = torch.cat([torch.bmm(g.transpose(1, 2), xb) for g, _, xb in parts])
         gb = grad.sum(1) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
@@ -142,10 +156,10 @@ class StackedLinear(torch.autograd.Function):
 def stacked_forward(params: Sequence[torch.Tensor], x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Forward of SentEval's probe for every slot: ``Linear`` or ``Linear -> Dropout -> Sigmoid -> Linear``.
 
-    ``params`` is ``[W, b]`` or ``[W1, b1, W2, b2]`` with a leading slot dimension; ``x`` is ``[S, m, in]``, or
-    ``[P, m, in]`` read by ``S / P`` blocks of P slots (see :class:`StackedLinear`); ``mask``
-    is the dropout multiplier ``[m, nhid]`` (zeros and ``1/(1-p)``) shared by all slots, because every solo probe
-    draws the very same mask sequence from the same seed.
+    ``params`` is ``[W, b]`` or ``[W1, b1, W2, b2]`` with a leading slot dimension; ``x`` is ``[S, m, in]``,
+    ``[P, m, in]`` read by ``S / P`` blocks of P slots, or a tuple of such blocks (see :class:`StackedLinear`);
+    ``mask`` is the dropout multiplier (zeros and ``1/(1-p)``): ``[m, nhid]`` shared by all slots (every solo probe of
+    one seed draws the very same mask sequence), or ``[S, m, nhid]`` when the slots' seeds differ.
     """
     h = StackedLinear.apply(x, params[0], params[1])
     if len(params) == 4:

@@ -1,13 +1,14 @@
 """The stacked trainers: S SentEval probes ("slots") trained in lock-step as one model, each exactly like its solo
 probe (:class:`BatchedMLP` for classification, :class:`BatchedRelatedness` for SICK-R / STS-B), on the parameter
-stack :class:`_SlotStack` with per-slot early stopping and best snapshots. Why this equals the solo probes, and how
+stack :class:`SlotStack` with per-slot early stopping and best snapshots. Why this equals the solo probes, and how
 close it is: :mod:`senteval_anatomy.engine.batched`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,14 +32,17 @@ from .probes import (
     seed_torch,
 )
 from .protocol import pearson_or_zero
+from .slots import (
+    SCORE_BLOCK_ELEMS,
+    SlotGroup,
+    SlotStack,
+    in_order_blocks,
+    row_sets,
+    score_slices,
+)
 
-__all__ = ["DEFAULT_CPU_THREADS", "BatchedMLP", "BatchedRelatedness", "torch_threads"]
+__all__ = ["DEFAULT_CPU_THREADS", "GLOBAL_RNG_LOCK", "BatchedMLP", "BatchedRelatedness", "torch_threads"]
 
-OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
-
-#: Upper bound (elements) of one gathered ``[slots, rows, features]`` block at scoring time, so that scoring thousands
-#: of slots on wide pair features never materialises more than ~256 MB at once.
-_SCORE_BLOCK_ELEMS = 64 * 1024 * 1024
 
 #: Torch threads used by the stacked trainer on CPU unless the caller asks otherwise (``num_threads``). Every op of a
 #: training step works on a few hundred KB, so threads gain little, and on a shared machine (more runnable threads
@@ -46,6 +50,13 @@ _SCORE_BLOCK_ELEMS = 64 * 1024 * 1024
 #: was idle and 5-12x slower while other jobs ran; one thread is the safe default. One thread also makes every
 #: matmul of a slot the solo probe's single-threaded matmul, which is how the agreement tests run.
 DEFAULT_CPU_THREADS = 1
+
+
+#: Held while a trainer uses torch's global generator: seeding it and building its template module (the slots'
+#: initial weights), and drawing dropout masks from a stream's saved state. Probe chunks train in parallel threads
+#: (:func:`~senteval_anatomy.engine.chunks.run_chunks`); without the lock one trainer's draws would interleave with
+#: another's seeding and every mask or init after it would change.
+GLOBAL_RNG_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -61,174 +72,11 @@ def torch_threads(n: int | None, device: torch.device):
         yield
 
 
-class _Group:
-    """Slots sharing one weight decay and one stream: one optimizer param group, parameters ``[n_slots, ...]``."""
-
-    __slots__ = ("reg", "stream", "slots", "probe_pos", "label_pos", "params", "full")
-
-    def __init__(self, reg: float, stream: int, slots: np.ndarray, probe_pos: torch.Tensor,
-                 label_pos: torch.Tensor | None, params: list[nn.Parameter], full: int):
-        self.reg = reg
-        self.stream = stream  # the stream (seed, rows) whose mini-batches these slots train on
-        self.slots = slots  # global slot ids, ascending
-        self.probe_pos = probe_pos  # probe index of each slot (long tensor on the device)
-        self.label_pos = label_pos  # label-set index of each slot (None: one label set)
-        self.params = params
-        # 0: the slots' features are gathered by probe_pos; k >= 1: the slots are k blocks of probes 0..P-1 in order,
-        # so every block reads the features as they are (no gather; kernels.StackedLinear takes the k blocks)
-        self.full = full
-
-
-class _SlotStack:
-    """Parameters of S independent probes ("slots"), grouped by (stream, weight decay), plus each slot's best
-    snapshot.
-
-    A slot is one (probe, weight decay, label set, stream) tuple. Its initial weights are given per slot (a solo
-    probe's init is a pure function of its seed and the shapes, so the slots of one stream share them). Slots that
-    stop early are dropped from the live stack (``compact``) together with their optimizer state, so compute
-    follows the number of still-running probes; their best snapshot stays in ``best``.
-    """
-
-    def __init__(
-        self,
-        init: Sequence[torch.Tensor],
-        slot_probe: np.ndarray,
-        slot_reg: np.ndarray,
-        n_probes: int,
-        make_optimizer: OptimizerFactory,
-        device: torch.device,
-        slot_stream: np.ndarray | None = None,
-        slot_labels: np.ndarray | None = None,
-    ):
-        """``init``: per-slot initial parameters ``[S, ...]``."""
-        self.device = device
-        self.slot_probe = np.asarray(slot_probe, dtype=np.int64)
-        self.slot_reg = np.asarray(slot_reg, dtype=np.float64)
-        n_slots = len(self.slot_probe)
-        self.slot_stream = (np.zeros(n_slots, np.int64) if slot_stream is None
-                            else np.asarray(slot_stream, dtype=np.int64))
-        self.slot_labels = None if slot_labels is None else np.asarray(slot_labels, dtype=np.int64)
-        self.n_probes = n_probes
-        self.make_optimizer = make_optimizer
-        init = [t.detach().to(device=device, dtype=torch.float32) for t in init]
-        self.best = [t.clone().contiguous() for t in init]
-        self.groups: list[_Group] = []
-        seen: list[tuple[int, float]] = []
-        for k, reg in zip(self.slot_stream.tolist(), self.slot_reg.tolist(), strict=True):
-            if (k, reg) not in seen:
-                seen.append((k, reg))
-        for k, reg in seen:
-            slots = np.flatnonzero((self.slot_reg == reg) & (self.slot_stream == k))
-            si = torch.as_tensor(slots, device=device)
-            params = [nn.Parameter(t.index_select(0, si).contiguous()) for t in init]
-            self.groups.append(self._make_group(reg, k, slots, params))
-        self.optimizer = self._build_optimizer()
-
-    def _make_group(self, reg: float, stream: int, slots: np.ndarray, params: list[nn.Parameter]) -> _Group:
-        probes = self.slot_probe[slots]
-        full = _blocks(probes, self.n_probes)
-        labels = None if self.slot_labels is None else torch.as_tensor(self.slot_labels[slots], device=self.device)
-        return _Group(reg, stream, slots, torch.as_tensor(probes, device=self.device), labels, params, full)
-
-    def _build_optimizer(self) -> torch.optim.Optimizer | None:
-        if not self.groups:
-            return None
-        return self.make_optimizer([{"params": g.params, "weight_decay": g.reg} for g in self.groups])
-
-    def active_streams(self) -> list[int]:
-        """Streams with at least one running slot, ascending."""
-        return sorted({g.stream for g in self.groups})
-
-    @property
-    def n_active(self) -> int:
-        return sum(len(g.slots) for g in self.groups)
-
-    def active_slots(self) -> np.ndarray:
-        return np.concatenate([g.slots for g in self.groups]) if self.groups else np.zeros(0, np.int64)
-
-    def snapshot(self, slots: np.ndarray) -> None:
-        """Copy the live parameters of ``slots`` (global ids, all active) into their best snapshot."""
-        if len(slots) == 0:
-            return
-        for g in self.groups:
-            local = np.flatnonzero(np.isin(g.slots, slots))
-            if len(local) == 0:
-                continue
-            li = torch.as_tensor(local, device=self.device)
-            gi = torch.as_tensor(g.slots[local], device=self.device)
-            with torch.no_grad():
-                for best, p in zip(self.best, g.params, strict=True):
-                    best.index_copy_(0, gi, p.index_select(0, li))
-
-    def compact(self, stopped: np.ndarray) -> None:
-        """Drop ``stopped`` slots (global ids) from the live stack, keeping the optimizer state of the others."""
-        if len(stopped) == 0:
-            return
-        old_opt = self.optimizer
-        new_groups: list[_Group] = []
-        remap: list[tuple[nn.Parameter, nn.Parameter, torch.Tensor]] = []
-        for g in self.groups:
-            keep = np.flatnonzero(~np.isin(g.slots, stopped))
-            if len(keep) == len(g.slots):
-                new_groups.append(g)
-                continue
-            if len(keep) == 0:
-                continue
-            ki = torch.as_tensor(keep, device=self.device)
-            params = []
-            for p in g.params:
-                q = nn.Parameter(p.detach().index_select(0, ki).contiguous())
-                remap.append((p, q, ki))
-                params.append(q)
-            new_groups.append(self._make_group(g.reg, g.stream, g.slots[keep], params))
-        self.groups = new_groups
-        self.optimizer = self._build_optimizer()
-        if self.optimizer is None or old_opt is None:
-            return
-        # Carry the optimizer state over: sliced for the compacted parameters, as is for untouched groups.
-        # Per-parameter state is either parameter-shaped (moments, accumulators) or a scalar (step counters).
-        moved = {id(p): (q, ki) for p, q, ki in remap}
-        kept = {id(p) for g in self.groups for p in g.params}
-        for old_p, state in old_opt.state.items():
-            if id(old_p) in moved:
-                q, ki = moved[id(old_p)]
-                self.optimizer.state[q] = {
-                    k: (v.index_select(0, ki).contiguous() if torch.is_tensor(v) and v.shape == old_p.shape else v)
-                    for k, v in state.items()
-                }
-            elif id(old_p) in kept:
-                self.optimizer.state[old_p] = state
-
-    def step(self, stoppers: Sequence[EarlyStopping], scored: Iterable[tuple[int, float]]) -> None:
-        """End of a validation round: feed each ``(slot, score)`` to that slot's early stopping, in the given order;
-        snapshot the slots that improved and drop the ones that stopped (the tail every stacked trainer shares)."""
-        improved, stopped = [], []
-        for s, score in scored:
-            if stoppers[s].step(score):
-                improved.append(s)
-            elif stoppers[s].stop:
-                stopped.append(s)
-        self.snapshot(np.asarray(improved, dtype=np.int64))
-        self.compact(np.asarray(stopped, dtype=np.int64))
-
-    def restore_best(self) -> None:
-        """End of training: the live stack is discarded, only the snapshots remain (SentEval restores the best)."""
-        self.groups = []
-        self.optimizer = None
-
-
-def _blocks(probes: np.ndarray, n_probes: int) -> int:
-    """How many whole blocks of probes ``0..n_probes-1`` in order ``probes`` is (0: not such blocks). Slots laid out
-    so (a task's probes, then its control probes, on the same rows) read the features without a gather."""
-    k, r = divmod(len(probes), n_probes)
-    return k if k and not r and bool(np.all(probes == np.tile(np.arange(n_probes), k))) else 0
-
-
 def _slot_blocks(params: Sequence[torch.Tensor], full: int, width: int, chunk: int) -> list[tuple[int, int, int]]:
-    """``(b0, s0, s1)``: the slot blocks of one scoring pass, bounded by :data:`_SCORE_BLOCK_ELEMS`, inside the
-    in-order probe blocks starting at ``b0`` when ``full`` (see :func:`_blocks`)."""
+    """``(b0, s0, s1)``: the slot blocks of one scoring pass, bounded by :data:`SCORE_BLOCK_ELEMS`, inside the
+    in-order probe blocks starting at ``b0`` when ``full`` (see :func:`in_order_blocks`)."""
     n_slots = params[0].shape[0]
-    sblock = max(1, _SCORE_BLOCK_ELEMS // max(1, chunk * width))
+    sblock = max(1, SCORE_BLOCK_ELEMS // max(1, chunk * width))
     per = n_slots // full if full else n_slots
     return [(b0, s0, min(b0 + per, s0 + sblock)) for b0 in range(0, n_slots, per) for s0 in range(b0, b0 + per, sblock)]
 
@@ -254,9 +102,9 @@ def _iter_blocks(
     chunk: int,
 ):
     """Yield ``(s0, s1, i0, i1, outputs)`` over row chunks of ``chunk`` (the solo probe's scoring chunk, so that the
-    matmul shapes are the solo ones) and slot blocks bounded by :data:`_SCORE_BLOCK_ELEMS`. Eval mode, no grad.
+    matmul shapes are the solo ones) and slot blocks bounded by :data:`SCORE_BLOCK_ELEMS`. Eval mode, no grad.
     ``full``: 0 (gather each slot's probe by ``probe_pos``) or the number of in-order blocks of probes (see
-    :func:`_blocks`)."""
+    :func:`in_order_blocks`)."""
     blocks = _slot_blocks(params, full, _width(X, params), chunk)
     with torch.no_grad():
         for i0 in range(0, len(rows), chunk):
@@ -343,12 +191,13 @@ class BatchedMLP:
         inits: list[list[torch.Tensor]] = []
         self.rngs_: list[np.random.RandomState] = []
         self._torch_states: list[torch.Tensor] = []
-        for sd in seeds:
-            seed_torch(sd)
-            template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
-            inits.append(template_parameters(template))
-            self.rngs_.append(np.random.RandomState(sd))
-            self._torch_states.append(self._get_rng_state())
+        with GLOBAL_RNG_LOCK:
+            for sd in seeds:
+                seed_torch(sd)
+                template = build_mlp(self.inputdim, self.nclasses, self.nhid, self.dropout)
+                inits.append(template_parameters(template))
+                self.rngs_.append(np.random.RandomState(sd))
+                self._torch_states.append(self._get_rng_state())
         self.rng_ = self.rngs_[0]
         self.stream_seeds = seeds
         init = [torch.stack([inits[k][i] for k in slot_stream.tolist()]) for i in range(len(inits[0]))]
@@ -356,7 +205,7 @@ class BatchedMLP:
         def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
             return optim_cls(groups, **optim_params)
 
-        self._stack = _SlotStack(init, slot_probe, np.asarray(slot_reg, dtype=np.float64), int(n_probes),
+        self._stack = SlotStack(init, slot_probe, np.asarray(slot_reg, dtype=np.float64), int(n_probes),
                                  make_optimizer, self.device, slot_stream=slot_stream, slot_labels=slot_labels)
         self.n_slots = len(slot_probe)
         self.n_streams = len(seeds)
@@ -393,8 +242,8 @@ class BatchedMLP:
         """Train every slot on rows ``train_rows`` of ``X`` [P, N, d] / ``y`` ([N], or [L, N] with ``slot_labels``)
         with early stopping on the accuracy over ``val_rows`` (or on a ``validation_split`` drawn like the solo
         probe's, per stream), then keep each slot's best snapshot. ``train_rows`` / ``val_rows`` are one array for
-        all streams or a list with one array per stream. Sets ``best_score_`` (per slot, in [0, 1]) and
-        ``n_epochs_`` (per slot)."""
+        all streams or a list with one array per stream. Sets ``best_score_`` (per slot, in [0, 1]),
+        ``n_epochs_`` (per slot) and ``n_groups_`` (the param groups trained: one per cohort and weight decay)."""
         trains = self._per_stream(train_rows, "train_rows")
         vals = self._per_stream(val_rows, "val_rows")
         if vals is None:
@@ -420,6 +269,12 @@ class BatchedMLP:
         Y = self._labels(y)
         tr = [torch.as_tensor(r, device=dev) for r in trains]
         self._val = [torch.as_tensor(r, device=dev) for r in vals]
+        # Streams with the same numbers of training and validation rows draw mini-batches of the same sizes at the
+        # same steps: one cohort, trained as one group per weight decay.
+        schedules: dict[tuple[int, int], int] = {}
+        self._stack.regroup(np.array([schedules.setdefault((len(t), len(v)), len(schedules))
+                                      for t, v in zip(trains, vals, strict=True)], dtype=np.int64))
+        self.n_groups_ = len(self._stack.groups)  # optimizer groups: one per (cohort, weight decay)
         stoppers = [EarlyStopping(self.tenacity, best=-1.0) for _ in range(self.n_slots)]
         self.n_epochs_ = np.zeros(self.n_slots, dtype=np.int64)
         stack = self._stack
@@ -445,68 +300,86 @@ class BatchedMLP:
 
     def _mask(self, k: int, m: int) -> torch.Tensor | None:
         """The dropout mask ``[m, nhid]`` of stream ``k`` for one step (None without a hidden layer). The solo
-        probe's nn.Dropout draws one mask per step from the global generator; every slot of a stream draws the same
-        one, so one draw serves them all. With several streams, each draws from its own saved generator state."""
+        probe's nn.Dropout draws one mask per step from the global generator, which continues from its state after
+        the module's build; every slot of a stream draws the same one, so one draw serves them all. Each stream
+        draws from its own saved generator state (the global one is left as it was), under
+        :data:`GLOBAL_RNG_LOCK`, so that trainers in other threads never see or move it."""
         if not self.nhid:
             return None
         ones = torch.ones(m, self.nhid, device=self.device)
-        if self.n_streams == 1:
-            return F.dropout(ones, self.dropout, True)
-        outer = self._get_rng_state()
-        try:
-            self._set_rng_state(self._torch_states[k])
-            mask = F.dropout(ones, self.dropout, True)
-            self._torch_states[k] = self._get_rng_state()
-        finally:
-            self._set_rng_state(outer)
+        with GLOBAL_RNG_LOCK:
+            outer = self._get_rng_state()
+            try:
+                self._set_rng_state(self._torch_states[k])
+                mask = F.dropout(ones, self.dropout, True)
+                self._torch_states[k] = self._get_rng_state()
+            finally:
+                self._set_rng_state(outer)
         return mask
 
+    def _cohorts(self) -> list[tuple[list[SlotGroup], tuple[int, ...]]]:
+        """The live groups by cohort, with the cohort's live streams (ascending)."""
+        by: dict[int, list[SlotGroup]] = {}
+        for g in self._stack.groups:
+            by.setdefault(g.cohort, []).append(g)
+        return [(gs, tuple(sorted({k for g in gs for k in g.streams}))) for gs in by.values()]
+
     def _train_step(self, X: torch.Tensor, Y: torch.Tensor, idx: dict[int, torch.Tensor]) -> None:
-        """One optimizer step; ``idx[k]`` are stream ``k``'s mini-batch rows (streams without a batch this step,
-        having fewer rows, keep their parameters: their gradients stay None, which every optimizer skips)."""
+        """One optimizer step; ``idx[k]`` are stream ``k``'s mini-batch rows (the streams of a cohort have the same
+        schedule; cohorts without a batch this step, having fewer rows, keep their parameters: their gradients stay
+        None, which every optimizer skips). The mini-batches of a cohort's streams are gathered side by side in one
+        ``index_select``, and each group (weight decay) runs one forward and one loss for all its streams."""
         stack = self._stack
-        fetched: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
         total: torch.Tensor | None = None
-        for g in stack.groups:
-            if g.stream not in idx:
+        P, f = X.shape[0], X.shape[2]
+        for groups, ks in self._cohorts():
+            if ks[0] not in idx:
                 continue
-            if g.stream not in fetched:
-                rows = idx[g.stream]
-                # index_select: much faster than X[:, idx] on CPU
-                fetched[g.stream] = (X.index_select(1, rows), Y.index_select(1, rows), self._mask(g.stream, len(rows)))
-            xb_all, yb_all, mask = fetched[g.stream]
-            xb = xb_all if g.full else xb_all.index_select(0, g.probe_pos)
-            yb = yb_all[0] if g.label_pos is None else yb_all.index_select(0, g.label_pos)
-            out = stacked_forward(g.params, xb, mask)
-            # Mean CE per slot, summed over slots: each slot's gradient is exactly its solo gradient.
-            loss = slot_cross_entropy(out, yb)
-            total = loss if total is None else total + loss
-        assert stack.optimizer is not None and total is not None
-        stack.optimizer.zero_grad()
-        total.backward()
-        stack.optimizer.step()
+            m = len(idx[ks[0]])
+            rows = idx[ks[0]] if len(ks) == 1 else torch.cat([idx[k] for k in ks])
+            XS = X.index_select(1, rows).view(P, len(ks), m, f)  # index_select: much faster than X[:, idx] on CPU
+            YS = Y.index_select(1, rows).view(Y.shape[0], len(ks), m)
+            masks = torch.stack([self._mask(k, m) for k in ks]) if self.nhid else None
+            where = row_sets(ks)
+            for g in groups:
+                out, yb = g.batch(g.params, where, XS, YS, masks)
+                # Mean CE per slot, summed over slots: each slot's gradient is exactly its solo gradient.
+                loss = slot_cross_entropy(out, yb)
+                total = loss if total is None else total + loss
+        stack.descend(total)
 
     def _live_accuracy(self, X: torch.Tensor, Y: torch.Tensor) -> np.ndarray:
         """Validation accuracy of every active slot with its current weights (NaN for inactive slots). Each chunk
-        of a stream's validation rows is gathered once for all the groups (weight decays) of that stream."""
+        of a cohort's validation rows is gathered once for all its groups (weight decays), and once for all the
+        streams that validate on the same rows."""
         acc = np.full(self.n_slots, np.nan)
-        for k in self._stack.active_streams():
-            groups = [g for g in self._stack.groups if g.stream == k]
-            rows = self._val[k]
+        P, f = X.shape[0], X.shape[2]
+        for groups, ks in self._cohorts():
+            sets: list[torch.Tensor] = []
+            pos: dict[int, int] = {}
+            for k in ks:  # streams validating on the same rows read one gather
+                same = [i for i, r in enumerate(sets) if r is self._val[k] or torch.equal(r, self._val[k])]
+                pos[k] = same[0] if same else len(sets)
+                if not same:
+                    sets.append(self._val[k])
+            where = row_sets(ks, pos)
+            n_val = len(sets[0])
             views = [([p.detach() for p in g.params], g) for g in groups]
-            plan = [_slot_blocks(params, g.full, _width(X, params), self.batch_size) for params, g in views]
             correct = [torch.zeros(len(g.slots), dtype=torch.int64, device=self.device) for g in groups]
             with torch.no_grad():
-                for i0 in range(0, len(rows), self.batch_size):
-                    r = rows[i0 : i0 + self.batch_size]
-                    xr, yr_all = X.index_select(1, r), Y.index_select(1, r)
-                    for (params, g), blocks, c in zip(views, plan, correct, strict=True):
-                        for s0, s1, out in _forward_rows(params, g.probe_pos, g.full, xr, blocks):
-                            yr = yr_all[0] if g.label_pos is None else yr_all.index_select(0, g.label_pos[s0:s1])
+                for i0 in range(0, n_val, self.batch_size):
+                    chunk = [r[i0 : i0 + self.batch_size] for r in sets]
+                    m = len(chunk[0])
+                    rows = chunk[0] if len(chunk) == 1 else torch.cat(chunk)
+                    XS = X.index_select(1, rows).view(P, len(chunk), m, f)
+                    YS = Y.index_select(1, rows).view(Y.shape[0], len(chunk), m)
+                    for (params, g), c in zip(views, correct, strict=True):
+                        for s0, s1 in score_slices(g, params, m, f):
+                            out, yr = g.batch([p[s0:s1] for p in params], where, XS, YS, s0=s0, s1=s1)
                             c[s0:s1] += out.max(2)[1].eq(yr).sum(1)
             for g, c in zip(groups, correct, strict=True):
                 for s, n in zip(g.slots, c.tolist(), strict=True):
-                    acc[s] = 1.0 * n / len(rows)
+                    acc[s] = 1.0 * n / n_val
         return acc
 
     def _count_correct(self, params, probe_pos, label_pos, full, X, Y, rows) -> torch.Tensor:
@@ -530,7 +403,7 @@ class BatchedMLP:
             labels = None if labels is None else labels[slots]
             si = torch.as_tensor(slots, device=self.device)
             params = [p.index_select(0, si) for p in params]
-        full = _blocks(probes, self._stack.n_probes)
+        full = in_order_blocks(probes, self._stack.n_probes)
         label_pos = None if labels is None else torch.as_tensor(labels, device=self.device)
         return params, torch.as_tensor(probes, device=self.device), label_pos, full
 
@@ -604,15 +477,16 @@ class BatchedRelatedness:
         if slot_probe.ndim != 1 or len(slot_probe) == 0 or slot_probe.min() < 0 or slot_probe.max() >= n_probes:
             raise ValueError(f"slot_probe must be a non-empty 1-D array of probe indices in 0..{n_probes - 1}")
         # Same construction order as RelatednessRegressor: seed, build Linear(d, 5) on the CPU, numpy stream.
-        seed_torch(seed)
-        template = nn.Linear(self.inputdim, self.nclasses)
+        with GLOBAL_RNG_LOCK:
+            seed_torch(seed)
+            template = nn.Linear(self.inputdim, self.nclasses)
         self.rng_ = np.random.RandomState(seed)
 
         def make_optimizer(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
             return torch.optim.Adam(groups)
 
         init = [t.unsqueeze(0).repeat(len(slot_probe), *([1] * t.dim())) for t in template_parameters(template)]
-        self._stack = _SlotStack(init, slot_probe,
+        self._stack = SlotStack(init, slot_probe,
                                  np.full(len(slot_probe), RELATEDNESS_L2), int(n_probes), make_optimizer, self.device)
         self.n_slots = len(slot_probe)
 
@@ -660,10 +534,7 @@ class BatchedRelatedness:
             # Mean MSE per slot (over its batch x 5 entries), summed over slots: solo gradients per slot.
             loss = F.mse_loss(out, yb.expand_as(out), reduction="none").mean((1, 2)).sum()
             total = loss if total is None else total + loss
-        assert stack.optimizer is not None and total is not None
-        stack.optimizer.zero_grad()
-        total.backward()
-        stack.optimizer.step()
+        stack.descend(total)
 
     def _proba(self, params, probe_pos, full, X, rows) -> np.ndarray:
         rows_t = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
