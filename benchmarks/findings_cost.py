@@ -8,7 +8,7 @@ run starts from an empty feature cache (so it encodes, as a first run does) and 
   the extra seeds are variants (slots) of the same stacked runs, and every probe trains once.
 
     python benchmarks/findings_cost.py                        # Tense of ../shared/senteval-data, MiniLM heads
-    python benchmarks/findings_cost.py --task-path demo --tasks Tense,Length --seeds 5 --threads 1
+    python benchmarks/findings_cost.py --task-path demo --tasks Tense,Length --seeds 5 --repeats 3
 
 ``--task-path demo`` uses the embedded demo data. Prints a markdown table (seconds, the minimum over ``--repeats``
 interleaved rounds; the ratio to plain of each round, measured side by side in one process, and their median) and
@@ -38,7 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--views", default="heads")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (encoding and probes)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of the process (encoding; probe chunks train in parallel, one thread each, "
+                         "as many as these threads hold); default: torch's own (one per core)")
     ap.add_argument("--device", default="cpu", help="where the model and the probes run")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds over all runs, interleaved (the minimum per run is reported: robust to load)")
@@ -53,7 +55,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     from senteval_anatomy.encoders.loading import load_encoder
     from senteval_anatomy.store import FeatureStore
     from senteval_anatomy.sweeping import sweep

@@ -349,10 +349,14 @@ def test_stacked_label_sets_and_seeds_equal_solo_probes(config):
         assert solo.score(X[va, p], Y[lab, va]) == test_acc[s]
 
 
-def test_seeds_with_the_same_schedule_train_as_one_group_per_weight_decay():
-    """Streams (seeds) with as many training and validation rows share every step: one param group per weight decay
-    for all of them (one forward, one loss per group); streams of other sizes form their own groups. Both layouts
-    end where the solo probes end."""
+@pytest.mark.parametrize("optim", ["rmsprop", "rprop"])
+def test_seeds_with_the_same_schedule_and_every_weight_decay_train_as_one_group(optim):
+    """Streams (seeds) with as many training and validation rows share every step, and with an optimizer whose
+    weight decay is torch's coupled L2 (rmsprop) the stack adds each slot's decay itself: one param group for every
+    seed and weight decay (one forward, one loss per step). Streams of other sizes form their own groups; an
+    optimizer without that decay (rprop) keeps a group per weight decay. Every layout ends where the solo probes
+    end."""
+    config = dict(FAST, optim=optim)
     X, y = _classes(150, 3, 8, seed=2)
     Xt, yt = torch.from_numpy(X.transpose(1, 0, 2).copy()), torch.from_numpy(y)
     n_probes, regs, seeds = X.shape[1], [1e-5, 1e-2], [7, 8, 11]
@@ -361,14 +365,15 @@ def test_seeds_with_the_same_schedule_train_as_one_group_per_weight_decay():
     slot_stream = np.repeat(np.arange(len(seeds)), len(regs) * n_probes)
     same = ([np.arange(100)] * 3, [np.arange(100, 150)] * 3)
     ragged = ([np.arange(100), np.arange(90), np.arange(100)], [np.arange(100, 150)] * 3)
-    for (tr, va), groups in ((same, len(regs)), (ragged, 2 * len(regs))):
-        bm = BatchedMLP(8, 3, slot_probe, slot_reg, n_probes=n_probes, config=FAST, device="cpu",
+    per_cohort = 1 if optim == "rmsprop" else len(regs)
+    for (tr, va), groups in ((same, per_cohort), (ragged, 2 * per_cohort)):
+        bm = BatchedMLP(8, 3, slot_probe, slot_reg, n_probes=n_probes, config=config, device="cpu",
                         slot_stream=slot_stream, stream_seeds=seeds)
         bm.fit(Xt, yt, tr, val_rows=va)
         assert bm.n_groups_ == groups
         for s in range(len(slot_probe)):
             k, p = slot_stream[s], slot_probe[s]
-            solo = TorchProbe(8, 3, l2reg=slot_reg[s], seed=seeds[k], config=FAST, device="cpu")
+            solo = TorchProbe(8, 3, l2reg=slot_reg[s], seed=seeds[k], config=config, device="cpu")
             solo.fit(X[tr[k], p], y[tr[k]], validation_data=(X[va[k], p], y[va[k]]))
             assert (solo.best_score_, solo.n_epochs_) == (bm.best_score_[s], bm.n_epochs_[s]), f"slot {s}"
 
@@ -388,7 +393,7 @@ def test_label_sets_sharing_rows_train_as_blocks_like_each_label_set_alone(confi
     torch.manual_seed(123)
     bm = BatchedMLP(8, 3, np.tile(alone_probe, n_sets), np.tile(alone_reg, n_sets), n_probes=n_probes,
                     config=config, device="cpu", slot_labels=np.repeat(np.arange(n_sets), len(alone_probe)))
-    assert [g.full for g in bm._stack.groups] == [n_sets] * len(regs), "the label sets should form in-order blocks"
+    assert [g.full for g in bm._stack.groups] == [n_sets * len(regs)], "the label sets should form in-order blocks"
     bm.fit(Xt, torch.from_numpy(Y), tr, val_rows=va)
     pred = bm.predict(Xt, te)
     acc = bm.score(Xt, torch.from_numpy(Y), te)

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
     "StackedLinear",
+    "take_rows",
     "ce_classes_mid",
     "ce_reference",
     "fast_ce_ok",
@@ -100,6 +102,17 @@ def slot_cross_entropy(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     if out.device.type == "cpu" and fast_ce_ok(c, -(-m // _LSM_ROW_PAD) * _LSM_ROW_PAD):
         return ce_classes_mid(out, yb)
     return ce_reference(out, yb)
+
+
+def take_rows(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``X[:, rows]`` as a new contiguous tensor: the mini-batch rows of every probe of ``X`` ``[P, N, ...]``.
+
+    On CPU through numpy's ``take`` (a copy of whole ``[...]`` rows; ~1.7x faster than torch's ``index_select``
+    along a middle dimension, which copies element by element, and ~10x faster than ``X[:, rows]``); the same values
+    either way. ``index_select`` elsewhere."""
+    if X.device.type == "cpu" and not X.requires_grad:
+        return torch.from_numpy(np.take(X.numpy(), rows.numpy(), axis=1))
+    return X.index_select(1, rows)
 
 
 class StackedLinear(torch.autograd.Function):

@@ -15,7 +15,7 @@ from torch import nn
 from .kernels import stacked_forward
 from .probes import EarlyStopping
 
-__all__ = ["SCORE_BLOCK_ELEMS", "OptimizerFactory", "SlotGroup", "SlotStack", "block_streams", "in_order_blocks",
+__all__ = ["COUPLED_DECAY", "SCORE_BLOCK_ELEMS", "OptimizerFactory", "coupled_decay", "SlotGroup", "SlotStack", "block_streams", "in_order_blocks",
            "row_sets", "score_slices"]
 
 OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
@@ -29,13 +29,16 @@ class SlotGroup:
     """Slots sharing one weight decay and one cohort (streams with the same mini-batch schedule, see
     :meth:`SlotStack.regroup`): one optimizer param group, parameters ``[n_slots, ...]``."""
 
-    __slots__ = ("reg", "cohort", "slots", "slot_stream", "probe_pos", "label_pos", "params", "block_streams", "cache")
+    __slots__ = ("reg", "decays", "cohort", "slots", "slot_stream", "probe_pos", "label_pos", "params",
+                 "block_streams", "cache")
 
     def __init__(self, reg: float, cohort: int, slots: np.ndarray, slot_stream: np.ndarray, probe_pos: torch.Tensor,
-                 label_pos: torch.Tensor | None, params: list[nn.Parameter], block_streams: list[int] | None):
-        self.reg = reg
+                 label_pos: torch.Tensor | None, params: list[nn.Parameter], block_streams: list[int] | None,
+                 decays: list[tuple[float, int, int]] | None = None):
+        self.reg = reg  # the optimizer group's weight_decay (0 when the stack applies the decays, see below)
+        self.decays = decays or []  # (weight decay, s0, s1): slots s0:s1 decay by it, added to their gradient
         self.cohort = cohort
-        self.slots = slots  # global slot ids, ascending
+        self.slots = slots  # global slot ids, by (weight decay, id)
         self.slot_stream = slot_stream  # the stream (seed, rows) whose mini-batches each slot trains on
         self.probe_pos = probe_pos  # probe index of each slot (long tensor on the device)
         self.label_pos = label_pos  # label-set index of each slot (None: one label set)
@@ -115,8 +118,11 @@ class SlotStack:
         device: torch.device,
         slot_stream: np.ndarray | None = None,
         slot_labels: np.ndarray | None = None,
+        stack_decay: bool = False,
     ):
-        """``init``: per-slot initial parameters ``[S, ...]``."""
+        """``init``: per-slot initial parameters ``[S, ...]``. ``stack_decay``: the optimizer's weight decay is
+        torch's coupled L2 (:func:`coupled_decay`), so the stack adds each slot's decay to its gradient itself and
+        slots of every weight decay share one param group."""
         self.device = device
         self.slot_probe = np.asarray(slot_probe, dtype=np.int64)
         self.slot_reg = np.asarray(slot_reg, dtype=np.float64)
@@ -126,24 +132,30 @@ class SlotStack:
         self.slot_labels = None if slot_labels is None else np.asarray(slot_labels, dtype=np.int64)
         self.n_probes = n_probes
         self.make_optimizer = make_optimizer
+        self.stack_decay = bool(stack_decay)
         init = [t.detach().to(device=device, dtype=torch.float32) for t in init]
         self.best = [t.clone().contiguous() for t in init]
         self.regroup(np.arange(int(self.slot_stream.max()) + 1))
 
     def regroup(self, stream_cohort: np.ndarray) -> None:
-        """Group the slots by (cohort of their stream, weight decay), in order of first appearance. Only before
-        training: the parameters are taken from ``best`` (the initial weights until the first snapshot)."""
+        """Group the slots by cohort of their stream (and weight decay, unless the stack applies the decays), in
+        order of first appearance, each group's slots by (weight decay, id). Only before training: the parameters
+        are taken from ``best`` (the initial weights until the first snapshot)."""
         if getattr(self, "steps", 0):
             raise RuntimeError("regroup is only possible before training")
         self.steps = 0
         cohort = np.asarray(stream_cohort, dtype=np.int64)[self.slot_stream]
+        key = cohort.astype(np.float64) if self.stack_decay else None
         seen: list[tuple[int, float]] = []
         for c, reg in zip(cohort.tolist(), self.slot_reg.tolist(), strict=True):
-            if (c, reg) not in seen:
-                seen.append((c, reg))
+            k = (c, 0.0 if self.stack_decay else reg)
+            if k not in seen:
+                seen.append(k)
         self.groups: list[SlotGroup] = []
         for c, reg in seen:
-            slots = np.flatnonzero((self.slot_reg == reg) & (cohort == c))
+            mask = (cohort == c) if key is not None else (self.slot_reg == reg) & (cohort == c)
+            slots = np.flatnonzero(mask)
+            slots = slots[np.lexsort((slots, self.slot_reg[slots]))]  # by (weight decay, id): decays are ranges
             si = torch.as_tensor(slots, device=self.device)
             params = [nn.Parameter(t.index_select(0, si).contiguous()) for t in self.best]
             self.groups.append(self._make_group(reg, c, slots, params))
@@ -153,8 +165,14 @@ class SlotStack:
         probes = self.slot_probe[slots]
         streams = self.slot_stream[slots]
         labels = None if self.slot_labels is None else torch.as_tensor(self.slot_labels[slots], device=self.device)
+        decays = None
+        if self.stack_decay:
+            regs = self.slot_reg[slots]
+            cuts = np.flatnonzero(np.diff(regs)) + 1
+            decays = [(float(regs[a]), int(a), int(b)) for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(regs)],
+                                                                       strict=True) if regs[a] != 0]
         return SlotGroup(reg, cohort, slots, streams, torch.as_tensor(probes, device=self.device), labels, params,
-                      block_streams(probes, streams, self.n_probes))
+                         block_streams(probes, streams, self.n_probes), decays)
 
     def _build_optimizer(self) -> torch.optim.Optimizer | None:
         if not self.groups:
@@ -166,6 +184,13 @@ class SlotStack:
         assert self.optimizer is not None and total is not None
         self.optimizer.zero_grad()
         total.backward()
+        if self.stack_decay:  # what the optimizer's step would do first: grad = grad.add(param, alpha=weight_decay)
+            with torch.no_grad():
+                for g in self.groups:
+                    for reg, s0, s1 in g.decays:
+                        for p in g.params:
+                            if p.grad is not None:
+                                p.grad[s0:s1].add_(p[s0:s1], alpha=reg)
         self.optimizer.step()
         self.steps += 1
 
@@ -256,6 +281,21 @@ def in_order_blocks(probes: np.ndarray, n_probes: int) -> int:
     so (a task's probes, then its control probes, on the same rows) read the features without a gather."""
     k, r = divmod(len(probes), n_probes)
     return k if k and not r and bool(np.all(probes == np.tile(np.arange(n_probes), k))) else 0
+
+
+#: Optimizers whose step begins with torch's coupled L2, ``grad = grad.add(param, alpha=weight_decay)``, before it
+#: reads the gradient for anything else (checked against torch's source for the optimizers SentEval accepts; Rprop
+#: has no weight decay). For these the stack adds the decay to each slot's gradient itself, with the same kernel and
+#: the same scalar, and runs the optimizer with ``weight_decay=0``: the very same numbers with one param group for
+#: every weight decay, so one forward, one loss and one optimizer group per step.
+COUPLED_DECAY = ("Adadelta", "Adagrad", "Adam", "Adamax", "ASGD", "RMSprop", "SGD")
+
+
+def coupled_decay(optim_cls: type, optim_params: dict[str, Any]) -> bool:
+    """Whether the stack may apply ``optim_cls``'s weight decay itself (see :data:`COUPLED_DECAY`); not with the
+    options that change where the decay enters (``maximize``, ``decoupled_weight_decay``, ``differentiable``)."""
+    return optim_cls.__name__ in COUPLED_DECAY and not any(
+        optim_params.get(k) for k in ("maximize", "decoupled_weight_decay", "differentiable"))
 
 
 def block_streams(probes: np.ndarray, streams: np.ndarray, n_probes: int) -> list[int] | None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import slot_cross_entropy, stacked_forward, template_parameters
+from .kernels import slot_cross_entropy, stacked_forward, take_rows, template_parameters
 from .params import resolve_device, thread_limit
 from .probes import (
     RELATEDNESS_BATCH_SIZE,
@@ -36,6 +36,7 @@ from .slots import (
     SCORE_BLOCK_ELEMS,
     SlotGroup,
     SlotStack,
+    coupled_decay,
     in_order_blocks,
     row_sets,
     score_slices,
@@ -109,7 +110,7 @@ def _iter_blocks(
     with torch.no_grad():
         for i0 in range(0, len(rows), chunk):
             r = rows[i0 : i0 + chunk]
-            xr = X.index_select(1, r)
+            xr = take_rows(X, r)
             for s0, s1, out in _forward_rows(params, probe_pos, full, xr, blocks):
                 yield s0, s1, i0, i0 + len(r), out
 
@@ -206,7 +207,8 @@ class BatchedMLP:
             return optim_cls(groups, **optim_params)
 
         self._stack = SlotStack(init, slot_probe, np.asarray(slot_reg, dtype=np.float64), int(n_probes),
-                                 make_optimizer, self.device, slot_stream=slot_stream, slot_labels=slot_labels)
+                                make_optimizer, self.device, slot_stream=slot_stream, slot_labels=slot_labels,
+                                stack_decay=coupled_decay(optim_cls, optim_params))
         self.n_slots = len(slot_probe)
         self.n_streams = len(seeds)
 
@@ -337,8 +339,8 @@ class BatchedMLP:
                 continue
             m = len(idx[ks[0]])
             rows = idx[ks[0]] if len(ks) == 1 else torch.cat([idx[k] for k in ks])
-            XS = X.index_select(1, rows).view(P, len(ks), m, f)  # index_select: much faster than X[:, idx] on CPU
-            YS = Y.index_select(1, rows).view(Y.shape[0], len(ks), m)
+            XS = take_rows(X, rows).view(P, len(ks), m, f)
+            YS = take_rows(Y, rows).view(Y.shape[0], len(ks), m)
             masks = torch.stack([self._mask(k, m) for k in ks]) if self.nhid else None
             where = row_sets(ks)
             for g in groups:
@@ -371,8 +373,8 @@ class BatchedMLP:
                     chunk = [r[i0 : i0 + self.batch_size] for r in sets]
                     m = len(chunk[0])
                     rows = chunk[0] if len(chunk) == 1 else torch.cat(chunk)
-                    XS = X.index_select(1, rows).view(P, len(chunk), m, f)
-                    YS = Y.index_select(1, rows).view(Y.shape[0], len(chunk), m)
+                    XS = take_rows(X, rows).view(P, len(chunk), m, f)
+                    YS = take_rows(Y, rows).view(Y.shape[0], len(chunk), m)
                     for (params, g), c in zip(views, correct, strict=True):
                         for s0, s1 in score_slices(g, params, m, f):
                             out, yr = g.batch([p[s0:s1] for p in params], where, XS, YS, s0=s0, s1=s1)
@@ -385,7 +387,7 @@ class BatchedMLP:
     def _count_correct(self, params, probe_pos, label_pos, full, X, Y, rows) -> torch.Tensor:
         correct = torch.zeros(params[0].shape[0], dtype=torch.int64, device=self.device)
         for s0, s1, i0, i1, out in _iter_blocks(params, probe_pos, full, X, rows, self.batch_size):
-            yr = Y.index_select(1, rows[i0:i1])
+            yr = take_rows(Y, rows[i0:i1])
             yr = yr[0] if label_pos is None else yr.index_select(0, label_pos[s0:s1])
             correct[s0:s1] += out.max(2)[1].eq(yr).sum(1)
         return correct
@@ -525,7 +527,7 @@ class BatchedRelatedness:
 
     def _train_step(self, X: torch.Tensor, Y: torch.Tensor, idx: torch.Tensor) -> None:
         stack = self._stack
-        xb_all = X.index_select(1, idx)  # much faster than X[:, idx] on CPU
+        xb_all = take_rows(X, idx)
         yb = Y[idx]
         total: torch.Tensor | None = None
         for g in stack.groups:
