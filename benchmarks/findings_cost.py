@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="where the model and the probes run")
     ap.add_argument("--repeats", type=int, default=3,
                     help="rounds over all runs, interleaved (the minimum per run is reported: robust to load)")
+    ap.add_argument("--only-both", action="store_true",
+                    help="time only the plain sweep and --controls --seeds N (half the time, the budget's ratio)")
     args = ap.parse_args(argv)
     if args.task_path == "demo":
         from senteval_anatomy.data import resolve_task_path
@@ -70,6 +72,8 @@ def main(argv=None) -> int:
             "--controls": {"controls": True},
             f"--seeds {args.seeds}": {"seeds": args.seeds},
             f"--controls --seeds {args.seeds}": {"controls": True, "seeds": args.seeds}}
+    if args.only_both:
+        runs = {k: v for k, v in runs.items() if k in ("plain sweep", f"--controls --seeds {args.seeds}")}
     times: dict[str, list[float]] = {name: [] for name in runs}
     load_before = os.getloadavg()
     for _ in range(args.repeats):  # interleaved rounds: a load spike hits one round, not one run

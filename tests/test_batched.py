@@ -457,7 +457,7 @@ def test_chunks_in_parallel_threads_equal_one_chunk_at_a_time():
     two seeds; an MLP with dropout) equals the run of one chunk at a time, bit for bit, run after run."""
     from senteval_anatomy.engine.chunks import chunk_workers
 
-    X, y = _classes(150, 3, 6, seed=4)
+    X, y = _classes(150, 3, 6, seed=4, signal=SIGNAL * 6)  # 24 probes: room for 3 parallel chunks of 8
     emb = _split_embeddings(X, y, (90, 120))
     task = _task("SST5")
     variants, _ = _variants({s: r["y"] for s, r in emb.items()}, 3)

@@ -45,6 +45,7 @@ __all__ = [
     "run_chunks",
     "source_shape",
     "unwrap",
+    "MIN_PARALLEL_CHUNK",
     "chunk_workers",
     "variant_labels",
 ]
@@ -338,14 +339,19 @@ def _offsets(sizes: Sequence[int]) -> list[np.ndarray]:
     return [np.arange(starts[i], starts[i + 1], dtype=np.int64) for i in range(len(sizes))]
 
 
+#: Fewest probes per chunk when the probes are split for parallel chunks: smaller chunks would spend their steps on
+#: per-call overhead (and on the interpreter lock the threads share) rather than on the matmuls.
+MIN_PARALLEL_CHUNK = 8
+
+
 def chunk_workers(device: torch.device, num_threads: int | None, n_probes: int) -> int:
     """Probe chunks trained at once: on CPU, as many as the process's torch threads (``torch.get_num_threads()``:
     the cores it may use, ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` where set, as under Ray) hold with
-    ``num_threads`` threads each (``None``: the process setting, so one at a time), never more than the probes; on
-    CUDA one (the device runs the slots in parallel already)."""
+    ``num_threads`` threads each (``None``: the process setting, so one at a time), with at least
+    :data:`MIN_PARALLEL_CHUNK` probes each; on CUDA one (the device runs the slots in parallel already)."""
     if device.type != "cpu" or num_threads is None:
         return 1
-    return max(1, min(torch.get_num_threads() // int(num_threads), n_probes))
+    return max(1, min(torch.get_num_threads() // int(num_threads), n_probes // MIN_PARALLEL_CHUNK))
 
 
 def run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, *, seeds: Sequence[int],
