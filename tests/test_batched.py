@@ -455,7 +455,7 @@ def test_chunks_in_parallel_threads_equal_one_chunk_at_a_time():
     """With several cores, probe chunks train in parallel threads (chunks.chunk_workers); each trainer seeds torch's
     global generator and draws its dropout masks under the RNG lock, so every result (a task, its control labels,
     two seeds; an MLP with dropout) equals the run of one chunk at a time, bit for bit, run after run."""
-    from senteval_anatomy.engine.chunks import chunk_workers
+    from senteval_anatomy.engine.chunks import chunk_workers, work_items
 
     X, y = _classes(150, 3, 6, seed=4, signal=SIGNAL * 6)  # 24 probes: room for 3 parallel chunks of 8
     emb = _split_embeddings(X, y, (90, 120))
@@ -466,16 +466,22 @@ def test_chunks_in_parallel_threads_equal_one_chunk_at_a_time():
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        assert chunk_workers(torch.device("cpu"), 1, X.shape[1]) == 3
+        assert chunk_workers(torch.device("cpu"), 1) == 3
         for _ in range(3):
             together = evaluate_many(task, emb, params, variants=variants, max_probes=1, predictions=True)
             for rv, ref in zip(together, alone, strict=True):
                 for r, s in zip(rv, ref, strict=True):
                     np.testing.assert_array_equal(r.pop("yhat"), s["yhat"])
                 _assert_same(rv, [{k: v for k, v in s.items() if k != "yhat"} for s in ref])
-        default = evaluate_many(task, emb, params, variants=variants, predictions=True)  # chunks split per worker
-        for rv, ref in zip(default, alone, strict=True):
-            assert [r["acc"] for r in rv] == [r["acc"] for r in ref]
-            assert [r["devacc"] for r in rv] == [r["devacc"] for r in ref]
+        assert [len(vs) for *_, vs in work_items(24, 150, 6, None, len(variants), 3)] == [4] * 3  # 3 chunks of 8
+        assert [vs for *_, vs in work_items(4, 150, 6, None, len(variants), 3)] == [[0, 1], [2], [3]]  # few probes
+        for n_probes in (24, 4):  # probe chunks of 8 in parallel; 4 probes: the variants split across the workers
+            few = {s: dict(r, X=r["X"][:, :n_probes]) for s, r in emb.items()}
+            default = evaluate_many(task, few, params, variants=variants, predictions=True)
+            for rv, ref in zip(default, alone, strict=True):
+                assert [r["acc"] for r in rv] == [r["acc"] for r in ref[:n_probes]]
+                assert [r["devacc"] for r in rv] == [r["devacc"] for r in ref[:n_probes]]
+                for r, s in zip(rv, ref, strict=False):
+                    np.testing.assert_array_equal(r["yhat"], s["yhat"])
     finally:
         torch.set_num_threads(before)

@@ -47,6 +47,7 @@ __all__ = [
     "unwrap",
     "MIN_PARALLEL_CHUNK",
     "chunk_workers",
+    "work_items",
     "variant_labels",
 ]
 
@@ -344,14 +345,30 @@ def _offsets(sizes: Sequence[int]) -> list[np.ndarray]:
 MIN_PARALLEL_CHUNK = 8
 
 
-def chunk_workers(device: torch.device, num_threads: int | None, n_probes: int) -> int:
-    """Probe chunks trained at once: on CPU, as many as the process's torch threads (``torch.get_num_threads()``:
-    the cores it may use, ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` where set, as under Ray) hold with
-    ``num_threads`` threads each (``None``: the process setting, so one at a time), with at least
-    :data:`MIN_PARALLEL_CHUNK` probes each; on CUDA one (the device runs the slots in parallel already)."""
+def chunk_workers(device: torch.device, num_threads: int | None) -> int:
+    """Trainers run at once: on CPU, as many as the process's torch threads (``torch.get_num_threads()``: the cores
+    it may use, ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` where set, as under Ray) hold with ``num_threads``
+    threads each (``None``: the process setting, so one at a time); on CUDA one (the device runs the slots in
+    parallel already)."""
     if device.type != "cpu" or num_threads is None:
         return 1
-    return max(1, min(torch.get_num_threads() // int(num_threads), n_probes // MIN_PARALLEL_CHUNK))
+    return max(1, torch.get_num_threads() // int(num_threads))
+
+
+def work_items(n_probes: int, n_rows: int, width: int, max_probes: int | None, n_variants: int,
+               workers: int) -> list[tuple[int, int, list[int]]]:
+    """``(p0, p1, variants)``: the trainers of one run, each on probes ``p0:p1`` for some of the variants.
+
+    Probe chunks stay under the memory budget shared by the ``workers`` trainers in flight; with several workers
+    and no ``max_probes``, the probes are split into up to ``workers`` chunks of at least :data:`MIN_PARALLEL_CHUNK`
+    probes; when that leaves workers idle (few probes, e.g. a model's layers), the variants are split across them."""
+    if max_probes is None:
+        split = max(1, min(workers, n_probes // MIN_PARALLEL_CHUNK))
+        max_probes = min(default_max_probes(n_rows, width, CHUNK_BYTES // workers), -(-n_probes // split))
+    chunks = probe_chunks(n_probes, n_rows, width, max_probes)
+    groups = min(n_variants, max(1, workers // len(chunks)))
+    parts = [part.tolist() for part in np.array_split(np.arange(n_variants), groups)]
+    return [(p0, p1, vs) for p0, p1 in chunks for vs in parts]
 
 
 def run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, *, seeds: Sequence[int],
@@ -361,45 +378,46 @@ def run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, 
     ``num_threads`` torch threads on CPU, see :data:`DEFAULT_CPU_THREADS`) for every variant: ``labels`` is
     ``[V, N]`` (one label set per variant), ``seeds`` one seed per variant. Returns V lists of P results.
 
-    On a CPU with several cores, :func:`chunk_workers` chunks train at once, each in its own thread on its own
-    cores (the ops of a training step are small, so one trainer cannot use several cores well; several trainers
-    can). The memory budget is shared by the chunks in flight, and the probes are split into at least as many
-    chunks as workers. Slots never interact, and each trainer seeds and draws from torch's global generator under
-    :data:`~senteval_anatomy.engine.stacked.GLOBAL_RNG_LOCK`, so the results are those of one chunk at a time."""
+    On a CPU with several cores, :func:`chunk_workers` trainers run at once, each in its own thread on its own
+    core (the ops of a training step are small, so one trainer cannot use several cores well; several trainers
+    can), on the :func:`work_items` (probe chunks, and variant groups when the probes are few). Slots never
+    interact, and each trainer seeds and draws from torch's global generator under
+    :data:`~senteval_anatomy.engine.stacked.GLOBAL_RNG_LOCK`, so the results are those of one trainer at a time."""
     names = [f"split {i}" for i in range(len(sources))]
     sizes, n_probes, width = check_sources(sources, names)
     dev = resolve_device(device)
-    workers = chunk_workers(dev, num_threads, n_probes)
-    if max_probes is None:
-        max_probes = min(default_max_probes(sum(sizes), width, CHUNK_BYTES // workers), -(-n_probes // workers))
-    chunks = probe_chunks(n_probes, sum(sizes), width, max_probes)
+    workers = chunk_workers(dev, num_threads)
+    items = work_items(n_probes, sum(sizes), width, max_probes, len(seeds), workers)
     k = int(kw.get("kfold") or 0)
-    fits = {"split": 1, "kfold": k + 1, "innerkfold": k * (k + 1), "relatedness": len(seeds)}[kind]
-    bar = Progress(len(chunks) * fits, desc, progress)
+    fits = {"split": 1, "kfold": k + 1, "innerkfold": k * (k + 1), "relatedness": 1}[kind]  # per trainer
+    bar = Progress(sum(fits * (len(vs) if kind == "relatedness" else 1) for _, _, vs in items), desc, progress)
     rows = _offsets(sizes)
     y = None if labels is None else torch.as_tensor(np.asarray(labels), device=dev)
 
-    def one(chunk: tuple[int, int]) -> list[list[dict[str, Any]]]:
-        X = _chunk_tensor(sources, chunk[0], chunk[1], dev)
+    def one(item: tuple[int, int, list[int]]) -> list[list[dict[str, Any]]]:
+        p0, p1, vs = item
+        X = _chunk_tensor(sources, p0, p1, dev)
+        ys = None if y is None else y[vs]
+        sds = [seeds[v] for v in vs]
         if kind == "split":
-            return _split_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
+            return _split_chunk(X, ys, rows, seeds=sds, device=dev, bar=bar, **kw)
         if kind == "kfold":
-            return _kfold_chunk(X, y, rows, seeds=seeds, device=dev, bar=bar, **kw)
+            return _kfold_chunk(X, ys, rows, seeds=sds, device=dev, bar=bar, **kw)
         if kind == "innerkfold":
-            return _innerkfold_chunk(X, y, seeds=seeds, device=dev, bar=bar, **kw)
-        return _relatedness_chunk(X, rows, seeds=seeds, device=dev, bar=bar, **kw)
+            return _innerkfold_chunk(X, ys, seeds=sds, device=dev, bar=bar, **kw)
+        return _relatedness_chunk(X, rows, seeds=sds, device=dev, bar=bar, **kw)
 
     results: list[list[dict[str, Any]]] = [[] for _ in seeds]
     try:
         with torch_threads(num_threads, dev):
-            if workers > 1 and len(chunks) > 1:
-                with ThreadPoolExecutor(min(workers, len(chunks)), thread_name_prefix="probes") as pool:
-                    parts = list(pool.map(one, chunks))
+            if workers > 1 and len(items) > 1:
+                with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="probes") as pool:
+                    parts = list(pool.map(one, items))
             else:
-                parts = [one(c) for c in chunks]
-        for part in parts:
-            for v in range(len(seeds)):
-                results[v] += part[v]
+                parts = [one(item) for item in items]
+        for (_, _, vs), part in zip(items, parts, strict=True):  # probe chunks in order; each variant once per chunk
+            for v, res in zip(vs, part, strict=True):
+                results[v] += res
     finally:
         bar.close()
     return results
