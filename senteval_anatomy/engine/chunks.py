@@ -30,7 +30,7 @@ from .protocol import (
     split_score,
     stratified_kfold,
 )
-from .stacked import DEFAULT_CPU_THREADS, BatchedMLP, BatchedRelatedness, torch_threads
+from .stacked import DEFAULT_CPU_THREADS, BatchedMLP, BatchedRelatedness, check_num_threads, torch_threads
 
 __all__ = [
     "CHUNK_BYTES",
@@ -350,6 +350,7 @@ def chunk_workers(device: torch.device, num_threads: int | None) -> int:
     it may use, ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` where set, as under Ray) hold with ``num_threads``
     threads each (``None``: the process setting, so one at a time); on CUDA one (the device runs the slots in
     parallel already)."""
+    check_num_threads(num_threads)
     if device.type != "cpu" or num_threads is None:
         return 1
     return max(1, torch.get_num_threads() // int(num_threads))

@@ -42,7 +42,8 @@ from .slots import (
     score_slices,
 )
 
-__all__ = ["DEFAULT_CPU_THREADS", "GLOBAL_RNG_LOCK", "BatchedMLP", "BatchedRelatedness", "torch_threads"]
+__all__ = ["DEFAULT_CPU_THREADS", "GLOBAL_RNG_LOCK", "BatchedMLP", "BatchedRelatedness", "check_num_threads",
+           "torch_threads"]
 
 
 #: Torch threads used by the stacked trainer on CPU unless the caller asks otherwise (``num_threads``). Every op of a
@@ -60,12 +61,17 @@ DEFAULT_CPU_THREADS = 1
 GLOBAL_RNG_LOCK = threading.RLock()
 
 
+def check_num_threads(n: Any) -> None:
+    """``num_threads``: a positive int or None (the one rule, for the trainers and the chunk planner)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"num_threads must be a positive int or None, got {n!r}.")
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None, device: torch.device):
     """Run the block with ``n`` torch (and BLAS / OpenMP) threads on CPU, restored afterwards (the engine's
     :func:`~senteval_anatomy.engine.params.thread_limit`); ``None`` or a CUDA device: unchanged."""
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"num_threads must be a positive int or None, got {n!r}.")
+    check_num_threads(n)
     if n is None or device.type != "cpu":
         yield
         return
