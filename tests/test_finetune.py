@@ -243,6 +243,21 @@ def test_shipped_paper_numbers_and_the_grid_dry_run(capsys):
     assert "bert-base-uncased MRPC: 10 runs" in out and "estimated disk" in out and "GLUE dev" in out
 
 
+def test_dry_run_sizes_a_model_outside_the_grid_from_its_config(capsys, tmp_path):
+    """``--dry-run`` estimates a model outside the paper's grid from its own config (the bundled MiniLM: ~23M
+    parameters, not BERT-base's 110M, so its CPU time is ~5x shorter), and says when it has to assume a size."""
+    from senteval_anatomy import cli
+
+    assert cli.main(["reproduce", "--finetune", "--dry-run", "--models", "minilm", "--tasks", "MRPC"]) == 0
+    out = capsys.readouterr().out
+    assert "minilm: about 23M parameters (from its config)" in out
+    minutes = int(out.split("about ")[2].split(" min per run")[0])  # MRPC's 4,076 pairs x 3 epochs at ~8/s
+    assert 20 <= minutes <= 30, out
+    missing = tmp_path / "no-such-model"
+    assert cli.main(["reproduce", "--finetune", "--dry-run", "--models", str(missing), "--tasks", "MRPC"]) == 0
+    assert "about 110M parameters (its config is not readable offline" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def probed(tiny_model, tmp_path_factory):
     """One real ``finetune(..., probe_after=True, progress=False)`` on the tiny BERT, its stderr captured (the bars

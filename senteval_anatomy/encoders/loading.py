@@ -171,6 +171,21 @@ def bundled_model_path(name: str) -> str:
     return str(module.get_model_path())
 
 
+def _offline_config(name_or_path: str | os.PathLike[str]) -> Any:
+    """A model's config, read offline (see :func:`config_shape`); :class:`UnsupportedModelError` naming the model
+    when it cannot be read."""
+    raw = os.fspath(name_or_path)
+    source = bundled_model_path(raw) if raw in BUNDLED_MODELS else raw
+    try:
+        with quiet_transformers():
+            return AutoConfig.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise UnsupportedModelError(
+            f"{raw}: cannot read its config offline ({_one_line(str(exc), 160)}); give 'minilm', a folder written by "
+            "save_pretrained(), or a Hub id whose files are in the local Hugging Face cache (download it first)"
+        ) from None
+
+
 def config_shape(name_or_path: str | os.PathLike[str]) -> tuple[int, int, int, int]:
     """(layers, heads, head_dim, hidden) of a model as its config states it, read offline: the bundled ``minilm``, a
     folder holding ``config.json``, or a Hub id whose config is in the local Hugging Face cache. Nothing is
@@ -178,21 +193,25 @@ def config_shape(name_or_path: str | os.PathLike[str]) -> tuple[int, int, int, i
 
     Raises :class:`UnsupportedModelError` naming the model when its config cannot be read.
     """
-    raw = os.fspath(name_or_path)
-    source = bundled_model_path(raw) if raw in BUNDLED_MODELS else raw
-    try:
-        with quiet_transformers():
-            config = AutoConfig.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise UnsupportedModelError(
-            f"{raw}: cannot read its config offline ({_one_line(str(exc), 160)}); give 'minilm', a folder written by "
-            "save_pretrained(), or a Hub id whose files are in the local Hugging Face cache (download it first)"
-        ) from None
+    config = _offline_config(name_or_path)
     layers = config_int(config, "num_hidden_layers", "n_layer", "num_layers")
     heads = config_int(config, "num_attention_heads", "n_head", "num_heads")
     hidden = config_int(config, "hidden_size", "n_embd", "d_model")
     head_dim = config_head_dim(config) or hidden // heads
     return layers, heads, head_dim, hidden
+
+
+def config_parameters(name_or_path: str | os.PathLike[str]) -> int:
+    """About how many parameters a transformer has, from its config alone (offline, as :func:`config_shape`): token
+    and position embeddings ``(V + P) * D`` plus per block ``4 * D^2`` of attention and ``2 * D * I`` of
+    feed-forward weights (biases and norms, under 1%, left out). For plans and estimates (``--dry-run``), where
+    loading the weights to count them would be the work being planned."""
+    config = _offline_config(name_or_path)
+    layers, _, _, hidden = config_shape(name_or_path)
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    positions = int(getattr(config, "max_position_embeddings", 0) or getattr(config, "n_positions", 0) or 0)
+    inner = int(getattr(config, "intermediate_size", 0) or getattr(config, "n_inner", 0) or 4 * hidden)
+    return (vocab + positions) * hidden + layers * (4 * hidden * hidden + 2 * hidden * inner)
 
 
 def _one_line(text: str, limit: int = 300) -> str:

@@ -150,6 +150,8 @@ def dry_run(models: Sequence[str], tasks: Sequence[str], reads: Sequence[str], s
             gpu: bool, probe_after: bool) -> str:
     """What the grid would run, with estimated time and disk (estimates, see the constants above)."""
     # lazy: start-up time (torch, transformers): reproduce imports this module, and reproduce --help answers without them
+    from ..encoders.architectures import UnsupportedModelError
+    from ..encoders.loading import config_parameters
     from .training import checkpoint_bytes
 
     lines = ["run plan (nothing is run with --dry-run):"]
@@ -157,7 +159,14 @@ def dry_run(models: Sequence[str], tasks: Sequence[str], reads: Sequence[str], s
     peak_disk = 0
     kept = 0
     for m in models:
-        params = _PARAMS_M.get(m, 110) * 1e6
+        if m in _PARAMS_M:
+            params, source = _PARAMS_M[m] * 1e6, "the paper's model"
+        else:
+            try:
+                params, source = float(config_parameters(m)), "from its config"
+            except UnsupportedModelError:
+                params, source = 110e6, "its config is not readable offline: assumed the size of BERT-base"
+        lines.append(f"  {m}: about {params / 1e6:.0f}M parameters ({source})")
         for t in tasks:
             n = _train_size(t)
             rate = (GPU_EXAMPLES_PER_S_110M * 110e6 / params) if gpu else CPU_EXAMPLES_PER_S_MINILM * 22.7e6 / params
