@@ -298,3 +298,30 @@ def test_sweep_topk_view_ranks_on_dev_from_the_store(bert, task_path, store, tmp
     sweep(bert, ["Length"], task_path=task_path, params=params, store=store, out_dir=tmp_path, progress=False,
           topk=True, ks=[1, 2])
     assert units[0].stat().st_mtime_ns == stamp
+
+
+def test_topk_view_trains_its_ks_in_parallel_with_the_numbers_of_one_at_a_time(bert, task_path, store, tmp_path):
+    """On a multi-core CPU the top-k view trains its k values in parallel threads (one probe each, too few to
+    share a stacked run); every k's scores equal the same k trained alone, and each row keeps its own time."""
+    import torch
+
+    from senteval_anatomy.engine.chunks import chunk_workers
+    from senteval_anatomy.sweeping import sweep
+
+    params = dict(PARAMS, usepytorch=True, kfold=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert chunk_workers(torch.device("cpu"), 1) == 3
+        table = sweep(bert, ["Length"], task_path=task_path, params=params, store=store, out_dir=tmp_path,
+                      progress=False, topk=True, ks=[1, 2, 3, 5, 8])
+    finally:
+        torch.set_num_threads(before)
+    curve = pd.DataFrame(table.attrs["topk_curves"])
+    top = curve[curve["kind"] == "topk"].reset_index(drop=True)
+    assert len(top) >= 5 and (top["seconds"] > 0).all()
+    alone = topk_curve(bert, "Length", task_path, Results(table), ks=list(top["k"]), params=params, store=store,
+                       progress=False, baselines=False)
+    pd.testing.assert_frame_equal(top[["k", "devacc", "acc"]],
+                                  alone[alone["kind"] == "topk"][["k", "devacc", "acc"]].reset_index(drop=True),
+                                  check_dtype=False)

@@ -118,6 +118,7 @@ __all__ = [
     "innerkfold_eval_many",
     "kfold_eval_many",
     "relatedness_eval_many",
+    "resolve_threads",
     "split_eval_many",
     "sts_eval_many",
 ]
@@ -401,7 +402,7 @@ def evaluate_many(task: Any, embeddings: Any, params: Any, *, max_probes: int | 
     if not p.usepytorch and spec.evaluator != "relatedness":
         return pytorch_free(lambda i: task.evaluate(_slice_embeddings(embeddings, i), raw))
 
-    threads = _threads(num_threads, p)
+    threads = resolve_threads(num_threads, p)
     call = evaluator_call(spec, embeddings, p, seed, task.n_classes, _features)
     rs = _EVALUATORS[call.evaluator](*call.args, **dict(call.kwargs, device=dev), max_probes=max_probes,
                                      progress=progress, num_threads=threads,
@@ -428,7 +429,7 @@ def _evaluate_variants(task: Any, embeddings: Any, params: Any, variants: list[V
     if not stackable:
         return [evaluate_many(task, e, {**raw, "seed": sd}, **kw) for e, sd in zip(embs, seeds, strict=True)]
     dev = p.device if kw["device"] is None else kw["device"]
-    threads = _threads(kw["num_threads"], p)
+    threads = resolve_threads(kw["num_threads"], p)
     calls = [evaluator_call(spec, e, p, sd, task.n_classes, _features) for e, sd in zip(embs, seeds, strict=True)]
     call = calls[0]
     args = list(call.args)
@@ -445,13 +446,13 @@ def _features(rec: Any) -> Source:
     return rec["X"] if "X" in rec else (rec["A"], rec["B"])
 
 
-def _threads(num_threads: int | None | str, p: Any) -> int | None:
+def resolve_threads(num_threads: int | None | str, p: Any) -> int | None:
     """``evaluate_many``'s ``num_threads``, with ``"auto"`` resolved: ``params.probe_threads`` when set, else
     :data:`~senteval_anatomy.engine.stacked.DEFAULT_CPU_THREADS`."""
     if isinstance(num_threads, str):
         if num_threads != "auto":
             raise ValueError(f"num_threads must be a positive int, None or 'auto', got {num_threads!r}.")
-        return p.probe_threads if p.get("probe_threads") is not None else DEFAULT_CPU_THREADS
+        return p.get("probe_threads") if p.get("probe_threads") is not None else DEFAULT_CPU_THREADS
     return num_threads
 
 

@@ -14,7 +14,9 @@ The representation of k is ``ranking[:k]`` in **rank order**: the best head firs
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -88,18 +90,41 @@ def topk_ks(n_ranked: int, ks: Sequence[int] | None, paper_k: int | None = None)
 
 
 def evaluate_topk(task: Any, feats: Any, ranking: Sequence[tuple[int, int]], ks: Sequence[int], params: Any, *,
-                  predictions: bool = False, progress: bool = False) -> list[dict[str, Any]]:
+                  predictions: bool = False, progress: bool = False,
+                  seconds: list[float] | None = None) -> list[dict[str, Any]]:
     """One SentEval result dict per k: the probe of ``ranking[:k]`` (rank order) trained on ``task``'s stored
     features. ``task`` is loaded once; ``params`` are the run's (``apply_defaults``'d) params. With
-    ``predictions`` the dicts carry ``yhat`` where the evaluator gives test predictions."""
-    # lazy: start-up time (torch): light commands import the sweeping package
-    from ..engine.batched import evaluate_many
+    ``predictions`` the dicts carry ``yhat`` where the evaluator gives test predictions; ``seconds``, when given,
+    gets each k's wall time appended, in the order of ``ks``.
 
-    out = []
-    for k in ks:
+    Each k is one probe, too few to share a stacked run's cores, so on a multi-core CPU the k values train in
+    parallel threads (as many as :func:`~senteval_anatomy.engine.chunks.chunk_workers` allows, the widest first),
+    under one thread setting held for all of them; every k gets exactly the result it gets alone."""
+    # lazy: start-up time (torch): light commands import the sweeping package
+    from ..engine.batched import evaluate_many, resolve_threads
+    from ..engine.chunks import chunk_workers
+    from ..engine.params import resolve_device
+    from ..engine.stacked import torch_threads
+
+    def one(k: int, num_threads: int | None | str) -> tuple[dict[str, Any], float]:
+        start = time.perf_counter()
         emb = task.embed(params, HeadsBatcher(feats, list(ranking[:k])))
-        out.append(evaluate_many(task, emb, params, predictions=predictions, progress=progress)[0])
-    return out
+        r = evaluate_many(task, emb, params, predictions=predictions, progress=progress, num_threads=num_threads)
+        return r[0], time.perf_counter() - start
+
+    threads = resolve_threads("auto", params)
+    device = resolve_device(params.get("device", "auto") if params is not None else "auto")
+    workers = min(chunk_workers(device, threads), len(ks))
+    if workers > 1:
+        order = sorted(range(len(ks)), key=lambda i: -int(ks[i]))  # the widest probes take longest: start them first
+        with torch_threads(threads, device), ThreadPoolExecutor(workers, thread_name_prefix="topk") as pool:
+            done = dict(zip(order, pool.map(lambda i: one(ks[i], None), order), strict=True))
+        pairs = [done[i] for i in range(len(ks))]
+    else:
+        pairs = [one(k, "auto") for k in ks]
+    if seconds is not None:
+        seconds += [t for _, t in pairs]
+    return [r for r, _ in pairs]
 
 
 def add_intervals(rows: list[dict[str, Any]], predictions: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> None:

@@ -154,11 +154,11 @@ def _topk_unit(ctx: RunContext, task: Any, feats: Any, u: PendingUnit) -> pd.Dat
     common = {"model": setting["model"], "task": u.task, "rank_task": spec["rank_task"], "pooling": ctx.pooling}
     rows, predictions = [], {}
     truth = None
-    for k in spec["ks"]:
-        start = time.perf_counter()
-        r = evaluate_topk(task, feats, ranking, [k], ctx.run_params, predictions=intervals)[0]
+    seconds: list[float] = []
+    results = evaluate_topk(task, feats, ranking, spec["ks"], ctx.run_params, predictions=intervals, seconds=seconds)
+    for k, r, took in zip(spec["ks"], results, seconds, strict=True):
         rows.append(curve_row(**common, kind="topk", k=k, layer=None, name=f"top{k}:{spec['rank_task']}",
-                              dim=k * ctx.encoder.head_dim, result=r, seconds=time.perf_counter() - start))
+                              dim=k * ctx.encoder.head_dim, result=r, seconds=took))
         if intervals and "yhat" in r:
             truth = truth if truth is not None else task.sorted_data()["test"]["y"]
             predictions[len(rows) - 1] = (r["yhat"], truth)
