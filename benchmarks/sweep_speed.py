@@ -80,24 +80,17 @@ def _cpu_name() -> str:
 def bare_batches(encoder: Any, sentences: list[str], batch_size: int) -> list[dict[str, Any]]:
     """The batches ``iter_encode`` feeds the model (same tokens, same longest-first order and padding)."""
     import numpy as np
-    import torch
 
-    from senteval_anatomy.encoders.encoding import tokenize
+    from senteval_anatomy.encoders.encoding import pad_token_id, padded_batch, tokenize
 
     ids, _ = tokenize(encoder, sentences)
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
-    pad_id = encoder.tokenizer.pad_token_id
-    pad_id = 0 if pad_id is None else int(pad_id)
+    pad_id = pad_token_id(encoder)
     batches = []
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = int(lengths[idx].max())
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
-            mask[row, : len(ids[i])] = 1
+        input_ids, mask = padded_batch(ids, idx, int(lengths[idx].max()), pad_id)
         batches.append({"input_ids": input_ids.to(encoder.device), "attention_mask": mask.to(encoder.device)})
     return batches
 

@@ -233,6 +233,25 @@ class FeatureHooks:
         self.hooks.remove()
 
 
+def pad_token_id(encoder: Encoder) -> int:
+    """The id that pads a batch (the tokenizer's, or 0 where it has none; masked out either way)."""
+    pad_id = encoder.tokenizer.pad_token_id
+    return 0 if pad_id is None else int(pad_id)
+
+
+def padded_batch(ids: Sequence[Sequence[int]], idx: Sequence[int], width: int,
+                 pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` (CPU, int64) of the token ids ``ids[i]`` for ``i`` in ``idx``, right-padded
+    to ``width``: the batches of :func:`iter_encode`, one forward pass each."""
+    input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for row, i in enumerate(idx):
+        seq = ids[i]
+        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
 def iter_encode(
     encoder: Encoder,
     sentences: Sequence[str],
@@ -268,8 +287,7 @@ def iter_encode(
         )
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")
-    pad_id = encoder.tokenizer.pad_token_id
-    pad_id = 0 if pad_id is None else int(pad_id)
+    pad_id = pad_token_id(encoder)
     show = progress if progress is not None else len(sentences) >= 1000
     model = encoder.model
     model.eval()
@@ -278,13 +296,7 @@ def iter_encode(
         try:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                width = int(lengths[idx].max())
-                input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    seq = ids[i]
-                    input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                    mask[row, : len(seq)] = 1
+                input_ids, mask = padded_batch(ids, idx, int(lengths[idx].max()), pad_id)
                 input_ids = input_ids.to(encoder.device)
                 mask = mask.to(encoder.device)
                 hooks.mask = mask

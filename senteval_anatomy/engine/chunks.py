@@ -43,6 +43,7 @@ __all__ = [
     "probe_chunks",
     "probe_features",
     "run_chunks",
+    "run_parallel",
     "source_shape",
     "unwrap",
     "MIN_PARALLEL_CHUNK",
@@ -372,6 +373,20 @@ def work_items(n_probes: int, n_rows: int, width: int, max_probes: int | None, n
     return [(p0, p1, vs) for p0, p1 in chunks for vs in parts]
 
 
+def run_parallel(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int, num_threads: int | None,
+                 device: torch.device) -> list[Any]:
+    """``[fn(item) for item in items]``, in up to ``workers`` threads when there are several items, with
+    ``num_threads`` torch threads held for all of them (see :func:`torch_threads`). One setting for the whole pool:
+    a setting per call would be restored by one thread under the feet of the others. ``fn`` must be thread-safe
+    (the trainers are: each draws from torch's global generator under
+    :data:`~senteval_anatomy.engine.stacked.GLOBAL_RNG_LOCK`)."""
+    with torch_threads(num_threads, device):
+        if workers > 1 and len(items) > 1:
+            with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="probes") as pool:
+                return list(pool.map(fn, items))
+        return [fn(item) for item in items]
+
+
 def run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, *, seeds: Sequence[int],
                 max_probes: int | None, progress: bool | None, desc: str, device: Any,
                 num_threads: int | None = DEFAULT_CPU_THREADS, **kw: Any) -> list[list[dict[str, Any]]]:
@@ -410,12 +425,7 @@ def run_chunks(kind: str, sources: Sequence[Source], labels: np.ndarray | None, 
 
     results: list[list[dict[str, Any]]] = [[] for _ in seeds]
     try:
-        with torch_threads(num_threads, dev):
-            if workers > 1 and len(items) > 1:
-                with ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="probes") as pool:
-                    parts = list(pool.map(one, items))
-            else:
-                parts = [one(item) for item in items]
+        parts = run_parallel(one, items, workers=workers, num_threads=num_threads, device=dev)
         for (_, _, vs), part in zip(items, parts, strict=True):  # probe chunks in order; each variant once per chunk
             for v, res in zip(vs, part, strict=True):
                 results[v] += res

@@ -45,6 +45,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ from .protocol import pearson_or_zero
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "ProbeSettings",
     "CLASSIFIER_DEFAULTS",
     "OPTIMIZER_NAMES",
     "RELATEDNESS_NCLASSES",
@@ -182,6 +184,31 @@ def classifier_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class ProbeSettings:
+    """The settings a SentEval classification probe trains with, read once from ``params.classifier`` (defaults
+    filled in by :func:`classifier_config`; ``nhid`` ``None`` or 0: logistic regression). The solo probe and the
+    stacked trainer both take theirs from here."""
+
+    nhid: int
+    optim: str
+    batch_size: int
+    tenacity: Any
+    epoch_size: int
+    max_epoch: Any
+    dropout: float
+
+    @classmethod
+    def read(cls, config: Mapping[str, Any] | None) -> ProbeSettings:
+        cfg = classifier_config(config if config is not None else {"nhid": 0})
+        return cls(int(cfg["nhid"] or 0), cfg["optim"], int(cfg["batch_size"]), cfg["tenacity"],
+                   int(cfg["epoch_size"]), cfg["max_epoch"], cfg["dropout"])
+
+    def fields(self) -> tuple:
+        """``(nhid, optim, batch_size, tenacity, epoch_size, max_epoch, dropout)``."""
+        return astuple(self)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Early stopping
 # --------------------------------------------------------------------------------------------------------------
@@ -293,18 +320,12 @@ class TorchProbe:
         import torch
         from torch import nn
 
-        cfg = classifier_config(config if config is not None else {"nhid": 0})
         self.inputdim = int(inputdim)
         self.nclasses = int(nclasses)
         self.l2reg = l2reg
         self.seed = seed
-        self.nhid = cfg["nhid"]
-        self.optim = cfg["optim"]
-        self.batch_size = int(cfg["batch_size"])
-        self.tenacity = cfg["tenacity"]
-        self.epoch_size = int(cfg["epoch_size"])
-        self.max_epoch = cfg["max_epoch"]
-        self.dropout = cfg["dropout"]
+        (self.nhid, self.optim, self.batch_size, self.tenacity, self.epoch_size, self.max_epoch,
+         self.dropout) = ProbeSettings.read(config).fields()
         self.device = resolve_device(device)
 
         optim_cls, optim_params = parse_optimizer(self.optim)  # fail before touching any RNG

@@ -16,7 +16,7 @@ from .kernels import stacked_forward
 from .probes import EarlyStopping
 
 __all__ = ["COUPLED_DECAY", "SCORE_BLOCK_ELEMS", "OptimizerFactory", "coupled_decay", "SlotGroup", "SlotStack", "block_streams", "in_order_blocks",
-           "row_sets", "score_slices"]
+           "row_sets", "score_slices", "slots_per_pass"]
 
 OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 
@@ -145,7 +145,6 @@ class SlotStack:
             raise RuntimeError("regroup is only possible before training")
         self.steps = 0
         cohort = np.asarray(stream_cohort, dtype=np.int64)[self.slot_stream]
-        key = cohort.astype(np.float64) if self.stack_decay else None
         seen: list[tuple[int, float]] = []
         for c, reg in zip(cohort.tolist(), self.slot_reg.tolist(), strict=True):
             k = (c, 0.0 if self.stack_decay else reg)
@@ -153,7 +152,9 @@ class SlotStack:
                 seen.append(k)
         self.groups: list[SlotGroup] = []
         for c, reg in seen:
-            mask = (cohort == c) if key is not None else (self.slot_reg == reg) & (cohort == c)
+            mask = cohort == c
+            if not self.stack_decay:
+                mask &= self.slot_reg == reg
             slots = np.flatnonzero(mask)
             slots = slots[np.lexsort((slots, self.slot_reg[slots]))]  # by (weight decay, id): decays are ranges
             si = torch.as_tensor(slots, device=self.device)
@@ -321,5 +322,11 @@ def score_slices(g: SlotGroup, params: Sequence[torch.Tensor], rows: int, width:
     if g.block_streams is not None:
         return [(0, None)]
     n = params[0].shape[0]
-    step = max(1, SCORE_BLOCK_ELEMS // max(1, rows * max(width, *(w.shape[1] for w in params[::2]))))
+    step = slots_per_pass(params, rows, width)
     return [(s0, min(n, s0 + step)) for s0 in range(0, n, step)]
+
+
+def slots_per_pass(params: Sequence[torch.Tensor], rows: int, width: int) -> int:
+    """Slots whose gathered ``[slots, rows, f]`` scoring features (``f`` the widest of input ``width``, hidden and
+    output) stay under :data:`SCORE_BLOCK_ELEMS`."""
+    return max(1, SCORE_BLOCK_ELEMS // max(1, rows * max(width, *(w.shape[1] for w in params[::2]))))

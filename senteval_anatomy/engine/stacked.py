@@ -26,20 +26,20 @@ from .probes import (
     RELATEDNESS_NCLASSES,
     RELATEDNESS_PATIENCE,
     EarlyStopping,
+    ProbeSettings,
     build_mlp,
-    classifier_config,
     parse_optimizer,
     seed_torch,
 )
 from .protocol import pearson_or_zero
 from .slots import (
-    SCORE_BLOCK_ELEMS,
     SlotGroup,
     SlotStack,
     coupled_decay,
     in_order_blocks,
     row_sets,
     score_slices,
+    slots_per_pass,
 )
 
 __all__ = ["DEFAULT_CPU_THREADS", "GLOBAL_RNG_LOCK", "BatchedMLP", "BatchedRelatedness", "check_num_threads",
@@ -83,7 +83,7 @@ def _slot_blocks(params: Sequence[torch.Tensor], full: int, width: int, chunk: i
     """``(b0, s0, s1)``: the slot blocks of one scoring pass, bounded by :data:`SCORE_BLOCK_ELEMS`, inside the
     in-order probe blocks starting at ``b0`` when ``full`` (see :func:`in_order_blocks`)."""
     n_slots = params[0].shape[0]
-    sblock = max(1, SCORE_BLOCK_ELEMS // max(1, chunk * width))
+    sblock = slots_per_pass(params, chunk, width)
     per = n_slots // full if full else n_slots
     return [(b0, s0, min(b0 + per, s0 + sblock)) for b0 in range(0, n_slots, per) for s0 in range(b0, b0 + per, sblock)]
 
@@ -94,10 +94,6 @@ def _forward_rows(params: Sequence[torch.Tensor], probe_pos: torch.Tensor, full:
     for b0, s0, s1 in blocks:
         xs = xr[s0 - b0 : s1 - b0] if full else xr.index_select(0, probe_pos[s0:s1])
         yield s0, s1, stacked_forward([p[s0:s1] for p in params], xs)
-
-
-def _width(X: torch.Tensor, params: Sequence[torch.Tensor]) -> int:
-    return max(X.shape[2], *(w.shape[1] for w in params[::2]))  # widest of input, hidden and output
 
 
 def _iter_blocks(
@@ -112,7 +108,7 @@ def _iter_blocks(
     matmul shapes are the solo ones) and slot blocks bounded by :data:`SCORE_BLOCK_ELEMS`. Eval mode, no grad.
     ``full``: 0 (gather each slot's probe by ``probe_pos``) or the number of in-order blocks of probes (see
     :func:`in_order_blocks`)."""
-    blocks = _slot_blocks(params, full, _width(X, params), chunk)
+    blocks = _slot_blocks(params, full, X.shape[2], chunk)
     with torch.no_grad():
         for i0 in range(0, len(rows), chunk):
             r = rows[i0 : i0 + chunk]
@@ -162,16 +158,11 @@ class BatchedMLP:
                  n_probes: int, seed: int = 1111, config: dict[str, Any] | None = None, device: Any = "auto",
                  slot_stream: np.ndarray | None = None, stream_seeds: Sequence[int] | None = None,
                  slot_labels: np.ndarray | None = None):
-        cfg = classifier_config(config if config is not None else {"nhid": 0})
         self.inputdim = int(inputdim)
         self.nclasses = int(nclasses)
         self.seed = seed
-        self.nhid = int(cfg["nhid"] or 0)
-        self.batch_size = int(cfg["batch_size"])
-        self.tenacity = cfg["tenacity"]
-        self.epoch_size = int(cfg["epoch_size"])
-        self.max_epoch = cfg["max_epoch"]
-        self.dropout = cfg["dropout"]
+        (self.nhid, optim, self.batch_size, self.tenacity, self.epoch_size, self.max_epoch,
+         self.dropout) = ProbeSettings.read(config).fields()
         self.device = resolve_device(device)
         slot_probe = np.asarray(slot_probe, dtype=np.int64)
         if slot_probe.ndim != 1 or len(slot_probe) == 0 or slot_probe.min() < 0 or slot_probe.max() >= n_probes:
@@ -191,7 +182,7 @@ class BatchedMLP:
                 raise ValueError(f"slot_labels must give every slot a label-set index (one per slot), got shape "
                                  f"{slot_labels.shape}")
 
-        optim_cls, optim_params = parse_optimizer(cfg["optim"])  # fail before touching any RNG, as the solo probe
+        optim_cls, optim_params = parse_optimizer(optim)  # fail before touching any RNG, as the solo probe
         # Per stream, the construction order of TorchProbe: seed, build the module on the CPU (its init is the init
         # of every slot of that stream), then the numpy stream that draws validation splits and mini-batches. With
         # several streams, each keeps its torch generator state after the build for its own dropout masks.

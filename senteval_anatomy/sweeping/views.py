@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -102,26 +101,22 @@ def evaluate_topk(task: Any, feats: Any, ranking: Sequence[tuple[int, int]], ks:
     under one thread setting held for all of them; every k gets exactly the result it gets alone."""
     # lazy: start-up time (torch): light commands import the sweeping package
     from ..engine.batched import evaluate_many, resolve_threads
-    from ..engine.chunks import chunk_workers
+    from ..engine.chunks import chunk_workers, run_parallel
     from ..engine.params import resolve_device
-    from ..engine.stacked import torch_threads
 
-    def one(k: int, num_threads: int | None | str) -> tuple[dict[str, Any], float]:
+    def one(k: int) -> tuple[dict[str, Any], float]:
         start = time.perf_counter()
         emb = task.embed(params, HeadsBatcher(feats, list(ranking[:k])))
-        r = evaluate_many(task, emb, params, predictions=predictions, progress=progress, num_threads=num_threads)
+        # num_threads=None: the thread setting run_parallel holds for every k
+        r = evaluate_many(task, emb, params, predictions=predictions, progress=progress, num_threads=None)
         return r[0], time.perf_counter() - start
 
     threads = resolve_threads("auto", params)
     device = resolve_device(params.get("device", "auto") if params is not None else "auto")
-    workers = min(chunk_workers(device, threads), len(ks))
-    if workers > 1:
-        order = sorted(range(len(ks)), key=lambda i: -int(ks[i]))  # the widest probes take longest: start them first
-        with torch_threads(threads, device), ThreadPoolExecutor(workers, thread_name_prefix="topk") as pool:
-            done = dict(zip(order, pool.map(lambda i: one(ks[i], None), order), strict=True))
-        pairs = [done[i] for i in range(len(ks))]
-    else:
-        pairs = [one(k, "auto") for k in ks]
+    order = sorted(range(len(ks)), key=lambda i: -int(ks[i]))  # the widest probes take longest: start them first
+    done = dict(zip(order, run_parallel(lambda i: one(ks[i]), order, workers=chunk_workers(device, threads),
+                                        num_threads=threads, device=device), strict=True))
+    pairs = [done[i] for i in range(len(ks))]
     if seconds is not None:
         seconds += [t for _, t in pairs]
     return [r for r, _ in pairs]
