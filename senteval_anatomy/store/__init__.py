@@ -5,13 +5,8 @@ probe, task split or process would dominate the run time. The store computes the
 per (model fingerprint, pooling, max length, dtype) and keeps them on disk as plain ``.npy`` files that every later
 adapter, sweep, process and run memory-maps read-only.
 
-Layout (one directory per entry, under ``<cache dir>/features/``)::
-
-    <key32>-<views>/            e.g. 3f2a...-heads+layers
-        manifest.json           format version, key fields, shapes, dtypes, n_truncated, checksums, created time
-        sentences.json          the deduplicated, sorted sentences (JSON: sentences may contain newlines)
-        heads.npy               [n, L, H, d]   (when "heads" was requested)
-        layers.npy              [n, L + 1, D]  (when "layers" was requested)
+Layout: one directory per entry under ``<cache dir>/features/``, holding ``manifest.json``, ``sentences.json``,
+``heads.npy`` and / or ``layers.npy``; the format is drawn in :mod:`.entry`, its home.
 
 Design decisions, and why:
 
